@@ -1,0 +1,121 @@
+"""Face tracking: an RGB frame of any size -> 478 3D landmarks in pixels.
+
+Wraps MediaPipe's refined face mesh (468 surface points plus 10 iris points),
+whose models ship inside the ``mediapipe==0.10.21`` wheel, so nothing is
+downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from codec.errors import NoFaceError
+from codec.regions import NUM_LANDMARKS
+
+# MediaPipe logs through glog/absl on import; keep a user's terminal quiet.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@dataclass(frozen=True)
+class FaceTrackerConfig:
+    """Settings of the face mesh.
+
+    Attributes:
+        video: track from frame to frame (MediaPipe's video mode) instead of
+            detecting the face anew in every image.
+        max_faces: faces to look for; 2 lets a caller tell "several faces" apart.
+        min_detection_confidence: detector threshold.
+        min_tracking_confidence: below this the tracker re-runs detection.
+    """
+
+    video: bool = True
+    max_faces: int = 1
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+
+
+class FaceTracker:
+    """Tracks one face through a sequence of frames.
+
+    Example:
+        >>> tracker = FaceTracker()
+        >>> landmarks = tracker.track(frame)   # [478, 3] float32, pixels
+    """
+
+    def __init__(self, config: FaceTrackerConfig = FaceTrackerConfig()) -> None:
+        import mediapipe as mp
+
+        self.config = config
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=not config.video,
+            max_num_faces=config.max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=config.min_detection_confidence,
+            min_tracking_confidence=config.min_tracking_confidence,
+        )
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> "FaceTracker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def track_all(self, frame: np.ndarray) -> list[np.ndarray]:
+        """Landmarks of every face found (at most ``config.max_faces``).
+
+        Args:
+            frame: ``[H, W, 3]`` uint8 RGB.
+        Returns:
+            a list of ``[478, 3]`` float32 arrays: x, y in pixels of ``frame``,
+            z in the same scale as x (MediaPipe's depth times the width).
+        """
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an [H, W, 3] uint8 RGB frame, got {frame.shape} {frame.dtype}")
+        h, w = frame.shape[:2]
+        result = self._mesh.process(np.ascontiguousarray(frame))
+        faces = []
+        for face in result.multi_face_landmarks or []:
+            pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)
+            if pts.shape[0] != NUM_LANDMARKS:
+                continue
+            pts *= np.array([w, h, w], dtype=np.float32)
+            faces.append(pts)
+        return faces
+
+    def track(self, frame: np.ndarray) -> np.ndarray:
+        """Landmarks of the face in ``frame``.
+
+        Args:
+            frame: ``[H, W, 3]`` uint8 RGB.
+        Returns:
+            ``[478, 3]`` float32 landmarks (see :meth:`track_all`).
+        Raises:
+            NoFaceError: no face in the frame.
+        """
+        faces = self.track_all(frame)
+        if not faces:
+            raise NoFaceError("no face found in the frame")
+        return faces[0]
+
+
+def detect_landmarks(image: np.ndarray) -> np.ndarray:
+    """Landmarks of the single face in a still image (portrait use).
+
+    Raises:
+        NoFaceError: no face.
+        ValueError: more than one face (the caller decides how to report it).
+    """
+    with FaceTracker(FaceTrackerConfig(video=False, max_faces=2)) as tracker:
+        faces = tracker.track_all(image)
+    if not faces:
+        raise NoFaceError("no face found in the image")
+    if len(faces) > 1:
+        raise ValueError(f"{len(faces)} faces found in the image; expected one")
+    return faces[0]

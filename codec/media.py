@@ -1,0 +1,135 @@
+"""Reading and writing media files (video frames, audio) with PyAV.
+
+Every failure to open or decode a file becomes a :class:`MediaError` with the
+file's name, so command-line tools can report it on one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from codec.errors import MediaError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds.
+
+    Attributes:
+        fps: frames per second of the video stream.
+        frames: frame count if the container says so, else 0.
+        width, height: frame size in pixels.
+        has_audio: the file has an audio stream.
+    """
+
+    fps: float
+    frames: int
+    width: int
+    height: int
+    has_audio: bool
+
+
+def _open(path: str | Path):  # type: ignore[no-untyped-def]
+    import av
+
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"{p}: no such file")
+    try:
+        return av.open(str(p))
+    except Exception as e:  # PyAV raises many distinct types for bad input
+        raise MediaError(f"{p}: not a readable media file ({type(e).__name__})") from None
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Reads a video file's header.
+
+    Raises:
+        MediaError: missing file, unreadable file, or no video stream.
+    """
+    with _open(path) as c:
+        if not c.streams.video:
+            raise MediaError(f"{path}: has no video stream")
+        s = c.streams.video[0]
+        rate = s.average_rate or s.guessed_rate or Fraction(25)
+        return VideoInfo(float(rate), int(s.frames or 0), s.codec_context.width,
+                         s.codec_context.height, bool(c.streams.audio))
+
+
+def read_video(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Decodes a video's frames in order.
+
+    Args:
+        path: any container PyAV reads.
+        max_frames: stop after this many frames.
+    Yields:
+        ``[H, W, 3]`` uint8 RGB frames.
+    Raises:
+        MediaError: missing, unreadable, no video stream, or corrupt data.
+    """
+    import av
+
+    with _open(path) as c:
+        if not c.streams.video:
+            raise MediaError(f"{path}: has no video stream")
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        n = 0
+        try:
+            for frame in c.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+                n += 1
+                if max_frames is not None and n >= max_frames:
+                    return
+        except av.FFmpegError as e:
+            raise MediaError(f"{path}: corrupt video data ({e})") from None
+        if n == 0:
+            raise MediaError(f"{path}: video stream holds no frames")
+
+
+def read_audio(path: str | Path, rate: int = 16000) -> np.ndarray:
+    """Decodes a file's first audio stream to mono float32 at ``rate`` Hz.
+
+    Returns:
+        ``[N]`` float32 samples in [-1, 1].
+    Raises:
+        MediaError: missing, unreadable or no audio stream.
+    """
+    import av
+
+    with _open(path) as c:
+        if not c.streams.audio:
+            raise MediaError(f"{path}: has no audio stream")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        chunks = []
+        try:
+            for frame in c.decode(c.streams.audio[0]):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as e:
+            raise MediaError(f"{path}: corrupt audio data ({e})") from None
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Reads a still image (PNG, JPEG, ...) as ``[H, W, 3]`` uint8 RGB.
+
+    Raises:
+        MediaError: missing or not an image.
+    """
+    import cv2
+
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"{p}: no such file")
+    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if img is None:
+        raise MediaError(f"{p}: not a readable image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,1 @@
+"""talkcodec receiver."""
