@@ -1,0 +1,171 @@
+"""Group Residual Finite Scalar Quantization (GRFSQ).
+
+A 120-d motion latent is split into 12 groups of 10 dimensions. Each group is
+quantized by 4 residual stages; a stage projects the group's remaining
+residual to 4 dimensions, bounds each with ``tanh`` and rounds it to one of 5
+levels (FSQ), so a stage's code is one of 5⁴ = 625 indices, and projects the
+rounded value back. Later stages quantize what earlier ones left, at a finer
+scale, so any prefix of stages decodes (coarse to fine): a receiver that got
+only the first ``r`` layers sums ``r`` stages.
+
+Tokens are integer arrays shaped ``[..., R, G]`` (residual layers, groups),
+values ``0 .. 624``, everywhere in talkcodec.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GRFSQConfig:
+    """Shape of the quantizer; serialized into checkpoints and stream headers.
+
+    Attributes:
+        dim: latent size, split evenly into ``groups``.
+        groups: independent groups (tokens per layer).
+        residuals: residual stages (layers), coarse to fine.
+        levels: FSQ levels per code dimension; the codebook has their product.
+    """
+
+    dim: int = 120
+    groups: int = 12
+    residuals: int = 4
+    levels: tuple[int, ...] = (5, 5, 5, 5)
+
+    def __post_init__(self) -> None:
+        if self.dim % self.groups:
+            raise ValueError(f"dim {self.dim} is not divisible by groups {self.groups}")
+        if any(lv < 2 for lv in self.levels):
+            raise ValueError(f"FSQ levels must be >= 2, got {self.levels}")
+
+    @property
+    def group_dim(self) -> int:
+        return self.dim // self.groups
+
+    @property
+    def codebook_size(self) -> int:
+        return math.prod(self.levels)
+
+    def bits_per_frame(self, layers: int | None = None) -> float:
+        """Information in one frame's tokens with ``layers`` layers (default all)."""
+        r = self.residuals if layers is None else layers
+        return r * self.groups * math.log2(self.codebook_size)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["levels"] = list(self.levels)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "GRFSQConfig":
+        return GRFSQConfig(dim=int(d["dim"]), groups=int(d["groups"]), residuals=int(d["residuals"]),
+                           levels=tuple(int(x) for x in d["levels"]))
+
+
+class FSQ(nn.Module):
+    """Finite scalar quantization of ``[..., len(levels)]`` vectors with a straight-through gradient."""
+
+    def __init__(self, levels: tuple[int, ...]) -> None:
+        super().__init__()
+        lv = torch.tensor(levels, dtype=torch.float32)
+        self.register_buffer("levels", lv, persistent=False)
+        basis = torch.cumprod(torch.tensor((1,) + tuple(levels[:-1]), dtype=torch.int64), 0)
+        self.register_buffer("basis", basis, persistent=False)
+        self.codebook_size = math.prod(levels)
+
+    def _bound(self, z: torch.Tensor) -> torch.Tensor:
+        # Even level counts need a half-step shift so that rounding yields L values.
+        half_l = (self.levels - 1) * (1 + 1e-3) / 2
+        offset = torch.where(self.levels % 2 == 0, 0.5, 0.0)
+        shift = torch.atanh(offset / half_l)
+        return torch.tanh(z + shift) * half_l - offset
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantizes ``z``.
+
+        Returns:
+            codes ``[..., D]`` in ``[-1, 1]`` (gradient passes straight through the
+            rounding), and indices ``[...]`` int64 in ``0 .. codebook_size - 1``.
+        """
+        bounded = self._bound(z)
+        rounded = bounded + (torch.round(bounded) - bounded).detach()
+        half_w = self.levels // 2
+        codes = rounded / half_w
+        return codes, self.codes_to_indices(codes)
+
+    def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
+        half_w = self.levels // 2
+        digits = torch.round(codes * half_w + half_w).to(torch.int64)
+        return (digits * self.basis).sum(-1)
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        half_w = self.levels // 2
+        digits = (indices[..., None] // self.basis) % self.levels.to(torch.int64)
+        return (digits.to(torch.float32) - half_w) / half_w
+
+
+class GroupResidualFSQ(nn.Module):
+    """Quantizes ``[B, dim]`` latents into ``[B, R, G]`` tokens and back.
+
+    Projections are held as batched weights ``[G, R, ...]`` so that all groups
+    of a stage quantize in one tensor operation.
+    """
+
+    def __init__(self, config: GRFSQConfig = GRFSQConfig()) -> None:
+        super().__init__()
+        self.config = config
+        g, r, d, c = config.groups, config.residuals, config.group_dim, len(config.levels)
+        self.fsq = FSQ(config.levels)
+        self.w_in = nn.Parameter(torch.randn(r, g, c, d) / math.sqrt(d))
+        self.b_in = nn.Parameter(torch.zeros(r, g, c))
+        self.w_out = nn.Parameter(torch.randn(r, g, d, c) / math.sqrt(c))
+        self.b_out = nn.Parameter(torch.zeros(r, g, d))
+        # Stage k works on residuals ~(L-1)^-k the size of the first: one FSQ step per stage.
+        step = 1.0 / (max(config.levels) - 1)
+        self.register_buffer("scales", step ** torch.arange(r, dtype=torch.float32), persistent=False)
+
+    def _stage_out(self, k: int, codes: torch.Tensor) -> torch.Tensor:
+        """Stage ``k``'s contribution ``[B, G, d]`` from its codes ``[B, G, c]``."""
+        return (torch.einsum("gdc,bgc->bgd", self.w_out[k], codes) + self.b_out[k]) * self.scales[k]
+
+    def forward(self, z: torch.Tensor, layers: torch.Tensor | int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantizes latents.
+
+        Args:
+            z: ``[B, dim]``.
+            layers: keep only the first ``layers`` stages in the output, an int
+                or a ``[B]`` tensor (quantizer dropout while training).
+        Returns:
+            the quantized latent ``[B, dim]`` and tokens ``[B, R, G]`` (all R stages).
+        """
+        cfg = self.config
+        residual = z.view(z.shape[0], cfg.groups, cfg.group_dim)
+        out = torch.zeros_like(residual)
+        tokens = []
+        for k in range(cfg.residuals):
+            h = torch.einsum("gcd,bgd->bgc", self.w_in[k], residual / self.scales[k]) + self.b_in[k]
+            codes, idx = self.fsq(h)
+            q = self._stage_out(k, codes)
+            residual = residual - q
+            if layers is None:
+                out = out + q
+            else:
+                keep = torch.as_tensor(layers, device=z.device) > k
+                out = out + q * keep.to(q.dtype).reshape(-1, 1, 1)
+            tokens.append(idx)
+        return out.reshape(z.shape[0], cfg.dim), torch.stack(tokens, 1)
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, dim]`` from tokens ``[B, r, G]`` with any ``r <= R`` first layers."""
+        r = tokens.shape[1]
+        if r < 1 or r > self.config.residuals or tokens.shape[2] != self.config.groups:
+            raise ValueError(f"tokens must be [B, 1..{self.config.residuals}, {self.config.groups}], got {list(tokens.shape)}")
+        out = 0
+        for k in range(r):
+            out = out + self._stage_out(k, self.fsq.indices_to_codes(tokens[:, k]))
+        return out.reshape(tokens.shape[0], self.config.dim)
