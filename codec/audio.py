@@ -1,0 +1,93 @@
+"""Speech audio as an Ogg Opus blob, the optional audio track of a ``.tok`` file.
+
+Opus runs at 48 kHz internally, so input at any rate is resampled to 48 kHz
+mono and decoding always returns 48 kHz. About 24 kbps is transparent enough
+for speech and small next to a video codec.
+"""
+
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+
+from codec.errors import MediaError
+
+OPUS_RATE = 48_000
+DEFAULT_BITRATE = 24_000
+# Ogg Opus of a long call is a few MB; a larger blob is not ours.
+MAX_BLOB_BYTES = 256 * 1024 * 1024
+
+
+def encode_opus(samples: np.ndarray, rate: int, bitrate: int = DEFAULT_BITRATE) -> bytes:
+    """Encodes mono speech as Ogg Opus.
+
+    Args:
+        samples: ``[N]`` float32 in ``[-1, 1]``.
+        rate: sample rate of ``samples``, Hz.
+        bitrate: target bits per second.
+    Returns:
+        the Ogg Opus file's bytes.
+    Raises:
+        MediaError: not a non-empty 1-d float array, a bad rate, or the encoder failed.
+    """
+    x = np.asarray(samples)
+    if x.ndim != 1 or not np.issubdtype(x.dtype, np.floating):
+        raise MediaError(f"audio must be a 1-d float array of samples, got {x.dtype} {x.shape}")
+    if not len(x):
+        raise MediaError("no audio samples to encode")
+    if not np.isfinite(x).all():
+        raise MediaError("audio samples contain NaN or infinity")
+    if not isinstance(rate, (int, np.integer)) or not 1000 <= rate <= 384_000:
+        raise MediaError(f"audio sample rate must be an integer in 1000..384000 Hz, got {rate!r}")
+    buf = io.BytesIO()
+    try:
+        with av.open(buf, "w", format="ogg") as out:
+            stream = out.add_stream("libopus", rate=OPUS_RATE, layout="mono")
+            stream.bit_rate = int(bitrate)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=OPUS_RATE)
+            frame = av.AudioFrame.from_ndarray(np.clip(x, -1, 1).astype(np.float32)[None], format="flt",
+                                               layout="mono")
+            frame.sample_rate = int(rate)
+            frame.pts = 0
+            # Flushing the resampler (None) returns what its filter still holds.
+            for chunk in (frame, None):
+                for resampled in resampler.resample(chunk):
+                    for packet in stream.encode(resampled):
+                        out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+    except (av.FFmpegError, ValueError) as e:
+        raise MediaError(f"Opus encoding failed: {e}") from None
+    return buf.getvalue()
+
+
+def decode_opus(blob: bytes) -> tuple[np.ndarray, int]:
+    """Decodes an Ogg Opus blob.
+
+    Returns:
+        samples ``[N]`` float32 and their rate (always 48000).
+    Raises:
+        MediaError: the blob is not Ogg Opus audio or is corrupt.
+    """
+    if len(blob) > MAX_BLOB_BYTES:
+        raise MediaError(f"audio blob of {len(blob)} bytes exceeds the {MAX_BLOB_BYTES}-byte limit")
+    chunks = []
+    try:
+        with av.open(io.BytesIO(bytes(blob)), "r", format="ogg") as src:
+            if not src.streams.audio:
+                raise MediaError("the audio blob holds no audio stream")
+            stream = src.streams.audio[0]
+            if stream.codec_context.name != "opus":
+                raise MediaError(f"the audio blob holds {stream.codec_context.name}, expected opus")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=OPUS_RATE)
+            for frame in src.decode(stream):
+                for resampled in resampler.resample(frame):
+                    chunks.append(resampled.to_ndarray().reshape(-1))
+            for resampled in resampler.resample(None):
+                chunks.append(resampled.to_ndarray().reshape(-1))
+    except (av.FFmpegError, ValueError, EOFError) as e:
+        raise MediaError(f"cannot decode the Opus audio: {e}") from None
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return samples, OPUS_RATE

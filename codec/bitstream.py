@@ -1,0 +1,596 @@
+"""The talkcodec byte format: stream header, per-frame packets, fixed payloads.
+
+A call starts with a stream header that holds everything a receiver needs to
+decode, then sends one packet per captured frame::
+
+    header  b"TKCD" | version u8 | length u32 | compact UTF-8 JSON (length bytes)
+    packet  seq u16 | timestamp_ms u32 | flags u8 | payload
+    flags   bits 0-1 layers - 1, bit 2 face, bit 3 keyframe, bit 4 entropy,
+            bits 5-7 reserved (0)
+
+All integers are big-endian. A packet's payload is either the fixed packing
+of its ``[r, G]`` tokens (:func:`pack_fixed`, the reference path) or, in
+entropy mode, a range-coded payload (:mod:`codec.entropy`). A frame without a
+face is a 7-byte packet with an empty payload.
+
+Data flow: tokens ``[r, G]`` -> :class:`StreamWriter` -> packet bytes ->
+:class:`StreamReader` -> tokens ``[r, G]``. Every parse error raises
+:class:`~codec.errors.StreamError`; nothing here returns garbage tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from codec.errors import StreamError
+from codec.grfsq import GRFSQConfig
+
+if TYPE_CHECKING:
+    from codec.entropy import EntropyModel
+
+STREAM_VERSION = 1
+MAGIC = b"TKCD"
+MODES = ("fixed", "entropy")
+# Headers are a few hundred bytes; the cap keeps a corrupt length from
+# making a reader allocate or wait for gigabytes.
+MAX_HEADER_BYTES = 64 * 1024
+# The largest legal packet is 7 + 56 bytes; anything near a kilobyte is corrupt.
+MAX_PACKET_BYTES = 1024
+# Two flag bits carry the layer count.
+MAX_LAYERS = 4
+
+_HEADER_PREFIX = struct.Struct(">4sBI")
+_PACKET_HEADER = struct.Struct(">HIB")
+PACKET_HEADER_BYTES = _PACKET_HEADER.size
+
+_FACE = 1 << 2
+_KEYFRAME = 1 << 3
+_ENTROPY = 1 << 4
+_RESERVED = 0b1110_0000
+
+
+class ReferenceLostError(StreamError):
+    """An entropy-coded frame predicts from a frame this reader does not have.
+
+    Raised by :meth:`StreamReader.decode` after a lost or reordered packet
+    until the next keyframe arrives. The stream itself is fine: callers treat
+    the frame as lost and conceal it (e.g. hold or extrapolate the last motion).
+    """
+
+
+# --------------------------------------------------------------------------- header
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    """What the receiver needs to know about the sender's reference frame.
+
+    Attributes:
+        frame_index: index of the reference frame in the sender's capture.
+        rotation: axis-angle of the reference head pose, radians.
+        gaze: 4 gaze values (left/right eye, x/y) of the reference frame.
+        blink: 2 eye-closure values (left, right).
+        mouth_opening: mouth opening of the reference frame.
+        image_size: ``(width, height)`` of the portrait, pixels.
+    """
+
+    frame_index: int
+    rotation: tuple[float, float, float]
+    gaze: tuple[float, float, float, float]
+    blink: tuple[float, float]
+    mouth_opening: float
+    image_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        _check_int("reference.frame_index", self.frame_index, 0, 2**32 - 1)
+        for name, n in (("rotation", 3), ("gaze", 4), ("blink", 2)):
+            object.__setattr__(self, name, _float_tuple(f"reference.{name}", getattr(self, name), n))
+        object.__setattr__(self, "mouth_opening", _float("reference.mouth_opening", self.mouth_opening))
+        size = self.image_size
+        if not isinstance(size, (tuple, list)) or len(size) != 2:
+            raise ValueError(f"reference.image_size must be (width, height), got {size!r}")
+        for v in size:
+            _check_int("reference.image_size", v, 1, 65535)
+        object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frame_index": self.frame_index, "rotation": list(self.rotation), "gaze": list(self.gaze),
+                "blink": list(self.blink), "mouth_opening": self.mouth_opening,
+                "image_size": list(self.image_size)}
+
+    @staticmethod
+    def from_dict(d: Any) -> "ReferenceInfo":
+        if not isinstance(d, dict):
+            raise ValueError("reference must be an object")
+        _require(d, ("frame_index", "rotation", "gaze", "blink", "mouth_opening", "image_size"), "reference")
+        return ReferenceInfo(frame_index=d["frame_index"], rotation=d["rotation"], gaze=d["gaze"],
+                             blink=d["blink"], mouth_opening=d["mouth_opening"], image_size=d["image_size"])
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """Everything a receiver needs to decode a stream; sent once, first.
+
+    Attributes:
+        version: byte-format version (:data:`STREAM_VERSION` when writing).
+        fps: nominal frame rate of the motion packets.
+        mode: ``"fixed"`` (packed tokens) or ``"entropy"`` (range-coded tokens).
+        layers: residual layers the stream was encoded with, ``1 .. 4``; single
+            packets may carry fewer (adaptive bitrate drops fine layers).
+        tokenizer: shape of the quantizer the tokens come from.
+        tokenizer_hash: hex hash of the tokenizer weights.
+        entropy_hash: hex hash of the entropy model; required in entropy mode.
+        reference: the sender's reference frame.
+        keyframe_interval: in entropy mode, most packets between keyframes;
+            at most ``round(fps)`` so a frame decodes on its own at least once
+            a second. ``None`` means ``round(fps)``.
+    """
+
+    tokenizer_hash: str
+    reference: ReferenceInfo
+    fps: float = 25.0
+    mode: str = "fixed"
+    layers: int = 4
+    tokenizer: GRFSQConfig = field(default_factory=GRFSQConfig)
+    entropy_hash: str | None = None
+    keyframe_interval: int | None = None
+    version: int = STREAM_VERSION
+
+    def __post_init__(self) -> None:
+        _check_int("version", self.version, 0, 255)
+        fps = _float("fps", self.fps)
+        if not 0 < fps <= 1000:
+            raise ValueError(f"fps must be in (0, 1000], got {fps}")
+        object.__setattr__(self, "fps", fps)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not isinstance(self.tokenizer, GRFSQConfig):
+            raise ValueError("tokenizer must be a GRFSQConfig")
+        if not 1 <= self.tokenizer.residuals <= MAX_LAYERS:
+            raise ValueError(f"the byte format carries 1..{MAX_LAYERS} layers, "
+                             f"the tokenizer has {self.tokenizer.residuals}")
+        _check_int("layers", self.layers, 1, self.tokenizer.residuals)
+        _check_hex("tokenizer_hash", self.tokenizer_hash)
+        if self.entropy_hash is not None:
+            _check_hex("entropy_hash", self.entropy_hash)
+        elif self.mode == "entropy":
+            raise ValueError("entropy mode needs entropy_hash (the hash of the entropy model)")
+        if not isinstance(self.reference, ReferenceInfo):
+            raise ValueError("reference must be a ReferenceInfo")
+        max_interval = max(1, round(fps))
+        if self.keyframe_interval is None:
+            object.__setattr__(self, "keyframe_interval", max_interval)
+        _check_int("keyframe_interval", self.keyframe_interval, 1, max_interval)
+
+    def to_bytes(self) -> bytes:
+        """``MAGIC | version u8 | length u32 | JSON``."""
+        body = json.dumps({
+            "fps": self.fps, "mode": self.mode, "layers": self.layers,
+            "tokenizer": self.tokenizer.to_dict(), "tokenizer_hash": self.tokenizer_hash,
+            "entropy_hash": self.entropy_hash, "reference": self.reference.to_dict(),
+            "keyframe_interval": self.keyframe_interval,
+        }, separators=(",", ":"), allow_nan=False).encode()
+        return _HEADER_PREFIX.pack(MAGIC, self.version, len(body)) + body
+
+    @staticmethod
+    def parse_prefix(data: bytes) -> tuple["StreamHeader", int]:
+        """Reads a header at the start of ``data``; returns it and its size in bytes."""
+        if len(data) < _HEADER_PREFIX.size:
+            raise StreamError(f"stream header truncated: {len(data)} bytes, "
+                              f"need at least {_HEADER_PREFIX.size}")
+        magic, version, length = _HEADER_PREFIX.unpack_from(data)
+        if magic != MAGIC:
+            raise StreamError(f"not a talkcodec stream: starts with {bytes(magic)!r}, expected {MAGIC!r}")
+        if version != STREAM_VERSION:
+            raise StreamError(f"stream version {version} is not supported: this talkcodec reads "
+                              f"version {STREAM_VERSION}; use a talkcodec release of the sender's version")
+        if length > MAX_HEADER_BYTES:
+            raise StreamError(f"stream header claims {length} bytes, more than the "
+                              f"{MAX_HEADER_BYTES}-byte limit: corrupt stream")
+        end = _HEADER_PREFIX.size + length
+        if len(data) < end:
+            raise StreamError(f"stream header truncated: {len(data)} of {end} bytes")
+        try:
+            d = json.loads(bytes(data[_HEADER_PREFIX.size:end]).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise StreamError(f"stream header is not valid JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise StreamError("stream header JSON is not an object")
+        try:
+            _require(d, ("fps", "mode", "layers", "tokenizer", "tokenizer_hash", "entropy_hash",
+                         "reference", "keyframe_interval"), "header")
+            tok = d["tokenizer"]
+            if not isinstance(tok, dict):
+                raise ValueError("tokenizer must be an object")
+            _require(tok, ("dim", "groups", "residuals", "levels"), "tokenizer")
+            for key in ("dim", "groups", "residuals"):
+                _check_int(f"tokenizer.{key}", tok[key], 1, 4096)
+            if not isinstance(tok["levels"], list) or not 1 <= len(tok["levels"]) <= 16:
+                raise ValueError("tokenizer.levels must be a list of 1..16 ints")
+            for lv in tok["levels"]:
+                _check_int("tokenizer.levels", lv, 2, 256)
+            header = StreamHeader(
+                version=version, fps=d["fps"], mode=d["mode"], layers=d["layers"],
+                tokenizer=GRFSQConfig.from_dict(tok), tokenizer_hash=d["tokenizer_hash"],
+                entropy_hash=d["entropy_hash"], reference=ReferenceInfo.from_dict(d["reference"]),
+                keyframe_interval=d["keyframe_interval"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise StreamError(f"invalid stream header: {e}") from None
+        if header.keyframe_interval is None:  # pragma: no cover - filled in by __post_init__
+            raise StreamError("invalid stream header: keyframe_interval missing")
+        return header, end
+
+    @staticmethod
+    def from_bytes(data: bytes) -> "StreamHeader":
+        """Parses exactly one header; trailing bytes are an error."""
+        header, size = StreamHeader.parse_prefix(data)
+        if size != len(data):
+            raise StreamError(f"stream header is {size} bytes but {len(data)} were given")
+        return header
+
+
+def check_compatible(header: StreamHeader, tokenizer_config: GRFSQConfig, tokenizer_hash: str,
+                     entropy_hash: str | None = None) -> None:
+    """Raises :class:`StreamError` unless this receiver speaks the sender's language.
+
+    Args:
+        header: the sender's stream header.
+        tokenizer_config, tokenizer_hash: the receiver's tokenizer.
+        entropy_hash: the receiver's entropy model; checked in entropy mode when given.
+    """
+    if header.version != STREAM_VERSION:
+        raise StreamError(f"sender uses stream version {header.version}, this receiver "
+                          f"version {STREAM_VERSION}: run the same talkcodec release on both ends")
+    if header.tokenizer != tokenizer_config:
+        raise StreamError(f"sender's tokenizer {header.tokenizer.to_dict()} differs from this receiver's "
+                          f"{tokenizer_config.to_dict()}: run the same talkcodec release on both ends")
+    if header.tokenizer_hash != tokenizer_hash:
+        raise StreamError(f"sender's tokenizer weights {header.tokenizer_hash} differ from this receiver's "
+                          f"{tokenizer_hash}: install the same codec/data/tokenizer.pt on both ends")
+    if header.mode == "entropy" and entropy_hash is not None and header.entropy_hash != entropy_hash:
+        raise StreamError(f"sender's entropy model {header.entropy_hash} differs from this receiver's "
+                          f"{entropy_hash}: install the same codec/data/entropy.npz on both ends, "
+                          f"or have the sender use fixed mode")
+
+
+# --------------------------------------------------------------------------- fixed payload
+
+
+def fixed_payload_bytes(layers: int, groups: int = 12, codebook_size: int = 625) -> int:
+    """Bytes of a fixed payload: ``ceil(log2(codebook_size ** (layers * groups)) / 8)``."""
+    return _fixed_size(layers, groups, codebook_size)
+
+
+def _fixed_size(layers: int, groups: int, codebook_size: int) -> int:
+    return ((codebook_size ** (layers * groups) - 1).bit_length() + 7) // 8
+
+
+def _chunking(codebook_size: int) -> tuple[int, np.ndarray]:
+    """Tokens per uint64 chunk and the chunk's place values (most significant first)."""
+    per = int(63 // math.log2(codebook_size))
+    while codebook_size**per >= 2**63:  # guard against log rounding
+        per -= 1
+    return per, codebook_size ** np.arange(per - 1, -1, -1, dtype=np.int64)
+
+
+def pack_fixed(tokens: np.ndarray, codebook_size: int = 625) -> bytes:
+    """Packs one frame's tokens as a single base-``codebook_size`` integer.
+
+    The first token (layer 0, group 0) is the most significant digit; the
+    integer is written big-endian in :func:`fixed_payload_bytes` bytes.
+
+    Args:
+        tokens: ``[r, G]`` ints in ``0 .. codebook_size - 1``.
+    """
+    t = np.asarray(tokens)
+    if t.ndim != 2 or t.size == 0:
+        raise ValueError(f"tokens must be [r, G], got shape {t.shape}")
+    flat = t.astype(np.int64).ravel()
+    if flat.min() < 0 or flat.max() >= codebook_size:
+        raise ValueError(f"token values must be in 0..{codebook_size - 1}")
+    per, place = _chunking(codebook_size)
+    # Chunks of `per` tokens fit an int64, so numpy does the inner loop and
+    # Python big ints only combine the few chunks.
+    head = len(flat) % per
+    value = int(flat[:head] @ place[per - head:]) if head else 0
+    step = codebook_size**per
+    for chunk in (flat[head:].reshape(-1, per) @ place).tolist():
+        value = value * step + chunk
+    return value.to_bytes(_fixed_size(t.shape[0], t.shape[1], codebook_size), "big")
+
+
+def unpack_fixed(data: bytes, layers: int, groups: int = 12, codebook_size: int = 625) -> np.ndarray:
+    """Inverse of :func:`pack_fixed`.
+
+    Returns:
+        tokens ``[layers, groups]`` int64.
+    Raises:
+        StreamError: wrong length, or a value no token sequence packs to.
+    """
+    n = layers * groups
+    size = _fixed_size(layers, groups, codebook_size)
+    if len(data) != size:
+        raise StreamError(f"fixed payload of {layers} layer(s) must be {size} bytes, got {len(data)}")
+    value = int.from_bytes(data, "big")
+    if value >= codebook_size**n:
+        raise StreamError(f"fixed payload value is out of range for {n} tokens of {codebook_size} codes: "
+                          "corrupt packet")
+    per, place = _chunking(codebook_size)
+    step = codebook_size**per
+    full, head = divmod(n, per)
+    chunks = []
+    for _ in range(full):
+        value, c = divmod(value, step)
+        chunks.append(c)
+    chunks.append(value)
+    chunks.reverse()  # most significant (the head) first
+    c = np.array(chunks, dtype=np.int64)
+    body = (c[1:, None] // place) % codebook_size
+    lead = (c[0] // place[per - head:]) % codebook_size if head else np.zeros(0, np.int64)
+    return np.concatenate([lead, body.ravel()]).reshape(layers, groups)
+
+
+# --------------------------------------------------------------------------- packets
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One frame on the wire.
+
+    Attributes:
+        seq: sequence number, u16, wraps.
+        timestamp_ms: capture time in ms, u32, wraps.
+        layers: residual layers in the payload, ``1 .. 4``; 0 for a frame without a face.
+        face: a face was found; otherwise the payload is empty.
+        keyframe: the payload decodes without any earlier packet.
+        entropy: the payload is range-coded (else fixed-packed).
+        payload: the coded tokens.
+    """
+
+    seq: int
+    timestamp_ms: int
+    layers: int
+    face: bool
+    keyframe: bool
+    entropy: bool
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        _check_int("seq", self.seq, 0, 0xFFFF)
+        _check_int("timestamp_ms", self.timestamp_ms, 0, 0xFFFFFFFF)
+        if self.face:
+            _check_int("layers", self.layers, 1, MAX_LAYERS)
+            if not self.payload:
+                raise ValueError("a face packet needs a payload")
+        elif self.layers or self.keyframe or self.entropy or self.payload:
+            raise ValueError("a packet without a face has layers=0, no keyframe/entropy flag and no payload")
+        if PACKET_HEADER_BYTES + len(self.payload) > MAX_PACKET_BYTES:
+            raise ValueError(f"packet exceeds {MAX_PACKET_BYTES} bytes")
+
+    def to_bytes(self) -> bytes:
+        flags = ((self.layers - 1) if self.face else 0) | (_FACE if self.face else 0) \
+            | (_KEYFRAME if self.keyframe else 0) | (_ENTROPY if self.entropy else 0)
+        return _PACKET_HEADER.pack(self.seq, self.timestamp_ms, flags) + bytes(self.payload)
+
+    @staticmethod
+    def from_bytes(data: bytes, groups: int = 12, codebook_size: int = 625) -> "Packet":
+        """Parses and checks a packet.
+
+        Args:
+            groups, codebook_size: the stream's tokenizer, to check fixed payload sizes.
+        Raises:
+            StreamError: truncated, oversized, reserved bits set, or a payload
+                whose size does not match its flags.
+        """
+        n = len(data)
+        if n < PACKET_HEADER_BYTES:
+            raise StreamError(f"packet truncated: {n} bytes, the header alone is {PACKET_HEADER_BYTES}")
+        if n > MAX_PACKET_BYTES:
+            raise StreamError(f"packet of {n} bytes exceeds the {MAX_PACKET_BYTES}-byte limit: corrupt stream")
+        seq, ts, flags = _PACKET_HEADER.unpack_from(data)
+        if flags & _RESERVED:
+            raise StreamError(f"packet {seq} has reserved flag bits set (flags 0x{flags:02x}): "
+                              "corrupt, or from a newer talkcodec")
+        payload = bytes(data[PACKET_HEADER_BYTES:])
+        face, keyframe, entropy = bool(flags & _FACE), bool(flags & _KEYFRAME), bool(flags & _ENTROPY)
+        if not face:
+            if flags or payload:
+                raise StreamError(f"packet {seq} without a face must have no flags and no payload "
+                                  f"(flags 0x{flags:02x}, {len(payload)} payload bytes)")
+            return Packet(seq, ts, 0, False, False, False, b"")
+        layers = (flags & 0b11) + 1
+        if entropy:
+            if not payload:
+                raise StreamError(f"entropy-coded packet {seq} has an empty payload")
+        else:
+            size = _fixed_size(layers, groups, codebook_size)
+            if len(payload) != size:
+                raise StreamError(f"fixed packet {seq} with {layers} layer(s) needs a {size}-byte payload, "
+                                  f"got {len(payload)}")
+            if not keyframe:
+                raise StreamError(f"fixed packet {seq} is not marked as a keyframe: corrupt stream")
+        return Packet(seq, ts, layers, True, keyframe, entropy, payload)
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedPacket:
+    """A packet's contents after decoding.
+
+    Attributes:
+        seq, timestamp_ms, face, keyframe: as in :class:`Packet`.
+        layers: residual layers decoded (0 without a face).
+        tokens: ``[layers, G]`` int64, or ``None`` without a face.
+    """
+
+    seq: int
+    timestamp_ms: int
+    face: bool
+    keyframe: bool
+    layers: int
+    tokens: np.ndarray | None
+
+
+class StreamWriter:
+    """Turns one frame's tokens after another into packet bytes.
+
+    In entropy mode a predicted frame is coded given the previous frame's
+    tokens. A keyframe (coded without the previous frame) is sent at least
+    every ``header.keyframe_interval`` packets and after every frame without a
+    face. When the layer count changes, layers the previous frame lacks are
+    coded without it. Should range coding ever be longer than the fixed
+    packing, the fixed payload is sent instead, so no packet exceeds its fixed size.
+    """
+
+    def __init__(self, header: StreamHeader, entropy_model: "EntropyModel | None" = None) -> None:
+        self.header = header
+        self._model = _entropy_model_for(header, entropy_model)
+        self._seq = 0
+        self._prev: np.ndarray | None = None
+        self._since_keyframe = 0
+
+    def encode(self, tokens: np.ndarray | None, timestamp_ms: int) -> bytes:
+        """Packet bytes of one frame.
+
+        Args:
+            tokens: ``[r, G]`` with ``1 <= r <= header.layers``, or ``None``
+                when the frame has no face.
+            timestamp_ms: capture time; wrapped to 32 bits.
+        """
+        cfg = self.header.tokenizer
+        seq, ts = self._seq, int(timestamp_ms) & 0xFFFFFFFF
+        self._seq = (seq + 1) & 0xFFFF
+        self._since_keyframe += 1
+        if tokens is None:
+            self._prev = None
+            return Packet(seq, ts, 0, False, False, False, b"").to_bytes()
+        t = np.asarray(tokens)
+        if t.ndim != 2 or not 1 <= t.shape[0] <= self.header.layers or t.shape[1] != cfg.groups:
+            raise ValueError(f"tokens must be [1..{self.header.layers}, {cfg.groups}], got {t.shape}")
+        if not np.issubdtype(t.dtype, np.integer):
+            raise ValueError(f"tokens must be integers, got {t.dtype}")
+        t = t.astype(np.int64)
+        fixed = pack_fixed(t, cfg.codebook_size)
+        payload, keyframe, entropy = fixed, True, False
+        if self._model is not None:
+            keyframe = self._prev is None or self._since_keyframe > self.header.keyframe_interval
+            coded = self._model.encode(t, None if keyframe else self._prev)
+            if len(coded) < len(fixed):
+                payload, entropy = coded, True
+            else:
+                keyframe = True
+        if keyframe:
+            self._since_keyframe = 1
+        self._prev = t
+        return Packet(seq, ts, t.shape[0], True, keyframe, entropy, payload).to_bytes()
+
+
+class StreamReader:
+    """Turns packet bytes back into tokens; the mirror of :class:`StreamWriter`.
+
+    Fixed payloads always decode. An entropy-coded predicted frame decodes only
+    when the packet right before it (by sequence number) was decoded; otherwise
+    :meth:`decode` raises :class:`ReferenceLostError` until the next keyframe.
+    """
+
+    def __init__(self, header: StreamHeader, entropy_model: "EntropyModel | None" = None) -> None:
+        if header.version != STREAM_VERSION:
+            raise StreamError(f"stream version {header.version} is not supported: this talkcodec reads "
+                              f"version {STREAM_VERSION}")
+        self.header = header
+        self._model = _entropy_model_for(header, entropy_model)
+        self._last_seq: int | None = None
+        self._prev: np.ndarray | None = None
+
+    def decode(self, packet: bytes) -> DecodedPacket:
+        """Decodes one packet.
+
+        Raises:
+            ReferenceLostError: a predicted frame after a lost packet (conceal it).
+            StreamError: anything corrupt.
+        """
+        cfg = self.header.tokenizer
+        pkt = Packet.from_bytes(packet, cfg.groups, cfg.codebook_size)
+        if pkt.face and pkt.layers > self.header.layers:
+            raise StreamError(f"packet {pkt.seq} has {pkt.layers} layers but the stream was "
+                              f"encoded with {self.header.layers}")
+        if pkt.entropy and self._model is None:
+            raise StreamError(f"packet {pkt.seq} is entropy-coded in a fixed-mode stream")
+        delta = None if self._last_seq is None else (pkt.seq - self._last_seq) & 0xFFFF
+        if delta is not None and not 0 < delta < 0x8000:
+            # A late or duplicate packet: decode it if it stands alone, but leave
+            # the reference of the frames that follow untouched.
+            if pkt.face and pkt.entropy and not pkt.keyframe:
+                raise ReferenceLostError(f"packet {pkt.seq} arrived late and predicts from a frame "
+                                         "this reader has passed; conceal it")
+            return self._decode(pkt, None)
+        self._last_seq = pkt.seq
+        prev, self._prev = self._prev, None  # a failure below leaves no reference
+        if pkt.face and pkt.entropy and not pkt.keyframe and (delta != 1 or prev is None):
+            raise ReferenceLostError(f"packet {pkt.seq} predicts from a frame that was lost; "
+                                     "conceal until the next keyframe")
+        decoded = self._decode(pkt, prev)
+        self._prev = decoded.tokens
+        return decoded
+
+    def _decode(self, pkt: Packet, prev: np.ndarray | None) -> DecodedPacket:
+        cfg = self.header.tokenizer
+        if not pkt.face:
+            return DecodedPacket(pkt.seq, pkt.timestamp_ms, False, False, 0, None)
+        if not pkt.entropy:
+            tokens = unpack_fixed(pkt.payload, pkt.layers, cfg.groups, cfg.codebook_size)
+        else:
+            assert self._model is not None
+            tokens = self._model.decode(pkt.payload, pkt.layers, None if pkt.keyframe else prev)
+        return DecodedPacket(pkt.seq, pkt.timestamp_ms, True, pkt.keyframe, pkt.layers, tokens)
+
+
+def _entropy_model_for(header: StreamHeader, model: "EntropyModel | None") -> "EntropyModel | None":
+    """The entropy model an entropy-mode stream needs, checked against the header."""
+    if header.mode != "entropy":
+        return None
+    from codec.entropy import load_entropy_model
+
+    model = load_entropy_model() if model is None else model
+    if model.hash != header.entropy_hash:
+        raise StreamError(f"stream needs entropy model {header.entropy_hash} but {model.hash} is loaded: "
+                          "install the same codec/data/entropy.npz on both ends")
+    if model.config != header.tokenizer:
+        raise StreamError("the entropy model was fitted for another tokenizer shape")
+    return model
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _require(d: dict, keys: tuple[str, ...], what: str) -> None:
+    missing = [k for k in keys if k not in d]
+    if missing:
+        raise ValueError(f"{what} lacks {', '.join(missing)}")
+
+
+def _check_int(name: str, v: Any, lo: int, hi: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {v!r}")
+
+
+def _float(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _float_tuple(name: str, v: Any, n: int) -> tuple[float, ...]:
+    if not isinstance(v, (tuple, list)) or len(v) != n:
+        raise ValueError(f"{name} must be {n} numbers, got {v!r}")
+    return tuple(_float(name, x) for x in v)
+
+
+def _check_hex(name: str, v: Any) -> None:
+    if not isinstance(v, str) or not 1 <= len(v) <= 128 or any(c not in "0123456789abcdef" for c in v):
+        raise ValueError(f"{name} must be a lowercase hex string, got {v!r}")

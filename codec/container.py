@@ -1,0 +1,141 @@
+"""The ``.tok`` file: a recorded stream, its packets and optional audio.
+
+Layout::
+
+    stream header (codec.bitstream.StreamHeader.to_bytes)
+    chunk*        type u8 | length u32 (big-endian) | data
+
+Chunk types:
+
+- ``b"P"``: one motion packet exactly as sent on the wire, in send order;
+- ``b"A"``: the call's audio as one Ogg Opus blob (:mod:`codec.audio`), at most one.
+
+Forward compatibility follows PNG: an unknown chunk whose type byte is an
+ASCII lowercase letter is ancillary and skipped, so later versions can add
+optional data that older readers ignore; any other unknown type is critical
+and makes the file unreadable (``StreamError``).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from codec.bitstream import Packet, StreamHeader
+from codec.errors import MediaError, StreamError
+
+PACKET_CHUNK = b"P"
+AUDIO_CHUNK = b"A"
+_CHUNK = struct.Struct(">cI")
+
+
+@dataclass(frozen=True, eq=False)
+class TokFile:
+    """A parsed ``.tok`` file.
+
+    Attributes:
+        header: the stream header.
+        packets: each packet's bytes (7-byte packet header and payload), in order.
+        audio: the Ogg Opus blob, or ``None``.
+    """
+
+    header: StreamHeader
+    packets: tuple[bytes, ...]
+    audio: bytes | None = None
+
+    @property
+    def motion_bytes(self) -> int:
+        """Bytes of all motion packets, packet headers included."""
+        return sum(len(p) for p in self.packets)
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the motion track at the header's frame rate."""
+        return len(self.packets) / self.header.fps
+
+    @property
+    def motion_kbps(self) -> float:
+        """Motion bitrate, packet headers included; 0 for an empty file."""
+        return self.motion_bytes * 8 / self.duration_s / 1000 if self.packets else 0.0
+
+
+def tok_bytes(header: StreamHeader, packets: list[bytes], audio: bytes | None = None) -> bytes:
+    """The bytes of a ``.tok`` file; see :func:`write_tok`."""
+    cfg = header.tokenizer
+    parts = [header.to_bytes()]
+    for n, p in enumerate(packets):
+        try:
+            Packet.from_bytes(p, cfg.groups, cfg.codebook_size)
+        except StreamError as e:
+            raise ValueError(f"packet {n} is not a valid packet: {e}") from None
+        parts.append(_CHUNK.pack(PACKET_CHUNK, len(p)) + bytes(p))
+    if audio is not None:
+        parts.append(_CHUNK.pack(AUDIO_CHUNK, len(audio)) + bytes(audio))
+    return b"".join(parts)
+
+
+def write_tok(path: str | Path, header: StreamHeader, packets: list[bytes], audio: bytes | None = None) -> None:
+    """Writes a ``.tok`` file.
+
+    Args:
+        path: destination.
+        header: the stream header.
+        packets: packet bytes as produced by :class:`~codec.bitstream.StreamWriter`.
+        audio: an Ogg Opus blob (:func:`codec.audio.encode_opus`), or ``None``.
+    """
+    Path(path).write_bytes(tok_bytes(header, packets, audio))
+
+
+def parse_tok(data: bytes, name: str = "<bytes>") -> TokFile:
+    """Parses the bytes of a ``.tok`` file; ``name`` appears in error messages."""
+    if not data:
+        raise StreamError(f"{name} is empty, not a .tok file")
+    try:
+        header, pos = StreamHeader.parse_prefix(data)
+    except StreamError as e:
+        raise StreamError(f"{name}: {e}") from None
+    cfg = header.tokenizer
+    packets: list[bytes] = []
+    audio: bytes | None = None
+    while pos < len(data):
+        if len(data) - pos < _CHUNK.size:
+            raise StreamError(f"{name} is truncated: {len(data) - pos} stray bytes at offset {pos}")
+        kind, length = _CHUNK.unpack_from(data, pos)
+        start, pos = pos + _CHUNK.size, pos + _CHUNK.size + length
+        if pos > len(data):
+            raise StreamError(f"{name} is truncated: a {length}-byte chunk at offset {start - _CHUNK.size} "
+                              f"has only {len(data) - start} bytes")
+        body = data[start:pos]
+        if kind == PACKET_CHUNK:
+            try:
+                Packet.from_bytes(body, cfg.groups, cfg.codebook_size)
+            except StreamError as e:
+                raise StreamError(f"{name}: packet {len(packets)} at offset {start}: {e}") from None
+            packets.append(bytes(body))
+        elif kind == AUDIO_CHUNK:
+            if audio is not None:
+                raise StreamError(f"{name} has more than one audio chunk")
+            audio = bytes(body)
+        elif not kind.islower():
+            raise StreamError(f"{name} has a chunk of unknown type {kind!r} at offset {start - _CHUNK.size}: "
+                              "corrupt, or written by a newer talkcodec")
+    return TokFile(header, tuple(packets), audio)
+
+
+def read_tok(path: str | Path) -> TokFile:
+    """Reads a ``.tok`` file.
+
+    Raises:
+        MediaError: the file cannot be read.
+        StreamError: the file is not a valid ``.tok`` file (wrong magic or
+            version, truncated or unknown chunk, corrupt packet); the message
+            names the file.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise MediaError(f"cannot read {p}: {e.strerror}") from None
+    return parse_tok(data, p.name)
+
