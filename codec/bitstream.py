@@ -447,10 +447,19 @@ class StreamWriter:
     packing, the fixed payload is sent instead, so no packet exceeds its fixed size.
     """
 
-    def __init__(self, header: StreamHeader, entropy_model: "EntropyModel | None" = None) -> None:
+    def __init__(self, header: StreamHeader, entropy_model: "EntropyModel | None" = None,
+                 first_seq: int = 0) -> None:
+        """
+        Args:
+            header: the stream's header.
+            entropy_model: entropy mode's model; default the shipped one.
+            first_seq: sequence number of the first packet (RTP-style random
+                starts make a replayed stream easy to tell apart).
+        """
+        _check_int("first_seq", first_seq, 0, 0xFFFF)
         self.header = header
         self._model = _entropy_model_for(header, entropy_model)
-        self._seq = 0
+        self._seq = first_seq
         self._prev: np.ndarray | None = None
         self._since_keyframe = 0
 
