@@ -13,7 +13,9 @@ Chunk types:
 Forward compatibility follows PNG: an unknown chunk whose type byte is an
 ASCII lowercase letter is ancillary and skipped, so later versions can add
 optional data that older readers ignore; any other unknown type is critical
-and makes the file unreadable (``StreamError``).
+and makes the file unreadable (``StreamError``). There is no trailer, so a
+recording cut exactly between two chunks reads as a shorter recording; a cut
+anywhere else is a ``StreamError``.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class EntropyModel:
     """
 
     config: GRFSQConfig
-    probs: np.ndarray
+    probs: np.ndarray = field(repr=False)
     hash: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,135 @@
+"""The ``.tok`` file.
+
+Fixtures: ``tok_small.bin`` holds ``header_fixed.bin``, an ancillary chunk
+``b"x"`` (skipped), two fixed packets, a no-face packet and a 21-byte
+stand-in audio chunk; ``tok_unknown_chunk.bin`` is the same with a critical
+unknown chunk ``b"Z"`` instead.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codec.audio import encode_opus
+from codec.bitstream import Packet, ReferenceInfo, StreamHeader, StreamWriter
+from codec.container import TokFile, parse_tok, read_tok, tok_bytes, write_tok
+from codec.errors import MediaError, StreamError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REF = ReferenceInfo(0, (0.0, 0.1, 0.2), (0.0, 0.0, 0.0, 0.0), (0.1, 0.1), 0.3, (512, 512))
+HEADER = StreamHeader(tokenizer_hash="abcd", reference=REF, layers=2)
+
+
+def packets(n: int = 50) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    writer = StreamWriter(HEADER)
+    return [writer.encode(None if t % 7 == 3 else rng.integers(0, 625, (1 + t % 2, 12)), 40 * t) for t in range(n)]
+
+
+@pytest.fixture(scope="module")
+def audio() -> bytes:
+    t = np.arange(16000) / 16000
+    return encode_opus((0.2 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 16000)
+
+
+def test_round_trip_with_audio(tmp_path, audio):
+    path = tmp_path / "call.tok"
+    pk = packets()
+    write_tok(path, HEADER, pk, audio)
+    tok = read_tok(path)
+    assert tok.header == HEADER and list(tok.packets) == pk and tok.audio == audio
+    assert tok.motion_bytes == sum(len(p) for p in pk)
+    assert tok.duration_s == pytest.approx(2.0)
+    assert tok.motion_kbps == pytest.approx(tok.motion_bytes * 8 / 2.0 / 1000)
+
+
+def test_round_trip_without_audio_and_without_packets(tmp_path):
+    path = tmp_path / "empty.tok"
+    write_tok(path, HEADER, [])
+    tok = read_tok(path)
+    assert tok.packets == () and tok.audio is None and tok.motion_kbps == 0.0
+    assert path.read_bytes() == HEADER.to_bytes()
+
+
+def test_small_fixture_skips_ancillary_chunks():
+    tok = parse_tok((FIXTURES / "tok_small.bin").read_bytes())
+    assert tok.header == StreamHeader.from_bytes((FIXTURES / "header_fixed.bin").read_bytes())
+    assert [Packet.from_bytes(p).seq for p in tok.packets] == [0, 1, 2]
+    assert [Packet.from_bytes(p).face for p in tok.packets] == [True, True, False]
+    assert tok.audio == b"OggS-not-really-audio"
+    assert tok.motion_bytes == 63 + 63 + 7
+
+
+def test_unknown_critical_chunk_is_an_error(tmp_path):
+    path = tmp_path / "future.tok"
+    path.write_bytes((FIXTURES / "tok_unknown_chunk.bin").read_bytes())
+    with pytest.raises(StreamError, match="future.tok.*unknown type b'Z'"):
+        read_tok(path)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "empty"),
+    (b"\x00\x00\x00\x20ftypisom" + b"\x00" * 100, "not a talkcodec stream"),  # an MP4 passed by mistake
+    (b"\x1aE\xdf\xa3" + b"\x00" * 100, "not a talkcodec stream"),  # a WebM
+])
+def test_files_that_are_not_tok_files_name_the_file(tmp_path, content, message):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(content)
+    with pytest.raises(StreamError, match=f"clip.mp4.*{message}|{message}.*clip.mp4"):
+        read_tok(path)
+
+
+def test_a_missing_file_is_a_media_error(tmp_path):
+    with pytest.raises(MediaError, match="cannot read"):
+        read_tok(tmp_path / "nope.tok")
+
+
+def test_every_truncation_is_a_stream_error_or_a_shorter_valid_file(audio):
+    data = tok_bytes(HEADER, packets(6), audio[:200])
+    chunk_ends = set()
+    for n in range(len(data)):
+        try:
+            tok = parse_tok(data[:n], "cut.tok")
+        except StreamError as e:
+            assert "cut.tok" in str(e)
+        else:
+            chunk_ends.add(n)
+            assert isinstance(tok, TokFile)
+    assert len(chunk_ends) == 7  # the header alone and after each of the 6 packets
+
+
+def test_two_audio_chunks_and_corrupt_packets_are_errors(audio):
+    data = tok_bytes(HEADER, packets(2), audio)
+    with pytest.raises(StreamError, match="more than one audio"):
+        parse_tok(data + struct.pack(">cI", b"A", 1) + b"x")
+    with pytest.raises(StreamError, match="packet 2"):
+        parse_tok(data + struct.pack(">cI", b"P", 3) + b"abc")
+    with pytest.raises(ValueError, match="packet 0"):
+        tok_bytes(HEADER, [b"short"])
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_garbage_after_the_header_raises_only_stream_error(tail):
+    try:
+        parse_tok(HEADER.to_bytes() + tail)
+    except StreamError:
+        pass
+
+
+@given(st.integers(0, 8 * 700 - 1))
+@settings(max_examples=200, deadline=None)
+def test_bit_flips_raise_only_stream_error(bit):
+    data = bytearray(tok_bytes(HEADER, packets(10)))
+    bit %= 8 * len(data)
+    data[bit // 8] ^= 1 << (bit % 8)
+    try:
+        parse_tok(bytes(data))
+    except StreamError:
+        pass
