@@ -1,0 +1,276 @@
+"""The geometric rendering stage: warp the portrait onto target landmarks.
+
+Every output pixel looks up where it came from in the portrait (a dense
+backward flow) and samples it there with ``grid_sample``:
+
+1. the target frame's mesh vertices are derived from the target landmarks
+   (:func:`target_vertices`): landmarks as given, centres of the openings,
+   and the rings around the face moved by a share of the head's rigid motion;
+2. the mesh is rasterized at the output size (numba, z-buffered so the lids
+   cover the eyes and the lips the mouth): each pixel gets its source position
+   by the barycentric coordinates of the target triangle it falls in. Full
+   size keeps the seams sharp where lips or lids meet, and costs about what
+   upsampling a coarser flow would;
+3. the portrait is sampled there (``grid_sample``, torch, on any device);
+4. where the target mouth opens wider than the portrait's, the opening is
+   shaded as a dark mouth interior instead of stretched lips.
+
+Only step 2 runs on the CPU; everything that depends on the portrait alone is
+computed once in :class:`GeometricWarp`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from codec import regions as R
+from codec.mesh import EYE, MOUTH, OUTSIDE, MeshConfig, PortraitMesh, build_mesh
+
+@dataclass(frozen=True)
+class WarpConfig:
+    """Settings of the geometric stage.
+
+    Attributes:
+        mesh: layout of the rings around the face.
+        hole_depth: how far behind the surrounding skin the eye and mouth
+            openings lie, in inter-ocular distances (so lids and lips cover them).
+        mouth_edge, mouth_deep: colour of the mouth interior at the lips and at
+            its centre, as fractions of the portrait's lip colour.
+    """
+
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    hole_depth: float = 0.1
+    mouth_edge: float = 0.45
+    mouth_deep: float = 0.12
+
+
+@numba.njit(cache=True, nogil=True)
+def _rasterize(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray, kind: np.ndarray,
+               grid: np.ndarray, mouth: np.ndarray, zbuf: np.ndarray) -> None:
+    """Z-buffered rasterization of one frame's mesh into a sampling grid.
+
+    Args:
+        tv: ``[V, 3]`` target vertices (x, y in output pixels, z depth).
+        sv: ``[V, 2]`` source vertices in output pixels.
+        tris: ``[F, 3]``; bias: ``[F]`` depth added per triangle; kind: ``[F]``.
+        grid: ``[H, W, 2]`` written where a triangle is nearest: the source
+            position in ``grid_sample``'s coordinates (``align_corners=False``).
+        mouth: ``[2, H, W]`` written likewise: mouth-opening coverage, and
+            depth into the opening (0 at the lips, 1 at its centre).
+        zbuf: ``[H, W]`` scratch, filled with +inf by the caller.
+    """
+    size = grid.shape[0]
+    norm = 2.0 / size
+    eps = -1e-5
+    for f in range(tris.shape[0]):
+        a, b, c = tris[f, 0], tris[f, 1], tris[f, 2]
+        ax, ay, bx, by, cx, cy = tv[a, 0], tv[a, 1], tv[b, 0], tv[b, 1], tv[c, 0], tv[c, 1]
+        area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+        if abs(area) < 1e-9:
+            continue
+        inv = 1.0 / area
+        # Pixel centres lie at k + 0.5.
+        x0 = max(int(np.floor(min(ax, bx, cx) - 0.5)), 0)
+        x1 = min(int(np.ceil(max(ax, bx, cx) - 0.5)), size - 1)
+        y0 = max(int(np.floor(min(ay, by, cy) - 0.5)), 0)
+        y1 = min(int(np.ceil(max(ay, by, cy) - 0.5)), size - 1)
+        za, zb, zc = tv[a, 2], tv[b, 2], tv[c, 2]
+        hole = kind[f] == 2  # MOUTH: the fan's third vertex is the opening's centre
+        for y in range(y0, y1 + 1):
+            py = y + 0.5
+            for x in range(x0, x1 + 1):
+                px = x + 0.5
+                wa = ((bx - px) * (cy - py) - (by - py) * (cx - px)) * inv
+                wb = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) * inv
+                wc = 1.0 - wa - wb
+                if wa < eps or wb < eps or wc < eps:
+                    continue
+                z = wa * za + wb * zb + wc * zc + bias[f]
+                if z >= zbuf[y, x]:
+                    continue
+                zbuf[y, x] = z
+                grid[y, x, 0] = (wa * sv[a, 0] + wb * sv[b, 0] + wc * sv[c, 0]) * norm - 1
+                grid[y, x, 1] = (wa * sv[a, 1] + wb * sv[b, 1] + wc * sv[c, 1]) * norm - 1
+                mouth[0, y, x] = 1.0 if hole else 0.0
+                mouth[1, y, x] = wc if hole else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _rasterize_batch(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray, kind: np.ndarray,
+                     size: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rasterize` over frames ``tv [B, V, 3]``.
+
+    Returns:
+        grid ``[B, size, size, 2]`` (the identity where no triangle lies) and
+        mouth ``[B, 2, size, size]``, float32.
+    """
+    n = tv.shape[0]
+    grid = np.empty((n, size, size, 2), np.float32)
+    for y in range(size):
+        for x in range(size):
+            grid[0, y, x, 0] = (x + 0.5) * 2.0 / size - 1
+            grid[0, y, x, 1] = (y + 0.5) * 2.0 / size - 1
+    for i in range(1, n):
+        grid[i] = grid[0]
+    mouth = np.zeros((n, 2, size, size), np.float32)
+    zbuf = np.empty((size, size), np.float64)
+    for i in range(n):
+        zbuf[:] = np.inf
+        _rasterize(tv[i], sv, tris, bias, kind, grid[i], mouth[i], zbuf)
+    return grid, mouth
+
+
+def _similarity_2d(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares 2D similarity ``dst ≈ a · src + b`` in complex form.
+
+    Args:
+        src: ``[N, 2]``; dst: ``[B, N, 2]``.
+    Returns:
+        ``a [B]`` complex (scale and rotation), ``b [B]`` complex (translation).
+    """
+    zs = src[:, 0] + 1j * src[:, 1]
+    zd = dst[..., 0] + 1j * dst[..., 1]
+    ms, md = zs.mean(), zd.mean(-1)
+    a = ((zd - md[:, None]) * np.conj(zs - ms)).sum(-1) / (np.abs(zs - ms) ** 2).sum()
+    return a, md - a * ms
+
+
+def _polygon_area(pts: np.ndarray) -> np.ndarray:
+    """Areas of polygons ``[..., M, 2]`` -> ``[...]``."""
+    x, y = pts[..., 0], pts[..., 1]
+    return np.abs((x * np.roll(y, -1, -1) - y * np.roll(x, -1, -1)).sum(-1)) / 2
+
+
+class GeometricWarp:
+    """Warps one portrait to target landmarks.
+
+    Example:
+        >>> warp = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
+        >>> frames = warp(targets)            # [B, 3, H, W] float in [0, 1]
+    """
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, device: torch.device,
+                 config: WarpConfig = WarpConfig()) -> None:
+        """
+        Args:
+            image: ``[H, H, 3]`` uint8 RGB portrait.
+            landmarks: ``[478, 3]`` its landmarks in its pixels.
+            device: where the sampling runs.
+            config: settings.
+        """
+        import cv2
+
+        from codec.motion import load_template
+
+        if image.ndim != 3 or image.shape[0] != image.shape[1]:
+            raise ValueError(f"the portrait must be square, got {image.shape}")
+        self.config = config
+        self.device = device
+        self.size = int(image.shape[0])
+        self.landmarks = np.asarray(landmarks, np.float32)
+        self.mesh: PortraitMesh = build_mesh(self.landmarks, self.size, config.mesh)
+        self._stable = load_template().stable
+        iod = float(R.inter_ocular(self.landmarks))
+        bias = np.zeros(len(self.mesh.triangles), np.float64)
+        bias[(self.mesh.kind == EYE) | (self.mesh.kind == MOUTH)] = config.hole_depth * iod
+        bias[self.mesh.kind == OUTSIDE] = 1e6  # hair and background lie behind the face
+        self._bias = bias
+        self._mouth_area = float(_polygon_area(self.landmarks[R.LIPS_INNER, :2]))
+
+        self.image = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255
+
+        lips = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(lips, [np.round(self.landmarks[R.LIPS_OUTER, :2] - 0.5).astype(np.int32)], 1)
+        cv2.fillPoly(lips, [np.round(self.landmarks[R.LIPS_INNER, :2] - 0.5).astype(np.int32)], 0)
+        lip = image[lips > 0].mean(0) / 255 if lips.any() else np.array([0.6, 0.3, 0.3])
+        colour = lambda k: torch.tensor(lip * k, dtype=torch.float32, device=device).view(1, 3, 1, 1)  # noqa: E731
+        self._mouth_edge, self._mouth_deep = colour(config.mouth_edge), colour(config.mouth_deep)
+
+    def target_vertices(self, target: np.ndarray) -> np.ndarray:
+        """Positions of every mesh vertex in target frames.
+
+        Args:
+            target: ``[B, 478, 3]`` target landmarks in the portrait's pixels.
+        Returns:
+            ``[B, V, 3]`` float32.
+        """
+        mesh = self.mesh
+        tv = np.empty((target.shape[0], len(mesh.vertices), 3), np.float32)
+        tv[:, :R.NUM_LANDMARKS] = target
+        for vertex, contour in mesh.centres:
+            tv[:, vertex] = target[:, contour].mean(1)
+        a, b = _similarity_2d(self.landmarks[self._stable, :2].astype(np.float64),
+                              target[:, self._stable, :2].astype(np.float64))
+        ring = mesh.vertices[mesh.ring_start:, :2].astype(np.float64)
+        zr = ring[:, 0] + 1j * ring[:, 1]
+        moved = a[:, None] * zr + b[:, None] - zr  # [B, N] the head's rigid displacement
+        moved *= mesh.ring_follow
+        tv[:, mesh.ring_start:, 0] = ring[:, 0] + moved.real
+        tv[:, mesh.ring_start:, 1] = ring[:, 1] + moved.imag
+        tv[:, mesh.ring_start:, 2] = 0.0
+        for first, count, centre in mesh.irises:
+            off = mesh.vertices[first:first + count, :2].astype(np.float64) - self.landmarks[centre, :2]
+            off = a[:, None] * (off[:, 0] + 1j * off[:, 1])  # turned and scaled with the head
+            tv[:, first:first + count, 0] = target[:, centre, None, 0] + off.real
+            tv[:, first:first + count, 1] = target[:, centre, None, 1] + off.imag
+            tv[:, first:first + count, 2] = target[:, centre, None, 2]
+        return tv
+
+    def mouth_newness(self, target: np.ndarray) -> np.ndarray:
+        """Share of each target mouth opening the portrait has no interior for.
+
+        Args:
+            target: ``[B, 478, 3]``.
+        Returns:
+            ``[B]`` in [0, 1]: 0 where the portrait's mouth is open as wide (after
+            the head's change of scale), towards 1 as the target opens wider.
+        """
+        scale2 = (R.inter_ocular(target) / R.inter_ocular(self.landmarks)) ** 2
+        area = _polygon_area(target[:, R.LIPS_INNER, :2])
+        return np.clip(1 - self._mouth_area * scale2 / np.maximum(area, 1e-6), 0.0, 1.0).astype(np.float32)
+
+    def flow(self, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sampling grid and mouth maps of target frames.
+
+        Args:
+            target: ``[B, 478, 3]`` target landmarks in the portrait's pixels.
+        Returns:
+            grid ``[B, H, W, 2]``: where each output pixel samples the portrait, in
+            ``grid_sample``'s coordinates; mouth ``[B, 2, H, W]``: coverage of the
+            mouth opening and depth into it (0 at the lips, 1 at its centre);
+            both float32 on the device.
+        """
+        target = np.asarray(target, np.float32)
+        grid, mouth = _rasterize_batch(self.target_vertices(target), self.mesh.vertices[:, :2],
+                                       self.mesh.triangles, self._bias, self.mesh.kind, self.size)
+        return torch.from_numpy(grid).to(self.device), torch.from_numpy(mouth).to(self.device)
+
+    @torch.inference_mode()
+    def __call__(self, target: np.ndarray) -> torch.Tensor:
+        """Renders target frames.
+
+        Args:
+            target: ``[B, 478, 3]`` target landmarks in the portrait's pixels.
+        Returns:
+            ``[B, 3, H, W]`` float32 RGB in [0, 1] on the device.
+        """
+        target = np.asarray(target, np.float32)
+        grid, mouth = self.flow(target)
+        frames = F.grid_sample(self.image.expand(len(target), -1, -1, -1), grid, mode="bilinear",
+                               padding_mode="border", align_corners=False)
+        newness = self.mouth_newness(target)
+        if newness.max() > 0:
+            # Only the box around the target mouths can change: composite there.
+            lips = target[:, R.LIPS_OUTER, :2]
+            x0, y0 = np.clip(np.floor(lips.min((0, 1))).astype(int) - 2, 0, self.size)
+            x1, y1 = np.clip(np.ceil(lips.max((0, 1))).astype(int) + 2, 0, self.size)
+            box = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
+            alpha = mouth[:, :1][box].clamp(0, 1) * torch.from_numpy(newness).to(self.device).view(-1, 1, 1, 1)
+            interior = torch.lerp(self._mouth_edge, self._mouth_deep, mouth[:, 1:][box].clamp(0, 1))
+            frames[box] = torch.lerp(frames[box], interior, alpha)
+        return frames

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+
+from codec.portrait import prepare_portrait
+from codec.render import RenderConfig, Renderer, resolve_device
+
+
+@pytest.fixture(scope="module")
+def portrait(sample_portrait):
+    return prepare_portrait(sample_portrait, size=512, crop=False)
+
+
+@pytest.fixture(scope="module")
+def renderer(portrait):
+    return Renderer(portrait, RenderConfig(device="cpu"))
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        RenderConfig().size = 256  # type: ignore[misc]
+
+
+def test_devices_resolve():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            resolve_device("cuda")
+
+
+def test_unknown_renderer_is_refused(portrait):
+    with pytest.raises(ValueError, match="renderer"):
+        Renderer(portrait, RenderConfig(device="cpu", renderer="magic"))
+
+
+def test_frames_are_uint8_of_the_configured_size(renderer, portrait):
+    one = renderer.render(portrait.landmarks)
+    assert one.shape == (1, 512, 512, 3) and one.dtype == np.uint8
+    many = renderer.render(np.stack([portrait.landmarks] * 2))
+    assert many.shape == (2, 512, 512, 3)
+    assert np.array_equal(many[0], one[0])
+    assert np.abs(one[0].astype(int) - portrait.image).mean() < 0.5
+    with pytest.raises(ValueError, match="478"):
+        renderer.render(np.zeros((10, 3), np.float32))
+
+
+def test_smaller_output_size(portrait):
+    r = Renderer(portrait, RenderConfig(device="cpu", size=256))
+    out = r.render(portrait.landmarks + np.array([10, 0, 0], np.float32))
+    assert out.shape == (1, 256, 256, 3)
+    assert r.render_tensor(portrait.landmarks).device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_cuda_matches_cpu(renderer, portrait):
+    gpu = Renderer(portrait, RenderConfig(device="cuda"))
+    target = portrait.landmarks + np.array([7, -4, 0], np.float32)
+    diff = np.abs(gpu.render(target).astype(int) - renderer.render(target).astype(int))
+    assert diff.mean() < 0.5 and diff.max() <= 8
