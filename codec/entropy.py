@@ -67,31 +67,31 @@ def token_digits(tokens: np.ndarray, config: GRFSQConfig) -> np.ndarray:
     return (np.asarray(tokens, np.int64)[..., None] // base ** np.arange(ndig)) % base
 
 
-def _contexts(digits: np.ndarray, prev: np.ndarray | None, base: int) -> tuple[np.ndarray, np.ndarray]:
-    """Context indices of every digit of a frame.
+@lru_cache(maxsize=8)
+def _moved(base: int) -> np.ndarray:
+    """How far a digit moved, ``cur - prev + base - 1``, clipped to ``-2 .. 2`` and shifted to ``0 .. 4``."""
+    return np.clip(np.arange(-(base - 1), base), -2, 2) + 2
+
+
+def _layer_context(k: int, coarse: np.ndarray | None, prev: np.ndarray | None, base: int) -> np.ndarray:
+    """Context of every digit of layer ``k``: ``prev_ctx * (base + 1) + coarse_ctx``.
+
+    The one definition the encoder, the decoder and fitting all use.
 
     Args:
-        digits: ``[..., r, G, D]`` digits of the frame (only layers ``< k`` are
-            read for layer ``k``'s coarser context).
+        k: the layer.
+        coarse: ``[..., G, D]`` digits of layer ``k - 1`` of the same frame, ``None`` for layer 0.
         prev: ``[..., rp, G, D]`` digits of the previous frame, or ``None``.
     Returns:
-        previous-digit and coarser-digit contexts, each ``[..., r, G, D]`` in ``0 .. base``.
+        ``[..., G, D]`` ints in ``0 .. (base + 1)**2 - 1`` (or a scalar when no digit matters).
     """
-    r = digits.shape[-3]
-    none = np.full(digits.shape, base, np.int64)
-    p_ctx = none.copy()
-    rp = 0 if prev is None else min(prev.shape[-3], r)
-    if rp:
-        p_ctx[..., :rp, :, :] = prev[..., :rp, :, :]
-    c_ctx = none
-    if r > 1:
-        coarse = digits[..., :-1, :, :]
-        c_ctx = none.copy()
-        c_ctx[..., 1:, :, :] = coarse
-        if rp > 1:
-            moved = np.clip(coarse[..., :rp - 1, :, :] - prev[..., :rp - 1, :, :], -2, 2) + 2
-            c_ctx[..., 1:rp, :, :] = moved
-    return p_ctx, c_ctx
+    if prev is not None and k < prev.shape[-3]:
+        p_ctx = prev[..., k, :, :]
+        c_ctx = base if coarse is None else _moved(base)[coarse - prev[..., k - 1, :, :] + base - 1]
+    else:
+        p_ctx = base
+        c_ctx = base if coarse is None else coarse
+    return p_ctx * (base + 1) + c_ctx
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,6 +118,10 @@ class EntropyModel:
             raise ValueError("entropy tables must hold positive finite probabilities")
         p.setflags(write=False)
         object.__setattr__(self, "probs", p)
+        # Rows addressed as [layer][(group * D + digit) * contexts + context].
+        object.__setattr__(self, "_rows", p.reshape(shape[0], -1, base))
+        object.__setattr__(self, "_cell", (np.arange(shape[1] * ndig) * (base + 1) ** 2).reshape(shape[1], ndig))
+        object.__setattr__(self, "_powers", base ** np.arange(ndig))
         digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode() + p.tobytes())
         object.__setattr__(self, "hash", digest.hexdigest()[:16])
 
@@ -126,9 +130,20 @@ class EntropyModel:
         cfg = self.config
         if t.ndim != 2 or not 1 <= t.shape[0] <= cfg.residuals or t.shape[1] != cfg.groups:
             raise ValueError(f"{what} must be [1..{cfg.residuals}, {cfg.groups}], got {t.shape}")
-        if t.min() < 0 or t.max() >= cfg.codebook_size:
+        t = t.astype(np.int64)
+        if ((t < 0) | (t >= cfg.codebook_size)).any():
             raise ValueError(f"{what} values must be in 0..{cfg.codebook_size - 1}")
-        return t.astype(np.int64)
+        return t
+
+    def _digits(self, tokens: np.ndarray, what: str) -> np.ndarray:
+        """Checked ``[r, G]`` tokens -> ``[r, G, D]`` digits."""
+        return (self._check(tokens, what)[..., None] // self._powers) % self.probs.shape[-1]
+
+    def _frame_rows(self, d: np.ndarray, pd: np.ndarray | None) -> np.ndarray:
+        """Probability rows ``[r, G, D, L]`` of every digit of a frame with digits ``d`` ``[r, G, D]``."""
+        base = self.probs.shape[-1]
+        return np.stack([self._rows[k][self._cell + _layer_context(k, d[k - 1] if k else None, pd, base)]
+                         for k in range(len(d))])
 
     def encode(self, tokens: np.ndarray, prev: np.ndarray | None) -> bytes:
         """Range-codes one frame.
@@ -139,15 +154,11 @@ class EntropyModel:
         Returns:
             the payload; :meth:`decode` with the same ``prev`` returns ``tokens``.
         """
-        base, _ = _digit_base(self.config)
-        t = self._check(tokens, "tokens")
-        d = token_digits(t, self.config)
-        pd = None if prev is None else token_digits(self._check(prev, "prev"), self.config)
-        p_ctx, c_ctx = _contexts(d, pd, base)
-        k, g, i = np.indices(d.shape, sparse=True)
-        probs = self.probs[k, g, i, p_ctx, c_ctx].reshape(-1, base)
+        base = self.probs.shape[-1]
+        d = self._digits(tokens, "tokens")
+        pd = None if prev is None else self._digits(prev, "prev")
         enc = constriction.stream.queue.RangeEncoder()
-        enc.encode(d.reshape(-1).astype(np.int32), _CATEGORICAL, probs)
+        enc.encode(d.reshape(-1).astype(np.int32), _CATEGORICAL, self._frame_rows(d, pd).reshape(-1, base))
         return enc.get_compressed().astype(">u4").tobytes().rstrip(b"\0")
 
     def decode(self, data: bytes, layers: int, prev: np.ndarray | None) -> np.ndarray:
@@ -163,32 +174,28 @@ class EntropyModel:
             StreamError: the payload is not a valid range-coded frame.
         """
         cfg = self.config
-        base, ndig = _digit_base(cfg)
+        base, ndig = self.probs.shape[-1], len(self._powers)
         if not 1 <= layers <= cfg.residuals:
             raise StreamError(f"entropy payload with {layers} layers; this tokenizer has 1..{cfg.residuals}")
-        pd = None if prev is None else token_digits(self._check(prev, "prev"), cfg)
+        pd = None if prev is None else self._digits(prev, "prev")
         words = np.frombuffer(bytes(data) + b"\0" * (-len(data) % 4), ">u4").astype(np.uint32)
         dec = constriction.stream.queue.RangeDecoder(words)
         d = np.zeros((layers, cfg.groups, ndig), np.int64)
-        g, i = np.indices((cfg.groups, ndig), sparse=True)
         # Layer k's context needs layer k-1 of this frame, so layers decode in turn.
         for k in range(layers):
-            p_ctx, c_ctx = _contexts(d[:k + 1], pd, base)
-            probs = self.probs[k, g, i, p_ctx[k], c_ctx[k]].reshape(-1, base)
+            ctx = _layer_context(k, d[k - 1] if k else None, pd, base)
+            probs = self._rows[k][(self._cell + ctx).reshape(-1)]
             try:
                 d[k] = dec.decode(_CATEGORICAL, probs).reshape(cfg.groups, ndig)
             except (AssertionError, ValueError, RuntimeError) as e:
                 raise StreamError(f"corrupt entropy-coded payload: {e}") from None
-        return d @ base ** np.arange(ndig)
+        return d @ self._powers
 
     def cross_entropy_bits(self, tokens: np.ndarray, prev: np.ndarray | None) -> float:
         """Ideal code length of one frame in bits (what :meth:`encode` costs before coder overhead)."""
-        base, _ = _digit_base(self.config)
-        d = token_digits(self._check(tokens, "tokens"), self.config)
-        pd = None if prev is None else token_digits(self._check(prev, "prev"), self.config)
-        p_ctx, c_ctx = _contexts(d, pd, base)
-        k, g, i = np.indices(d.shape, sparse=True)
-        rows = self.probs[k, g, i, p_ctx, c_ctx].astype(np.float64)
+        d = self._digits(tokens, "tokens")
+        pd = None if prev is None else self._digits(prev, "prev")
+        rows = self._frame_rows(d, pd).astype(np.float64)
         p = np.take_along_axis(rows, d[..., None], -1)[..., 0] / rows.sum(-1)
         return float(-np.log2(p).sum())
 
@@ -226,17 +233,19 @@ def fit_entropy_model(seqs: list[np.ndarray], config: GRFSQConfig = GRFSQConfig(
     """
     base, ndig = _digit_base(config)
     r, groups = config.residuals, config.groups
-    counts = np.zeros((r, groups, ndig, base + 1, base + 1, base), np.int64)
-    k, g, i = np.indices((r, groups, ndig), sparse=True)
+    shape = (r, groups, ndig, base + 1, base + 1, base)
+    counts = np.zeros(shape, np.int64)
+    cell = np.arange(groups * ndig).reshape(groups, ndig) * (base + 1) ** 2
     for seq in seqs:
         s = np.asarray(seq)
         if s.ndim != 3 or s.shape[1:] != (r, groups):
             raise ValueError(f"token sequences must be [T, {r}, {groups}], got {s.shape}")
         d = token_digits(s, config)
         for cur, prev in ((d, None), (d[1:], d[:-1])):
-            p_ctx, c_ctx = _contexts(cur, prev, base)
-            idx = np.ravel_multi_index(np.broadcast_arrays(k, g, i, p_ctx, c_ctx, cur), counts.shape)
-            counts += np.bincount(idx.ravel(), minlength=counts.size).reshape(counts.shape)
+            for k in range(r):
+                ctx = _layer_context(k, cur[:, k - 1] if k else None, prev, base)
+                row = (k * groups * ndig * (base + 1) ** 2 + cell + ctx) * base + cur[:, k]
+                counts += np.bincount(row.ravel(), minlength=counts.size).reshape(shape)
     probs = (counts + alpha) / (counts.sum(-1, keepdims=True) + alpha * base)
     return EntropyModel(config, probs.astype(np.float32))
 
