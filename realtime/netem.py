@@ -1,0 +1,81 @@
+"""Loss and jitter injection on the motion channel (a test hook, like Linux netem).
+
+Sits between the sender and its motion channel: each packet is dropped with
+probability ``loss``, else delivered after ``jitter_ms ± jitter_ms`` (uniform
+in ``[0, 2 * jitter_ms]``), which also reorders packets. Delays are event
+loop timers owned by the object and cancelled by :meth:`Netem.close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NetemConfig:
+    """Impairments.
+
+    Attributes:
+        loss: probability that a packet is dropped, in ``[0, 1)``.
+        jitter_ms: half-width of the uniform delay around ``jitter_ms``.
+        seed: for repeatable runs.
+    """
+
+    loss: float = 0.0
+    jitter_ms: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.loss < 1.0:
+            raise ValueError(f"loss must be in [0, 1), got {self.loss}")
+        if self.jitter_ms < 0:
+            raise ValueError(f"jitter must be >= 0 ms, got {self.jitter_ms}")
+
+    @property
+    def active(self) -> bool:
+        return self.loss > 0 or self.jitter_ms > 0
+
+
+class Netem:
+    """Impairs packets on their way to ``deliver``.
+
+    Args:
+        config: the impairments.
+        deliver: sends one packet for real (the data channel's ``send``).
+    """
+
+    def __init__(self, config: NetemConfig, deliver: Callable[[bytes], None]) -> None:
+        self.config = config
+        self._deliver = deliver
+        self._rng = random.Random(config.seed)
+        self._pending: set[asyncio.TimerHandle] = set()
+        self.dropped = 0
+
+    def send(self, packet: bytes) -> None:
+        if self._rng.random() < self.config.loss:
+            self.dropped += 1
+            return
+        if self.config.jitter_ms <= 0:
+            self._deliver(packet)
+            return
+        delay = self._rng.uniform(0.0, 2.0 * self.config.jitter_ms) / 1000.0
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._pending.discard(handle)
+            try:
+                self._deliver(packet)
+            except Exception:  # the channel closed while the packet was "in flight": it is lost
+                self.dropped += 1
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        self._pending.add(handle)
+
+    def close(self) -> None:
+        """Drops every packet still in flight."""
+        for h in self._pending:
+            h.cancel()
+        self._pending.clear()

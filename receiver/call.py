@@ -1,0 +1,271 @@
+"""One incoming call: packets -> jitter buffer -> ticks at 25 fps -> render stage and sinks.
+
+The order of events::
+
+    START (sender's media time 0) -> HELLO(stream header) -> checked:
+        compatible   -> ACCEPT, a decoder for the portrait; motion flows
+        incompatible -> REFUSE with the reason; the call ends
+
+Motion packets are decoded on the call's decoder thread as they arrive and
+go into the jitter buffer with their arrival time; the playout loop then
+takes one frame per 40 ms tick, concealing what is missing. Speech frames go
+to the recorder, stamped with the same media time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from codec.bitstream import PACKET_HEADER_BYTES, StreamHeader
+from codec.errors import StreamError
+from realtime.clock import monotonic_ms, wall_us
+from realtime.drops import Drops
+from realtime.jitterbuffer import JitterBuffer, PlayoutKind, PushResult
+from realtime.peer import PeerLink
+from realtime.protocol import Accept, Hello, Refuse, Report, SenderStats, Start
+from receiver.playout import Tick, tick_landmarks
+from receiver.rendering import RenderStage
+from receiver.sinks import CallStats, Recorder
+
+log = logging.getLogger(__name__)
+
+FRAME_INTERVAL_MS = 40.0
+REPORT_INTERVAL_S = 1.0
+# A playout loop this far behind its schedule jumps ahead instead of rendering stale ticks.
+MAX_BEHIND_MS = 200.0
+
+
+class Call:
+    """Runs one call until the link ends.
+
+    Args:
+        link: the call's channels.
+        portrait_landmarks: ``[478, 3]`` the portrait at rest (also the decoder's target).
+        render: the shared render stage.
+        stats: the receiver's running statistics.
+        recorder: the MP4 sink, or None.
+        jitter_ms: the jitter buffer's target delay.
+    """
+
+    def __init__(self, link: PeerLink, portrait_landmarks: np.ndarray, render: RenderStage, stats: CallStats,
+                 recorder: Recorder | None = None, jitter_ms: float = 50.0) -> None:
+        self.link = link
+        self.rest = np.asarray(portrait_landmarks, np.float32)
+        self.render = render
+        self.stats = stats
+        self.recorder = recorder
+        self.buffer: JitterBuffer[np.ndarray | None] = JitterBuffer(jitter_ms, FRAME_INTERVAL_MS)
+        self.drops = Drops(log, "motion packet")
+        self.epoch_wall_us: int | None = None
+        self.refused: str | None = None
+        self._decoder: Any = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="motion-decode")
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._decoding: set[asyncio.Future[Any]] = set()
+        self._first_ts: int | None = None
+        self._last_ts: int | None = None
+        self._sender_audio_bytes = 0
+        self._arrived = asyncio.Event()
+        self._accepted = False
+        link.motion.on("message", self._on_motion)
+        link.pc.on("track", self._on_track)
+
+    # -- arrivals -----------------------------------------------------------
+
+    def _on_track(self, track: Any) -> None:
+        if track.kind == "audio":
+            self._tasks.append(asyncio.create_task(self._audio(track), name="audio"))
+
+    async def _audio(self, track: Any) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            self.stats.audio_frames += 1
+            self.stats.audio_media_ms += frame.samples * 1000.0 / frame.sample_rate
+            if self.recorder is not None:
+                self.recorder.add_audio(frame)
+
+    def _on_motion(self, data: bytes | str) -> None:
+        arrival = monotonic_ms()
+        if not isinstance(data, bytes):
+            self.drops.note("text message", "motion packets are binary")
+            return
+        if self._decoder is None:
+            self.drops.note("before the stream header", "no accepted stream header yet")
+            return
+        fut = asyncio.get_running_loop().run_in_executor(self._pool, self._decoder.decode, data)
+        self._decoding.add(fut)
+        fut.add_done_callback(lambda f: self._decoded(f, data, arrival))
+
+    def _decoded(self, fut: asyncio.Future[Any], data: bytes, arrival: float) -> None:
+        self._decoding.discard(fut)
+        if fut.cancelled():
+            return
+        err = fut.exception()
+        if isinstance(err, StreamError):
+            self.drops.note(type(err).__name__, str(err))
+            return
+        if err is not None:  # a bug in decoding must not end the call: drop and say so once
+            self.drops.note(f"decoder failure {type(err).__name__}", str(err))
+            return
+        frame = fut.result()
+        value = frame.landmarks.astype(np.float32) if frame.face and frame.landmarks is not None else None
+        result = self.buffer.push(frame.seq, frame.timestamp_ms, value, arrival)
+        if result is PushResult.OUT_OF_RANGE:
+            self.drops.note("timestamp out of range", f"timestamp {frame.timestamp_ms} ms")
+            return
+        if result is PushResult.DUPLICATE:
+            return
+        self.stats.frames_received += 1
+        self.stats.frames_no_face += 0 if frame.face else 1
+        self.stats.motion_packet_bytes += len(data)
+        self.stats.motion_payload_bytes += len(data) - PACKET_HEADER_BYTES
+        ts = frame.timestamp_ms
+        self._first_ts = ts if self._first_ts is None else min(self._first_ts, ts)
+        self._last_ts = ts if self._last_ts is None else max(self._last_ts, ts)
+        self._arrived.set()
+
+    # -- control ------------------------------------------------------------
+
+    async def _control(self) -> None:
+        while True:
+            msg = await self.link.messages.get()
+            if isinstance(msg, Start):
+                self.epoch_wall_us = msg.epoch_us
+            elif isinstance(msg, Hello):
+                await self._hello(msg)
+            elif isinstance(msg, SenderStats):
+                self._sender_audio_bytes = msg.audio_bytes
+
+    async def _hello(self, msg: Hello) -> None:
+        from codec.api import FrameDecoder
+
+        if self._decoder is not None:
+            return  # the stream header is fixed for the call
+        try:
+            header = StreamHeader.from_bytes(msg.header)
+            loop = asyncio.get_running_loop()
+            self._decoder = await loop.run_in_executor(self._pool, FrameDecoder, header, self.rest)
+        except StreamError as e:
+            self.refused = str(e)
+            log.warning("refused the sender's stream: %s", e)
+            self.link.send(Refuse(str(e)))
+            self.stats.calls_refused += 1
+            await asyncio.sleep(0.2)  # let the refusal reach the sender before the call is torn down
+            self.link.end(f"refused the sender's stream: {e}")
+            return
+        self._accepted = True
+        self.link.send(Accept())
+        log.info("accepted a stream: %s mode, %d layers", header.mode, header.layers)
+
+    async def _report(self) -> None:
+        last = (0, 0, 0)
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL_S)
+            s = self.buffer.stats
+            now = (s.expected, s.received, s.late)
+            if now[0] > last[0]:
+                self.link.send(Report(now[0] - last[0], now[1] - last[1], now[2] - last[2]))
+            last = now
+
+    # -- playout ------------------------------------------------------------
+
+    def capture_wall_us(self, media_ms: float) -> float | None:
+        """When the sender captured media time ``media_ms``, on this machine's wall clock."""
+        if self.epoch_wall_us is None:
+            return None
+        return self.epoch_wall_us + media_ms * 1000.0 - self.link.clock.offset_us
+
+    async def _playout(self) -> None:
+        await self._arrived.wait()
+        first = self.buffer.first_timestamp_ms
+        p = float(first if first is not None else self._first_ts or 0)
+        index = 0
+        while True:
+            due = self.buffer.playout_time(p)
+            wait = due - monotonic_ms()
+            if wait > 0:
+                await asyncio.sleep(wait / 1000.0)
+            elif -wait > MAX_BEHIND_MS:
+                skip = int(-wait // FRAME_INTERVAL_MS)
+                self.stats.frames_skipped += skip
+                p += skip * FRAME_INTERVAL_MS
+                continue
+            decision = self.buffer.pop(p)
+            landmarks, face = tick_landmarks(decision, self.rest)
+            tick = Tick(index, p, landmarks, decision.kind, face, due)
+            index += 1
+            self.stats.frames_played += 1
+            if decision.kind is PlayoutKind.FRESH:
+                self.stats.frames_fresh += 1
+                captured = self.capture_wall_us(p)
+                if captured is not None:
+                    self.stats.playout_latency_ms.append((wall_us() - captured) / 1000.0)
+            elif decision.concealed:
+                self.stats.frames_concealed += 1
+            self.render.submit(tick)
+            p += FRAME_INTERVAL_MS
+
+    def on_rendered(self, tick: Tick, frame: np.ndarray, done_wall_us: int) -> None:
+        """The render stage's report of one of this call's frames."""
+        self.stats.frames_rendered += 1
+        if tick.kind is PlayoutKind.FRESH:
+            captured = self.capture_wall_us(tick.media_ms)
+            if captured is not None:
+                self.stats.render_latency_ms.append((done_wall_us - captured) / 1000.0)
+        if self.recorder is not None:
+            self.recorder.add_video(frame, tick.media_ms)
+
+    # -- lifetime -----------------------------------------------------------
+
+    def live_status(self) -> dict[str, float | None]:
+        """Figures for the status line."""
+        s = self.buffer.stats
+        lat = self.stats.render_latency_ms[-25:] or self.stats.playout_latency_ms[-25:]
+        return {"loss": s.loss, "rtt_ms": self.link.clock.rtt_ms,
+                "latency_ms": float(np.median(lat)) if lat else None}
+
+    async def run(self) -> str:
+        """Runs the call until the link ends; returns why it ended."""
+        self.stats.calls += 1
+        if self.recorder is not None:
+            self.recorder.begin_call()
+        self.link.start()
+        self._tasks += [asyncio.create_task(self._control(), name="control"),
+                        asyncio.create_task(self._report(), name="report"),
+                        asyncio.create_task(self._playout(), name="playout")]
+        try:
+            await self.link.ended.wait()
+            return self.link.end_reason
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for f in list(self._decoding):
+            f.cancel()
+        s = self.buffer.stats
+        self.stats.packets_expected += s.expected
+        self.stats.packets_late += s.late
+        self.stats.packets_duplicate += s.duplicates
+        for kind, n in self.drops.counts.items():
+            self.stats.packets_dropped[kind] = self.stats.packets_dropped.get(kind, 0) + n
+        if self._first_ts is not None and self._last_ts is not None:
+            self.stats.motion_media_ms += self._last_ts - self._first_ts + FRAME_INTERVAL_MS
+        self.stats.audio_bytes += self._sender_audio_bytes
+        self.stats.rtt_ms = self.link.clock.rtt_ms
+        self.stats.clock_offset_ms = self.link.clock.offset_us / 1000.0
+        await self.link.close("receiver closed")
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,115 @@
+"""talk-recv: wait for a talk-send, and re-render its face on a portrait at 25 fps.
+
+Examples::
+
+    talk-recv --portrait samples/portrait.jpg --record call.mp4
+    talk-recv --listen 0.0.0.0:8765 --token TOKEN --portrait me.jpg --show
+
+Exit status: 0 after Ctrl-C, ``--once`` or ``--duration``; 1 when it cannot
+listen; 2 for bad arguments or an unusable portrait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from codec.errors import MediaError, PortraitError, TalkcodecError
+from realtime.peer import is_loopback, restrict_ice_to_loopback
+from realtime.signaling import new_token
+from realtime.status import StatusLine
+from receiver.listener import Receiver, ReceiverConfig
+from receiver.sinks import Recorder, Window
+
+SAMPLE_PORTRAIT = Path(__file__).resolve().parents[1] / "samples" / "portrait.jpg"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> ``(host, port)``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="talk-recv", description="Receive a talk-send call and re-render the "
+                                "sender's face on a portrait.")
+    p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8765), metavar="HOST:PORT",
+                   help="signaling address (default: 127.0.0.1:8765; 0.0.0.0:8765 for other machines)")
+    p.add_argument("--token", help="room token senders must know (default: a new one, printed)")
+    p.add_argument("--portrait", type=Path, default=SAMPLE_PORTRAIT, metavar="IMAGE",
+                   help="the face to animate (default: the bundled sample)")
+    p.add_argument("--show", action="store_true", help="show the call in a window (needs a display)")
+    p.add_argument("--record", type=Path, metavar="OUT.mp4", help="record rendered video and received speech")
+    p.add_argument("--duration", type=float, metavar="S", help="exit S seconds after the first call starts")
+    p.add_argument("--once", action="store_true", help="exit when the first call ends")
+    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write call statistics at exit")
+    p.add_argument("--jitter-ms", type=float, default=50.0, help="jitter buffer delay (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="renderer device: auto, cpu, cuda (default: %(default)s)")
+    p.add_argument("--size", type=int, default=512, help="rendered frame side (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+    return p
+
+
+async def _serve(receiver: Receiver) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await receiver.run(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="talk-recv: %(message)s")
+    host, port = args.listen
+    token = args.token or new_token()
+    if not args.token:
+        print(f"talk-recv: room token {token}", flush=True)
+    if is_loopback(host):
+        restrict_ice_to_loopback()
+    status = StatusLine(enabled=not args.quiet)
+    recorder: Recorder | None = None
+    try:
+        from codec.portrait import prepare_portrait
+        from codec.render import RenderConfig, Renderer
+
+        portrait = prepare_portrait(args.portrait)
+        renderer = Renderer(portrait, RenderConfig(device=args.device, size=args.size))
+        if args.record is not None:
+            recorder = Recorder(args.record, args.size)
+    except (PortraitError, MediaError, ValueError) as e:
+        print(f"talk-recv: {e}", file=sys.stderr)
+        return 2
+    receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration),
+                        portrait.landmarks, renderer, recorder, Window() if args.show else None, status)
+    code = 0
+    try:
+        asyncio.run(_serve(receiver))
+    except TalkcodecError as e:
+        status.clear()
+        print(f"talk-recv: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if recorder is not None:
+            recorder.close()
+        if receiver.window is not None:
+            receiver.window.close()
+        if args.stats_json is not None:
+            receiver.stats.write_json(args.stats_json)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

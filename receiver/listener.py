@@ -1,0 +1,169 @@
+"""The receiver's lifetime: listen, take one call at a time, go back to waiting.
+
+A sender that knows the room token gets a peer connection and a
+:class:`receiver.call.Call`; a second sender meanwhile is told the receiver
+is busy. When a call ends (bye, silence, failure, refusal) the receiver
+waits for the next one, unless it was asked to take only one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from realtime.peer import PeerLink, gathered_description, new_peer_connection
+from realtime.signaling import SignalingError, SignalingServer
+from realtime.status import StatusLine, format_status
+from receiver.call import Call
+from receiver.playout import Tick
+from receiver.rendering import RenderStage
+from receiver.sinks import CallStats, Recorder, Window
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 0.5
+# How long the backlog of a recording may take to render after a call.
+DRAIN_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """Settings of a receiver run.
+
+    Attributes:
+        host, port: where signaling listens.
+        token: the room secret.
+        jitter_ms: the jitter buffer's target delay.
+        once: exit when the first call ends.
+        duration_s: exit this long after the first call starts.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str = ""
+    jitter_ms: float = 50.0
+    once: bool = False
+    duration_s: float | None = None
+
+
+class Receiver:
+    """Listens for senders and runs their calls one at a time.
+
+    Args:
+        config: settings.
+        portrait_landmarks: ``[478, 3]`` the portrait at rest.
+        renderer: the portrait's renderer.
+        recorder, window: optional sinks.
+        status: the live status line.
+    """
+
+    def __init__(self, config: ReceiverConfig, portrait_landmarks: np.ndarray, renderer: Any,
+                 recorder: Recorder | None = None, window: Window | None = None,
+                 status: StatusLine | None = None) -> None:
+        self.config = config
+        self.portrait_landmarks = portrait_landmarks
+        self.recorder = recorder
+        self.window = window
+        self.status = status or StatusLine(enabled=False)
+        self.stats = CallStats()
+        self.render = RenderStage(renderer, keep_all=recorder is not None, on_frame=self._on_frame)
+        self.server = SignalingServer(config.host, config.port, config.token, self._on_offer)
+        self.call: Call | None = None
+        self._call_task: asyncio.Task[str] | None = None
+        self._calls_done = asyncio.Event()
+        self._first_call = asyncio.Event()
+        self._renders_since = 0
+        self._last_bytes = 0
+
+    async def _on_offer(self, sdp: str) -> str:
+        from aiortc import RTCSessionDescription
+
+        if self.call is not None:
+            raise SignalingError("busy: another sender is connected")
+        pc = new_peer_connection()
+        link = PeerLink(pc)
+        call = Call(link, self.portrait_landmarks, self.render, self.stats, self.recorder, self.config.jitter_ms)
+        self.call = call
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            answer = await gathered_description(pc, offer=False)
+        except Exception as e:  # an offer aiortc cannot use: this call fails, the receiver goes on
+            self.call = None
+            await pc.close()
+            raise SignalingError(f"unusable offer ({type(e).__name__})") from None
+        self._call_task = asyncio.create_task(self._run_call(call), name="call")
+        return answer
+
+    async def _run_call(self, call: Call) -> str:
+        self._first_call.set()
+        self.status.message("a sender connected")
+        try:
+            try:
+                await call.link.wait_open()
+            except (asyncio.TimeoutError, TimeoutError):
+                call.link.end("no media path (ICE/DTLS failed)")
+            reason = await call.run()
+            if self.recorder is not None:
+                await self.render.drain(DRAIN_TIMEOUT_S)
+            self.status.message(f"call ended: {reason}; waiting for a sender")
+            return reason
+        finally:
+            self.call = None
+            if self.config.once:
+                self._calls_done.set()
+
+    def _on_frame(self, tick: Tick, frame: np.ndarray, done_wall_us: int) -> None:
+        self._renders_since += 1
+        if self.call is not None:
+            self.call.on_rendered(tick, frame, done_wall_us)
+        elif self.recorder is not None:  # the tail of a finished call's backlog
+            self.stats.frames_rendered += 1
+            self.recorder.add_video(frame, tick.media_ms)
+        if self.window is not None:
+            self.window.show(frame)
+
+    async def _status(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            call = self.call
+            fps = self._renders_since / STATUS_INTERVAL_S
+            self._renders_since = 0
+            if call is None:
+                self.status.update(f"waiting for a sender on ws://{self.config.host}:{self.server.bound_port}")
+                continue
+            s = call.live_status()
+            total = self.stats.motion_packet_bytes
+            kbps = max(0, total - self._last_bytes) * 8 / 1000 / STATUS_INTERVAL_S
+            self._last_bytes = total
+            self.status.update(format_status(fps, kbps, s["rtt_ms"], s["loss"] or 0.0, s["latency_ms"],
+                                             extra=f"render backlog {self.render.backlog}"))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serves until ``stop`` is set (or per ``once`` / ``duration_s``)."""
+        await self.server.start()
+        self.render.start()
+        status = asyncio.create_task(self._status(), name="status")
+        ends = [asyncio.create_task(stop.wait()), asyncio.create_task(self._calls_done.wait())]
+        if self.config.duration_s is not None:
+            ends.append(asyncio.create_task(self._deadline(self.config.duration_s)))
+        try:
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in ends + [status]:
+                t.cancel()
+            await asyncio.gather(*ends, status, return_exceptions=True)
+            await self.server.close()
+            if self._call_task is not None and not self._call_task.done():
+                if self.call is not None:
+                    self.call.link.end("the receiver is closing")
+                await asyncio.gather(self._call_task, return_exceptions=True)
+            await self.render.close()
+            self.status.clear()
+
+    async def _deadline(self, seconds: float) -> None:
+        await self._first_call.wait()
+        await asyncio.sleep(seconds)

@@ -1,0 +1,258 @@
+"""Where the receiver's output goes: a window, an MP4 recording, and call statistics.
+
+Each sink has one job:
+
+* :class:`Window`: shows rendered frames (OpenCV highgui), only where a display exists;
+* :class:`Recorder`: writes rendered video and received speech to an MP4,
+  both placed by sender media time, so they stay in sync whatever the
+  network did; all muxing runs on the recorder's own thread;
+* :class:`CallStats`: counts and latencies, written as JSON at exit.
+"""
+
+from __future__ import annotations
+
+import fractions
+import json
+import logging
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codec.errors import MediaError
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 48_000
+VIDEO_FPS = 25
+
+
+def has_display() -> bool:
+    """Whether a window can be opened (always on macOS/Windows; X11 or Wayland on Linux)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class Window:
+    """Shows frames in an OpenCV window; a no-op, after one warning, without a display."""
+
+    def __init__(self, title: str = "talk-recv") -> None:
+        self.title = title
+        self.enabled = has_display()
+        if not self.enabled:
+            log.warning("no display found: --show is ignored")
+
+    def show(self, frame: np.ndarray) -> None:
+        """Shows ``[H, W, 3]`` uint8 RGB."""
+        if not self.enabled:
+            return
+        import cv2
+
+        try:
+            cv2.imshow(self.title, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            cv2.waitKey(1)
+        except cv2.error as e:
+            log.warning("cannot show a window (%s): --show is ignored", str(e).strip().splitlines()[-1])
+            self.enabled = False
+
+    def close(self) -> None:
+        if self.enabled:
+            import cv2
+
+            cv2.destroyWindow(self.title)
+
+
+class Recorder:
+    """Writes an MP4: H.264 video of rendered frames and AAC audio of received speech.
+
+    Both are placed by sender media time. Successive calls follow each other
+    in one file (:meth:`begin_call`).
+
+    Args:
+        path: the ``.mp4`` to write.
+        size: frame side in pixels.
+    Raises:
+        MediaError: the file cannot be created.
+    """
+
+    def __init__(self, path: str | Path, size: int = 512) -> None:
+        import av
+
+        self.path = Path(path)
+        try:
+            self._container = av.open(str(self.path), "w")
+        except Exception as e:
+            raise MediaError(f"{self.path}: cannot be written ({e})") from None
+        v = self._container.add_stream("libx264", rate=VIDEO_FPS)
+        v.width = v.height = size
+        v.pix_fmt = "yuv420p"
+        v.options = {"preset": "ultrafast", "crf": "20"}
+        self._video = v
+        a = self._container.add_stream("aac", rate=AUDIO_RATE)
+        a.layout = "mono"
+        self._audio = a
+        self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE, frame_size=1024)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="recorder")
+        self._offset_ms = 0.0
+        self._last_video_pts = -1
+        self._next_audio_sample: int | None = None  # media-timeline sample the next audio frame should start at
+        self._audio_out = 0  # samples handed to the encoder
+        self._end_ms = 0.0
+        self.video_frames = 0
+        self.audio_samples = 0
+
+    def begin_call(self) -> None:
+        """Places the next call's media time 0 after everything recorded so far."""
+        self._pool.submit(self._begin_call)
+
+    def _begin_call(self) -> None:
+        self._offset_ms = self._end_ms
+        self._next_audio_sample = None
+
+    def add_video(self, frame: np.ndarray, media_ms: float) -> None:
+        """Queues one rendered ``[H, W, 3]`` uint8 frame shown at ``media_ms``."""
+        self._pool.submit(self._add_video, frame, media_ms)
+
+    def add_audio(self, frame: Any) -> None:
+        """Queues one received ``av.AudioFrame`` (pts in 1/48000 s of media time)."""
+        self._pool.submit(self._add_audio, frame)
+
+    def _add_video(self, frame: np.ndarray, media_ms: float) -> None:
+        import av
+
+        t = self._offset_ms + media_ms
+        pts = int(round(t * VIDEO_FPS / 1000))
+        if pts <= self._last_video_pts:
+            return
+        self._last_video_pts = pts
+        vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        vf.pts = pts
+        vf.time_base = fractions.Fraction(1, VIDEO_FPS)
+        for packet in self._video.encode(vf):
+            self._container.mux(packet)
+        self.video_frames += 1
+        self._end_ms = max(self._end_ms, t + 1000 / VIDEO_FPS)
+
+    def _add_audio(self, frame: Any) -> None:
+        import av
+
+        if frame.pts is None:
+            return
+        start = int(round(self._offset_ms * AUDIO_RATE / 1000)) + int(frame.pts)
+        if self._next_audio_sample is None:
+            self._next_audio_sample = start
+            if self._audio_out == 0:
+                self._audio_out = start  # the track begins where the call's speech does
+        gap = start - self._next_audio_sample
+        if gap < -frame.samples // 2:
+            return  # a repeat of audio already written
+        if gap > frame.samples // 2:  # lost speech: keep the timeline with silence
+            silence = av.AudioFrame.from_ndarray(np.zeros((1, gap), np.float32), format="flt", layout="mono")
+            silence.sample_rate = AUDIO_RATE
+            self._encode_audio(silence)
+        frame.pts = None  # the resampler's frame_size regrouping keeps its own time
+        self._encode_audio(frame)
+        self._next_audio_sample = start + frame.samples
+        self._end_ms = max(self._end_ms, self._next_audio_sample * 1000 / AUDIO_RATE)
+
+    def _encode_audio(self, frame: Any) -> None:
+        for out in self._resampler.resample(frame):
+            self._emit_audio(out)
+
+    def _emit_audio(self, out: Any) -> None:
+        out.pts = self._audio_out
+        out.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self._audio_out += out.samples
+        self.audio_samples += out.samples
+        for packet in self._audio.encode(out):
+            self._container.mux(packet)
+
+    def _close(self) -> None:
+        for out in self._resampler.resample(None):
+            self._emit_audio(out)
+        for packet in self._audio.encode(None):
+            self._container.mux(packet)
+        for packet in self._video.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+
+    def close(self) -> None:
+        """Flushes the encoders and finishes the file (blocks until written)."""
+        self._pool.submit(self._close).result()
+        self._pool.shutdown(wait=True)
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """``{"p50", "p95", "mean", "n"}`` of a list of samples (None where empty)."""
+    if not values:
+        return {"p50": None, "p95": None, "mean": None, "n": 0}
+    a = np.asarray(values, np.float64)
+    return {"p50": round(float(np.percentile(a, 50)), 1), "p95": round(float(np.percentile(a, 95)), 1),
+            "mean": round(float(a.mean()), 1), "n": int(a.size)}
+
+
+@dataclass
+class CallStats:
+    """What the receiver saw, over all calls of its run.
+
+    Latencies run from the sender's capture time to (a) the playout tick,
+    when the frame's motion is ready for rendering, and (b) the rendered
+    frame; both on the receiver's clock, corrected by the estimated clock
+    offset between the machines.
+    """
+
+    calls: int = 0
+    calls_refused: int = 0
+    frames_received: int = 0
+    frames_no_face: int = 0
+    frames_played: int = 0
+    frames_fresh: int = 0
+    frames_concealed: int = 0
+    frames_rendered: int = 0
+    frames_skipped: int = 0
+    packets_expected: int = 0
+    packets_late: int = 0
+    packets_duplicate: int = 0
+    packets_dropped: dict[str, int] = field(default_factory=dict)
+    motion_payload_bytes: int = 0
+    motion_packet_bytes: int = 0
+    motion_media_ms: float = 0.0
+    audio_bytes: int = 0
+    audio_frames: int = 0
+    audio_media_ms: float = 0.0
+    rtt_ms: float | None = None
+    clock_offset_ms: float = 0.0
+    playout_latency_ms: list[float] = field(default_factory=list)
+    render_latency_ms: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        secs = self.motion_media_ms / 1000.0
+        loss = 0.0 if self.packets_expected <= 0 else max(0.0, 1 - self.frames_received / self.packets_expected)
+        audio_secs = self.audio_media_ms / 1000.0
+        return {
+            "calls": self.calls, "calls_refused": self.calls_refused,
+            "frames_received": self.frames_received, "frames_no_face": self.frames_no_face,
+            "frames_played": self.frames_played, "frames_fresh": self.frames_fresh,
+            "frames_concealed": self.frames_concealed, "frames_rendered": self.frames_rendered,
+            "frames_skipped": self.frames_skipped,
+            "packets_expected": self.packets_expected, "packets_late": self.packets_late,
+            "packets_duplicate": self.packets_duplicate, "packets_dropped": dict(self.packets_dropped),
+            "packet_loss": round(loss, 4),
+            # Token payload only, the codec's rate; the packet rate adds the 7-byte packet headers.
+            "motion_kbps": round(self.motion_payload_bytes * 8 / 1000 / secs, 3) if secs > 0 else None,
+            "motion_packet_kbps": round(self.motion_packet_bytes * 8 / 1000 / secs, 3) if secs > 0 else None,
+            "audio_kbps": round(self.audio_bytes * 8 / 1000 / audio_secs, 3) if audio_secs > 0 else None,
+            "audio_frames": self.audio_frames, "audio_seconds": round(audio_secs, 2),
+            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 2),
+            "clock_offset_ms": round(self.clock_offset_ms, 2),
+            "latency_ms": percentiles(self.render_latency_ms),
+            "playout_latency_ms": percentiles(self.playout_latency_ms),
+        }
+
+    def write_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

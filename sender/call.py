@@ -1,0 +1,280 @@
+"""One outgoing call: signaling, then frames -> packets on the motion channel, speech as Opus.
+
+The order of events::
+
+    signal (token) -> ICE/DTLS -> channels open -> START (media time 0)
+    -> first face: HELLO(stream header) -> ACCEPT -> motion packets flow
+                                        -> REFUSE -> the call ends with the reason
+
+Face tracking runs on the call's own encoder thread, one frame at a time;
+when it falls behind the camera, the newest frame is encoded and older ones
+are skipped, which keeps latency down instead of building a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from codec.bitstream import PACKET_HEADER_BYTES
+from codec.errors import TalkcodecError
+from realtime import signaling
+from realtime.clock import MediaClock
+from realtime.netem import Netem, NetemConfig
+from realtime.peer import PeerLink, gathered_description, new_peer_connection
+from realtime.protocol import Accept, Hello, Refuse, Report, SenderStats, Start
+from realtime.ratecontrol import RateConfig, RateController
+from realtime.status import StatusLine, format_status
+from sender.sources import CapturedFrame, FrameSource, OpusTrack, PcmSource
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_S = 1.0
+
+
+class CallRefused(TalkcodecError):
+    """The receiver refused the stream (incompatible codec, busy, ...)."""
+
+
+class PeerLost(TalkcodecError):
+    """The receiver went away during the call."""
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    """Settings of one call.
+
+    Attributes:
+        url: the receiver's signaling address, ``ws://HOST:PORT``.
+        token: the room secret.
+        duration_s: end the call after this much media time (None: when the source ends).
+        layers: residual layers at most (1..4).
+        max_kbps: cap on the motion rate (packets, headers included), None for none.
+        entropy: range-code the tokens (smaller, but a lost packet spoils frames until the next keyframe).
+        netem: loss/jitter injected on the motion channel (testing).
+        audio_bitrate: Opus bitrate, bits/s.
+    """
+
+    url: str
+    token: str
+    duration_s: float | None = None
+    layers: int = 4
+    max_kbps: float | None = None
+    entropy: bool = False
+    netem: NetemConfig = field(default_factory=NetemConfig)
+    audio_bitrate: int = 24_000
+
+
+@dataclass
+class SenderTotals:
+    """What the call sent.
+
+    Attributes:
+        frames_captured: frames the source delivered.
+        frames_encoded: frames that went through face tracking.
+        frames_sent: motion packets handed to the channel.
+        frames_no_face: of those, packets saying the face is out of frame.
+        motion_bytes: bytes of motion packets (headers included).
+        payload_bytes: of those, token payload bytes.
+    """
+
+    frames_captured: int = 0
+    frames_encoded: int = 0
+    frames_sent: int = 0
+    frames_no_face: int = 0
+    motion_bytes: int = 0
+    payload_bytes: int = 0
+    layers: int = 4
+
+
+class Sender:
+    """Runs one call from a frame source (and optionally speech) to a receiver.
+
+    Args:
+        config: the call's settings.
+        video: where frames come from.
+        pcm: where speech comes from, or None to send none.
+        status: the live status line.
+    """
+
+    def __init__(self, config: SenderConfig, video: FrameSource, pcm: PcmSource | None,
+                 status: StatusLine | None = None) -> None:
+        self.config = config
+        self.video = video
+        self.pcm = pcm
+        self.status = status or StatusLine(enabled=False)
+        self.totals = SenderTotals(layers=config.layers)
+        self.rate = RateController(RateConfig(max_layers=config.layers, max_kbps=config.max_kbps))
+        self.link: PeerLink | None = None
+        self.loss = 0.0
+        self._clock: MediaClock | None = None
+        self._accepted = asyncio.Event()
+        self._refused: str | None = None
+        self._latest: CapturedFrame | None = None
+        self._frame_ready = asyncio.Event()
+        self._capture_done = asyncio.Event()
+        self._hello_sent = False
+        self._track: OpusTrack | None = None
+        self._netem: Netem | None = None
+        self._encoder: Any = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="face-encoder")
+
+    async def run(self, stop: asyncio.Event) -> str:
+        """Places the call and runs it to its end.
+
+        Args:
+            stop: set to end the call (Ctrl-C).
+        Returns:
+            why the call ended, for the user.
+        Raises:
+            SignalingError: the receiver is unreachable or refused the token.
+            CallRefused: the receiver refused the stream.
+            PeerLost: the receiver vanished mid-call.
+        """
+        from aiortc import RTCSessionDescription
+
+        from codec.api import EncoderConfig, FrameEncoder
+
+        self._encoder = await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: FrameEncoder(EncoderConfig(layers=self.config.layers, entropy=self.config.entropy)))
+        pc = new_peer_connection()
+        link = self.link = PeerLink(pc)
+        started = asyncio.Event()
+        if self.pcm is not None:
+            self._track = OpusTrack(self.pcm, lambda: self._clock, started, self.config.audio_bitrate)
+            pc.addTrack(self._track)
+        tasks: list[asyncio.Task[Any]] = []
+        reason = "the call ended"
+        try:
+            answer = await signaling.call(self.config.url, self.config.token,
+                                          lambda: gathered_description(pc, offer=True))
+            await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            try:
+                await link.wait_open()
+            except (asyncio.TimeoutError, TimeoutError):
+                raise signaling.SignalingError(
+                    "no media path to the receiver (ICE/DTLS failed): check that UDP is open "
+                    "between the machines") from None
+            link.start()
+            self._netem = Netem(self.config.netem, link.send_motion)
+            clock = self._clock = MediaClock()
+            started.set()
+            link.send(Start(clock.epoch_wall_us))
+            self.status.message(f"connected to {self.config.url}")
+            tasks = [asyncio.create_task(self._capture(clock), name="capture"),
+                     asyncio.create_task(self._encode(), name="encode"),
+                     asyncio.create_task(self._control(link), name="control"),
+                     asyncio.create_task(self._report(link, clock), name="stats")]
+            waits = {asyncio.create_task(stop.wait()): "stopped", asyncio.create_task(link.ended.wait()): "peer",
+                     asyncio.create_task(self._capture_done.wait()): "done"}
+            try:
+                done, _ = await asyncio.wait(list(waits) + tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            for t in done:
+                if t in tasks and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            if self._refused is not None:
+                raise CallRefused(f"the receiver refused the stream: {self._refused}")
+            if link.ended.is_set():
+                raise PeerLost(f"call lost: {link.end_reason}")
+            reason = "stopped" if stop.is_set() else "the source ended"
+            return reason
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._netem is not None:
+                self._netem.close()
+            await link.close("sender finished" if self._refused is None else "refused")
+            if self._track is not None:
+                self._track.stop()
+            self.video.close()
+            encoder, self._encoder = self._encoder, None
+            if encoder is not None:
+                await asyncio.get_running_loop().run_in_executor(self._pool, encoder.close)
+            self._pool.shutdown(wait=True)
+            self.status.clear()
+
+    async def _capture(self, clock: MediaClock) -> None:
+        limit = None if self.config.duration_s is None else self.config.duration_s * 1000.0
+        async for frame in self.video.frames(clock):
+            if limit is not None and frame.media_ms >= limit:
+                break
+            self.totals.frames_captured += 1
+            self._latest = frame  # an unencoded older frame is skipped
+            self._frame_ready.set()
+        # Let the last frame through the encoder before ending the call.
+        while self._latest is not None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        self._capture_done.set()
+
+    async def _encode(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._frame_ready.wait()
+            self._frame_ready.clear()
+            frame = self._latest
+            if frame is None:
+                continue
+            packet = await loop.run_in_executor(self._pool, self._encoder.encode, frame.rgb, frame.media_ms)
+            self._latest = None if self._latest is frame else self._latest
+            self.totals.frames_encoded += 1
+            if packet is None:
+                continue  # no reference face yet
+            if not self._hello_sent and self._encoder.header is not None and self.link is not None:
+                self.link.send(Hello(self._encoder.header.to_bytes()))
+                self._hello_sent = True
+            if not self._accepted.is_set() or self._netem is None:
+                continue
+            self._netem.send(packet)
+            self.totals.frames_sent += 1
+            self.totals.motion_bytes += len(packet)
+            self.totals.payload_bytes += len(packet) - PACKET_HEADER_BYTES
+            if len(packet) == PACKET_HEADER_BYTES:
+                self.totals.frames_no_face += 1
+
+    async def _control(self, link: PeerLink) -> None:
+        while True:
+            msg = await link.messages.get()
+            if isinstance(msg, Accept):
+                self._accepted.set()
+                self.status.message("the receiver accepted the stream")
+            elif isinstance(msg, Refuse):
+                self._refused = msg.reason
+                link.end("refused")
+                return
+            elif isinstance(msg, Report):
+                self.loss = msg.loss
+                self._apply_layers(self.rate.on_loss(msg.loss))
+
+    def _apply_layers(self, layers: int) -> None:
+        if layers != self.totals.layers:
+            self.status.message(f"motion layers {self.totals.layers} -> {layers} "
+                                f"(loss {self.loss * 100:.1f}%{', cap ' + str(self.config.max_kbps) + ' kbps' if self.config.max_kbps else ''})")
+            self.totals.layers = layers
+            self._encoder.set_layers(layers)
+
+    async def _report(self, link: PeerLink, clock: MediaClock) -> None:
+        last_bytes, last_frames, last_audio = 0, 0, 0
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            t = self.totals
+            audio = self._track.bytes_sent if self._track is not None else 0
+            link.send(SenderStats(t.frames_sent, t.motion_bytes, audio, t.layers))
+            kbps = (t.motion_bytes - last_bytes) * 8 / 1000 / STATS_INTERVAL_S
+            fps = (t.frames_sent - last_frames) / STATS_INTERVAL_S
+            audio_kbps = (audio - last_audio) * 8 / 1000 / STATS_INTERVAL_S
+            if t.frames_sent > last_frames:
+                self._apply_layers(self.rate.on_rate(kbps, t.layers))
+            last_bytes, last_frames, last_audio = t.motion_bytes, t.frames_sent, audio
+            state = "" if self._accepted.is_set() else ("waiting for a face" if not self._hello_sent
+                                                        else "waiting for the receiver")
+            self.status.update(format_status(fps, kbps, link.clock.rtt_ms, self.loss,
+                                             extra=f"{t.layers} layers | audio {audio_kbps:4.1f} kbps"
+                                             + (f" | {state}" if state else "")))
