@@ -11,9 +11,10 @@ distribution looked up in a table ``probs[R, G, D, 6, 6, L]`` indexed by
   keyframe, after a frame without a face, or for a layer the previous frame
   did not carry (adaptive bitrate changes the layer count);
 - the same frame's coarser digit (layer ``k - 1``, same group and position):
-  how far it moved since the previous frame (``-2 .. 2``, clipped) when the
-  previous frame is known, its value otherwise, and ``L`` for layer 0. A
-  residual layer tends to jump exactly when the layer above it changes.
+  when the previous frame is known, how far it moved since then (``-2 .. 2``,
+  clipped; "unchanged" split in two by whether the coarser token's other
+  digits moved); its value otherwise; ``L`` for layer 0. A residual layer
+  tends to jump exactly when the layer above it changes.
 
 Tables are fitted by counting digit transitions in corpus token sequences
 with add-alpha smoothing, stored as float32 probabilities (``codec/data/
@@ -52,8 +53,9 @@ _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 def _digit_base(config: GRFSQConfig) -> tuple[int, int]:
     """``(L, D)``: the common FSQ level count and the digits per token."""
     levels = set(config.levels)
-    if len(levels) != 1:
-        raise ValueError(f"the entropy model needs equal FSQ levels, got {config.levels}")
+    if len(levels) != 1 or min(levels) < 5:
+        # Contexts hold a digit's move in -2..2 beside the digit values 0..L-1.
+        raise ValueError(f"the entropy model needs equal FSQ levels of at least 5, got {config.levels}")
     return levels.pop(), len(config.levels)
 
 
@@ -89,7 +91,15 @@ def _layer_context(k: int, coarse: np.ndarray | None, prev: np.ndarray | None, b
     """
     if prev is not None and k < prev.shape[-3]:
         p_ctx = prev[..., k, :, :]
-        c_ctx = base if coarse is None else _moved(base)[coarse - prev[..., k - 1, :, :] + base - 1]
+        if coarse is None:
+            c_ctx = base
+        else:
+            before = prev[..., k - 1, :, :]
+            c_ctx = _moved(base)[coarse - before + base - 1]
+            # "Unchanged" splits by whether the rest of the coarse token moved;
+            # index `base` is free here (it means "none" only without a coarser layer or a previous frame).
+            token_moved = (coarse != before).any(-1, keepdims=True)
+            c_ctx = np.where((c_ctx == 2) & token_moved, base, c_ctx)
     else:
         p_ctx = base
         c_ctx = base if coarse is None else coarse

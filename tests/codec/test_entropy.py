@@ -99,8 +99,9 @@ def test_tables_are_validated():
         EntropyModel(cfg, np.ones((4, 12, 4, 6, 6, 4), np.float32))
     with pytest.raises(ValueError, match="positive"):
         EntropyModel(cfg, np.zeros((4, 12, 4, 6, 6, 5), np.float32))
-    with pytest.raises(ValueError, match="equal FSQ levels"):
-        fit_entropy_model([], GRFSQConfig(dim=120, groups=12, residuals=4, levels=(8, 5, 5, 5)))
+    for levels in ((8, 5, 5, 5), (4, 4, 4, 4)):
+        with pytest.raises(ValueError, match="equal FSQ levels of at least 5"):
+            fit_entropy_model([], GRFSQConfig(dim=120, groups=12, residuals=4, levels=levels))
 
 
 def test_the_hash_changes_with_the_tables(model):
