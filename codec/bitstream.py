@@ -44,6 +44,10 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_PACKET_BYTES = 1024
 # Two flag bits carry the layer count.
 MAX_LAYERS = 4
+# Bounds on the tokenizer a header may declare, so that a corrupt header cannot
+# ask for payloads beyond the packet limit or codes beyond 64-bit arithmetic.
+MAX_GROUPS = 64
+MAX_CODEBOOK = 2**16
 
 _HEADER_PREFIX = struct.Struct(">4sBI")
 _PACKET_HEADER = struct.Struct(">HIB")
@@ -155,6 +159,9 @@ class StreamHeader:
         if not 1 <= self.tokenizer.residuals <= MAX_LAYERS:
             raise ValueError(f"the byte format carries 1..{MAX_LAYERS} layers, "
                              f"the tokenizer has {self.tokenizer.residuals}")
+        if self.tokenizer.groups > MAX_GROUPS or self.tokenizer.codebook_size > MAX_CODEBOOK:
+            raise ValueError(f"the byte format carries at most {MAX_GROUPS} groups of {MAX_CODEBOOK} codes, "
+                             f"the tokenizer has {self.tokenizer.groups} of {self.tokenizer.codebook_size}")
         _check_int("layers", self.layers, 1, self.tokenizer.residuals)
         _check_hex("tokenizer_hash", self.tokenizer_hash)
         if self.entropy_hash is not None:

@@ -80,6 +80,21 @@ def test_fixed_round_trip(layers, seed):
     assert out.dtype == np.int64 and np.array_equal(out, tokens)
 
 
+@given(codebook=st.integers(2, 2**16), layers=st.integers(1, 4), groups=st.integers(1, 64),
+       seed=st.integers(0, 2**32 - 1), garbage=st.binary(min_size=1, max_size=600))
+@settings(max_examples=150, deadline=None)
+def test_fixed_round_trip_for_any_tokenizer_shape(codebook, layers, groups, seed, garbage):
+    tokens = np.random.default_rng(seed).integers(0, codebook, (layers, groups))
+    data = pack_fixed(tokens, codebook)
+    assert len(data) == fixed_payload_bytes(layers, groups, codebook)
+    assert np.array_equal(unpack_fixed(data, layers, groups, codebook), tokens)
+    try:
+        out = unpack_fixed(garbage, layers, groups, codebook)
+    except StreamError:
+        return
+    assert out.shape == (layers, groups) and out.min() >= 0 and out.max() < codebook
+
+
 @pytest.mark.parametrize("value", [0, 624])
 @pytest.mark.parametrize("layers", [1, 4])
 def test_fixed_extremes(layers, value):
@@ -188,6 +203,34 @@ def test_header_garbage_raises_only_stream_error(data):
         StreamHeader.from_bytes(b"TKCD\x01" + data)
     with pytest.raises(StreamError):
         StreamHeader.from_bytes(data)
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                      max_size=4), max_leaves=8)
+TOKENIZER_VALUES = st.fixed_dictionaries({
+    "dim": st.integers(-1, 10**6), "groups": st.integers(-1, 10**4), "residuals": st.integers(-1, 9),
+    "levels": st.lists(st.integers(-1, 300), max_size=20)})
+
+
+@given(field=st.sampled_from(["fps", "mode", "layers", "tokenizer", "tokenizer_hash", "entropy_hash", "reference",
+                              "keyframe_interval"]),
+       value=JSON_VALUES | TOKENIZER_VALUES, packet=st.binary(max_size=600))
+@settings(max_examples=300, deadline=None)
+def test_mutated_header_fields_raise_only_stream_error(field, value, packet):
+    raw = fixture("header_fixed.bin")
+    d = json.loads(raw[9:])
+    d[field] = value
+    body = json.dumps(d).encode()
+    try:
+        h = StreamHeader.from_bytes(raw[:5] + struct.pack(">I", len(body)) + body)
+    except StreamError:
+        return
+    # Whatever tokenizer a header declares, its packets parse or fail cleanly.
+    try:
+        StreamReader(h).decode(packet)
+    except StreamError:
+        pass
 
 
 @given(st.integers(0, 346 * 8 - 1))
