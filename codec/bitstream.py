@@ -24,6 +24,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -229,8 +230,6 @@ class StreamHeader:
                 keyframe_interval=d["keyframe_interval"])
         except (ValueError, TypeError, KeyError) as e:
             raise StreamError(f"invalid stream header: {e}") from None
-        if header.keyframe_interval is None:  # pragma: no cover - filled in by __post_init__
-            raise StreamError("invalid stream header: keyframe_interval missing")
         return header, end
 
     @staticmethod
@@ -269,21 +268,21 @@ def check_compatible(header: StreamHeader, tokenizer_config: GRFSQConfig, tokeni
 # --------------------------------------------------------------------------- fixed payload
 
 
+@lru_cache(maxsize=64)
 def fixed_payload_bytes(layers: int, groups: int = 12, codebook_size: int = 625) -> int:
     """Bytes of a fixed payload: ``ceil(log2(codebook_size ** (layers * groups)) / 8)``."""
-    return _fixed_size(layers, groups, codebook_size)
-
-
-def _fixed_size(layers: int, groups: int, codebook_size: int) -> int:
     return ((codebook_size ** (layers * groups) - 1).bit_length() + 7) // 8
 
 
+@lru_cache(maxsize=16)
 def _chunking(codebook_size: int) -> tuple[int, np.ndarray]:
     """Tokens per uint64 chunk and the chunk's place values (most significant first)."""
     per = int(63 // math.log2(codebook_size))
     while codebook_size**per >= 2**63:  # guard against log rounding
         per -= 1
-    return per, codebook_size ** np.arange(per - 1, -1, -1, dtype=np.int64)
+    place = codebook_size ** np.arange(per - 1, -1, -1, dtype=np.int64)
+    place.setflags(write=False)  # shared by every caller through the cache
+    return per, place
 
 
 def pack_fixed(tokens: np.ndarray, codebook_size: int = 625) -> bytes:
@@ -309,7 +308,7 @@ def pack_fixed(tokens: np.ndarray, codebook_size: int = 625) -> bytes:
     step = codebook_size**per
     for chunk in (flat[head:].reshape(-1, per) @ place).tolist():
         value = value * step + chunk
-    return value.to_bytes(_fixed_size(t.shape[0], t.shape[1], codebook_size), "big")
+    return value.to_bytes(fixed_payload_bytes(t.shape[0], t.shape[1], codebook_size), "big")
 
 
 def unpack_fixed(data: bytes, layers: int, groups: int = 12, codebook_size: int = 625) -> np.ndarray:
@@ -321,7 +320,7 @@ def unpack_fixed(data: bytes, layers: int, groups: int = 12, codebook_size: int 
         StreamError: wrong length, or a value no token sequence packs to.
     """
     n = layers * groups
-    size = _fixed_size(layers, groups, codebook_size)
+    size = fixed_payload_bytes(layers, groups, codebook_size)
     if len(data) != size:
         raise StreamError(f"fixed payload of {layers} layer(s) must be {size} bytes, got {len(data)}")
     value = int.from_bytes(data, "big")
@@ -416,7 +415,7 @@ class Packet:
             if not payload:
                 raise StreamError(f"entropy-coded packet {seq} has an empty payload")
         else:
-            size = _fixed_size(layers, groups, codebook_size)
+            size = fixed_payload_bytes(layers, groups, codebook_size)
             if len(payload) != size:
                 raise StreamError(f"fixed packet {seq} with {layers} layer(s) needs a {size}-byte payload, "
                                   f"got {len(payload)}")

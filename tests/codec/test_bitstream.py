@@ -331,6 +331,24 @@ def test_garbage_entropy_packets_raise_only_stream_error(model, payload, layer_b
     assert out.tokens.min() >= 0 and out.tokens.max() < 625
 
 
+@given(seed=st.integers(0, 2**32 - 1), flips=st.lists(st.tuples(st.integers(0, 39), st.integers(0, 8 * 63 - 1)),
+                                                      max_size=12))
+@settings(max_examples=60, deadline=None)
+def test_bit_flipped_entropy_streams_raise_only_stream_error(model, seed, flips):
+    h = header("entropy", model)
+    writer, reader = StreamWriter(h, model), StreamReader(h, model)
+    packets = [bytearray(writer.encode(t, n)) for n, t in enumerate(random_walk(np.random.default_rng(seed), 40))]
+    for n, bit in flips:
+        bit %= 8 * len(packets[n])
+        packets[n][bit // 8] ^= 1 << (bit % 8)
+    for p in packets:
+        try:
+            out = reader.decode(bytes(p))
+        except StreamError:
+            continue
+        assert out.tokens is None or (out.tokens.min() >= 0 and out.tokens.max() < 625)
+
+
 # --------------------------------------------------------------------------- writer and reader
 
 
