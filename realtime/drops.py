@@ -7,7 +7,20 @@ kind of fault is worth one log line and a count, not a flood.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
+
+_VALUES = re.compile(r"b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\"|0x[0-9a-fA-F]+|\d+")
+
+
+def error_kind(error: Exception) -> str:
+    """An error's message with its numbers and byte strings blanked out.
+
+    Errors of one kind (``packet 17 truncated: 5 bytes``) then share a key,
+    so a flood of them is one log line, while different faults each get theirs.
+    """
+    first = str(error).split(":")[0]
+    return _VALUES.sub("#", first)[:80]
 
 
 class Drops:
@@ -25,8 +38,8 @@ class Drops:
 
     def note(self, kind: str, detail: str = "") -> None:
         if not self.counts[kind]:
-            self._log.warning("dropped %s (%s)%s; further ones are counted, not logged",
-                              self._what, kind, f": {detail}" if detail else "")
+            self._log.warning("dropped %s: %s (more of this kind are counted, not logged)",
+                              self._what, detail or kind)
         self.counts[kind] += 1
 
     @property

@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from realtime.clock import OffsetEstimator, monotonic_ms, offset_sample, wall_us
-from realtime.drops import Drops
+from realtime.drops import Drops, error_kind
 from realtime.protocol import Bye, Message, Ping, Pong, ProtocolError, encode_message, parse_message
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class PeerLink:
         try:
             msg = parse_message(data)
         except ProtocolError as e:
-            self.drops.note(str(e).split(":")[0], str(e))
+            self.drops.note(error_kind(e), str(e))
             return
         self._last_heard = monotonic_ms()
         if isinstance(msg, Ping):

@@ -24,7 +24,7 @@ import numpy as np
 from codec.bitstream import PACKET_HEADER_BYTES, StreamHeader
 from codec.errors import StreamError
 from realtime.clock import monotonic_ms, wall_us
-from realtime.drops import Drops
+from realtime.drops import Drops, error_kind
 from realtime.jitterbuffer import JitterBuffer, PlayoutKind, PushResult
 from realtime.peer import PeerLink
 from realtime.protocol import Accept, Hello, Refuse, Report, SenderStats, Start
@@ -112,7 +112,7 @@ class Call:
             return
         err = fut.exception()
         if isinstance(err, StreamError):
-            self.drops.note(type(err).__name__, str(err))
+            self.drops.note(error_kind(err), str(err))
             return
         if err is not None:  # a bug in decoding must not end the call: drop and say so once
             self.drops.note(f"decoder failure {type(err).__name__}", str(err))

@@ -70,7 +70,8 @@ class Receiver:
         self.window = window
         self.status = status or StatusLine(enabled=False)
         self.stats = CallStats()
-        self.render = RenderStage(renderer, keep_all=recorder is not None, on_frame=self._on_frame)
+        self.render = RenderStage(renderer, keep_all=recorder is not None, on_frame=self._on_frame,
+                                  live=window is not None)
         self.server = SignalingServer(config.host, config.port, config.token, self._on_offer)
         self.call: Call | None = None
         self._call_task: asyncio.Task[str] | None = None
@@ -162,6 +163,8 @@ class Receiver:
                     self.call.link.end("the receiver is closing")
                 await asyncio.gather(self._call_task, return_exceptions=True)
             await self.render.close()
+            self.stats.frames_not_rendered = self.render.skipped
+            self.stats.render_failures = self.render.failures.total
             self.status.clear()
 
     async def _deadline(self, seconds: float) -> None:

@@ -4,16 +4,22 @@ Two policies, chosen by what the frames are for:
 
 * live (window only): render the newest tick and skip older ones, so a slow
   renderer shows a lower frame rate rather than a growing delay;
-* complete (recording): render every tick in order, in batches when behind;
-  the recording gets every frame even where the renderer is slower than
-  real time (a CPU without a GPU), and :meth:`RenderStage.drain` finishes
-  the backlog at the end.
+* complete (recording without a window): render every tick in order, in
+  batches of :data:`MAX_BATCH` (on a CPU a batch costs less than half as
+  much per frame) and at a lower OS priority, since nobody watches: on a
+  machine that also runs the sender (a loopback call) face tracking comes
+  first. The recording gets every frame even where the renderer is slower
+  than real time, and :meth:`RenderStage.drain` finishes the backlog at the end;
+* complete and live (recording and a window): every tick, rendered as soon
+  as it is due.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +28,13 @@ from typing import Any
 import numpy as np
 
 from realtime.clock import wall_us
+from realtime.drops import Drops
 from receiver.playout import Tick
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 8
+BACKGROUND_NICE = 10
 
 # Called on the event loop for each rendered frame: the tick, [size, size, 3] uint8, wall time done (µs).
 FrameCallback = Callable[[Tick, np.ndarray, int], None]
@@ -39,19 +47,24 @@ class RenderStage:
         renderer: anything with ``render([B, 478, 3]) -> [B, H, W, 3] uint8``.
         keep_all: render every tick (recording) instead of only the newest.
         on_frame: receives each rendered frame.
+        live: someone watches: render each tick as soon as it is due, not in full batches.
     """
 
-    def __init__(self, renderer: Any, keep_all: bool, on_frame: FrameCallback) -> None:
+    def __init__(self, renderer: Any, keep_all: bool, on_frame: FrameCallback, live: bool = True) -> None:
         self._renderer = renderer
         self.keep_all = keep_all
+        self._min_batch = 1 if live or not keep_all else MAX_BATCH
+        self._flush = False
         self._on_frame = on_frame
         self._queue: deque[Tick] = deque()
         self._wake = asyncio.Event()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="render")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="render",
+                                        initializer=None if live else _lower_priority)
         self._task: asyncio.Task[None] | None = None
         self._busy = 0
         self.skipped = 0
         self.rendered = 0
+        self.failures = Drops(log, "frame the renderer failed on")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="render")
@@ -71,7 +84,7 @@ class RenderStage:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._queue:
+            if not self._queue or (len(self._queue) < self._min_batch and not self._flush):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -80,6 +93,9 @@ class RenderStage:
             self._busy = len(batch)
             try:
                 frames = await loop.run_in_executor(self._pool, self._renderer.render, landmarks)
+            except Exception as e:  # a frame that cannot be rendered is lost, not the call
+                self.failures.note(type(e).__name__, f"{type(e).__name__}: {e}")
+                continue
             finally:
                 self._busy = 0
             done = wall_us()
@@ -90,11 +106,17 @@ class RenderStage:
     async def drain(self, timeout_s: float) -> None:
         """Waits until every queued tick is rendered, for at most ``timeout_s``."""
         deadline = loop_time() + timeout_s
-        while (self._queue or self._busy) and loop_time() < deadline:
-            await asyncio.sleep(0.02)
+        self._flush = True
+        self._wake.set()
+        try:
+            while (self._queue or self._busy) and loop_time() < deadline:
+                await asyncio.sleep(0.02)
+        finally:
+            self._flush = False
         if self._queue:
             log.warning("%d frames were still waiting for the renderer at exit and are left out",
                         len(self._queue))
+            self.skipped += len(self._queue)
             self._queue.clear()
 
     async def close(self) -> None:
@@ -106,6 +128,14 @@ class RenderStage:
                 pass
             self._task = None
         self._pool.shutdown(wait=True)
+
+
+def _lower_priority() -> None:
+    """Nices the calling thread (and the compute threads it starts) on Linux; elsewhere nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError):
+        pass
 
 
 def loop_time() -> float:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from codec.errors import MediaError
+from realtime.drops import Drops
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Recorder:
 
         self.path = Path(path)
         try:
+            self.path.open("wb").close()  # PyAV opens lazily: find a bad path now, not at the first frame
             self._container = av.open(str(self.path), "w")
         except Exception as e:
             raise MediaError(f"{self.path}: cannot be written ({e})") from None
@@ -105,6 +107,7 @@ class Recorder:
         self._end_ms = 0.0
         self.video_frames = 0
         self.audio_samples = 0
+        self.failures = Drops(log, "recording frame")
 
     def begin_call(self) -> None:
         """Places the next call's media time 0 after everything recorded so far."""
@@ -116,11 +119,11 @@ class Recorder:
 
     def add_video(self, frame: np.ndarray, media_ms: float) -> None:
         """Queues one rendered ``[H, W, 3]`` uint8 frame shown at ``media_ms``."""
-        self._pool.submit(self._add_video, frame, media_ms)
+        self._pool.submit(self._guarded, self._add_video, frame, media_ms)
 
     def add_audio(self, frame: Any) -> None:
         """Queues one received ``av.AudioFrame`` (pts in 1/48000 s of media time)."""
-        self._pool.submit(self._add_audio, frame)
+        self._pool.submit(self._guarded, self._add_audio, frame)
 
     def _add_video(self, frame: np.ndarray, media_ms: float) -> None:
         import av
@@ -152,13 +155,17 @@ class Recorder:
         if gap < -frame.samples // 2:
             return  # a repeat of audio already written
         if gap > frame.samples // 2:  # lost speech: keep the timeline with silence
-            silence = av.AudioFrame.from_ndarray(np.zeros((1, gap), np.float32), format="flt", layout="mono")
-            silence.sample_rate = AUDIO_RATE
-            self._encode_audio(silence)
+            self._encode_audio(_silence_like(frame, gap))
         frame.pts = None  # the resampler's frame_size regrouping keeps its own time
         self._encode_audio(frame)
         self._next_audio_sample = start + frame.samples
         self._end_ms = max(self._end_ms, self._next_audio_sample * 1000 / AUDIO_RATE)
+
+    def _guarded(self, job: Any, *args: Any) -> None:
+        try:
+            job(*args)
+        except Exception as e:  # one bad frame must not end the recording
+            self.failures.note(type(e).__name__, f"{type(e).__name__}: {e}")
 
     def _encode_audio(self, frame: Any) -> None:
         for out in self._resampler.resample(frame):
@@ -185,6 +192,20 @@ class Recorder:
         """Flushes the encoders and finishes the file (blocks until written)."""
         self._pool.submit(self._close).result()
         self._pool.shutdown(wait=True)
+
+
+def _silence_like(frame: Any, samples: int) -> Any:
+    """``samples`` of silence in ``frame``'s format, layout and rate."""
+    import av
+
+    fmt = frame.format
+    dtype = np.dtype(fmt.name.rstrip("p").replace("flt", "float32").replace("dbl", "float64")
+                     .replace("s16", "int16").replace("s32", "int32").replace("u8", "uint8"))
+    channels = len(frame.layout.channels)
+    shape = (channels, samples) if fmt.is_planar else (1, samples * channels)
+    out = av.AudioFrame.from_ndarray(np.zeros(shape, dtype), format=fmt.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    return out
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -215,6 +236,8 @@ class CallStats:
     frames_concealed: int = 0
     frames_rendered: int = 0
     frames_skipped: int = 0
+    frames_not_rendered: int = 0
+    render_failures: int = 0
     packets_expected: int = 0
     packets_late: int = 0
     packets_duplicate: int = 0
@@ -239,7 +262,8 @@ class CallStats:
             "frames_received": self.frames_received, "frames_no_face": self.frames_no_face,
             "frames_played": self.frames_played, "frames_fresh": self.frames_fresh,
             "frames_concealed": self.frames_concealed, "frames_rendered": self.frames_rendered,
-            "frames_skipped": self.frames_skipped,
+            "frames_skipped": self.frames_skipped, "frames_not_rendered": self.frames_not_rendered,
+            "render_failures": self.render_failures,
             "packets_expected": self.packets_expected, "packets_late": self.packets_late,
             "packets_duplicate": self.packets_duplicate, "packets_dropped": dict(self.packets_dropped),
             "packet_loss": round(loss, 4),
