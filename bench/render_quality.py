@@ -81,7 +81,7 @@ def measure_clip(clip: str, args: argparse.Namespace, config: RenderConfig) -> d
     targets = transfer(portrait.landmarks, delta).astype(np.float32)
     runs = {"still": np.repeat(frames[:1], len(idx), 0),
             "warp": np.concatenate([renderer.render(targets[i:i + 8]) for i in range(0, len(idx), 8)])}
-    tok = _token_targets(lm, valid, portrait.landmarks)
+    tok = _token_targets(lm, valid, portrait.landmarks) if args.tokens else None
     if tok is not None:
         tok = tok[idx]
         runs["warp_tokens"] = np.concatenate([renderer.render(tok[i:i + 8]) for i in range(0, len(idx), 8)])
@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strips", default="", help="folder for truth | still | warp strips (PNG)")
     p.add_argument("--strip-size", type=int, default=256)
     p.add_argument("--clips", nargs="*", help="held-out clips to score (default: all)")
+    p.add_argument("--no-tokens", dest="tokens", action="store_false",
+                   help="skip the run through the motion tokenizer")
+    p.add_argument("--no-speed", dest="speed", action="store_false", help="skip the speed measurement")
     p.add_argument("--json", default="", help="also write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -166,16 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     for clip in clips:
         rows.append(measure_clip(clip, args, config))
         print(f"{clip}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "clip"}), flush=True)
-    speed = measure_speed(clips[0], config)
+    speed = measure_speed(clips[0], config) if args.speed else {}
     result = {"config": {"renderer": args.renderer, "max_frames": args.max_frames, "stride": args.stride},
               "clips": rows, "mean": _mean_row(rows, [m for m in ("still", "warp", "warp_tokens")
                                                         if any(m in r for r in rows)]),
               "speed": speed}
     print()
     print(_table(rows))
-    print(f"\nspeed ({speed['device']}, {speed['threads']} thread(s), batch 1, 512x512): "
-          f"{speed['fps_wall']:.1f} fps wall, {speed['fps_cpu']:.1f} fps per CPU second, "
-          f"{speed['ms_per_frame']:.1f} ms/frame")
+    if speed:
+        print(f"\nspeed ({speed['device']}, {speed['threads']} thread(s), batch 1, 512x512): "
+              f"{speed['fps_wall']:.1f} fps wall, {speed['fps_cpu']:.1f} fps per CPU second, "
+              f"{speed['ms_per_frame']:.1f} ms/frame")
     print(json.dumps(result, default=float))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=float))

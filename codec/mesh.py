@@ -69,7 +69,7 @@ class MeshConfig:
         border_points: points per image side, held still.
     """
 
-    rings: tuple[tuple[float, float], ...] = ((1.2, 1.0), (1.5, 0.8), (1.9, 0.35), (2.4, 0.0))
+    rings: tuple[tuple[float, float], ...] = ((1.25, 1.0), (1.7, 0.9), (2.3, 0.5), (3.0, 0.0))
     border_points: int = 6
 
 

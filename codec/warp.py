@@ -41,17 +41,23 @@ class WarpConfig:
             openings lie, in inter-ocular distances (so lids and lips cover them).
         mouth_edge, mouth_deep: colour of the mouth interior at the lips and at
             its centre, as fractions of the portrait's lip colour.
+        layered: cut the person out of the portrait (MediaPipe selfie
+            segmentation) and warp it over a still background plate, the
+            portrait with the person filled in; otherwise the background near
+            the head bends with the head's motion.
     """
 
     mesh: MeshConfig = field(default_factory=MeshConfig)
     hole_depth: float = 0.1
     mouth_edge: float = 0.45
     mouth_deep: float = 0.12
+    layered: bool = True
+    body_follow: float = 0.8
 
 
 @numba.njit(cache=True, nogil=True)
 def _rasterize(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray, kind: np.ndarray,
-               grid: np.ndarray, mouth: np.ndarray, zbuf: np.ndarray) -> None:
+               grid: np.ndarray, regions: np.ndarray, zbuf: np.ndarray) -> None:
     """Z-buffered rasterization of one frame's mesh into a sampling grid.
 
     Args:
@@ -60,8 +66,8 @@ def _rasterize(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarra
         tris: ``[F, 3]``; bias: ``[F]`` depth added per triangle; kind: ``[F]``.
         grid: ``[H, W, 2]`` written where a triangle is nearest: the source
             position in ``grid_sample``'s coordinates (``align_corners=False``).
-        mouth: ``[2, H, W]`` written likewise: mouth-opening coverage, and
-            depth into the opening (0 at the lips, 1 at its centre).
+        regions: ``[3, H, W]`` written likewise: mouth-opening coverage, depth
+            into the opening (0 at the lips, 1 at its centre), eye-opening coverage.
         zbuf: ``[H, W]`` scratch, filled with +inf by the caller.
     """
     size = grid.shape[0]
@@ -80,7 +86,8 @@ def _rasterize(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarra
         y0 = max(int(np.floor(min(ay, by, cy) - 0.5)), 0)
         y1 = min(int(np.ceil(max(ay, by, cy) - 0.5)), size - 1)
         za, zb, zc = tv[a, 2], tv[b, 2], tv[c, 2]
-        hole = kind[f] == 2  # MOUTH: the fan's third vertex is the opening's centre
+        hole = kind[f] == MOUTH  # the fan's third vertex is the opening's centre
+        eye = 1.0 if kind[f] == EYE else 0.0
         for y in range(y0, y1 + 1):
             py = y + 0.5
             for x in range(x0, x1 + 1):
@@ -96,8 +103,9 @@ def _rasterize(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarra
                 zbuf[y, x] = z
                 grid[y, x, 0] = (wa * sv[a, 0] + wb * sv[b, 0] + wc * sv[c, 0]) * norm - 1
                 grid[y, x, 1] = (wa * sv[a, 1] + wb * sv[b, 1] + wc * sv[c, 1]) * norm - 1
-                mouth[0, y, x] = 1.0 if hole else 0.0
-                mouth[1, y, x] = wc if hole else 0.0
+                regions[0, y, x] = 1.0 if hole else 0.0
+                regions[1, y, x] = wc if hole else 0.0
+                regions[2, y, x] = eye
 
 
 @numba.njit(cache=True, nogil=True)
@@ -107,7 +115,7 @@ def _rasterize_batch(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.
 
     Returns:
         grid ``[B, size, size, 2]`` (the identity where no triangle lies) and
-        mouth ``[B, 2, size, size]``, float32.
+        regions ``[B, 3, size, size]``, float32.
     """
     n = tv.shape[0]
     grid = np.empty((n, size, size, 2), np.float32)
@@ -117,12 +125,12 @@ def _rasterize_batch(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.
             grid[0, y, x, 1] = (y + 0.5) * 2.0 / size - 1
     for i in range(1, n):
         grid[i] = grid[0]
-    mouth = np.zeros((n, 2, size, size), np.float32)
+    regions = np.zeros((n, 3, size, size), np.float32)
     zbuf = np.empty((size, size), np.float64)
     for i in range(n):
         zbuf[:] = np.inf
-        _rasterize(tv[i], sv, tris, bias, kind, grid[i], mouth[i], zbuf)
-    return grid, mouth
+        _rasterize(tv[i], sv, tris, bias, kind, grid[i], regions[i], zbuf)
+    return grid, regions
 
 
 def _similarity_2d(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +154,68 @@ def _polygon_area(pts: np.ndarray) -> np.ndarray:
     return np.abs((x * np.roll(y, -1, -1) - y * np.roll(x, -1, -1)).sum(-1)) / 2
 
 
+def person_alpha(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Soft mask of the person (face, hair, neck, body) in a portrait.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB; landmarks: ``[478, 3]`` its face.
+    Returns:
+        ``[H, W]`` float32 in [0, 1]; 1 on the whole face oval whatever the
+        segmentation says.
+    """
+    import cv2
+    import mediapipe as mp
+
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        mask = seg.process(np.ascontiguousarray(image)).segmentation_mask
+    alpha = np.clip((np.asarray(mask, np.float32) - 0.5) * 3 + 0.5, 0, 1)  # narrower soft edge
+    face = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(face, [np.round(landmarks[R.FACE_OVAL, :2]).astype(np.int32)], 1)
+    return np.maximum(alpha, face.astype(np.float32))
+
+
+def background_plate(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The portrait with the person filled in from the background around it.
+
+    What a moving head uncovers is taken from here. Filled at a quarter of the
+    size (the background behind a person is out of focus anyway, and it is
+    quick); kept exact where the person is not.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB; alpha: ``[H, W]`` from :func:`person_alpha`.
+    Returns:
+        ``[H, W, 3]`` uint8.
+    """
+    import cv2
+
+    h, w = alpha.shape
+    person = (alpha >= 0.5).astype(np.uint8)
+    # Fill from beyond the person's soft edge, so its colours do not bleed in.
+    hole = cv2.dilate(person, np.ones((9, 9), np.uint8))
+    small = cv2.resize(image, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    small_hole = (cv2.resize(hole, (w // 4, h // 4), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+    filled = cv2.inpaint(small, small_hole, 5, cv2.INPAINT_TELEA)
+    filled = cv2.GaussianBlur(cv2.resize(filled, (w, h), interpolation=cv2.INTER_CUBIC), (0, 0), 2)
+    return np.where(person[..., None] > 0, filled, image)
+
+
+@dataclass
+class WarpResult:
+    """Warped frames and the maps that made them (all on the device).
+
+    Attributes:
+        frames: ``[B, 3, H, W]`` RGB in [0, 1].
+        grid: ``[B, H, W, 2]`` where each pixel sampled the portrait (``grid_sample`` coordinates).
+        regions: ``[B, 4, H, W]``: shaded mouth interior (coverage times the share
+            the portrait had no interior for), depth into the mouth, eye-opening
+            coverage, person alpha.
+    """
+
+    frames: torch.Tensor
+    grid: torch.Tensor
+    regions: torch.Tensor
+
+
 class GeometricWarp:
     """Warps one portrait to target landmarks.
 
@@ -165,7 +235,7 @@ class GeometricWarp:
         """
         import cv2
 
-        from codec.motion import load_template
+        from codec.motion import load_template, motion_from_landmarks
 
         if image.ndim != 3 or image.shape[0] != image.shape[1]:
             raise ValueError(f"the portrait must be square, got {image.shape}")
@@ -175,6 +245,10 @@ class GeometricWarp:
         self.landmarks = np.asarray(landmarks, np.float32)
         self.mesh: PortraitMesh = build_mesh(self.landmarks, self.size, config.mesh)
         self._stable = load_template().stable
+        self._state = motion_from_landmarks(self.landmarks.astype(np.float64))
+        oval = self.landmarks[R.FACE_OVAL].astype(np.float64)
+        self._ring_depth = float(oval[:, 2].mean())
+        self._head_centre = oval.mean(0)
         iod = float(R.inter_ocular(self.landmarks))
         bias = np.zeros(len(self.mesh.triangles), np.float64)
         bias[(self.mesh.kind == EYE) | (self.mesh.kind == MOUTH)] = config.hole_depth * iod
@@ -182,7 +256,14 @@ class GeometricWarp:
         self._bias = bias
         self._mouth_area = float(_polygon_area(self.landmarks[R.LIPS_INNER, :2]))
 
-        self.image = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255
+        # RGB and the person's alpha, sampled together.
+        alpha = person_alpha(image, self.landmarks) if config.layered else np.ones(image.shape[:2], np.float32)
+        rgba = np.concatenate([image.astype(np.float32) / 255, alpha[..., None]], -1)
+        self.image = torch.from_numpy(rgba).to(device).permute(2, 0, 1)[None].contiguous()
+        self.background = None
+        if config.layered:
+            plate = background_plate(image, alpha).astype(np.float32) / 255
+            self.background = torch.from_numpy(plate).to(device).permute(2, 0, 1)[None].contiguous()
 
         lips = np.zeros(image.shape[:2], np.uint8)
         cv2.fillPoly(lips, [np.round(self.landmarks[R.LIPS_OUTER, :2] - 0.5).astype(np.int32)], 1)
@@ -204,14 +285,18 @@ class GeometricWarp:
         tv[:, :R.NUM_LANDMARKS] = target
         for vertex, contour in mesh.centres:
             tv[:, vertex] = target[:, contour].mean(1)
-        a, b = _similarity_2d(self.landmarks[self._stable, :2].astype(np.float64),
+        a, _ = _similarity_2d(self.landmarks[self._stable, :2].astype(np.float64),
                               target[:, self._stable, :2].astype(np.float64))
-        ring = mesh.vertices[mesh.ring_start:, :2].astype(np.float64)
-        zr = ring[:, 0] + 1j * ring[:, 1]
-        moved = a[:, None] * zr + b[:, None] - zr  # [B, N] the head's rigid displacement
-        moved *= mesh.ring_follow
-        tv[:, mesh.ring_start:, 0] = ring[:, 0] + moved.real
-        tv[:, mesh.ring_start:, 1] = ring[:, 1] + moved.imag
+        # Hair, ears and neck turn with the head in 3D: the rings sit at the depth of
+        # the face's outline, so a turning head moves them less than its face.
+        ring = mesh.vertices[mesh.ring_start:].astype(np.float64)
+        ring[:, 2] = self._ring_depth
+        moved = self._head_motion(target, ring)                       # [B, N, 2]
+        # The body follows the head's translation (at the outline's centre), not its turns.
+        body = self._head_motion(target, self._head_centre[None])[:, :1]  # [B, 1, 2]
+        body *= self.config.body_follow if self.config.layered else 0.0
+        f = mesh.ring_follow[None, :, None]
+        tv[:, mesh.ring_start:, :2] = ring[:, :2] + f * moved + (1 - f) * body
         tv[:, mesh.ring_start:, 2] = 0.0
         for first, count, centre in mesh.irises:
             off = mesh.vertices[first:first + count, :2].astype(np.float64) - self.landmarks[centre, :2]
@@ -220,6 +305,16 @@ class GeometricWarp:
             tv[:, first:first + count, 1] = target[:, centre, None, 1] + off.imag
             tv[:, first:first + count, 2] = target[:, centre, None, 2]
         return tv
+
+    def _head_motion(self, target: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Displacement ``[B, N, 2]`` of portrait points ``[N, 3]`` moved rigidly with the head to each target."""
+        from codec.motion import motion_from_landmarks
+
+        st = motion_from_landmarks(target.astype(np.float64))
+        src = self._state
+        canon = np.einsum("ji,nj->ni", src.rotation, points - src.translation) / src.scale
+        moved = st.scale[:, None, None] * np.einsum("bij,nj->bni", st.rotation, canon) + st.translation[:, None]
+        return moved[..., :2] - points[None, :, :2]
 
     def mouth_newness(self, target: np.ndarray) -> np.ndarray:
         """Share of each target mouth opening the portrait has no interior for.
@@ -235,22 +330,49 @@ class GeometricWarp:
         return np.clip(1 - self._mouth_area * scale2 / np.maximum(area, 1e-6), 0.0, 1.0).astype(np.float32)
 
     def flow(self, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sampling grid and mouth maps of target frames.
+        """The sampling grid and region maps of target frames.
 
         Args:
             target: ``[B, 478, 3]`` target landmarks in the portrait's pixels.
         Returns:
             grid ``[B, H, W, 2]``: where each output pixel samples the portrait, in
-            ``grid_sample``'s coordinates; mouth ``[B, 2, H, W]``: coverage of the
-            mouth opening and depth into it (0 at the lips, 1 at its centre);
-            both float32 on the device.
+            ``grid_sample``'s coordinates; regions ``[B, 3, H, W]``: coverage of the
+            mouth opening, depth into it (0 at the lips, 1 at its centre), and
+            coverage of the eye openings; both float32 on the device.
         """
         target = np.asarray(target, np.float32)
-        grid, mouth = _rasterize_batch(self.target_vertices(target), self.mesh.vertices[:, :2],
-                                       self.mesh.triangles, self._bias, self.mesh.kind, self.size)
-        return torch.from_numpy(grid).to(self.device), torch.from_numpy(mouth).to(self.device)
+        grid, regions = _rasterize_batch(self.target_vertices(target), self.mesh.vertices[:, :2],
+                                         self.mesh.triangles, self._bias, self.mesh.kind, self.size)
+        return torch.from_numpy(grid).to(self.device), torch.from_numpy(regions).to(self.device)
 
     @torch.inference_mode()
+    def warp(self, target: np.ndarray) -> WarpResult:
+        """Renders target frames, keeping what the neural stage reads.
+
+        Args:
+            target: ``[B, 478, 3]`` target landmarks in the portrait's pixels.
+        Returns:
+            the :class:`WarpResult`.
+        """
+        target = np.asarray(target, np.float32)
+        grid, regions = self.flow(target)
+        sampled = F.grid_sample(self.image.expand(len(target), -1, -1, -1), grid, mode="bilinear",
+                                padding_mode="border", align_corners=False)
+        frames, alpha = sampled[:, :3], sampled[:, 3:]
+        if self.background is not None:
+            frames = torch.lerp(self.background, frames, alpha)
+        newness = torch.from_numpy(self.mouth_newness(target)).to(self.device).view(-1, 1, 1, 1)
+        interior = regions[:, :1].clamp(0, 1) * newness
+        if newness.max() > 0:
+            # Only the box around the target mouths can change: composite there.
+            lips = target[:, R.LIPS_OUTER, :2]
+            x0, y0 = np.clip(np.floor(lips.min((0, 1))).astype(int) - 2, 0, self.size)
+            x1, y1 = np.clip(np.ceil(lips.max((0, 1))).astype(int) + 2, 0, self.size)
+            box = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
+            shade = torch.lerp(self._mouth_edge, self._mouth_deep, regions[:, 1:2][box].clamp(0, 1))
+            frames[box] = torch.lerp(frames[box], shade, interior[box])
+        return WarpResult(frames, grid, torch.cat([interior, regions[:, 1:], alpha], 1))
+
     def __call__(self, target: np.ndarray) -> torch.Tensor:
         """Renders target frames.
 
@@ -259,18 +381,4 @@ class GeometricWarp:
         Returns:
             ``[B, 3, H, W]`` float32 RGB in [0, 1] on the device.
         """
-        target = np.asarray(target, np.float32)
-        grid, mouth = self.flow(target)
-        frames = F.grid_sample(self.image.expand(len(target), -1, -1, -1), grid, mode="bilinear",
-                               padding_mode="border", align_corners=False)
-        newness = self.mouth_newness(target)
-        if newness.max() > 0:
-            # Only the box around the target mouths can change: composite there.
-            lips = target[:, R.LIPS_OUTER, :2]
-            x0, y0 = np.clip(np.floor(lips.min((0, 1))).astype(int) - 2, 0, self.size)
-            x1, y1 = np.clip(np.ceil(lips.max((0, 1))).astype(int) + 2, 0, self.size)
-            box = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
-            alpha = mouth[:, :1][box].clamp(0, 1) * torch.from_numpy(newness).to(self.device).view(-1, 1, 1, 1)
-            interior = torch.lerp(self._mouth_edge, self._mouth_deep, mouth[:, 1:][box].clamp(0, 1))
-            frames[box] = torch.lerp(frames[box], interior, alpha)
-        return frames
+        return self.warp(target).frames

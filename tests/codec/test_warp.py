@@ -57,9 +57,13 @@ def test_translation_moves_the_face_and_keeps_the_background(warp, portrait):
     moved = np.abs(out[ys + dy, xs + dx] - img[ys, xs]).mean()
     unmoved = np.abs(out[ys, xs] - img[ys, xs]).mean()
     assert moved < 2.0 and unmoved > 3 * moved
-    corners = (slice(0, 24), slice(0, 24)), (slice(0, 24), slice(-24, None)), (slice(-24, None), slice(0, 24))
-    for c in corners:
-        assert np.abs(out[c] - img[c]).mean() < 1.0
+    # Background, away from the person's edge, stays put.
+    alpha = warp.image[0, 3].numpy()
+    far = cv2.erode((alpha == 0).astype(np.uint8), np.ones((31, 31), np.uint8)).astype(bool)
+    assert far.mean() > 0.1
+    assert np.abs(out[far] - img[far]).mean() < 0.5
+    for c in (slice(0, 24), slice(0, 24)), (slice(0, 24), slice(-24, None)):
+        assert np.abs(out[c] - img[c]).mean() < 0.5
 
 
 def _open_mouth(lm: np.ndarray, amount: float) -> np.ndarray:
