@@ -1,0 +1,365 @@
+"""talk-bench: talkcodec against H.264 and VP8 at matched bitrates.
+
+For every clip: self-reenactment through talkcodec (the clip's first face
+frame is the portrait; its motion is encoded at 1-4 residual layers, fixed
+and entropy mode, decoded and rendered), then H.264 and VP8 at a ladder of
+target bitrates (talkcodec's, then doubling up to about 350 kbps), each at
+its best setting (see :mod:`bench.baselines`). Every output is scored against
+the true frames (see :mod:`bench.metrics`) and written by :mod:`bench.report`.
+
+    talk-bench --out results/            # held-out corpus clips
+    talk-bench --clips DIR --out OUT --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from codec.errors import MediaError, TalkcodecError
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
+MAX_KBPS = 360.0
+"""The target ladder doubles talkcodec's bitrate up to this."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Settings of one run.
+
+    Attributes:
+        max_frames: frames per clip (None: all).
+        max_clips: clips to run (None: all).
+        multiples: target bitrates as multiples of talkcodec's full fixed-rate
+            bitrate; None: every talkcodec bitrate, then doubling to :data:`MAX_KBPS`.
+        device: render device (``auto``, ``cpu``, ``cuda``).
+        latency: time talkcodec frame by frame (sender tracking + encoding one
+            frame, rendering one frame) instead of amortized over a batch.
+        stride: identity and CPBD are scored on every ``stride``-th frame.
+        search_frames: frames used to score each baseline candidate.
+    """
+
+    max_frames: int | None = None
+    max_clips: int | None = None
+    multiples: tuple[float, ...] | None = None
+    device: str = "auto"
+    latency: bool = False
+    stride: int = 5
+    search_frames: int = 25
+
+
+QUICK = BenchConfig(max_frames=100, max_clips=2, multiples=(1, 2, 4, 8), stride=10, search_frames=13)
+
+NOMINAL_KBPS = 11.2
+"""talkcodec's nominal fixed-rate bitrate, the ladder's base when talkcodec cannot run."""
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def find_clips(clips: str | None) -> list[Path]:
+    """The clips to run.
+
+    Args:
+        clips: a folder (all videos in it), one video file, or None (the
+            corpus's held-out clips).
+    Raises:
+        MediaError: missing folder or file, no videos, or a file that is not a readable video.
+    """
+    from codec.media import probe_video
+
+    if clips is None:
+        from codec.corpus import corpus_dir, corpus_split
+
+        root = corpus_dir()
+        if not root.is_dir():
+            raise MediaError(f"no corpus at {root}; pass --clips DIR or set TALKCODEC_CORPUS")
+        paths = [root / c for c in corpus_split(root).held_out]
+    else:
+        p = Path(clips)
+        if not p.exists():
+            raise MediaError(f"{p}: no such file or folder")
+        paths = [p] if p.is_file() else sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES)
+    if not paths:
+        raise MediaError(f"{clips or 'the corpus'}: no video clips ({', '.join(sorted(VIDEO_SUFFIXES))}) found")
+    for f in paths:
+        info = probe_video(f)
+        if info.width != info.height:
+            raise MediaError(f"{f}: {info.width}x{info.height}; talk-bench needs square clips (the corpus is 512x512)")
+    return paths
+
+
+def load_frames(path: Path, max_frames: int | None) -> tuple[np.ndarray, float]:
+    """``[T, H, W, 3]`` uint8 RGB frames and the frame rate."""
+    from codec.media import probe_video, read_video
+
+    fps = probe_video(path).fps
+    return np.stack(list(read_video(path, max_frames))), fps
+
+
+# --- talkcodec ------------------------------------------------------------------------------
+
+
+def talkcodec_available() -> str | None:
+    """None if talkcodec's encoder and renderer import, else why not."""
+    try:
+        import codec.api  # noqa: F401
+        import codec.render  # noqa: F401
+    except Exception as e:  # a half-finished module can fail in any way
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
+                  score: Callable[[np.ndarray], dict[str, Any]], tick: Callable[[], None]) -> tuple[list[dict], np.ndarray | None]:
+    """Self-reenactment: the clip's motion through talkcodec, rendered on its first face frame.
+
+    Args:
+        path: the clip (the sender tracks it as :func:`codec.api.track_video` does).
+        frames: its ``[T, H, W, 3]`` frames.
+        fps: frame rate.
+        cfg: settings.
+        score: decoded frames -> metric dict.
+        tick: advances the progress bar once per (layers, mode, renderer).
+    Returns:
+        records, and the headline setting's frames at :func:`strip_index` (for the strip).
+    """
+    import torch
+
+    from codec.api import EncoderConfig, decode_stream, encode_landmarks, track_video
+    from codec.errors import StreamError
+    from codec.portrait import prepare_portrait
+    from codec.render import RENDERERS, Renderer, RenderConfig
+
+    t = len(frames)
+    t0 = time.perf_counter()
+    landmarks, face, _, size = track_video(path, t)
+    track_ms = (time.perf_counter() - t0) * 1000 / t
+    if not face.any():
+        raise MediaError(f"{path}: no face in any frame")
+    ref_index = int(np.argmax(face))
+    portrait = prepare_portrait(frames[ref_index], size=frames.shape[1], crop=False)
+    records: list[dict] = []
+    headline_frames = None
+    for renderer_name in [r for r in ("warp", "neural") if r in RENDERERS]:
+        renderer = Renderer(portrait, RenderConfig(device=cfg.device, renderer=renderer_name))
+        device = str(renderer.device)
+        for layers in (1, 2, 3, 4):
+            rendered: tuple[np.ndarray, np.ndarray, dict, float] | None = None
+            for entropy in (False, True):
+                mode = "entropy" if entropy else "fixed"
+                t0 = time.perf_counter()
+                try:
+                    stream = encode_landmarks(landmarks, face, EncoderConfig(layers, entropy, fps),
+                                              ref_index, size)
+                except StreamError as e:
+                    print(f"talk-bench: skipping talkcodec {mode} mode: {e}", file=sys.stderr)
+                    tick()
+                    continue
+                encode_ms = track_ms + (time.perf_counter() - t0) * 1000 / t
+                kbps = sum(len(p) for p in stream.packets) * 8 / (t / fps) / 1000
+                t0 = time.perf_counter()
+                target = decode_stream(stream.header, stream.packets, portrait.landmarks)
+                decode_ms = (time.perf_counter() - t0) * 1000 / t
+                # Entropy coding is lossless: the same tokens render the same frames, scored once.
+                if rendered is None or not np.array_equal(rendered[0], target):
+                    t0 = time.perf_counter()
+                    out = np.concatenate([renderer.render(target[i:i + 16]) for i in range(0, t, 16)])
+                    if device.startswith("cuda"):
+                        torch.cuda.synchronize()
+                    render_ms = decode_ms + (time.perf_counter() - t0) * 1000 / t
+                    rendered = (target, out, score(out), render_ms)
+                _, out, scores, render_ms = rendered
+                if cfg.latency:
+                    encode_ms, render_ms = _latency(path, frames, layers, entropy, fps, renderer, target)
+                records.append({"clip": path.name, "codec": "talkcodec",
+                                "setting": f"talkcodec {layers} layers {mode} {renderer_name}",
+                                "kbps": kbps, **scores, "encode_ms": encode_ms, "render_ms": render_ms,
+                                "device": device, "layers": layers, "mode": mode, "renderer": renderer_name})
+                if layers == 4 and not entropy and headline_frames is None:
+                    headline_frames = out[strip_index(t)]
+                tick()
+    return records, headline_frames
+
+
+def _latency(path: Path, frames: np.ndarray, layers: int, entropy: bool, fps: float, renderer: Any,
+             target: np.ndarray, n: int = 20) -> tuple[float, float]:
+    """Median per-frame sender time (track + encode one frame) and receiver time (render one frame), ms."""
+    import torch
+
+    from codec.api import EncoderConfig, FrameEncoder
+
+    enc = FrameEncoder(EncoderConfig(layers, entropy, fps))
+    send = []
+    for i, f in enumerate(frames[:n]):
+        t0 = time.perf_counter()
+        enc.encode(f, int(i * 1000 / fps))
+        send.append(time.perf_counter() - t0)
+    enc.close()
+    recv = []
+    for lm in target[:n]:
+        t0 = time.perf_counter()
+        renderer.render(lm[None])
+        if str(renderer.device).startswith("cuda"):
+            torch.cuda.synchronize()
+        recv.append(time.perf_counter() - t0)
+    return float(np.median(send[1:] or send)) * 1000, float(np.median(recv)) * 1000
+
+
+# --- baselines ------------------------------------------------------------------------------
+
+
+def targets(tc_records: list[dict], cfg: BenchConfig) -> tuple[float, list[tuple[float, float]]]:
+    """talkcodec's full fixed-rate bitrate and the ``(multiple, kbps)`` targets for the baselines."""
+    base = next((r["kbps"] for r in tc_records if r.get("layers") == 4 and r.get("mode") == "fixed"), NOMINAL_KBPS)
+    if cfg.multiples is not None:
+        return base, [(float(m), base * m) for m in cfg.multiples]
+    out = {round(r["kbps"], 1): r["kbps"] / base for r in tc_records}
+    m = 2.0
+    while base * m <= MAX_KBPS:
+        out[round(base * m, 1)] = m
+        m *= 2
+    out[round(base, 1)] = 1.0
+    return base, sorted(((mult, k) for k, mult in out.items()), key=lambda x: x[1])
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
+    """Runs the bench over ``paths`` and writes every output into ``out``.
+
+    Returns:
+        the ``bench.json`` document.
+    """
+    from tqdm import tqdm
+
+    from bench import report
+    from bench.baselines import CODECS, BaselineSearch, sample_frames
+    from bench.metrics import Reference, score_clip
+
+    paths = paths[: cfg.max_clips] if cfg.max_clips else paths
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "strips").mkdir(exist_ok=True)
+    why_not = talkcodec_available()
+    if why_not:
+        print(f"talk-bench: talkcodec unavailable ({why_not}); running the baselines only", file=sys.stderr)
+    # Baseline steps join the total once each clip's ladder is known.
+    bar = tqdm(total=len(paths) * (0 if why_not else 8), desc="talk-bench", unit="run", file=sys.stderr)
+    t_start = time.perf_counter()
+    records: list[dict] = []
+    tc_status: dict[str, str] = {}
+    for path in paths:
+        bar.set_postfix_str(path.name)
+        frames, fps = load_frames(path, cfg.max_frames)
+        ref = Reference.of(frames)
+        if not ref.valid.any():
+            raise MediaError(f"{path}: no face found in any frame")
+
+        def score(decoded: np.ndarray) -> dict[str, Any]:
+            s = score_clip(decoded, ref, identity=True, stride=cfg.stride)
+            return s.to_dict()
+
+        tc_records, tc_frames = [], None
+        if not why_not:
+            try:
+                tc_records, tc_frames = run_talkcodec(path, frames, fps, cfg, score, bar.update)
+            except (MediaError, KeyboardInterrupt):
+                raise
+            except Exception as e:  # talkcodec is under development: report it, keep the baselines
+                tc_status[path.name] = f"failed: {type(e).__name__}: {e}"
+                print(f"talk-bench: {path.name}: talkcodec failed ({type(e).__name__}: {e}); "
+                      f"baselines at {NOMINAL_KBPS} kbps", file=sys.stderr)
+        records += tc_records
+        base, ladder = targets(tc_records, cfg)
+        bar.total += len(CODECS) * len(ladder)
+        bar.refresh()
+        search = BaselineSearch(ref, fps, sample=sample_frames(len(frames), cfg.search_frames))
+        strip_frames = {}
+        for codec in CODECS:
+            for mult, kbps in ladder:
+                c = search.best(codec, kbps)
+                if c is None:
+                    print(f"talk-bench: {path.name}: {codec} cannot reach {kbps:.1f} kbps on any rung",
+                          file=sys.stderr)
+                    bar.update()
+                    continue
+                decoded, decode_ms = search.decoded(c)
+                records.append({"clip": path.name, "codec": codec, "setting": c.setting.describe(fps),
+                                "kbps": c.kbps, **score(decoded), "encode_ms": c.encoded.encode_ms,
+                                "render_ms": decode_ms, "device": "cpu", "target_kbps": kbps,
+                                "multiple": mult})
+                if mult == 1 and codec not in strip_frames:
+                    strip_frames[codec] = (c.setting.describe(fps), decoded[strip_index(len(frames))])
+                bar.update()
+        _strip(path, frames, tc_frames, base, strip_frames, out / "strips" / f"{path.stem}.png")
+    bar.close()
+    meta = {"clips": [p.name for p in paths], "config": dict(cfg.__dict__),
+            "elapsed_s": time.perf_counter() - t_start,
+            "talkcodec": f"unavailable: {why_not}" if why_not else tc_status or "ok"}
+    summary = report.summarize(records, meta)
+    report.write_json(records, summary, out / "bench.json")
+    report.plot_rd(records, out / "rd.png")
+    report.write_markdown(records, summary, out / "report.md")
+    return {"records": records, "summary": summary}
+
+
+def strip_index(t: int, n: int = 4) -> np.ndarray:
+    """The frames shown in a clip's strip."""
+    return np.linspace(0, t - 1, n).round().astype(int)
+
+
+def _strip(path: Path, frames: np.ndarray, tc: np.ndarray | None, base: float,
+           baselines: dict[str, tuple[str, np.ndarray]], dest: Path) -> None:
+    """truth | talkcodec | H.264 | VP8 at talkcodec's bitrate; the inputs hold the strip's frames only."""
+    from bench import report
+
+    rows = {"truth": frames[strip_index(len(frames))]}
+    if tc is not None:
+        rows[f"talkcodec {base:.1f} kbps"] = tc
+    rows.update({setting: dec for setting, dec in baselines.values()})
+    report.write_strip(rows, dest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="talk-bench", description=__doc__.splitlines()[0])
+    p.add_argument("--clips", help="folder of clips (all videos in it) or one clip; default: the corpus's "
+                                   "held-out clips")
+    p.add_argument("--out", required=True, help="output folder (bench.json, rd.png, strips/, report.md)")
+    p.add_argument("--quick", action="store_true", help="2 clips x 100 frames, 1x/2x/4x/8x targets only")
+    p.add_argument("--device", default="auto", help="render device: auto, cpu, cuda (default auto)")
+    p.add_argument("--latency", action="store_true",
+                   help="time talkcodec one frame at a time (sender: track + encode; receiver: render) "
+                        "instead of amortized over batches")
+    p.add_argument("--frames", type=int, help="frames per clip (default: all; --quick: 100)")
+    args = p.parse_args(argv)
+    cfg = QUICK if args.quick else BenchConfig()
+    cfg = BenchConfig(**{**cfg.__dict__, "device": args.device, "latency": args.latency,
+                         "max_frames": args.frames or cfg.max_frames})
+    if cfg.max_frames is not None and cfg.max_frames < 2:
+        p.error("--frames must be at least 2")
+    try:
+        paths = find_clips(args.clips)
+        doc = run(paths, Path(args.out), cfg)
+    except (TalkcodecError, ValueError, OSError) as e:
+        print(f"talk-bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("talk-bench: interrupted", file=sys.stderr)
+        return 130
+    s = doc["summary"]["at_talkcodec_bitrate"]
+    tc, h = s.get("talkcodec") or {}, s.get("h264") or {}
+    print(f"wrote {args.out}/bench.json, rd.png, report.md, strips/ ({len(doc['records'])} records); "
+          f"NME talkcodec {tc.get('nme')}, H.264 {h.get('nme')} at {tc.get('kbps')} kbps; "
+          f"H.264 equivalent {s.get('h264_equivalent_kbps')} kbps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

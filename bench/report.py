@@ -1,0 +1,263 @@
+"""What talk-bench writes: ``bench.json``, ``rd.png``, ``strips/CLIP.png`` and ``report.md``.
+
+Every function here takes records (one dict per clip, codec and setting, see
+:data:`RECORD_KEYS`) and writes or summarizes them; nothing here measures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECORD_KEYS = {
+    "clip": str, "codec": str, "setting": str, "kbps": float, "psnr": float, "ssim": float, "nme": float,
+    "mouth_ssim": float, "id_dist": float, "detail": float, "cpbd": float, "face_detected": float,
+    "encode_ms": float, "render_ms": float, "device": str,
+}
+"""Keys every record of ``bench.json`` holds, with their types (numbers may be null when not measured)."""
+
+CODECS = ("talkcodec", "h264", "vp8")
+
+HEADLINE = {"layers": 4, "mode": "fixed"}
+"""The talkcodec setting the summary compares against (its full-quality fixed-rate stream)."""
+
+
+def _num(x: Any) -> float | None:
+    """A JSON-safe number: NaN (not measured) becomes null, +-inf becomes +-100.
+
+    Only PSNR can be infinite (identical frames); 100 dB is the usual cap.
+    """
+    if x is None:
+        return None
+    x = float(x)
+    if math.isnan(x):
+        return None
+    if math.isinf(x):
+        return math.copysign(100.0, x)
+    return x
+
+
+def clean(record: dict[str, Any]) -> dict[str, Any]:
+    """A record with every float made JSON-safe."""
+    return {k: (_num(v) if isinstance(v, (float, np.floating)) else v) for k, v in record.items()}
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """Checks a ``bench.json`` document's shape.
+
+    Raises:
+        ValueError: a missing key, a wrong type or an unknown codec.
+    """
+    if set(doc) != {"records", "summary"}:
+        raise ValueError(f"bench.json must hold records and summary, got {sorted(doc)}")
+    if not isinstance(doc["records"], list) or not isinstance(doc["summary"], dict):
+        raise ValueError("records must be a list and summary an object")
+    for i, r in enumerate(doc["records"]):
+        for key, typ in RECORD_KEYS.items():
+            if key not in r:
+                raise ValueError(f"record {i} has no {key!r}")
+            v = r[key]
+            if typ is float:
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    raise ValueError(f"record {i}: {key} = {v!r} is not a number")
+            elif not isinstance(v, typ):
+                raise ValueError(f"record {i}: {key} = {v!r} is not {typ.__name__}")
+        if r["codec"] not in CODECS:
+            raise ValueError(f"record {i}: unknown codec {r['codec']!r}")
+
+
+# --- summary --------------------------------------------------------------------------------
+
+
+def _headline(records: list[dict], clip: str) -> dict | None:
+    tc = [r for r in records if r["clip"] == clip and r["codec"] == "talkcodec"
+          and r.get("layers") == HEADLINE["layers"] and r.get("mode") == HEADLINE["mode"]]
+    # With several renderers, the one with the lowest NME is talkcodec's best shot.
+    tc.sort(key=lambda r: (r["nme"] is None, r["nme"]))
+    return tc[0] if tc else None
+
+
+def _matches(r: dict, ref: dict) -> bool:
+    """A baseline at least as good as talkcodec on motion, identity and detail together."""
+    for key, better in (("nme", "lower"), ("id_dist", "lower"), ("detail", "higher")):
+        a, b = r.get(key), ref.get(key)
+        if a is None or b is None:
+            continue
+        if (better == "lower" and a > b) or (better == "higher" and a < b):
+            return False
+    return True
+
+
+def summarize(records: list[dict], meta: dict[str, Any]) -> dict[str, Any]:
+    """The headline comparison.
+
+    For each clip: talkcodec's full-quality fixed-rate stream, H.264 and VP8 at
+    its bitrate (the 1x target), and each baseline's equivalent bitrate: the
+    lowest target on the ladder at which it matches talkcodec on NME,
+    identity distance and detail together (null if none on the ladder does).
+
+    Args:
+        records: every record of the run.
+        meta: run facts copied into the summary (clips, frames, device, ...).
+    """
+    keys = ("kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist", "detail", "cpbd", "face_detected")
+    per_clip: dict[str, Any] = {}
+    for clip in sorted({r["clip"] for r in records}):
+        ref = _headline(records, clip)
+        if ref is None:
+            continue
+        entry: dict[str, Any] = {"talkcodec": {k: ref[k] for k in keys} | {"setting": ref["setting"]}}
+        for codec in ("h264", "vp8"):
+            rs = sorted((r for r in records if r["clip"] == clip and r["codec"] == codec),
+                        key=lambda r: r["target_kbps"])
+            at = [r for r in rs if r.get("multiple") == 1]
+            entry[codec] = {k: at[0][k] for k in keys} | {"setting": at[0]["setting"]} if at else None
+            eq = next((r for r in rs if _matches(r, ref)), None)
+            entry[f"{codec}_equivalent_kbps"] = None if eq is None else eq["kbps"]
+            entry[f"{codec}_equivalent_setting"] = None if eq is None else eq["setting"]
+        per_clip[clip] = entry
+
+    def mean(path: tuple[str, str]) -> float | None:
+        vals = [e[path[0]][path[1]] for e in per_clip.values() if e.get(path[0]) and e[path[0]][path[1]] is not None]
+        return float(np.mean(vals)) if vals else None
+
+    overall: dict[str, Any] = {c: {k: mean((c, k)) for k in keys} for c in CODECS}
+    for codec in ("h264", "vp8"):
+        eqs = [e[f"{codec}_equivalent_kbps"] for e in per_clip.values()]
+        overall[f"{codec}_equivalent_kbps"] = (float(np.mean(eqs)) if eqs and all(v is not None for v in eqs)
+                                               else None)
+    return dict(meta) | {"at_talkcodec_bitrate": overall, "per_clip": per_clip}
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def write_json(records: list[dict], summary: dict[str, Any], path: Path) -> None:
+    """Writes ``{"records": [...], "summary": {...}}`` (validated first)."""
+    doc = {"records": [clean(r) for r in records], "summary": json.loads(json.dumps(summary, default=_num))}
+    validate(doc)
+    path.write_text(json.dumps(doc, indent=1, allow_nan=False))
+
+
+def _curve_key(r: dict) -> tuple:
+    if r["codec"] == "talkcodec":
+        return (r["codec"], r.get("renderer", ""), r.get("layers", 0), r.get("mode", ""))
+    return (r["codec"], "", r.get("multiple", 0), "")
+
+
+def rd_points(records: list[dict]) -> dict[str, list[tuple[float, float, float]]]:
+    """Rate-distortion points averaged over clips.
+
+    Returns:
+        ``{curve name: [(kbps, ssim, nme), ...]}`` sorted by bitrate; talkcodec's
+        fixed and entropy modes are separate curves (the same frames at two rates).
+    """
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if r["nme"] is not None and r["ssim"] is not None:
+            groups[_curve_key(r)].append(r)
+    curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for key, rs in groups.items():
+        name = key[0] if key[0] != "talkcodec" else f"talkcodec {key[1]} {key[3]}"
+        curves[name].append(tuple(float(np.mean([r[k] for r in rs])) for k in ("kbps", "ssim", "nme")))
+    return {k: sorted(v) for k, v in sorted(curves.items())}
+
+
+def plot_rd(records: list[dict], path: Path) -> None:
+    """Bitrate (log axis) against SSIM and against NME, one curve per codec."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, pts in rd_points(records).items():
+        k, s, n = zip(*pts)
+        style = "o-" if name in ("h264", "vp8") else "s--"
+        a.plot(k, s, style, label=name)
+        b.plot(k, n, style, label=name)
+    for ax, label in ((a, "SSIM (higher is better)"), (b, "landmark NME (lower is better)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("kbps")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    a.legend(fontsize=8)
+    fig.suptitle("talk-bench: rate-distortion, mean over clips")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_strip(rows: dict[str, np.ndarray], path: Path, tile: int = 192) -> None:
+    """A strip: one row per frame, one column per source (truth | talkcodec | H.264 | VP8).
+
+    Args:
+        rows: ``{label: [N, H, W, 3] uint8}``, the same N frames of each source.
+        path: PNG to write.
+        tile: side of each tile in pixels.
+    """
+    import cv2
+
+    cols = []
+    for label, frames in rows.items():
+        tiles = [cv2.resize(f, (tile, tile), interpolation=cv2.INTER_AREA) for f in frames]
+        col = np.concatenate(tiles, axis=0)
+        head = np.full((22, tile, 3), 255, np.uint8)
+        cv2.putText(head, label[:28], (3, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+        cols.append(np.concatenate([head, col], axis=0))
+    img = np.concatenate(cols, axis=1)
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def write_markdown(records: list[dict], summary: dict[str, Any], path: Path) -> None:
+    """``report.md``: the headline comparison, then every record side by side."""
+    lines = ["# talk-bench report", ""]
+    meta = {k: v for k, v in summary.items() if k not in ("at_talkcodec_bitrate", "per_clip")}
+    lines += [", ".join(f"{k}: {_fmt(v, 1)}" for k, v in meta.items() if not isinstance(v, (list, dict))), ""]
+    lines += ["Metrics: NME = landmark error over inter-ocular distance (lower is better; a frame where no face",
+              "is found counts 0.5); id_dist = dlib descriptor distance to the truth (same person ≈ 0.2–0.4,",
+              "another ≈ 0.8); detail = face-oval Laplacian variance over the truth's; CPBD = sharpness (0..1).",
+              "Baselines: best of a CRF / bitrate search over sizes 512..64 px at 25 and 12.5 fps, within +10%",
+              "of the target; best = lowest NME, SSIM on ties. encode_ms and render_ms are per frame.", ""]
+    overall = summary.get("at_talkcodec_bitrate", {})
+    if overall:
+        lines += ["## At talkcodec's bitrate (mean over clips)", "",
+                  "| codec | kbps | PSNR | SSIM | NME | mouth SSIM | id_dist | detail | CPBD |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for c in CODECS:
+            m = overall.get(c) or {}
+            lines.append(f"| {c} | " + " | ".join(_fmt(m.get(k), 4 if k == "nme" else 3) for k in
+                                                   ("kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist",
+                                                    "detail", "cpbd")) + " |")
+        lines += ["", f"H.264 equivalent bitrate (matches talkcodec on NME, id_dist and detail together): "
+                      f"{_fmt(overall.get('h264_equivalent_kbps'), 1)} kbps; VP8: "
+                      f"{_fmt(overall.get('vp8_equivalent_kbps'), 1)} kbps (– = not reached on the ladder).", ""]
+        for clip, e in summary.get("per_clip", {}).items():
+            lines.append(f"- {clip}: H.264 equivalent {_fmt(e.get('h264_equivalent_kbps'), 1)} kbps "
+                         f"({e.get('h264_equivalent_setting') or 'none'}), VP8 equivalent "
+                         f"{_fmt(e.get('vp8_equivalent_kbps'), 1)} kbps ({e.get('vp8_equivalent_setting') or 'none'})")
+        lines.append("")
+    cols = ("clip", "codec", "setting", "kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist", "detail", "cpbd",
+            "face_detected", "encode_ms", "render_ms")
+    lines += ["## All records", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in sorted(records, key=lambda r: (r["clip"], CODECS.index(r["codec"]), r["kbps"])):
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            digits = 4 if c == "nme" else 1 if c in ("kbps", "psnr", "encode_ms", "render_ms") else 3
+            cells.append(_fmt(_num(v) if isinstance(v, float) else v, digits))
+        lines.append("| " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
