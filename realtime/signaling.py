@@ -44,6 +44,10 @@ class SignalingError(TalkcodecError):
     """The receiver cannot be reached, refused the call, or failed to authenticate."""
 
 
+class ReceiverUnreachable(SignalingError):
+    """Nothing answers at the signaling address (yet)."""
+
+
 @dataclass(frozen=True)
 class Challenge:
     nonce: bytes
@@ -266,8 +270,8 @@ async def call(url: str, token: str, make_offer: Callable[[], Awaitable[str]]) -
     except InvalidURI:
         raise SignalingError(f"{url}: not a websocket URL (expected ws://HOST:PORT)") from None
     except (OSError, InvalidHandshake, asyncio.TimeoutError, TimeoutError) as e:
-        raise SignalingError(f"cannot reach a receiver at {url} ({type(e).__name__}): "
-                             "is talk-recv running there?") from None
+        raise ReceiverUnreachable(f"cannot reach a receiver at {url} ({type(e).__name__}): "
+                                  "is talk-recv running there?") from None
     try:
         first = await _recv(ws)
         if isinstance(first, Reject):

@@ -53,7 +53,7 @@ class Call:
     """
 
     def __init__(self, link: PeerLink, portrait_landmarks: np.ndarray, render: RenderStage, stats: CallStats,
-                 recorder: Recorder | None = None, jitter_ms: float = 50.0) -> None:
+                 recorder: Recorder | None = None, jitter_ms: float = 40.0) -> None:
         self.link = link
         self.rest = np.asarray(portrait_landmarks, np.float32)
         self.render = render
@@ -245,9 +245,17 @@ class Call:
                         asyncio.create_task(self._playout(), name="playout")]
         try:
             await self.link.ended.wait()
+            if self.link.end_reason.startswith("the peer left"):
+                await self._play_out_the_rest()
             return self.link.end_reason
         finally:
             await self.close()
+
+    async def _play_out_the_rest(self) -> None:
+        """After a bye, shows the frames still buffered (their playout times are near)."""
+        deadline = monotonic_ms() + self.buffer.delay_ms + 2 * FRAME_INTERVAL_MS + 100
+        while (len(self.buffer) or self._decoding) and monotonic_ms() < deadline:
+            await asyncio.sleep(FRAME_INTERVAL_MS / 1000)
 
     async def close(self) -> None:
         for t in self._tasks:

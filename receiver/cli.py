@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="S", help="exit S seconds after the first call starts")
     p.add_argument("--once", action="store_true", help="exit when the first call ends")
     p.add_argument("--stats-json", type=Path, metavar="FILE", help="write call statistics at exit")
-    p.add_argument("--jitter-ms", type=float, default=50.0, help="jitter buffer delay (default: %(default)s)")
+    p.add_argument("--jitter-ms", type=float, default=40.0,
+                   help="least jitter-buffer delay; it grows with the jitter seen (default: %(default)s)")
     p.add_argument("--device", default="auto", help="renderer device: auto, cpu, cuda (default: %(default)s)")
     p.add_argument("--size", type=int, default=512, help="rendered frame side (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
@@ -74,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     host, port = args.listen
     token = args.token or new_token()
     if not args.token:
-        print(f"talk-recv: room token {token}", flush=True)
+        shown = "HOST" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+        print(f"talk-recv: room token {token}\n"
+              f"talk-recv: senders connect with: talk-send --connect ws://{shown}:{port} --token {token} "
+              "--camera 0 --mic", flush=True)
     if is_loopback(host):
         restrict_ice_to_loopback()
     status = StatusLine(enabled=not args.quiet)

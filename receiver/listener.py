@@ -45,7 +45,7 @@ class ReceiverConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     token: str = ""
-    jitter_ms: float = 50.0
+    jitter_ms: float = 40.0
     once: bool = False
     duration_s: float | None = None
 
@@ -148,7 +148,8 @@ class Receiver:
         await self.server.start()
         self.render.start()
         status = asyncio.create_task(self._status(), name="status")
-        ends = [asyncio.create_task(stop.wait()), asyncio.create_task(self._calls_done.wait())]
+        ends: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait()),
+                                         asyncio.create_task(self._calls_done.wait())]
         if self.config.duration_s is not None:
             ends.append(asyncio.create_task(self._deadline(self.config.duration_s)))
         try:

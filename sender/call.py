@@ -56,6 +56,7 @@ class SenderConfig:
         entropy: range-code the tokens (smaller, but a lost packet spoils frames until the next keyframe).
         netem: loss/jitter injected on the motion channel (testing).
         audio_bitrate: Opus bitrate, bits/s.
+        wait_s: keep trying to reach the receiver this long (it may still be starting).
     """
 
     url: str
@@ -66,6 +67,7 @@ class SenderConfig:
     entropy: bool = False
     netem: NetemConfig = field(default_factory=NetemConfig)
     audio_bitrate: int = 24_000
+    wait_s: float = 0.0
 
 
 @dataclass
@@ -122,6 +124,16 @@ class Sender:
         self._encoder: Any = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="face-encoder")
 
+    @property
+    def audio_bytes(self) -> int:
+        """Opus payload bytes sent so far."""
+        return self._track.bytes_sent if self._track is not None else 0
+
+    @property
+    def netem_dropped(self) -> int:
+        """Motion packets the test hook dropped."""
+        return self._netem.dropped if self._netem is not None else 0
+
     async def run(self, stop: asyncio.Event) -> str:
         """Places the call and runs it to its end.
 
@@ -149,8 +161,7 @@ class Sender:
         tasks: list[asyncio.Task[Any]] = []
         reason = "the call ended"
         try:
-            answer = await signaling.call(self.config.url, self.config.token,
-                                          lambda: gathered_description(pc, offer=True))
+            answer = await self._signal(pc)
             await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
             try:
                 await link.wait_open()
@@ -199,6 +210,18 @@ class Sender:
                 await asyncio.get_running_loop().run_in_executor(self._pool, encoder.close)
             self._pool.shutdown(wait=True)
             self.status.clear()
+
+    async def _signal(self, pc: Any) -> str:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.wait_s
+        while True:
+            try:
+                return await signaling.call(self.config.url, self.config.token,
+                                            lambda: gathered_description(pc, offer=True))
+            except signaling.ReceiverUnreachable:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def _capture(self, clock: MediaClock) -> None:
         limit = None if self.config.duration_s is None else self.config.duration_s * 1000.0
@@ -265,7 +288,7 @@ class Sender:
         while True:
             await asyncio.sleep(STATS_INTERVAL_S)
             t = self.totals
-            audio = self._track.bytes_sent if self._track is not None else 0
+            audio = self.audio_bytes
             link.send(SenderStats(t.frames_sent, t.motion_bytes, audio, t.layers))
             kbps = (t.motion_bytes - last_bytes) * 8 / 1000 / STATS_INTERVAL_S
             fps = (t.frames_sent - last_frames) / STATS_INTERVAL_S

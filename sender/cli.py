@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--mic", action="store_true", help="send speech from the microphone")
     aud.add_argument("--no-audio", action="store_true", help="send no speech")
     p.add_argument("--duration", type=float, metavar="S", help="end the call after S seconds")
+    p.add_argument("--wait", type=float, default=0.0, metavar="S",
+                   help="keep trying to reach the receiver for S seconds (it may still be starting)")
     p.add_argument("--loop", action="store_true", help="loop the video/audio file")
     p.add_argument("--layers", type=int, default=4, choices=(1, 2, 3, 4), help="residual layers at most")
     p.add_argument("--max-kbps", type=float, help="cap the motion rate (drops residual layers to fit)")
@@ -80,7 +82,8 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
     video, pcm = _sources(args)
     config = SenderConfig(url=args.connect, token=args.token, duration_s=args.duration, layers=args.layers,
                           max_kbps=args.max_kbps, entropy=args.entropy, audio_bitrate=int(args.audio_kbps * 1000),
-                          netem=NetemConfig(args.netem_loss, args.netem_jitter_ms, args.netem_seed))
+                          netem=NetemConfig(args.netem_loss, args.netem_jitter_ms, args.netem_seed),
+                          wait_s=args.wait)
     sender = Sender(config, video, pcm, status)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,8 +102,7 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
                 "frames_captured": t.frames_captured, "frames_encoded": t.frames_encoded,
                 "frames_sent": t.frames_sent, "frames_no_face": t.frames_no_face,
                 "motion_bytes": t.motion_bytes, "payload_bytes": t.payload_bytes, "layers": t.layers,
-                "audio_bytes": sender._track.bytes_sent if sender._track is not None else 0,
-                "netem_dropped": sender._netem.dropped if sender._netem is not None else 0,
+                "audio_bytes": sender.audio_bytes, "netem_dropped": sender.netem_dropped,
             }, indent=2) + "\n")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.bitstream import ReferenceInfo, StreamHeader, StreamWriter
-from realtime.protocol import (Accept, Bye, Hello, Ping, Pong, Refuse, Report, SenderStats, Start,
+from realtime.protocol import (Accept, Bye, Hello, Message, Ping, Pong, Refuse, Report, SenderStats, Start,
                                encode_message)
 
 HERE = Path(__file__).parent / "fixtures"
@@ -28,7 +28,7 @@ def header() -> StreamHeader:
 def main() -> None:
     HERE.mkdir(exist_ok=True)
     h = header()
-    valid = {
+    valid: dict[str, Message] = {
         "control_hello": Hello(h.to_bytes()),
         "control_accept": Accept(),
         "control_refuse": Refuse("sender's tokenizer weights differ"),

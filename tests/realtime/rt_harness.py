@@ -73,6 +73,33 @@ def run_sender(port: int, token: str, *args: str, timeout: float = 90.0) -> subp
                           cwd=REPO, timeout=timeout)
 
 
+def start_sender(port: int, token: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "sender.cli", "--connect", f"ws://127.0.0.1:{port}",
+                             "--token", token, "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env(), cwd=REPO)
+
+
+def wait_for_line(proc: subprocess.Popen[str], words: str, timeout: float = 60.0) -> list[str]:
+    """Reads ``proc``'s stderr until a line holds ``words``; the lines read."""
+    import selectors
+
+    assert proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sel.select(timeout=0.5):
+            continue
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if words in line:
+            return lines
+    raise AssertionError(f"never saw {words!r}:\n{''.join(lines)}")
+
+
 def stop(proc: subprocess.Popen[str], timeout: float = 120.0) -> tuple[int, str]:
     """Ctrl-C to a process; its exit code and stderr."""
     if proc.poll() is None:

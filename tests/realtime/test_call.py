@@ -7,13 +7,14 @@ with a recording, and one with loss and jitter injected on the motion channel.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from rt_harness import clip_10s, free_port, read_json, run_sender, start_receiver, stop
+from rt_harness import clip_10s, free_port, read_json, run_sender, start_receiver, start_sender, stop, wait_for_line
 
 TOKEN = "loopback-test-token"
 MOTION_KBPS_4_LAYERS = 11.2
@@ -85,19 +86,23 @@ def test_end_to_end_latency(clean_call: dict[str, Any]) -> None:
     assert abs(recv["clock_offset_ms"]) < 5  # one machine: the estimate must find no offset
 
 
-def test_loss_and_jitter_are_concealed(tmp_path: Path) -> None:
+def test_loss_and_jitter_are_concealed_and_ctrl_c_ends_both_cleanly(tmp_path: Path) -> None:
     clip, flags = clip_10s()
     port = free_port()
     recv = start_receiver(port, TOKEN, "--stats-json", str(tmp_path / "recv.json"), "--device", "cpu")
+    send = start_sender(port, TOKEN, "--video", str(clip), "--duration", "60", "--no-audio",
+                        "--netem-loss", "0.1", "--netem-jitter-ms", "30", "--netem-seed", "7",
+                        "--stats-json", str(tmp_path / "send.json"), *flags)
     try:
-        send = run_sender(port, TOKEN, "--video", str(clip), "--duration", "6", "--no-audio",
-                          "--netem-loss", "0.1", "--netem-jitter-ms", "30", "--netem-seed", "7",
-                          "--stats-json", str(tmp_path / "send.json"), *flags)
+        wait_for_line(send, "accepted the stream")
+        time.sleep(6)
     finally:
-        rc, err = stop(recv)  # Ctrl-C
-    assert send.returncode == 0, send.stderr
+        send_rc, send_err = stop(send)  # Ctrl-C to the sender: it says bye
+        rc, err = stop(recv)  # and to the receiver
+    assert send_rc == 0, send_err
     assert rc == 0, err
-    assert "Traceback" not in send.stderr + err
+    assert "Traceback" not in send_err + err
+    assert "call ended: the peer left" in err
     r = read_json(tmp_path / "recv.json")
     s = read_json(tmp_path / "send.json")
     assert s["netem_dropped"] > 0
@@ -106,3 +111,25 @@ def test_loss_and_jitter_are_concealed(tmp_path: Path) -> None:
     assert 0.03 <= r["packet_loss"] <= 0.25
     assert r["frames_received"] >= 0.7 * s["frames_sent"]
     assert r["frames_played"] >= r["frames_received"]
+    assert s["layers"] < 4  # 10% loss made the sender drop residual layers
+
+
+def test_sender_notices_a_vanished_receiver(tmp_path: Path) -> None:
+    clip, flags = clip_10s()
+    port = free_port()
+    recv = start_receiver(port, TOKEN, "--device", "cpu", "--size", "64")
+    send = start_sender(port, TOKEN, "--video", str(clip), "--duration", "60", "--no-audio", *flags)
+    try:
+        wait_for_line(send, "accepted the stream")
+        recv.kill()  # no bye: the machine is gone
+        t0 = time.monotonic()
+        _, err = send.communicate(timeout=30)
+        noticed = time.monotonic() - t0
+    finally:
+        for p in (send, recv):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert send.returncode == 1
+    assert "call lost" in err and "Traceback" not in err
+    assert noticed < 10

@@ -193,3 +193,39 @@ def test_a_vanished_sender_is_noticed_and_the_receiver_waits_again(portrait_land
     noticed, reply = with_receiver(portrait_landmarks, body)
     assert noticed <= PEER_TIMEOUT_S + 2
     assert isinstance(reply, Accept)
+
+
+def test_face_leaving_the_frame_shows_the_portrait_at_rest(portrait_landmarks: np.ndarray) -> None:
+    header = real_header()
+    writer = StreamWriter(header)
+    rng = np.random.default_rng(1)
+
+    async def body(url: str, rec: Receiver) -> tuple[list[np.ndarray], int]:
+        shown: list[np.ndarray] = []
+        renderer = rec.render._renderer
+        real = renderer.render
+
+        def spy(landmarks: np.ndarray) -> np.ndarray:
+            shown.extend(landmarks)
+            return real(landmarks)  # type: ignore[no-any-return]
+
+        renderer.render = spy
+        s = FakeSender()
+        await s.connect(url, TOKEN)
+        assert isinstance(await s.hello(header.to_bytes()), Accept)
+        for k in range(30):
+            face = not 10 <= k < 20
+            s.send_motion(writer.encode(rng.integers(0, 625, (4, 12)) if face else None, k * 40))
+            await asyncio.sleep(0.04)
+        await asyncio.sleep(0.5)
+        call = rec.call
+        assert call is not None
+        no_face = call.stats.frames_no_face
+        await s.close()
+        return shown, no_face
+
+    shown, no_face = with_receiver(portrait_landmarks, body)
+    assert no_face == 10
+    at_rest = sum(np.allclose(lm, portrait_landmarks, atol=1e-3) for lm in shown)
+    moving = len(shown) - at_rest
+    assert at_rest >= 5 and moving >= 10
