@@ -1,0 +1,17 @@
+"""Speech-driven mode: live speech -> speech units -> motion tokens, coarse to fine.
+
+    samples (16 kHz) --units.py--> speech units [T] (25 Hz, Whisper-base layer 4 + k-means)
+                     --generator.py--> motion tokens [T, 4, 12], layer by layer
+                     --stream.py--> the same, live, in 120 ms blocks with 120 ms look-ahead
+
+Public API: :func:`speech_to_tokens` (a whole recording) and
+:class:`SpeechMotionStream` (``push(samples) -> list of [4, 12] frames``).
+Weights: ``codec/data/speech_units.npz`` and ``codec/data/speech_generator.pt``,
+made by ``talk-train speech``; the Whisper weights come from
+``requirements/speech.txt``.
+"""
+
+from codec.speech.stream import SpeechMotionStream, speech_to_tokens
+from codec.speech.units import SpeechModelMissing
+
+__all__ = ["SpeechModelMissing", "SpeechMotionStream", "speech_to_tokens"]

@@ -1,0 +1,174 @@
+"""Live speech -> motion tokens in blocks of a few frames, with bounded look-ahead.
+
+Audio arrives in chunks of any size. Every ``hop`` frames (120 ms) the
+:class:`UnitStream` encodes the last 2 s of audio and emits the units of the
+``hop`` frames that end ``lookahead`` frames (120 ms) before the newest
+sample. The :class:`SpeechMotionStream` then fills in those frames' motion
+tokens with the generator, over a window that holds the recent frames it has
+already emitted as context, so consecutive blocks join up.
+
+Algorithmic latency: a sample is turned into motion at most one block plus
+the look-ahead after it arrives, ``(hop + lookahead) · 40 ms = 240 ms``
+(compute time comes on top; see ``bench/speech_quality.py``).
+
+:func:`speech_to_tokens` runs the very same blocks over a whole recording.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from codec.speech.generator import CONTROL_DIM, MotionGenerator, load_generator
+from codec.speech.units import SAMPLES_PER_FRAME, SpeechUnitizer, load_unitizer
+
+DEFAULT_TEMPERATURE = 0.7
+
+
+class UnitStream:
+    """Samples in, speech units out, exactly as :meth:`SpeechUnitizer.units` computes them offline."""
+
+    def __init__(self, unitizer: SpeechUnitizer | None = None) -> None:
+        self.unitizer = unitizer or load_unitizer()
+        self._cfg = self.unitizer.config
+        w = self.unitizer.window_samples
+        self._buf = np.zeros(w, np.float32)  # the stream is preceded by silence
+        self._start = -w  # absolute sample index of _buf[0]
+        self._received = 0
+        self._emitted = 0
+
+    @property
+    def received(self) -> int:
+        """Samples pushed so far."""
+        return self._received
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Adds samples; returns the units ``[n]`` int64 of the frames now complete (``n`` a multiple of hop)."""
+        x = np.asarray(samples, np.float32).reshape(-1)
+        self._buf = np.concatenate([self._buf, x])
+        self._received += len(x)
+        return self._drain(self._received)
+
+    def flush(self) -> np.ndarray:
+        """Ends the stream: the remaining frames up to ``round(received / 640)``, the future taken as silence."""
+        total = int(round(self._received / SAMPLES_PER_FRAME))
+        out = []
+        while self._emitted < total:
+            need = (self._emitted + self._cfg.hop + self._cfg.lookahead) * SAMPLES_PER_FRAME
+            pad = need - (self._start + len(self._buf))
+            if pad > 0:
+                self._buf = np.concatenate([self._buf, np.zeros(pad, np.float32)])
+            out.append(self._drain(need))
+        units = np.concatenate(out) if out else np.zeros(0, np.int64)
+        return units[:max(0, len(units) - (self._emitted - total))]
+
+    def _drain(self, available: int) -> np.ndarray:
+        cfg, w = self._cfg, self.unitizer.window_samples
+        ends = []
+        while (end := (self._emitted + cfg.hop + cfg.lookahead) * SAMPLES_PER_FRAME) <= available:
+            ends.append(end)
+            self._emitted += cfg.hop
+        if not ends:
+            return np.zeros(0, np.int64)
+        wins = np.stack([self._buf[e - w - self._start:e - self._start] for e in ends])
+        lo, hi = cfg.window - cfg.hop - cfg.lookahead, cfg.window - cfg.lookahead
+        feats = self.unitizer.window_features(wins)[:, lo:hi]
+        keep = ends[-1] - w - self._start
+        self._buf, self._start = self._buf[keep:], self._start + keep
+        return self.unitizer.quantize(feats.reshape(-1, feats.shape[-1]))
+
+
+class MotionRoller:
+    """Generates motion tokens block by block from a growing sequence of units."""
+
+    def __init__(self, generator: MotionGenerator | None = None, seed: int | None = None,
+                 temperature: float = DEFAULT_TEMPERATURE) -> None:
+        self.model = generator or load_generator()
+        self.temperature = temperature
+        self._rng = torch.Generator()
+        self._rng.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2 ** 63)))
+        cfg = self.model.config
+        self._units = np.zeros(0, np.int64)
+        self._tokens = np.zeros((0, cfg.residuals, cfg.groups), np.int64)
+
+    def step(self, units: np.ndarray, controls: np.ndarray | None = None) -> np.ndarray:
+        """Tokens ``[n, R, G]`` for ``n`` new frames with units ``[n]``; controls ``[n, 9]`` (NaN = free)."""
+        n = len(units)
+        if n == 0:
+            return self._tokens[:0]
+        w = self.model.config.window
+        self._units = np.concatenate([self._units, units])[-w:]
+        ctx = self._tokens[-(len(self._units) - n):] if len(self._units) > n else self._tokens[:0]
+        ctrl = None
+        if controls is not None:
+            ctrl = np.full((len(self._units), CONTROL_DIM), np.nan, np.float32)
+            ctrl[-n:] = controls
+            ctrl = torch.as_tensor(ctrl)
+        with torch.inference_mode():
+            new = self.model.generate(torch.as_tensor(self._units), torch.as_tensor(ctx), len(ctx),
+                                      ctrl, self.temperature, self._rng).numpy()
+        self._tokens = np.concatenate([self._tokens, new])[-w:]
+        return new
+
+
+class SpeechMotionStream:
+    """Live speech (16 kHz mono float) -> motion token frames ``[4, 12]``.
+
+    Args:
+        seed: makes the sampled non-verbal motion repeatable; None draws one.
+        temperature: sampling temperature (0: most likely tokens).
+    """
+
+    def __init__(self, seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
+                 unitizer: SpeechUnitizer | None = None, generator: MotionGenerator | None = None) -> None:
+        self.units = UnitStream(unitizer)
+        self.roller = MotionRoller(generator, seed, temperature)
+
+    @property
+    def latency_ms(self) -> float:
+        """Algorithmic latency: one block plus the look-ahead."""
+        return self.units.unitizer.config.latency_ms
+
+    def push(self, samples: np.ndarray, controls: np.ndarray | None = None) -> list[np.ndarray]:
+        """Adds audio; returns the token frames ``[R, G]`` (int64) completed by it, oldest first.
+
+        Args:
+            samples: ``[N]`` float32 in [-1, 1] at 16 kHz, any ``N``.
+            controls: ``[9]`` rotation (3), gaze (4), blink (2) deltas for the new frames, NaN where free.
+        """
+        return self._motion(self.units.push(samples), controls)
+
+    def flush(self, controls: np.ndarray | None = None) -> list[np.ndarray]:
+        """Ends the stream and returns its last frames."""
+        return self._motion(self.units.flush(), controls)
+
+    def _motion(self, units: np.ndarray, controls: np.ndarray | None) -> list[np.ndarray]:
+        out = []
+        hop = self.units.unitizer.config.hop
+        for i in range(0, len(units), hop):
+            u = units[i:i + hop]
+            c = None if controls is None else np.broadcast_to(np.asarray(controls, np.float32), (len(u), CONTROL_DIM))
+            out.extend(self.roller.step(u, c))
+        return out
+
+
+def speech_to_tokens(samples_16k: np.ndarray, seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
+                     controls: np.ndarray | None = None, frames: int | None = None) -> np.ndarray:
+    """Motion tokens for a whole recording (the live stream's blocks, run offline).
+
+    Args:
+        samples_16k: ``[N]`` float32 mono speech at 16 kHz.
+        seed: makes the sampled non-verbal motion repeatable; None draws one.
+        temperature: sampling temperature (0: most likely tokens).
+        controls: ``[T, 9]`` rotation, gaze, blink deltas per frame (NaN where free), or None.
+        frames: ``T``; default ``round(N / 640)`` (one per 25 fps video frame).
+    Returns:
+        ``[T, 4, 12]`` int64 tokens in ``0 .. 624``, relative to a face at rest.
+    """
+    units = load_unitizer().units(samples_16k, frames)
+    roller = MotionRoller(seed=seed, temperature=temperature)
+    hop = load_unitizer().config.hop
+    out = [roller.step(units[i:i + hop], None if controls is None else controls[i:i + hop])
+           for i in range(0, len(units), hop)]
+    cfg = roller.model.config
+    return np.concatenate(out) if out else np.zeros((0, cfg.residuals, cfg.groups), np.int64)

@@ -1,0 +1,335 @@
+"""``talk-train speech``: fits the speech units, then trains the motion generator.
+
+1. Speech units (``codec/data/speech_units.npz``): Whisper-base layer-4 features
+   of the corpus speech, computed with the live stream's windows, are
+   clustered by k-means. The speech is the training clips' soundtracks, every
+   recording in ``audio/`` (English, Chinese, German, French, Italian,
+   Japanese, Korean, Spanish, Russian) and, when ``espeak-ng`` is installed,
+   synthetic sentences in those languages and a few more
+   (:data:`SYNTHETIC_SPEECH`), so the inventory is not fitted to English alone.
+   Held-out clips are never used.
+2. Generator (``codec/data/speech_generator.pt``): trained on the training
+   clips' units and motion tokens. Motion is taken relative to each clip's
+   rest frame (mouth closed, head near its median pose), so that generated
+   motion applies to a portrait at rest. Spans of each soundtrack are also
+   replaced by digital silence, with the lower face put back at rest there,
+   so that silence keeps the mouth closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec.speech.units import SAMPLE_RATE, SAMPLES_PER_FRAME, UnitConfig
+
+# A few sentences per language for espeak-ng: the units should cover the phones of
+# every language a caller may speak, not only the corpus's mostly English speech.
+SYNTHETIC_SPEECH = {
+    "en-us": ["The quick brown fox jumps over the lazy dog.",
+              "Could you share your screen again? The picture froze for a moment.",
+              "We will meet on Thursday at half past nine to review the budget."],
+    "de": ["Guten Morgen, wie geht es Ihnen heute?",
+           "Die Besprechung beginnt um zehn Uhr im kleinen Saal.",
+           "Ich höre dich leider nur sehr leise, kannst du lauter sprechen?"],
+    "fr-fr": ["Bonjour à tous, merci d'être venus si nombreux.",
+              "Le train de huit heures est parti sans nous ce matin.",
+              "Pouvez-vous répéter la question, s'il vous plaît ?"],
+    "it": ["Buongiorno, oggi parliamo del nuovo progetto.",
+           "La riunione è stata spostata a giovedì pomeriggio.",
+           "Mi senti bene adesso? La connessione era instabile."],
+    "es": ["Hola, ¿me escuchas bien desde allí?",
+           "Mañana vamos a presentar los resultados del trimestre.",
+           "El perro corre por el parque junto al río."],
+    "ru": ["Здравствуйте, меня хорошо слышно?",
+           "Завтра мы обсудим план работы на следующий месяц.",
+           "Погода сегодня отличная, давайте погуляем в парке."],
+    "cmn": ["大家好，今天我们讨论新的项目计划。",
+            "你能听清楚我说话吗？网络好像有点慢。",
+            "明天上午九点我们在会议室见面。"],
+    "ja": ["こんにちは、今日はいい天気ですね。",
+           "会議は午後三時から始まります。",
+           "すみません、もう一度言っていただけますか。"],
+    "ko": ["안녕하세요, 제 목소리 잘 들리세요?",
+           "내일 아침에 회의가 있습니다.",
+           "오늘 날씨가 정말 좋네요."],
+    "pt-br": ["Bom dia, vamos começar a reunião agora.",
+              "Você pode compartilhar a sua tela, por favor?"],
+    "nl": ["Goedemorgen, kunnen jullie mij goed horen?"],
+    "pl": ["Dzień dobry, czy wszyscy mnie dobrze słyszą?"],
+    "tr": ["Günaydın, toplantıya başlayabilir miyiz?"],
+    "hi": ["नमस्ते, क्या आप मुझे सुन सकते हैं?"],
+    "ar": ["مرحبا، هل تسمعني جيدا؟"],
+}
+
+
+def synthetic_speech() -> list[np.ndarray]:
+    """espeak-ng renderings of :data:`SYNTHETIC_SPEECH` at two speeds, 16 kHz; [] without espeak-ng."""
+    from codec.media import read_audio
+
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for lang, sentences in SYNTHETIC_SPEECH.items():
+            for speed in (140, 185):
+                wav = Path(d) / f"{lang}-{speed}.wav"
+                try:
+                    subprocess.run(["espeak-ng", "-v", lang, "-s", str(speed), "-w", str(wav),
+                                    "  ".join(sentences)], check=True, capture_output=True, timeout=60)
+                except (OSError, subprocess.SubprocessError):
+                    return out
+                out.append(read_audio(wav, SAMPLE_RATE))
+    return out
+
+
+@dataclass
+class ClipData:
+    """One training clip, frame-aligned: units ``[T]``, tokens ``[T, R, G]``, controls ``[T, 9]``."""
+
+    name: str
+    units: np.ndarray
+    tokens: np.ndarray
+    controls: np.ndarray
+
+
+def rest_frame(landmarks: np.ndarray) -> int:
+    """A frame with the mouth closed and the head near its median pose."""
+    from codec.motion import motion_from_landmarks, relative
+    from codec.regions import mouth_opening
+
+    state = motion_from_landmarks(landmarks)
+    med = motion_from_landmarks(landmarks[len(landmarks) // 2])
+    angle = np.linalg.norm(relative(state, med).rotation, axis=-1)
+    angle = angle - np.median(angle)
+    opening = mouth_opening(landmarks)
+    calm = angle < np.percentile(angle, 50)
+    cand = np.flatnonzero(calm)
+    # The 5th percentile rather than the minimum: single-frame tracking glitches are not rest.
+    order = cand[np.argsort(opening[cand])]
+    return int(order[len(order) // 20])
+
+
+def clip_motion(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Delta vectors from the rest frame ``[T, 1447]``, the same with the lower face at rest, controls ``[T, 9]``."""
+    from codec.motion import load_template, motion_from_landmarks, relative
+
+    state = motion_from_landmarks(landmarks)
+    ref = motion_from_landmarks(landmarks[rest_frame(landmarks)])
+    delta = relative(state, ref)
+    tpl = load_template()
+    lower = tpl.shape[:, 1] > tpl.shape[1, 1]  # below the nose tip (y points down)
+    quiet = relative(state, ref)
+    quiet.expression = quiet.expression.copy()
+    quiet.expression[:, lower] = 0.0
+    controls = np.concatenate([delta.rotation, delta.gaze, delta.blink], -1).astype(np.float32)
+    return delta.to_vector(), quiet.to_vector(), controls
+
+
+def silence_spans(t: int, rng: np.random.Generator) -> np.ndarray:
+    """``[T]`` bool: a few random spans of 0.6 to 2 s."""
+    mask = np.zeros(t, bool)
+    for _ in range(max(1, t // 250)):
+        n = int(rng.integers(15, 50))
+        if t > n + 2:
+            s = int(rng.integers(0, t - n))
+            mask[s:s + n] = True
+    return mask
+
+
+def cached_features(unitizer, audio: np.ndarray, frames: int | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """:meth:`SpeechUnitizer.features`, cached by the audio's content and the unit config."""
+    import hashlib
+    import json
+
+    from codec.corpus import cache_dir
+
+    h = hashlib.sha1(np.ascontiguousarray(audio, np.float32).tobytes())
+    h.update(json.dumps([unitizer.config.to_dict(), frames]).encode())
+    path = cache_dir() / "speech_features" / f"{h.hexdigest()[:20]}.npy"
+    if path.exists():
+        return np.load(path)
+    f = unitizer.features(audio, frames)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path.with_suffix(".tmp.npy"), f)
+    path.with_suffix(".tmp.npy").replace(path)
+    return f
+
+
+def build_units(args: argparse.Namespace, log) -> tuple[UnitConfig, np.ndarray, dict]:  # type: ignore[no-untyped-def]
+    from codec.corpus import corpus_dir, corpus_split
+    from codec.media import read_audio
+    from codec.speech.units import SpeechUnitizer, kmeans, save_units
+
+    cfg = UnitConfig(units=args.units)
+    root = corpus_dir()
+    split = corpus_split(root)
+    unitizer = SpeechUnitizer(cfg)
+    feats, clip_feats = [], {}
+    rng = np.random.default_rng(0)
+    for clip in split.train:
+        if not clip.startswith("clips/"):
+            continue
+        from codec.corpus import clip_landmarks
+
+        t = len(clip_landmarks(root / clip).valid)
+        audio = read_audio(root / clip, SAMPLE_RATE)
+        f = cached_features(unitizer, audio, t)
+        # The same soundtrack with spans of digital silence, for the generator.
+        sil = silence_spans(t, rng)
+        quiet = audio.copy()
+        for k in np.flatnonzero(sil):
+            quiet[k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME] = 0.0
+        clip_feats[clip] = (f, cached_features(unitizer, quiet, t), sil)
+        feats.append(f)
+        log(f"features {clip}: {t} frames")
+    for wav in sorted((root / "audio").glob("*.wav")):
+        feats.append(cached_features(unitizer, read_audio(wav, SAMPLE_RATE)))
+    n_audio = sum(len(f) for f in feats)
+    synth = synthetic_speech() if not args.no_synthetic else []
+    for x in synth:
+        feats.append(cached_features(unitizer, x))
+    log(f"k-means: {n_audio} corpus frames + {sum(len(f) for f in feats) - n_audio} synthetic frames"
+        f" ({len(synth)} espeak-ng recordings)")
+    if args.keep_units:
+        from codec.speech.units import load_units
+
+        kept, centroids = load_units()
+        if kept == cfg:
+            log("k-means: keeping the shipped units")
+            return cfg, centroids, clip_feats
+    allf = np.concatenate(feats)
+    sub = allf[rng.permutation(len(allf))[:args.kmeans_frames]]
+    centroids = kmeans(sub, cfg.units, iters=args.kmeans_iters)
+    save_units(cfg, centroids, languages=",".join(["corpus"] + (list(SYNTHETIC_SPEECH) if synth else [])))
+    return cfg, centroids, clip_feats
+
+
+def build_clips(clip_feats: dict, centroids: np.ndarray) -> list[ClipData]:
+    from codec.corpus import clip_landmarks, corpus_dir
+    from codec.speech.units import nearest
+    from codec.tokenizer import load_tokenizer
+
+    tok = load_tokenizer()
+    root = corpus_dir()
+    out = []
+    for clip, (feats, quiet_feats, sil) in clip_feats.items():
+        cl = clip_landmarks(root / clip)
+        lm = cl.landmarks.copy()
+        # Frames without a face take the nearest tracked frame's landmarks.
+        idx = np.flatnonzero(cl.valid)
+        fill = idx[np.clip(np.searchsorted(idx, np.arange(len(lm))), 0, len(idx) - 1)]
+        lm = lm[fill]
+        delta, quiet, controls = clip_motion(lm)
+        tokens = tok.encode(delta)
+        out.append(ClipData(clip, nearest(feats, centroids), tokens, controls))
+        tokens_q = tokens.copy()
+        tokens_q[sil] = tok.encode(quiet[sil])
+        out.append(ClipData(clip + "#silence", nearest(quiet_feats, centroids), tokens_q, controls))
+    return out
+
+
+# Coarse layers carry the lips and the head; they get most of the training.
+LAYER_WEIGHTS = (0.4, 0.3, 0.2, 0.1)
+
+
+def sample_batch(clips: list[ClipData], batch: int, window: int, hop: int, n_units: int,
+                 rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    lens = np.array([len(c.units) for c in clips], np.float64)
+    units, tokens, controls, known, layer = [], [], [], [], []
+    for _ in range(batch):
+        c = clips[rng.choice(len(clips), p=lens / lens.sum())]
+        t = window if rng.random() < 0.85 else int(rng.integers(hop, window + 1))
+        t = min(t, len(c.units))
+        s = int(rng.integers(0, len(c.units) - t + 1))
+        u = c.units[s:s + t].copy()
+        noise = rng.random(t) < 0.05
+        u[noise] = rng.integers(0, n_units, noise.sum())
+        n_ctx = t - hop if rng.random() < 0.5 else int(rng.integers(0, t))
+        r = int(rng.choice(4, p=LAYER_WEIGHTS))
+        k = np.zeros((window, 4), bool)
+        k[:n_ctx] = True
+        k[n_ctx:t, :r] = True
+        k[t:] = True  # padding: "known", so it is never a target
+        pad = window - t
+        units.append(np.pad(u, (0, pad), constant_values=n_units))
+        tokens.append(np.pad(c.tokens[s:s + t], ((0, pad), (0, 0), (0, 0))))
+        ctrl = c.controls[s:s + t] if rng.random() < 0.5 else np.full((t, 9), np.nan, np.float32)
+        controls.append(np.pad(ctrl, ((0, pad), (0, 0)), constant_values=np.nan))
+        known.append(k)
+        layer.append(r)
+    return {"units": torch.as_tensor(np.stack(units)), "tokens": torch.as_tensor(np.stack(tokens)),
+            "controls": torch.as_tensor(np.stack(controls)), "known": torch.as_tensor(np.stack(known)),
+            "layer": torch.as_tensor(layer)}
+
+
+def train_generator(clips: list[ClipData], args: argparse.Namespace, unit_cfg: UnitConfig, log):  # type: ignore[no-untyped-def]
+    from codec.speech.generator import GeneratorConfig, MotionGenerator, param_count
+
+    cfg = GeneratorConfig(units=unit_cfg.units, window=args.window)
+    torch.manual_seed(0)
+    model = MotionGenerator(cfg)
+    log(f"generator: {param_count(model) / 1e6:.2f} M parameters")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+    rng = np.random.default_rng(1)
+    start = time.time()
+    step, loss_avg = 0, None
+    while step < args.steps and time.time() - start < args.minutes * 60:
+        frac = step / args.steps
+        for g in opt.param_groups:
+            g["lr"] = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + np.cos(np.pi * frac))
+        b = sample_batch(clips, args.batch, cfg.window, unit_cfg.hop, cfg.units, rng)
+        hidden = model.hidden(b["units"], b["tokens"], b["known"], b["layer"], b["controls"])
+        target = b["tokens"].gather(2, b["layer"].view(-1, 1, 1, 1).expand(-1, cfg.window, 1, cfg.groups))[:, :, 0]
+        mask = ~b["known"].gather(2, b["layer"].view(-1, 1, 1).expand(-1, cfg.window, 1))[..., 0]
+        # Only frames being generated are scored: the head runs on those alone.
+        logits = model.logits(hidden[mask])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.codebook), target[mask].reshape(-1),
+                                                 label_smoothing=0.05)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        step += 1
+        if step % 200 == 0:
+            log(f"step {step}: loss {loss_avg:.3f} ({time.time() - start:.0f} s)")
+    return model.eval(), step
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="talk-train speech", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--units", type=int, default=512, help="speech-unit inventory size")
+    parser.add_argument("--kmeans-frames", type=int, default=40000)
+    parser.add_argument("--kmeans-iters", type=int, default=25)
+    parser.add_argument("--no-synthetic", action="store_true", help="fit the units on corpus speech only")
+    parser.add_argument("--window", type=int, default=32, help="generator window in frames")
+    parser.add_argument("--keep-units", action="store_true",
+                        help="reuse the shipped speech_units.npz instead of fitting k-means again")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--minutes", type=float, default=15.0, help="stop training after this long")
+    parser.add_argument("--batch", type=int, default=24)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    def log(msg: str) -> None:
+        print(f"talk-train speech: {msg}", flush=True)
+
+    from codec.speech.generator import save_generator
+
+    unit_cfg, centroids, clip_feats = build_units(args, log)
+    clips = build_clips(clip_feats, centroids)
+    model, steps = train_generator(clips, args, unit_cfg, log)
+    from codec.tokenizer import weights_hash
+
+    save_generator(model, steps=steps, clips=len(clips) // 2, tokenizer=weights_hash())
+    log(f"saved after {steps} steps")
+    return 0
