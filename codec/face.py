@@ -8,6 +8,8 @@ downloaded at run time.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +20,27 @@ from codec.regions import NUM_LANDMARKS
 # MediaPipe logs through glog/absl on import; keep a user's terminal quiet.
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silences the C++ log lines MediaPipe writes straight to file descriptor 2.
+
+    They appear when its graph starts and on its first frame, before any
+    logging setup can reach them, and would break a tool's one-line errors.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @dataclass(frozen=True)
@@ -50,13 +73,15 @@ class FaceTracker:
         import mediapipe as mp
 
         self.config = config
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=not config.video,
-            max_num_faces=config.max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=config.min_detection_confidence,
-            min_tracking_confidence=config.min_tracking_confidence,
-        )
+        with _quiet_stderr():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=not config.video,
+                max_num_faces=config.max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=config.min_detection_confidence,
+                min_tracking_confidence=config.min_tracking_confidence,
+            )
+        self._started = False
 
     def close(self) -> None:
         self._mesh.close()
@@ -79,7 +104,12 @@ class FaceTracker:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an [H, W, 3] uint8 RGB frame, got {frame.shape} {frame.dtype}")
         h, w = frame.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(frame))
+        if self._started:
+            result = self._mesh.process(np.ascontiguousarray(frame))
+        else:
+            with _quiet_stderr():
+                result = self._mesh.process(np.ascontiguousarray(frame))
+            self._started = True
         faces = []
         for face in result.multi_face_landmarks or []:
             pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)

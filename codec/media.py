@@ -133,3 +133,81 @@ def read_image(path: str | Path) -> np.ndarray:
     if img is None:
         raise MediaError(f"{p}: not a readable image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class VideoWriter:
+    """Writes RGB frames (and optionally mono audio) to an MP4 (H.264 + AAC).
+
+    Both streams are declared before anything is written (MP4 needs its
+    streams up front), so pass ``audio_rate`` if audio will follow.
+
+    Example:
+        >>> with VideoWriter("out.mp4", fps=25, audio_rate=48000) as w:
+        ...     w.write(frames)           # [B, H, W, 3] or [H, W, 3] uint8
+        ...     w.write_audio(samples)
+    """
+
+    def __init__(self, path: str | Path, fps: float = 25.0, crf: int = 18, audio_rate: int | None = None) -> None:
+        import av
+
+        self.path = Path(path)
+        try:
+            self._c = av.open(str(self.path), "w")
+        except Exception as e:
+            raise MediaError(f"{self.path}: cannot write ({type(e).__name__}: {e})") from None
+        self._fps = Fraction(fps).limit_denominator(1000)
+        self._crf = crf
+        self._audio_rate = audio_rate
+        self._v = None
+        self._a = None
+        self._audio_pts = 0
+
+    def _start(self, width: int, height: int) -> None:
+        self._v = self._c.add_stream("libx264", rate=self._fps)
+        self._v.width, self._v.height = width, height
+        self._v.pix_fmt = "yuv420p"
+        self._v.options = {"crf": str(self._crf), "preset": "veryfast"}
+        if self._audio_rate:
+            self._a = self._c.add_stream("aac", rate=self._audio_rate)
+            self._a.layout = "mono"
+
+    def write(self, frames: np.ndarray) -> None:
+        import av
+
+        frames = frames[None] if frames.ndim == 3 else frames
+        if self._v is None:
+            self._start(frames.shape[2], frames.shape[1])
+        for f in frames:
+            for pkt in self._v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                self._c.mux(pkt)
+
+    def write_audio(self, samples: np.ndarray) -> None:
+        """Appends mono audio at the ``audio_rate`` given when opening (after the first video frame)."""
+        import av
+
+        if self._a is None:
+            raise ValueError("open the VideoWriter with audio_rate and write a video frame first")
+        rate = self._audio_rate
+        pcm = np.clip(samples, -1, 1).astype(np.float32)
+        step = 1024
+        for i in range(0, len(pcm), step):
+            fr = av.AudioFrame.from_ndarray(pcm[None, i:i + step], format="flt", layout="mono")
+            fr.sample_rate = rate
+            fr.pts = self._audio_pts
+            fr.time_base = Fraction(1, rate)
+            self._audio_pts += fr.samples
+            for pkt in self._a.encode(fr):
+                self._c.mux(pkt)
+
+    def close(self) -> None:
+        for stream in (self._v, self._a):
+            if stream is not None:
+                for pkt in stream.encode(None):
+                    self._c.mux(pkt)
+        self._c.close()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(TRAINERS))
     args, rest = parser.parse_known_args(argv)
+    from codec.logs import quiet_native_logs
+
+    quiet_native_logs()
     module, func = TRAINERS[args.model].split(":")
     from codec.errors import TalkcodecError
 

@@ -1,0 +1,296 @@
+"""talkcodec's codec in one page: frame -> landmarks -> motion -> tokens -> packet, and back.
+
+Sender side, one frame at a time::
+
+    enc = FrameEncoder(EncoderConfig(layers=4))
+    packet = enc.encode(frame, timestamp_ms)   # bytes, or None until a face is seen
+    header = enc.header                        # StreamHeader, once the reference is set
+
+Receiver side::
+
+    dec = FrameDecoder(header, portrait_landmarks)
+    frame = dec.decode(packet)                 # DecodedFrame with target landmarks
+
+Whole files: :func:`encode_video` and :func:`decode_stream` (``talk-codec``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codec import regions as R
+from codec.bitstream import (STREAM_VERSION, ReferenceInfo, StreamHeader, StreamReader, StreamWriter,
+                             check_compatible)
+from codec.errors import MediaError, NoFaceError, StreamError
+from codec.face import FaceTracker
+from codec.motion import MotionDelta, MotionState, motion_from_landmarks, relative, transfer
+from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Sender settings.
+
+    Attributes:
+        layers: residual layers sent per frame (1..4; fewer = lower bitrate).
+        entropy: entropy-code the tokens (variable size, needs the previous frame).
+        fps: frame rate written to the header.
+    """
+
+    layers: int = 4
+    entropy: bool = False
+    fps: float = 25.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.layers <= 4:
+            raise ValueError(f"layers must be 1..4, got {self.layers}")
+
+
+@dataclass
+class DecodedFrame:
+    """One decoded packet.
+
+    Attributes:
+        seq: packet sequence number (u16, wraps).
+        timestamp_ms: sender capture time (u32, wraps).
+        face: the sender saw a face.
+        layers: residual layers present.
+        tokens: ``[r, G]`` or None without a face.
+        delta: the decoded motion delta, or None without a face.
+        landmarks: ``[478, 3]`` target landmarks in the portrait image, when
+            the decoder holds a portrait (the portrait at rest without a face).
+    """
+
+    seq: int
+    timestamp_ms: int
+    face: bool
+    layers: int
+    tokens: np.ndarray | None
+    delta: MotionDelta | None
+    landmarks: np.ndarray | None
+
+
+def _entropy_hash() -> str | None:
+    from codec.entropy import ENTROPY_PATH, model_hash
+
+    return model_hash(ENTROPY_PATH) if ENTROPY_PATH.exists() else None
+
+
+def reference_info(landmarks: np.ndarray, frame_index: int, image_size: tuple[int, int]) -> ReferenceInfo:
+    """What a receiver may want to know of the sender's reference face."""
+    from codec.motion import _axis_angle
+
+    st = motion_from_landmarks(landmarks)
+    return ReferenceInfo(frame_index=frame_index,
+                         rotation=tuple(float(x) for x in _axis_angle(st.rotation)),
+                         gaze=tuple(float(x) for x in st.gaze), blink=tuple(float(x) for x in st.blink),
+                         mouth_opening=float(R.mouth_opening(landmarks)), image_size=image_size)
+
+
+def make_header(config: EncoderConfig, reference: ReferenceInfo) -> StreamHeader:
+    tok = load_tokenizer()
+    entropy_hash = _entropy_hash() if config.entropy else None
+    if config.entropy and entropy_hash is None:
+        raise StreamError("entropy mode needs codec/data/entropy.npz: run `talk-train entropy`")
+    return StreamHeader(version=STREAM_VERSION, fps=config.fps, mode="entropy" if config.entropy else "fixed",
+                        layers=config.layers, tokenizer=tok.config.grfsq, tokenizer_hash=weights_hash(TOKENIZER_PATH),
+                        entropy_hash=entropy_hash, reference=reference,
+                        keyframe_interval=max(1, int(round(config.fps))))
+
+
+class MotionEncoder:
+    """Landmarks -> packets, relative to a reference face set once."""
+
+    def __init__(self, config: EncoderConfig, reference_landmarks: np.ndarray, reference: ReferenceInfo) -> None:
+        self.config = config
+        self._tok = load_tokenizer()
+        self._ref = motion_from_landmarks(reference_landmarks)
+        self.header = make_header(config, reference)
+        self._writer = StreamWriter(self.header)
+        self.layers = config.layers
+
+    def tokens(self, landmarks: np.ndarray) -> np.ndarray:
+        """``[T, 478, 3]`` landmarks -> ``[T, R, G]`` tokens (all layers)."""
+        return self._tok.encode(relative(motion_from_landmarks(landmarks), self._ref).to_vector())
+
+    def encode(self, landmarks: np.ndarray | None, timestamp_ms: int) -> bytes:
+        """One frame's packet; ``landmarks`` None when the frame has no face."""
+        tokens = None if landmarks is None else self.tokens(landmarks[None])[0, : self.layers]
+        return self._writer.encode(tokens, timestamp_ms)
+
+
+class FrameEncoder:
+    """Camera frames -> packets. The first frame with a face becomes the reference."""
+
+    def __init__(self, config: EncoderConfig = EncoderConfig(), tracker: FaceTracker | None = None) -> None:
+        self.config = config
+        self._tracker = tracker or FaceTracker()
+        self._motion: MotionEncoder | None = None
+        self._frames = 0
+        self._layers = config.layers
+
+    @property
+    def header(self) -> StreamHeader | None:
+        return None if self._motion is None else self._motion.header
+
+    def set_layers(self, layers: int) -> None:
+        """Changes the residual layers sent from the next frame on (adaptive bitrate)."""
+        self._layers = max(1, min(self.config.layers, int(layers)))
+        if self._motion is not None:
+            self._motion.layers = self._layers
+
+    def encode(self, frame: np.ndarray, timestamp_ms: int) -> bytes | None:
+        """Tracks the face and returns the frame's packet (None until the reference is set)."""
+        index = self._frames
+        self._frames += 1
+        try:
+            landmarks = self._tracker.track(frame)
+        except NoFaceError:
+            landmarks = None
+        if self._motion is None:
+            if landmarks is None:
+                return None
+            info = reference_info(landmarks, index, (frame.shape[1], frame.shape[0]))
+            self._motion = MotionEncoder(self.config, landmarks, info)
+            self._motion.layers = self._layers
+        return self._motion.encode(landmarks, timestamp_ms)
+
+    def close(self) -> None:
+        self._tracker.close()
+
+
+class FrameDecoder:
+    """Packets -> motion deltas -> target landmarks in the portrait."""
+
+    def __init__(self, header: StreamHeader, portrait_landmarks: np.ndarray | None = None) -> None:
+        self._tok = load_tokenizer()
+        check_compatible(header, self._tok.config.grfsq, weights_hash(TOKENIZER_PATH))
+        if header.mode == "entropy" and header.entropy_hash != _entropy_hash():
+            raise StreamError("the stream was entropy-coded with another entropy model than this receiver's")
+        self.header = header
+        self._reader = StreamReader(header)
+        self._portrait = None if portrait_landmarks is None else np.asarray(portrait_landmarks, np.float64)
+        self._portrait_state: MotionState | None = (None if self._portrait is None
+                                                    else motion_from_landmarks(self._portrait))
+
+    def landmarks(self, delta: MotionDelta | None) -> np.ndarray:
+        """Target landmarks ``[T, 478, 3]`` for ``[T]`` deltas (None: the portrait at rest)."""
+        if self._portrait is None:
+            raise ValueError("this decoder holds no portrait")
+        if delta is None:
+            return self._portrait[None].copy()
+        return transfer(self._portrait, delta)
+
+    def decode(self, packet: bytes) -> DecodedFrame:
+        """Decodes one packet. Raises StreamError for a corrupt or undecodable packet."""
+        p = self._reader.decode(packet)
+        delta = None
+        if p.face and p.tokens is not None:
+            delta = MotionDelta.from_vector(self._tok.decode(p.tokens[None]))
+        lm = None if self._portrait is None else self.landmarks(delta)[0]
+        d0 = None if delta is None else MotionDelta.from_vector(delta.to_vector()[0])
+        return DecodedFrame(p.seq, p.timestamp_ms, p.face, p.layers, p.tokens, d0, lm)
+
+
+@dataclass
+class EncodedStream:
+    """A whole encoded clip.
+
+    Attributes:
+        header: the stream header.
+        packets: one packet per frame.
+        tokens: ``[T, r, G]`` tokens (frames without a face hold -1).
+        face: ``[T]`` bool.
+    """
+
+    header: StreamHeader
+    packets: list[bytes]
+    tokens: np.ndarray
+    face: np.ndarray
+
+
+def encode_landmarks(landmarks: np.ndarray, face: np.ndarray, config: EncoderConfig,
+                     reference_frame: int | None = None, image_size: tuple[int, int] = (512, 512)) -> EncodedStream:
+    """Encodes tracked landmarks ``[T, 478, 3]`` (``face [T]`` marks valid frames)."""
+    if not face.any():
+        raise NoFaceError("no face in any frame of the input")
+    if reference_frame is None:
+        reference_frame = int(np.argmax(face))
+    if not 0 <= reference_frame < len(face):
+        raise ValueError(f"reference frame {reference_frame} is outside the clip's {len(face)} frames")
+    if not face[reference_frame]:
+        raise NoFaceError(f"no face in reference frame {reference_frame}")
+    enc = MotionEncoder(config, landmarks[reference_frame],
+                        reference_info(landmarks[reference_frame], reference_frame, image_size))
+    tokens = np.full((len(face), config.layers, enc.header.tokenizer.groups), -1, np.int64)
+    tokens[face] = enc.tokens(landmarks[face])[:, : config.layers]
+    packets = []
+    for t in range(len(face)):
+        ts = int(round(t * 1000 / config.fps))
+        packets.append(enc._writer.encode(tokens[t] if face[t] else None, ts))
+    return EncodedStream(enc.header, packets, tokens, face)
+
+
+def track_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
+    """Landmarks ``[T, 478, 3]`` (NaN without a face), face mask ``[T]``, fps and frame size of a video."""
+    from codec.media import probe_video, read_video
+
+    info = probe_video(path)
+    lms, face = [], []
+    with FaceTracker() as tracker:
+        for frame in read_video(path, max_frames):
+            try:
+                lms.append(tracker.track(frame))
+                face.append(True)
+            except NoFaceError:
+                lms.append(np.full((R.NUM_LANDMARKS, 3), np.nan, np.float32))
+                face.append(False)
+    return np.stack(lms), np.array(face), info.fps, (info.width, info.height)
+
+
+def encode_video(path: str | Path, config: EncoderConfig = EncoderConfig(),
+                 reference_frame: int | None = None, max_frames: int | None = None) -> EncodedStream:
+    """Encodes a video file's face motion.
+
+    Raises:
+        MediaError: not a readable video. NoFaceError: no face anywhere, or in the chosen reference frame.
+    """
+    landmarks, face, fps, size = track_video(path, max_frames)
+    if abs(fps - config.fps) > 0.5:
+        config = EncoderConfig(config.layers, config.entropy, fps)
+    return encode_landmarks(landmarks, face, config, reference_frame, size)
+
+
+def decode_stream(header: StreamHeader, packets: list[bytes], portrait_landmarks: np.ndarray,
+                  layers: int | None = None) -> np.ndarray:
+    """Target landmarks ``[T, 478, 3]`` in the portrait for every packet of a stream.
+
+    Args:
+        layers: decode with only the first ``layers`` residual layers (default: all sent).
+    """
+    dec = FrameDecoder(header, portrait_landmarks)
+    out = []
+    for pkt in packets:
+        f = dec._reader.decode(pkt)
+        if not f.face or f.tokens is None:
+            out.append(None)
+            continue
+        out.append(f.tokens[: layers or f.layers])
+    # Decode runs of equal layer count in one batch: the tokenizer is a batched MLP.
+    result = np.repeat(np.asarray(portrait_landmarks, np.float64)[None], len(out), 0)
+    by_layers: dict[int, list[int]] = {}
+    for i, t in enumerate(out):
+        if t is not None:
+            by_layers.setdefault(t.shape[0], []).append(i)
+    tok = load_tokenizer()
+    for r, idx in by_layers.items():
+        delta = MotionDelta.from_vector(tok.decode(np.stack([out[i] for i in idx])))
+        result[idx] = transfer(np.asarray(portrait_landmarks, np.float64), delta)
+    return result
+
+
+__all__ = ["DecodedFrame", "EncodedStream", "EncoderConfig", "FrameDecoder", "FrameEncoder", "MediaError",
+           "MotionEncoder", "decode_stream", "encode_landmarks", "encode_video", "track_video"]

@@ -1,0 +1,161 @@
+"""``talk-codec``: encode a video's face motion to a ``.tok`` file, inspect it, decode it.
+
+    talk-codec encode INPUT.mp4 -o OUT.tok [--layers 1..4] [--entropy] [--reference-frame K]
+    talk-codec info OUT.tok [--json]
+    talk-codec decode IN.tok --portrait P.png (--landmarks OUT.npy | -o OUT.mp4) [--device auto]
+                     [--renderer warp|neural] [--size 512] [--layers R]
+
+A ``.tok`` file holds the stream header, one packet per frame and, when the
+input had sound, its audio as Ogg Opus (see :mod:`codec.container`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from codec.errors import TalkcodecError
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from codec.api import EncoderConfig, encode_video
+    from codec.container import write_tok
+
+    stream = encode_video(args.input, EncoderConfig(layers=args.layers, entropy=args.entropy),
+                          reference_frame=args.reference_frame)
+    audio = None
+    if not args.no_audio:
+        from codec.audio import encode_opus
+        from codec.media import probe_video, read_audio
+
+        if probe_video(args.input).has_audio:
+            audio = encode_opus(read_audio(args.input, 48000), 48000)
+    write_tok(args.output, stream.header, stream.packets, audio)
+    payload = sum(len(p) for p in stream.packets)
+    n = len(stream.packets)
+    print(f"{args.output}: {n} frames, {int(stream.face.sum())} with a face, "
+          f"{payload * 8 * stream.header.fps / n / 1000:.2f} kbps motion (incl. packet headers)"
+          + (f", audio {len(audio) / 1000:.0f} kB" if audio else ""))
+    return 0
+
+
+def tok_info(path: str | Path) -> dict:
+    """The figures ``talk-codec info`` prints."""
+    from codec.bitstream import Packet
+    from codec.container import read_tok
+
+    tok = read_tok(path)
+    h = tok.header
+    packets = [Packet.from_bytes(p) for p in tok.packets]
+    payload = sum(len(p.payload) for p in packets)
+    wire = sum(len(p) for p in tok.packets)
+    secs = max(len(packets), 1) / h.fps
+    return {
+        "frames": len(packets), "fps": h.fps, "layers": h.layers, "mode": h.mode,
+        "bytes": payload, "kbps": round(payload * 8 / secs / 1000, 3),
+        "packet_bytes": wire, "wire_kbps": round(wire * 8 / secs / 1000, 3),
+        "audio_bytes": len(tok.audio or b""), "file_bytes": Path(path).stat().st_size,
+        "faces": sum(p.face for p in packets),
+        "config": {"tokenizer": h.tokenizer.to_dict(), "tokenizer_hash": h.tokenizer_hash,
+                   "entropy_hash": h.entropy_hash, "version": h.version,
+                   "keyframe_interval": h.keyframe_interval},
+    }
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = tok_info(args.input)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"{args.input}: {info['frames']} frames at {info['fps']:g} fps, {info['layers']} layers, "
+              f"{info['mode']} mode, {info['kbps']:.2f} kbps motion payload "
+              f"({info['wire_kbps']:.2f} kbps with packet headers), audio {info['audio_bytes']} bytes")
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from codec.api import decode_stream
+    from codec.container import read_tok
+
+    if not args.landmarks and not args.output:
+        raise TalkcodecError("say what to write: --landmarks OUT.npy and/or -o OUT.mp4")
+    tok = read_tok(args.input)
+    if args.landmarks:
+        from codec.errors import NoFaceError, PortraitError
+        from codec.face import detect_landmarks
+        from codec.media import read_image
+
+        image = read_image(args.portrait)
+        try:
+            portrait_lm = detect_landmarks(image)
+        except NoFaceError:
+            raise PortraitError(f"{args.portrait}: no face found in the portrait") from None
+        except ValueError as e:
+            raise PortraitError(f"{args.portrait}: {e}") from None
+        lm = decode_stream(tok.header, tok.packets, portrait_lm, args.layers)
+        np.save(args.landmarks, lm.astype(np.float32))
+        print(f"{args.landmarks}: {lm.shape[0]} frames of target landmarks")
+    if args.output:
+        from codec.render_video import render_tok
+
+        n = render_tok(tok, args.portrait, args.output, device=args.device, renderer=args.renderer,
+                       size=args.size, layers=args.layers)
+        print(f"{args.output}: {n} frames rendered")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="talk-codec", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("encode", help="a video's face motion -> .tok")
+    e.add_argument("input")
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--layers", type=int, default=4, choices=range(1, 5), metavar="1..4")
+    e.add_argument("--entropy", action="store_true", help="entropy-code the tokens (smaller, not per-packet)")
+    e.add_argument("--reference-frame", type=int, default=None, metavar="K",
+                   help="frame whose face is the reference (default: the first with a face)")
+    e.add_argument("--no-audio", action="store_true", help="leave the input's audio out")
+    e.set_defaults(func=_encode)
+    i = sub.add_parser("info", help="what a .tok holds")
+    i.add_argument("input")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_info)
+    d = sub.add_parser("decode", help=".tok + portrait -> landmarks and/or video")
+    d.add_argument("input")
+    d.add_argument("--portrait", required=True)
+    d.add_argument("--landmarks", help="write target landmarks [T, 478, 3] (.npy)")
+    d.add_argument("-o", "--output", help="write the rendered video (.mp4)")
+    d.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    d.add_argument("--renderer", default="warp", choices=("warp", "neural"))
+    d.add_argument("--size", type=int, default=512)
+    d.add_argument("--layers", type=int, default=None, choices=range(1, 5), metavar="1..4",
+                   help="decode only the first R residual layers")
+    d.set_defaults(func=_decode)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if argv is None:
+        from codec.logs import quiet_native_logs
+
+        quiet_native_logs()
+    try:
+        return args.func(args)
+    except TalkcodecError as e:
+        print(f"talk-codec {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as e:
+        print(f"talk-codec {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
