@@ -55,6 +55,17 @@ class StatusLine:
             self._shown = False
 
 
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """``{"p50", "p95", "mean", "n"}`` of a list of samples (None where empty)."""
+    import numpy as np
+
+    if not values:
+        return {"p50": None, "p95": None, "mean": None, "n": 0}
+    a = np.asarray(values, np.float64)
+    return {"p50": round(float(np.percentile(a, 50)), 1), "p95": round(float(np.percentile(a, 95)), 1),
+            "mean": round(float(a.mean()), 1), "n": int(a.size)}
+
+
 def format_status(fps: float, kbps: float, rtt_ms: float | None, loss: float,
                   latency_ms: float | None = None, extra: str = "") -> str:
     """``25.0 fps | 12.6 kbps | RTT 3 ms | loss 0.0% | latency 96 ms``."""

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 FRAME_INTERVAL_MS = 40.0
 REPORT_INTERVAL_S = 1.0
-# A playout loop this far behind its schedule jumps ahead instead of rendering stale ticks.
-MAX_BEHIND_MS = 200.0
+# A playout loop this far behind its schedule (the process was stopped, say) jumps ahead;
+# less than that, it catches up tick by tick, which costs little and keeps the recording whole.
+MAX_BEHIND_MS = 5000.0
 
 
 class Call:
@@ -95,7 +96,6 @@ class Call:
                 self.recorder.add_audio(frame)
 
     def _on_motion(self, data: bytes | str) -> None:
-        arrival = monotonic_ms()
         if not isinstance(data, bytes):
             self.drops.note("text message", "motion packets are binary")
             return
@@ -104,9 +104,12 @@ class Call:
             return
         fut = asyncio.get_running_loop().run_in_executor(self._pool, self._decoder.decode, data)
         self._decoding.add(fut)
-        fut.add_done_callback(lambda f: self._decoded(f, data, arrival))
+        fut.add_done_callback(lambda f: self._decoded(f, data))
 
-    def _decoded(self, fut: asyncio.Future[Any], data: bytes, arrival: float) -> None:
+    def _decoded(self, fut: asyncio.Future[Any], data: bytes) -> None:
+        # A frame is here when it is decoded: the jitter buffer's transit includes decoding,
+        # so its delay covers a slow decoder too.
+        arrival = monotonic_ms()
         self._decoding.discard(fut)
         if fut.cancelled():
             return

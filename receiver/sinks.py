@@ -25,6 +25,7 @@ import numpy as np
 
 from codec.errors import MediaError
 from realtime.drops import Drops
+from realtime.status import percentiles
 
 log = logging.getLogger(__name__)
 
@@ -206,15 +207,6 @@ def _silence_like(frame: Any, samples: int) -> Any:
     out = av.AudioFrame.from_ndarray(np.zeros(shape, dtype), format=fmt.name, layout=frame.layout.name)
     out.sample_rate = frame.sample_rate
     return out
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    """``{"p50", "p95", "mean", "n"}`` of a list of samples (None where empty)."""
-    if not values:
-        return {"p50": None, "p95": None, "mean": None, "n": 0}
-    a = np.asarray(values, np.float64)
-    return {"p50": round(float(np.percentile(a, 50)), 1), "p95": round(float(np.percentile(a, 95)), 1),
-            "mean": round(float(a.mean()), 1), "n": int(a.size)}
 
 
 @dataclass

@@ -81,6 +81,8 @@ class SenderTotals:
         frames_no_face: of those, packets saying the face is out of frame.
         motion_bytes: bytes of motion packets (headers included).
         payload_bytes: of those, token payload bytes.
+        layers: residual layers sent at the end.
+        send_delay_ms: per packet, capture to hand-off to the channel (face tracking and queueing).
     """
 
     frames_captured: int = 0
@@ -90,6 +92,7 @@ class SenderTotals:
     motion_bytes: int = 0
     payload_bytes: int = 0
     layers: int = 4
+    send_delay_ms: list[float] = field(default_factory=list)
 
 
 class Sender:
@@ -256,6 +259,8 @@ class Sender:
             if not self._accepted.is_set() or self._netem is None:
                 continue
             self._netem.send(packet)
+            if self._clock is not None:
+                self.totals.send_delay_ms.append(self._clock.now_ms() - frame.media_ms)
             self.totals.frames_sent += 1
             self.totals.motion_bytes += len(packet)
             self.totals.payload_bytes += len(packet) - PACKET_HEADER_BYTES

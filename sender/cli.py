@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 from codec.errors import MediaError, TalkcodecError
 from realtime.netem import NetemConfig
 from realtime.peer import is_loopback, restrict_ice_to_loopback
-from realtime.status import StatusLine
+from realtime.status import StatusLine, percentiles
 from sender.call import Sender, SenderConfig
 from sender.sources import CameraSource, FilePcm, FrameSource, MicPcm, PcmSource, VideoFileSource
 
@@ -103,6 +103,7 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
                 "frames_sent": t.frames_sent, "frames_no_face": t.frames_no_face,
                 "motion_bytes": t.motion_bytes, "payload_bytes": t.payload_bytes, "layers": t.layers,
                 "audio_bytes": sender.audio_bytes, "netem_dropped": sender.netem_dropped,
+                "send_delay_ms": percentiles(t.send_delay_ms),
             }, indent=2) + "\n")
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from codec.errors import MediaError
-from receiver.sinks import CallStats, Recorder, percentiles
+from realtime.status import percentiles
+from receiver.sinks import CallStats, Recorder
 
 
 def audio_frame(pts: int, n: int = 960, value: float = 0.3) -> av.AudioFrame:
