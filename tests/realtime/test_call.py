@@ -56,7 +56,8 @@ def test_recording_has_the_frames_and_the_speech(clean_call: dict[str, Any]) -> 
     import av
 
     with av.open(str(clean_call["dir"] / "call.mp4")) as c:
-        video = sum(1 for _ in c.decode(video=0))
+        times = [float(f.time) for f in c.decode(video=0)]
+    video = len(times)
     with av.open(str(clean_call["dir"] / "call.mp4")) as c:
         audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
     sent = clean_call["sent"]["frames_sent"]
@@ -64,6 +65,10 @@ def test_recording_has_the_frames_and_the_speech(clean_call: dict[str, Any]) -> 
     assert clean_call["recv"]["frames_rendered"] >= video
     assert len(audio) / 48_000 >= 9.0  # 10 s of speech were sent
     assert float(np.sqrt(np.mean(audio**2))) > 0.005  # and it is not silence
+    # Both tracks sit on the sender's media timeline: they end together, and the video starts
+    # when the sender's face was first tracked (well within the first seconds).
+    assert abs(len(audio) / 48_000 - (times[-1] + 0.04)) < 0.5
+    assert 0.0 <= times[0] < 3.0
 
 
 def test_motion_rate_with_four_layers(clean_call: dict[str, Any]) -> None:
