@@ -78,9 +78,21 @@ class Call:
 
     # -- arrivals -----------------------------------------------------------
 
+    def _spawn(self, coro: Any, name: str) -> None:
+        """Starts one of the call's tasks; a task that fails ends the call and says why."""
+        task = asyncio.create_task(coro, name=name)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("the call's %s task failed: %r", name, t.exception())
+                self.link.end(f"internal error in {name}: {t.exception()!r}")
+
+        task.add_done_callback(done)
+        self._tasks.append(task)
+
     def _on_track(self, track: Any) -> None:
         if track.kind == "audio":
-            self._tasks.append(asyncio.create_task(self._audio(track), name="audio"))
+            self._spawn(self._audio(track), "audio")
 
     async def _audio(self, track: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
@@ -158,7 +170,9 @@ class Call:
             header = StreamHeader.from_bytes(msg.header)
             loop = asyncio.get_running_loop()
             self._decoder = await loop.run_in_executor(self._pool, FrameDecoder, header, self.rest)
-        except StreamError as e:
+        except Exception as e:  # StreamError says why; anything else still must not hang the call
+            if not isinstance(e, StreamError):
+                e = StreamError(f"this receiver cannot decode the stream ({type(e).__name__}: {e})")
             self.refused = str(e)
             log.warning("refused the sender's stream: %s", e)
             self.link.send(Refuse(str(e)))
@@ -243,9 +257,9 @@ class Call:
         if self.recorder is not None:
             self.recorder.begin_call()
         self.link.start()
-        self._tasks += [asyncio.create_task(self._control(), name="control"),
-                        asyncio.create_task(self._report(), name="report"),
-                        asyncio.create_task(self._playout(), name="playout")]
+        self._spawn(self._control(), "control")
+        self._spawn(self._report(), "report")
+        self._spawn(self._playout(), "playout")
         try:
             await self.link.ended.wait()
             if self.link.end_reason.startswith("the peer left"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -131,6 +132,10 @@ class CameraSource:
         import cv2
 
         self.index = index
+        if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
+            raise MediaError(f"camera {index}: no such camera (/dev/video{index} does not exist)")
+        # OpenCV reports a failed open on stderr itself; the MediaError below says it in one line.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # type: ignore[attr-defined]
         self._cap = cv2.VideoCapture(index)
         if not self._cap.isOpened():
             self._cap.release()
