@@ -247,7 +247,8 @@ class Call:
     def live_status(self) -> dict[str, float | None]:
         """Figures for the status line."""
         s = self.buffer.stats
-        lat = self.stats.render_latency_ms[-25:] or self.stats.playout_latency_ms[-25:]
+        # Rendering in the background (recording only) says nothing about the call's latency.
+        lat = (self.stats.render_latency_ms[-25:] if self.render.live else []) or self.stats.playout_latency_ms[-25:]
         return {"loss": s.loss, "rtt_ms": self.link.clock.rtt_ms,
                 "latency_ms": float(np.median(lat)) if lat else None}
 

@@ -66,6 +66,11 @@ class RenderStage:
         self.rendered = 0
         self.failures = Drops(log, "frame the renderer failed on")
 
+    @property
+    def live(self) -> bool:
+        """Frames are rendered as soon as they are due (someone watches)."""
+        return self._min_batch == 1
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="render")
 

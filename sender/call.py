@@ -122,6 +122,7 @@ class Sender:
         self._frame_ready = asyncio.Event()
         self._capture_done = asyncio.Event()
         self._hello_sent = False
+        self._held: list[bytes] = []
         self._track: OpusTrack | None = None
         self._netem: Netem | None = None
         self._encoder: Any = None
@@ -155,6 +156,7 @@ class Sender:
 
         self._encoder = await asyncio.get_running_loop().run_in_executor(
             self._pool, lambda: FrameEncoder(EncoderConfig(layers=self.config.layers, entropy=self.config.entropy)))
+        self._apply_layers(self.rate.layers)  # a rate cap applies from the first frame
         pc = new_peer_connection()
         link = self.link = PeerLink(pc)
         started = asyncio.Event()
@@ -257,15 +259,26 @@ class Sender:
                 self.link.send(Hello(self._encoder.header.to_bytes()))
                 self._hello_sent = True
             if not self._accepted.is_set() or self._netem is None:
+                # Fixed-mode packets stand alone: those from before the receiver accepted are
+                # stale and dropped. Entropy-coded ones predict from each other: keep the chain.
+                if self.config.entropy:
+                    self._held.append(packet)
                 continue
-            self._netem.send(packet)
-            if self._clock is not None:
-                self.totals.send_delay_ms.append(self._clock.now_ms() - frame.media_ms)
-            self.totals.frames_sent += 1
-            self.totals.motion_bytes += len(packet)
-            self.totals.payload_bytes += len(packet) - PACKET_HEADER_BYTES
-            if len(packet) == PACKET_HEADER_BYTES:
-                self.totals.frames_no_face += 1
+            for held in self._held:
+                self._send(held, None)
+            self._held.clear()
+            self._send(packet, frame.media_ms)
+
+    def _send(self, packet: bytes, media_ms: int | None) -> None:
+        assert self._netem is not None
+        self._netem.send(packet)
+        if self._clock is not None and media_ms is not None:
+            self.totals.send_delay_ms.append(self._clock.now_ms() - media_ms)
+        self.totals.frames_sent += 1
+        self.totals.motion_bytes += len(packet)
+        self.totals.payload_bytes += len(packet) - PACKET_HEADER_BYTES
+        if len(packet) == PACKET_HEADER_BYTES:
+            self.totals.frames_no_face += 1
 
     async def _control(self, link: PeerLink) -> None:
         while True:
@@ -283,8 +296,8 @@ class Sender:
 
     def _apply_layers(self, layers: int) -> None:
         if layers != self.totals.layers:
-            self.status.message(f"motion layers {self.totals.layers} -> {layers} "
-                                f"(loss {self.loss * 100:.1f}%{', cap ' + str(self.config.max_kbps) + ' kbps' if self.config.max_kbps else ''})")
+            cap = f", cap {self.config.max_kbps:g} kbps" if self.config.max_kbps else ""
+            self.status.message(f"motion layers {self.totals.layers} -> {layers} (loss {self.loss * 100:.1f}%{cap})")
             self.totals.layers = layers
             self._encoder.set_layers(layers)
 
