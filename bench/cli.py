@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.baselines import SIZES
 from codec.errors import MediaError, TalkcodecError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
@@ -43,6 +44,7 @@ class BenchConfig:
             frame, rendering one frame) instead of amortized over a batch.
         stride: identity and CPBD are scored on every ``stride``-th frame.
         search_frames: frames used to score each baseline candidate.
+        sizes: the baselines' ladder of frame sizes.
     """
 
     max_frames: int | None = None
@@ -52,9 +54,11 @@ class BenchConfig:
     latency: bool = False
     stride: int = 5
     search_frames: int = 25
+    sizes: tuple[int, ...] = SIZES
 
 
-QUICK = BenchConfig(max_frames=100, max_clips=2, multiples=(1, 2, 4, 8), stride=10, search_frames=13)
+QUICK = BenchConfig(max_frames=100, max_clips=2, multiples=(1, 2, 4, 8), stride=10, search_frames=9,
+                    sizes=(512, 256, 128, 64))
 
 NOMINAL_KBPS = 11.2
 """talkcodec's nominal fixed-rate bitrate, the ladder's base when talkcodec cannot run."""
@@ -148,7 +152,13 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
     records: list[dict] = []
     headline_frames = None
     for renderer_name in [r for r in ("warp", "neural") if r in RENDERERS]:
-        renderer = Renderer(portrait, RenderConfig(device=cfg.device, renderer=renderer_name))
+        try:
+            renderer = Renderer(portrait, RenderConfig(device=cfg.device, renderer=renderer_name))
+        except FileNotFoundError as e:  # the neural stage without trained weights
+            if renderer_name == "warp":
+                raise
+            print(f"talk-bench: skipping the {renderer_name} renderer: {e}", file=sys.stderr)
+            continue
         device = str(renderer.device)
         for layers in (1, 2, 3, 4):
             rendered: tuple[np.ndarray, np.ndarray, dict, float] | None = None
@@ -156,8 +166,8 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
                 mode = "entropy" if entropy else "fixed"
                 t0 = time.perf_counter()
                 try:
-                    stream = encode_landmarks(landmarks, face, EncoderConfig(layers, entropy, fps),
-                                              ref_index, size)
+                    config = EncoderConfig(layers=layers, entropy=entropy, fps=fps)
+                    stream = encode_landmarks(landmarks, face, config, ref_index, size)
                 except StreamError as e:
                     print(f"talk-bench: skipping talkcodec {mode} mode: {e}", file=sys.stderr)
                     tick()
@@ -195,7 +205,7 @@ def _latency(path: Path, frames: np.ndarray, layers: int, entropy: bool, fps: fl
 
     from codec.api import EncoderConfig, FrameEncoder
 
-    enc = FrameEncoder(EncoderConfig(layers, entropy, fps))
+    enc = FrameEncoder(EncoderConfig(layers=layers, entropy=entropy, fps=fps))
     send = []
     for i, f in enumerate(frames[:n]):
         t0 = time.perf_counter()
@@ -242,7 +252,7 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
 
     from bench import report
     from bench.baselines import CODECS, BaselineSearch, sample_frames
-    from bench.metrics import Reference, score_clip
+    from bench.metrics import Reference, cpbd, score_clip
 
     paths = paths[: cfg.max_clips] if cfg.max_clips else paths
     out.mkdir(parents=True, exist_ok=True)
@@ -250,17 +260,20 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
     why_not = talkcodec_available()
     if why_not:
         print(f"talk-bench: talkcodec unavailable ({why_not}); running the baselines only", file=sys.stderr)
-    # Baseline steps join the total once each clip's ladder is known.
+    # One step per talkcodec (layers, mode) with the warp renderer; others and the baselines join
+    # the total once known.
     bar = tqdm(total=len(paths) * (0 if why_not else 8), desc="talk-bench", unit="run", file=sys.stderr)
     t_start = time.perf_counter()
     records: list[dict] = []
     tc_status: dict[str, str] = {}
+    truth_cpbd: dict[str, float] = {}
     for path in paths:
         bar.set_postfix_str(path.name)
         frames, fps = load_frames(path, cfg.max_frames)
         ref = Reference.of(frames)
         if not ref.valid.any():
             raise MediaError(f"{path}: no face found in any frame")
+        truth_cpbd[path.name] = float(np.nanmean([cpbd(f) for f in frames[:: cfg.stride]]))
 
         def score(decoded: np.ndarray) -> dict[str, Any]:
             s = score_clip(decoded, ref, identity=True, stride=cfg.stride)
@@ -268,6 +281,7 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
 
         tc_records, tc_frames = [], None
         if not why_not:
+            done = bar.n
             try:
                 tc_records, tc_frames = run_talkcodec(path, frames, fps, cfg, score, bar.update)
             except (MediaError, KeyboardInterrupt):
@@ -276,11 +290,14 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
                 tc_status[path.name] = f"failed: {type(e).__name__}: {e}"
                 print(f"talk-bench: {path.name}: talkcodec failed ({type(e).__name__}: {e}); "
                       f"baselines at {NOMINAL_KBPS} kbps", file=sys.stderr)
+            # 8 steps were planned; more ran with a second renderer, fewer after a failure.
+            bar.total += (bar.n - done) - 8
+            bar.refresh()
         records += tc_records
         base, ladder = targets(tc_records, cfg)
         bar.total += len(CODECS) * len(ladder)
         bar.refresh()
-        search = BaselineSearch(ref, fps, sample=sample_frames(len(frames), cfg.search_frames))
+        search = BaselineSearch(ref, fps, sample=sample_frames(len(frames), cfg.search_frames), sizes=cfg.sizes)
         strip_frames = {}
         for codec in CODECS:
             for mult, kbps in ladder:
@@ -302,7 +319,7 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
     bar.close()
     meta = {"clips": [p.name for p in paths], "config": dict(cfg.__dict__),
             "elapsed_s": time.perf_counter() - t_start,
-            "talkcodec": f"unavailable: {why_not}" if why_not else tc_status or "ok"}
+            "talkcodec": f"unavailable: {why_not}" if why_not else tc_status or "ok", "truth_cpbd": truth_cpbd}
     summary = report.summarize(records, meta)
     report.write_json(records, summary, out / "bench.json")
     report.plot_rd(records, out / "rd.png")
@@ -332,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", help="folder of clips (all videos in it) or one clip; default: the corpus's "
                                    "held-out clips")
     p.add_argument("--out", required=True, help="output folder (bench.json, rd.png, strips/, report.md)")
-    p.add_argument("--quick", action="store_true", help="2 clips x 100 frames, 1x/2x/4x/8x targets only")
+    p.add_argument("--quick", action="store_true", help="2 clips x 100 frames, 1x/2x/4x/8x targets only, a "
+                                                        "coarser ladder (512/256/128/64 px)")
     p.add_argument("--device", default="auto", help="render device: auto, cpu, cuda (default auto)")
     p.add_argument("--latency", action="store_true",
                    help="time talkcodec one frame at a time (sender: track + encode; receiver: render) "

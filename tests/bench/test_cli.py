@@ -60,7 +60,7 @@ def test_validate_rejects_broken_documents():
 def test_smoke_run_writes_valid_outputs(tmp_path):
     # A short version of --quick: one clip, 20 frames, baselines at 2x and 8x talkcodec's bitrate
     # (on so short a clip the first keyframe alone needs more than 1x).
-    cfg = BenchConfig(max_frames=20, multiples=(2, 8), stride=5, search_frames=4)
+    cfg = BenchConfig(max_frames=20, multiples=(2, 8), stride=5, search_frames=4, sizes=(128, 64))
     run([SAMPLE], tmp_path, cfg)
     doc = json.loads((tmp_path / "bench.json").read_text())
     report.validate(doc)
