@@ -63,7 +63,6 @@ class Call:
         self.buffer: JitterBuffer[np.ndarray | None] = JitterBuffer(jitter_ms, FRAME_INTERVAL_MS)
         self.drops = Drops(log, "motion packet")
         self.epoch_wall_us: int | None = None
-        self.refused: str | None = None
         self._decoder: Any = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="motion-decode")
         self._tasks: list[asyncio.Task[Any]] = []
@@ -72,7 +71,6 @@ class Call:
         self._last_ts: int | None = None
         self._sender_audio_bytes = 0
         self._arrived = asyncio.Event()
-        self._accepted = False
         link.motion.on("message", self._on_motion)
         link.pc.on("track", self._on_track)
 
@@ -173,14 +171,12 @@ class Call:
         except Exception as e:  # StreamError says why; anything else still must not hang the call
             if not isinstance(e, StreamError):
                 e = StreamError(f"this receiver cannot decode the stream ({type(e).__name__}: {e})")
-            self.refused = str(e)
             log.warning("refused the sender's stream: %s", e)
             self.link.send(Refuse(str(e)))
             self.stats.calls_refused += 1
             await asyncio.sleep(0.2)  # let the refusal reach the sender before the call is torn down
             self.link.end(f"refused the sender's stream: {e}")
             return
-        self._accepted = True
         self.link.send(Accept())
         log.info("accepted a stream: %s mode, %d layers", header.mode, header.layers)
 
