@@ -9,14 +9,18 @@ Metrics come from :mod:`bench.metrics` (SSIM, PSNR, mouth SSIM, landmark NME
 re-tracked on the rendered frames, face detail ratio). Speed: 512x512 frames
 at batch 1, wall clock and CPU time.
 
-    python -m bench.render_quality [--max-frames 100] [--stride 2] [--device cpu]
-                                   [--strips docs] [--json OUT.json]
+    python -m bench.render_quality [--renderer warp|neural] [--max-frames 100] [--stride 2]
+                                   [--device cpu] [--strips docs] [--json OUT.json]
+
+The machine may be shared: the speed line also gives frames per CPU second of
+this process and the load average while measuring.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -54,6 +58,14 @@ def _strip(frames: list[np.ndarray], size: int) -> np.ndarray:
     return np.concatenate([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames], 1)
 
 
+def _save_small_png(image: np.ndarray, path: Path) -> None:
+    """Writes ``[H, W, 3]`` uint8 RGB as a 256-colour dithered PNG (a third of the size, fine to look at)."""
+    from PIL import Image
+
+    Image.fromarray(image).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                    dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
+
+
 def _strip_frames(lm: np.ndarray) -> list[int]:
     """Frames worth looking at: widest mouth, most closed eyes, largest head turn."""
     st = motion_from_landmarks(lm)
@@ -79,27 +91,25 @@ def measure_clip(clip: str, args: argparse.Namespace, config: RenderConfig) -> d
     ref = Reference.of(frames[idx])
     delta = relative(motion_from_landmarks(lm[idx]), motion_from_landmarks(lm[0]))
     targets = transfer(portrait.landmarks, delta).astype(np.float32)
+    name = config.renderer
     runs = {"still": np.repeat(frames[:1], len(idx), 0),
-            "warp": np.concatenate([renderer.render(targets[i:i + 8]) for i in range(0, len(idx), 8)])}
+            name: np.concatenate([renderer.render(targets[i:i + 8]) for i in range(0, len(idx), 8)])}
     tok = _token_targets(lm, valid, portrait.landmarks) if args.tokens else None
     if tok is not None:
         tok = tok[idx]
-        runs["warp_tokens"] = np.concatenate([renderer.render(tok[i:i + 8]) for i in range(0, len(idx), 8)])
+        runs[f"{name}_tokens"] = np.concatenate([renderer.render(tok[i:i + 8]) for i in range(0, len(idx), 8)])
     row: dict = {"clip": clip, "frames": len(idx)}
-    for name, decoded in runs.items():
+    for method, decoded in runs.items():
         s = score_clip(decoded, ref, identity=False)
-        row[name] = {k: getattr(s, k) for k in METRICS} | {"face_detected": s.face_detected}
+        row[method] = {k: getattr(s, k) for k in METRICS} | {"face_detected": s.face_detected}
 
     if args.strips:
         picks = [int(np.argmin(np.abs(idx - t))) for t in _strip_frames(lm[idx])]
-        rows = [_strip([frames[idx[i]], frames[0], runs["warp"][i]], args.strip_size) for i in picks]
-        import cv2
-
-        out = Path(args.strips) / f"render_{Path(clip).stem}.png"
+        rows = [_strip([frames[idx[i]], frames[0], runs[name][i]], args.strip_size) for i in picks]
+        out = Path(args.strips) / f"render_{Path(clip).stem}{'' if name == 'warp' else '_' + name}.png"
         out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        row["strip"] = str(out)
+        _save_small_png(np.concatenate(rows, 0), out)
+        row["strip"] = out.name
     return row
 
 
@@ -121,11 +131,16 @@ def measure_speed(clip: str, config: RenderConfig, frames: int = 100) -> dict:
         renderer.render(targets[i % len(targets)])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"device": str(renderer.device), "threads": torch.get_num_threads(), "frames": frames,
-            "fps_wall": frames / wall, "fps_cpu": frames / cpu, "ms_per_frame": 1000 * wall / frames}
+            "fps_wall": frames / wall, "fps_cpu": frames / cpu, "ms_per_frame": 1000 * wall / frames,
+            "load_average": os.getloadavg()[0], "cpus": os.cpu_count()}
+
+
+def _methods(rows: list[dict]) -> list[str]:
+    return [m for m in ("still", "warp", "warp_tokens", "neural", "neural_tokens") if any(m in r for r in rows)]
 
 
 def _table(rows: list[dict]) -> str:
-    methods = [m for m in ("still", "warp", "warp_tokens") if any(m in r for r in rows)]
+    methods = _methods(rows)
     head = f"{'clip':36s} {'method':12s} " + " ".join(f"{k:>10s}" for k in METRICS)
     lines = [head, "-" * len(head)]
     for r in rows + [_mean_row(rows, methods)]:
@@ -171,15 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{clip}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "clip"}), flush=True)
     speed = measure_speed(clips[0], config) if args.speed else {}
     result = {"config": {"renderer": args.renderer, "max_frames": args.max_frames, "stride": args.stride},
-              "clips": rows, "mean": _mean_row(rows, [m for m in ("still", "warp", "warp_tokens")
-                                                        if any(m in r for r in rows)]),
+              "clips": rows, "mean": _mean_row(rows, _methods(rows)),
               "speed": speed}
     print()
     print(_table(rows))
     if speed:
         print(f"\nspeed ({speed['device']}, {speed['threads']} thread(s), batch 1, 512x512): "
               f"{speed['fps_wall']:.1f} fps wall, {speed['fps_cpu']:.1f} fps per CPU second, "
-              f"{speed['ms_per_frame']:.1f} ms/frame")
+              f"{speed['ms_per_frame']:.1f} ms/frame (load average {speed['load_average']:.1f} on "
+              f"{speed['cpus']} CPUs)")
     print(json.dumps(result, default=float))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=float))

@@ -19,7 +19,7 @@ import torch
 from codec.portrait import Portrait
 from codec.warp import GeometricWarp, WarpConfig
 
-RENDERERS = ("warp",)
+RENDERERS = ("warp", "neural")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,9 @@ class RenderConfig:
         device: ``"auto"`` (CUDA when available, else CPU), ``"cuda"``, ``"cpu"``
             or any ``torch.device`` string.
         size: side of the rendered frames in pixels.
-        renderer: ``"warp"``, the geometric stage alone.
+        renderer: ``"warp"``, the geometric stage alone (the default: it needs no
+            weights and is real time on a CPU), or ``"neural"``, the warp refined
+            by the network in ``codec/data/renderer.pt`` (see :mod:`codec.neural`).
         warp: settings of the geometric stage.
     """
 
@@ -69,6 +71,7 @@ class Renderer:
             config: settings.
         Raises:
             ValueError: unknown renderer, or an unavailable device.
+            FileNotFoundError: ``renderer="neural"`` without trained weights.
         """
         import cv2
 
@@ -85,6 +88,11 @@ class Renderer:
             image = cv2.resize(image, (config.size, config.size), interpolation=interp)
             landmarks = landmarks * np.float32(self._scale)
         self.warp = GeometricWarp(image, landmarks, self.device, config.warp)
+        self.refiner = None
+        if config.renderer == "neural":
+            from codec.neural import load_refiner
+
+            self.refiner = load_refiner(device=self.device)
 
     @torch.inference_mode()
     def render_tensor(self, target_landmarks: np.ndarray) -> torch.Tensor:
@@ -94,7 +102,12 @@ class Renderer:
             target = target[None]
         if target.ndim != 3 or target.shape[1:] != (478, 3):
             raise ValueError(f"target landmarks must be [478, 3] or [B, 478, 3], got {target.shape}")
-        return self.warp(target * np.float32(self._scale))
+        if self.refiner is None:
+            return self.warp(target * np.float32(self._scale))
+        from codec.neural import refiner_inputs
+
+        result = self.warp.warp(target * np.float32(self._scale))
+        return self.refiner(refiner_inputs(result, self.warp.image[:, :3]), result.frames).clamp_(0, 1)
 
     @torch.inference_mode()
     def render(self, target_landmarks: np.ndarray) -> np.ndarray:
@@ -106,5 +119,6 @@ class Renderer:
             ``[B, size, size, 3]`` uint8 RGB.
         """
         frames = self.render_tensor(target_landmarks)
-        frames = frames.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)  # rounds to nearest
+        # Frames lie in [0, 1] (blends of the portrait), so +0.5 and truncation round to nearest.
+        frames = frames.mul_(255).add_(0.5).to(torch.uint8)
         return np.ascontiguousarray(frames.permute(0, 2, 3, 1).cpu().numpy())

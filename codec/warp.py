@@ -3,20 +3,22 @@
 Every output pixel looks up where it came from in the portrait (a dense
 backward flow) and samples it there with ``grid_sample``:
 
-1. the target frame's mesh vertices are derived from the target landmarks
-   (:func:`target_vertices`): landmarks as given, centres of the openings,
-   and the rings around the face moved by a share of the head's rigid motion;
+1. the target frame's mesh vertices follow from the target landmarks
+   (:meth:`GeometricWarp.target_vertices`): the landmarks as given, centres
+   of the openings, iris rings, and the rings around the face moved with the
+   head's 3D rigid motion, fading to its mere translation further out;
 2. the mesh is rasterized at the output size (numba, z-buffered so the lids
    cover the eyes and the lips the mouth): each pixel gets its source position
    by the barycentric coordinates of the target triangle it falls in. Full
    size keeps the seams sharp where lips or lids meet, and costs about what
    upsampling a coarser flow would;
-3. the portrait is sampled there (``grid_sample``, torch, on any device);
+3. the portrait and its person mask are sampled there (``grid_sample``, torch,
+   on any device) and the person is laid over a still background plate;
 4. where the target mouth opens wider than the portrait's, the opening is
    shaded as a dark mouth interior instead of stretched lips.
 
-Only step 2 runs on the CPU; everything that depends on the portrait alone is
-computed once in :class:`GeometricWarp`.
+Steps 1 and 2 run on the CPU (about 5 ms a frame at 512x512); everything that
+depends on the portrait alone is computed once in :class:`GeometricWarp`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 
 from codec import regions as R
 from codec.mesh import EYE, MOUTH, OUTSIDE, MeshConfig, PortraitMesh, build_mesh
+
 
 @dataclass(frozen=True)
 class WarpConfig:
@@ -206,14 +209,23 @@ class WarpResult:
     Attributes:
         frames: ``[B, 3, H, W]`` RGB in [0, 1].
         grid: ``[B, H, W, 2]`` where each pixel sampled the portrait (``grid_sample`` coordinates).
-        regions: ``[B, 4, H, W]``: shaded mouth interior (coverage times the share
-            the portrait had no interior for), depth into the mouth, eye-opening
-            coverage, person alpha.
+        raster: ``[B, 3, H, W]`` from the rasterizer: mouth-opening coverage, depth
+            into the mouth, eye-opening coverage.
+        alpha: ``[B, 1, H, W]`` the person's alpha.
+        newness: ``[B, 1, 1, 1]`` share of the mouth opening the portrait had no interior for.
     """
 
     frames: torch.Tensor
     grid: torch.Tensor
-    regions: torch.Tensor
+    raster: torch.Tensor
+    alpha: torch.Tensor
+    newness: torch.Tensor
+
+    @property
+    def regions(self) -> torch.Tensor:
+        """``[B, 4, H, W]``: shaded mouth interior (coverage times newness), depth
+        into the mouth, eye-opening coverage, person alpha."""
+        return torch.cat([self.raster[:, :1] * self.newness, self.raster[:, 1:], self.alpha], 1)
 
 
 class GeometricWarp:
@@ -362,7 +374,6 @@ class GeometricWarp:
         if self.background is not None:
             frames = torch.lerp(self.background, frames, alpha)
         newness = torch.from_numpy(self.mouth_newness(target)).to(self.device).view(-1, 1, 1, 1)
-        interior = regions[:, :1].clamp(0, 1) * newness
         if newness.max() > 0:
             # Only the box around the target mouths can change: composite there.
             lips = target[:, R.LIPS_OUTER, :2]
@@ -370,8 +381,8 @@ class GeometricWarp:
             x1, y1 = np.clip(np.ceil(lips.max((0, 1))).astype(int) + 2, 0, self.size)
             box = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
             shade = torch.lerp(self._mouth_edge, self._mouth_deep, regions[:, 1:2][box].clamp(0, 1))
-            frames[box] = torch.lerp(frames[box], shade, interior[box])
-        return WarpResult(frames, grid, torch.cat([interior, regions[:, 1:], alpha], 1))
+            frames[box] = torch.lerp(frames[box], shade, regions[:, :1][box].clamp(0, 1) * newness)
+        return WarpResult(frames, grid, regions, alpha, newness)
 
     def __call__(self, target: np.ndarray) -> torch.Tensor:
         """Renders target frames.

@@ -58,3 +58,29 @@ def test_cuda_matches_cpu(renderer, portrait):
     target = portrait.landmarks + np.array([7, -4, 0], np.float32)
     diff = np.abs(gpu.render(target).astype(int) - renderer.render(target).astype(int))
     assert diff.mean() < 0.5 and diff.max() <= 8
+
+
+def test_untrained_refiner_leaves_the_warp_as_is(renderer, portrait):
+    from codec.neural import IN_CHANNELS, Refiner, refiner_inputs
+
+    target = portrait.landmarks + np.array([6, 2, 0], np.float32)
+    result = renderer.warp.warp(target[None])
+    x = refiner_inputs(result, renderer.warp.image[:, :3])
+    assert x.shape == (1, IN_CHANNELS, 512, 512)
+    with torch.no_grad():
+        out = Refiner()(x, result.frames)
+    assert torch.equal(out, result.frames)
+
+
+def test_neural_renderer(portrait, tmp_path):
+    from codec.neural import RENDERER_PATH, load_refiner
+
+    with pytest.raises(FileNotFoundError, match="talk-train renderer"):
+        load_refiner(tmp_path / "none.pt")
+    if not RENDERER_PATH.exists():
+        pytest.skip("no trained refiner (codec/data/renderer.pt); run `talk-train renderer`")
+    r = Renderer(portrait, RenderConfig(device="cpu", renderer="neural"))
+    out = r.render(np.stack([portrait.landmarks] * 2))
+    assert out.shape == (2, 512, 512, 3) and out.dtype == np.uint8
+    # Trained to keep the portrait when asked for it.
+    assert np.abs(out[0].astype(int) - portrait.image).mean() < 4
