@@ -96,6 +96,7 @@ class PeerLink:
         self.end_reason = ""
         self.drops = Drops(log, "control message")
         self._last_heard = monotonic_ms()
+        self._bye_received = False
         self._task: asyncio.Task[None] | None = None
         self.control.on("message", self._on_control)
         self.control.on("close", lambda: self.end("the control channel closed"))
@@ -161,6 +162,7 @@ class PeerLink:
         elif isinstance(msg, Pong):
             self.clock.add(offset_sample(msg.t0_us, msg.t1_us, msg.t2_us, wall_us()))
         elif isinstance(msg, Bye):
+            self._bye_received = True
             self.end(f"the peer left ({msg.reason})" if msg.reason else "the peer left")
         else:
             self.messages.put_nowait(msg)
@@ -175,12 +177,11 @@ class PeerLink:
             await asyncio.sleep(PING_INTERVAL_S / 2)
 
     async def close(self, reason: str = "") -> None:
-        """Says bye (if still possible), stops the heartbeat and closes the connection."""
-        if not self.ended.is_set():
-            self.send(Bye(reason))
+        """Says bye (unless the peer already did, or cannot hear it), stops the heartbeat, closes."""
+        self.end(reason or "closed")
+        if not self._bye_received and self.send(Bye(reason or self.end_reason)):
             # Give SCTP a moment to put the bye on the wire before DTLS closes.
             await asyncio.sleep(0.05)
-        self.end(reason or "closed")
         if self._task is not None:
             self._task.cancel()
             try:

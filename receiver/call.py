@@ -289,5 +289,5 @@ class Call:
         self.stats.audio_bytes += self._sender_audio_bytes
         self.stats.rtt_ms = self.link.clock.rtt_ms
         self.stats.clock_offset_ms = self.link.clock.offset_us / 1000.0
-        await self.link.close("receiver closed")
+        await self.link.close(self.link.end_reason)
         self._pool.shutdown(wait=True)

@@ -79,6 +79,7 @@ class Receiver:
         self._first_call = asyncio.Event()
         self._renders_since = 0
         self._last_bytes = 0
+        self._closing = False
 
     async def _on_offer(self, sdp: str) -> str:
         from aiortc import RTCSessionDescription
@@ -110,7 +111,8 @@ class Receiver:
             reason = await call.run()
             if self.recorder is not None:
                 await self.render.drain(DRAIN_TIMEOUT_S)
-            self.status.message(f"call ended: {reason}; waiting for a sender")
+            closing = self._closing or self.config.once
+            self.status.message(f"call ended: {reason}" + ("" if closing else "; waiting for a sender"))
             return reason
         finally:
             self.call = None
@@ -155,6 +157,7 @@ class Receiver:
         try:
             await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._closing = True
             for t in ends + [status]:
                 t.cancel()
             await asyncio.gather(*ends, status, return_exceptions=True)

@@ -197,6 +197,8 @@ class Sender:
             if self._refused is not None:
                 raise CallRefused(f"the receiver refused the stream: {self._refused}")
             if link.ended.is_set():
+                if link.end_reason.startswith("the peer left"):  # a bye: the receiver hung up
+                    return link.end_reason
                 raise PeerLost(f"call lost: {link.end_reason}")
             reason = "stopped" if stop.is_set() else "the source ended"
             return reason
