@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="least jitter-buffer delay; it grows with the jitter seen (default: %(default)s)")
     p.add_argument("--device", default="auto", help="renderer device: auto, cpu, cuda (default: %(default)s)")
     p.add_argument("--size", type=int, default=512, help="rendered frame side (default: %(default)s)")
+    p.add_argument("--renderer", default="warp", help="renderer of codec.render: warp (default) or neural")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     return p
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         from codec.render import RenderConfig, Renderer
 
         portrait = prepare_portrait(args.portrait)
-        renderer = Renderer(portrait, RenderConfig(device=args.device, size=args.size))
+        renderer = Renderer(portrait, RenderConfig(device=args.device, size=args.size, renderer=args.renderer))
         if args.record is not None:
             recorder = Recorder(args.record, args.size)
     except (PortraitError, MediaError, ValueError) as e:
