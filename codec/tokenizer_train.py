@@ -29,7 +29,7 @@ from codec.tokenizer import TOKENIZER_PATH, MotionTokenizer, TokenizerConfig, sa
 class TrainConfig:
     """Tokenizer training settings (defaults reproduce the shipped weights)."""
 
-    steps: int = 3000
+    steps: int = 8000
     batch: int = 512
     lr: float = 2e-3
     pose_augment: float = 0.5     # share of examples given an extra random head movement
@@ -38,7 +38,7 @@ class TrainConfig:
     refs_per_clip: int = 12
     dropout_prob: float = 0.5     # share of examples trained with fewer than all layers
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
 
 
 def _rodrigues(aa: torch.Tensor) -> torch.Tensor:
