@@ -45,6 +45,8 @@ class BenchConfig:
         stride: identity and CPBD are scored on every ``stride``-th frame.
         search_frames: frames used to score each baseline candidate.
         sizes: the baselines' ladder of frame sizes.
+        neural_layers: layer counts rendered with the neural renderer too, when
+            its weights exist (it is slow on a CPU).
     """
 
     max_frames: int | None = None
@@ -55,10 +57,11 @@ class BenchConfig:
     stride: int = 5
     search_frames: int = 25
     sizes: tuple[int, ...] = SIZES
+    neural_layers: tuple[int, ...] = (1, 2, 3, 4)
 
 
 QUICK = BenchConfig(max_frames=100, max_clips=2, multiples=(1, 2, 4, 8), stride=10, search_frames=9,
-                    sizes=(512, 256, 128, 64))
+                    sizes=(512, 256, 128, 64), neural_layers=(4,))
 
 NOMINAL_KBPS = 11.2
 """talkcodec's nominal fixed-rate bitrate, the ladder's base when talkcodec cannot run."""
@@ -121,7 +124,8 @@ def talkcodec_available() -> str | None:
 
 
 def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
-                  score: Callable[[np.ndarray], dict[str, Any]], tick: Callable[[], None]) -> tuple[list[dict], np.ndarray | None]:
+                  score: Callable[[np.ndarray], dict[str, Any]], tick: Callable[[], None],
+                  grow: Callable[[int], None]) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Self-reenactment: the clip's motion through talkcodec, rendered on its first face frame.
 
     Args:
@@ -131,8 +135,10 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
         cfg: settings.
         score: decoded frames -> metric dict.
         tick: advances the progress bar once per (layers, mode, renderer).
+        grow: adds steps to the progress bar (for renderers beyond the warp).
     Returns:
-        records, and the headline setting's frames at :func:`strip_index` (for the strip).
+        records, and each renderer's frames of the 4-layer fixed stream at :func:`strip_index`
+        (for the strip).
     """
     import torch
 
@@ -150,7 +156,7 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
     ref_index = int(np.argmax(face))
     portrait = prepare_portrait(frames[ref_index], size=frames.shape[1], crop=False)
     records: list[dict] = []
-    headline_frames = None
+    headline_frames: dict[str, np.ndarray] = {}
     for renderer_name in [r for r in ("warp", "neural") if r in RENDERERS]:
         try:
             renderer = Renderer(portrait, RenderConfig(device=cfg.device, renderer=renderer_name))
@@ -159,8 +165,11 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
                 raise
             print(f"talk-bench: skipping the {renderer_name} renderer: {e}", file=sys.stderr)
             continue
+        layer_counts = (1, 2, 3, 4) if renderer_name == "warp" else cfg.neural_layers
+        if renderer_name != "warp":
+            grow(2 * len(layer_counts))
         device = str(renderer.device)
-        for layers in (1, 2, 3, 4):
+        for layers in layer_counts:
             rendered: tuple[np.ndarray, np.ndarray, dict, float] | None = None
             for entropy in (False, True):
                 mode = "entropy" if entropy else "fixed"
@@ -192,8 +201,8 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
                                 "setting": f"talkcodec {layers} layers {mode} {renderer_name}",
                                 "kbps": kbps, **scores, "encode_ms": encode_ms, "render_ms": render_ms,
                                 "device": device, "layers": layers, "mode": mode, "renderer": renderer_name})
-                if layers == 4 and not entropy and headline_frames is None:
-                    headline_frames = out[strip_index(t)]
+                if layers == 4 and not entropy:
+                    headline_frames[renderer_name] = out[strip_index(t)]
                 tick()
     return records, headline_frames
 
@@ -279,19 +288,26 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
             s = score_clip(decoded, ref, identity=True, stride=cfg.stride)
             return s.to_dict()
 
-        tc_records, tc_frames = [], None
+        tc_records: list[dict] = []
+        tc_frames: dict[str, np.ndarray] = {}
         if not why_not:
-            done = bar.n
+            start, expected = bar.n, [8]
+
+            def grow(n: int) -> None:
+                expected[0] += n
+                bar.total += n
+                bar.refresh()
+
             try:
-                tc_records, tc_frames = run_talkcodec(path, frames, fps, cfg, score, bar.update)
+                tc_records, tc_frames = run_talkcodec(path, frames, fps, cfg, score, bar.update, grow)
             except (MediaError, KeyboardInterrupt):
                 raise
             except Exception as e:  # talkcodec is under development: report it, keep the baselines
                 tc_status[path.name] = f"failed: {type(e).__name__}: {e}"
                 print(f"talk-bench: {path.name}: talkcodec failed ({type(e).__name__}: {e}); "
                       f"baselines at {NOMINAL_KBPS} kbps", file=sys.stderr)
-            # 8 steps were planned; more ran with a second renderer, fewer after a failure.
-            bar.total += (bar.n - done) - 8
+            # After a failure fewer steps ran than were planned.
+            bar.total -= expected[0] - (bar.n - start)
             bar.refresh()
         records += tc_records
         base, ladder = targets(tc_records, cfg)
@@ -332,14 +348,13 @@ def strip_index(t: int, n: int = 4) -> np.ndarray:
     return np.linspace(0, t - 1, n).round().astype(int)
 
 
-def _strip(path: Path, frames: np.ndarray, tc: np.ndarray | None, base: float,
+def _strip(path: Path, frames: np.ndarray, tc: dict[str, np.ndarray], base: float,
            baselines: dict[str, tuple[str, np.ndarray]], dest: Path) -> None:
     """truth | talkcodec | H.264 | VP8 at talkcodec's bitrate; the inputs hold the strip's frames only."""
     from bench import report
 
     rows = {"truth": frames[strip_index(len(frames))]}
-    if tc is not None:
-        rows[f"talkcodec {base:.1f} kbps"] = tc
+    rows.update({f"talkcodec {name} {base:.1f} kbps": f for name, f in tc.items()})
     rows.update({setting: dec for setting, dec in baselines.values()})
     report.write_strip(rows, dest)
 
@@ -350,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "held-out clips")
     p.add_argument("--out", required=True, help="output folder (bench.json, rd.png, strips/, report.md)")
     p.add_argument("--quick", action="store_true", help="2 clips x 100 frames, 1x/2x/4x/8x targets only, a "
-                                                        "coarser ladder (512/256/128/64 px)")
+                                                        "coarser ladder (512/256/128/64 px), the neural "
+                                                        "renderer at 4 layers only")
     p.add_argument("--device", default="auto", help="render device: auto, cpu, cuda (default auto)")
     p.add_argument("--latency", action="store_true",
                    help="time talkcodec one frame at a time (sender: track + encode; receiver: render) "

@@ -379,8 +379,9 @@ def cpbd(frame: np.ndarray) -> float:
     """
     y = luma(frame)
     y8 = np.clip(np.round(y), 0, 255).astype(np.uint8)
-    # Canny after a sigma=1 Gaussian, as the reference implementation's skimage canny does.
-    edges = cv2.Canny(cv2.GaussianBlur(y8, (0, 0), 1.0), 50, 100, L2gradient=True) > 0
+    # The reference implementation's edges: skimage's canny (sigma 1, thresholds 0.1 and 0.2 of the
+    # [0, 1] range, unnormalized Sobel), i.e. about 25 and 51 in 8-bit units.
+    edges = cv2.Canny(cv2.GaussianBlur(y8, (0, 0), 1.0), 25, 51, L2gradient=True) > 0
     widths = edge_widths(y, edges)
     h, w = y.shape
     hb, wb = h // _CPBD_BLOCK, w // _CPBD_BLOCK

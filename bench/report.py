@@ -197,8 +197,13 @@ def plot_rd(records: list[dict], path: Path) -> None:
         style = "o-" if name in ("h264", "vp8") else "s--"
         a.plot(k, s, style, label=name)
         b.plot(k, n, style, label=name)
+    from matplotlib.ticker import FixedLocator, NullFormatter, StrMethodFormatter
+
     for ax, label in ((a, "SSIM (higher is better)"), (b, "landmark NME (lower is better)")):
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]))
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("kbps")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)

@@ -60,14 +60,19 @@ def test_validate_rejects_broken_documents():
 def test_smoke_run_writes_valid_outputs(tmp_path):
     # A short version of --quick: one clip, 20 frames, baselines at 2x and 8x talkcodec's bitrate
     # (on so short a clip the first keyframe alone needs more than 1x).
-    cfg = BenchConfig(max_frames=20, multiples=(2, 8), stride=5, search_frames=4, sizes=(128, 64))
+    cfg = BenchConfig(max_frames=20, multiples=(2, 8), stride=5, search_frames=4, sizes=(128, 64),
+                      neural_layers=(4,))
     run([SAMPLE], tmp_path, cfg)
     doc = json.loads((tmp_path / "bench.json").read_text())
     report.validate(doc)
     codecs = {r["codec"] for r in doc["records"]}
     assert {"h264", "vp8"} <= codecs
     if doc["summary"]["talkcodec"] == "ok":
-        assert sum(r["codec"] == "talkcodec" for r in doc["records"]) == 8
+        tc = [r for r in doc["records"] if r["codec"] == "talkcodec"]
+        assert sum(r["renderer"] == "warp" for r in tc) == 8
+        assert all(r["layers"] == 4 for r in tc if r["renderer"] != "warp")
+        fixed = {r["layers"]: r["kbps"] for r in tc if r["mode"] == "fixed"}
+        assert fixed[1] < fixed[2] < fixed[3] < fixed[4]
     for r in doc["records"]:
         assert set(report.RECORD_KEYS) <= set(r)
         if r["codec"] != "talkcodec":
