@@ -359,6 +359,15 @@ def _strip(path: Path, frames: np.ndarray, tc: dict[str, np.ndarray], base: floa
     report.write_strip(rows, dest)
 
 
+def _has_cuda(device: str) -> bool:
+    """Whether ``--device`` renders on a CUDA GPU."""
+    if device == "auto":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return device.startswith("cuda")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="talk-bench", description=__doc__.splitlines()[0])
     p.add_argument("--clips", help="folder of clips (all videos in it) or one clip; default: the corpus's "
@@ -366,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder (bench.json, rd.png, strips/, report.md)")
     p.add_argument("--quick", action="store_true", help="2 clips x 100 frames, 1x/2x/4x/8x targets only, a "
                                                         "coarser ladder (512/256/128/64 px), the neural "
-                                                        "renderer at 4 layers only")
+                                                        "renderer at 4 layers only and only on a GPU")
     p.add_argument("--device", default="auto", help="render device: auto, cpu, cuda (default auto)")
     p.add_argument("--latency", action="store_true",
                    help="time talkcodec one frame at a time (sender: track + encode; receiver: render) "
@@ -378,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
                          "max_frames": args.frames or cfg.max_frames})
     if cfg.max_frames is not None and cfg.max_frames < 2:
         p.error("--frames must be at least 2")
+    if args.quick and not _has_cuda(args.device):
+        # The neural renderer takes about half a second a frame on a CPU: too slow for --quick.
+        cfg = BenchConfig(**{**cfg.__dict__, "neural_layers": ()})
     try:
         paths = find_clips(args.clips)
         doc = run(paths, Path(args.out), cfg)
