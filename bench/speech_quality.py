@@ -53,6 +53,18 @@ def silent_frames(samples: np.ndarray, frames: int) -> np.ndarray:
     return np.convolve(quiet.astype(float), k, "same") >= 5
 
 
+TEMPERATURE = 0.7
+
+
+def tokens_for(audio: np.ndarray, frames: int, seeds: tuple[int, ...]) -> list[np.ndarray]:
+    """Generated tokens ``[T, 4, 12]`` for each seed (units computed once)."""
+    from codec.speech.stream import units_to_tokens
+    from codec.speech.units import load_unitizer
+
+    units = load_unitizer().units(audio, frames)
+    return [units_to_tokens(units, seed=s, temperature=TEMPERATURE) for s in seeds]
+
+
 def openings(tokens: np.ndarray, rest_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mouth opening ``[T]`` and canonical lip expression ``[T, 40, 3]`` of tokens applied to a rest face."""
     from codec.motion import MotionDelta, transfer
@@ -68,7 +80,6 @@ def held_out(seed: int, log) -> dict:  # type: ignore[no-untyped-def]
     from codec.corpus import clip_landmarks, corpus_dir, corpus_split
     from codec.media import read_audio
     from codec.regions import LIPS, mouth_opening
-    from codec.speech import speech_to_tokens
     from codec.speech.train import clip_motion, rest_frame
 
     root = corpus_dir()
@@ -87,9 +98,9 @@ def held_out(seed: int, log) -> dict:  # type: ignore[no-untyped-def]
         true_open = mouth_opening(lm)
         rest_open = mouth_opening(rest)
         true_lips = delta[:, 7:7 + 478 * 3].reshape(t, 478, 3)[:, LIPS]
-        tokens = speech_to_tokens(audio, seed=seed, frames=t)
+        tokens, tokens2 = tokens_for(audio, t, (seed, seed + 1))
         o, lips = openings(tokens, rest)
-        o2, _ = openings(speech_to_tokens(audio, seed=seed + 1, frames=t), rest)
+        o2, _ = openings(tokens2, rest)
         seed_corr.append(np.corrcoef(o, o2)[0, 1])
         gen_o.append(o - o.mean())
         true_o.append(true_open - true_open.mean())
@@ -121,7 +132,7 @@ def digital_silence(seed: int) -> dict:
     from codec.speech import speech_to_tokens
 
     rest = load_template().shape * 100.0
-    o, _ = openings(speech_to_tokens(np.zeros(4 * 16000, np.float32), seed=seed), rest)
+    o, _ = openings(speech_to_tokens(np.zeros(4 * 16000, np.float32), seed=seed, temperature=TEMPERATURE), rest)
     return {"zeros_closed": float((o < mouth_opening(rest) + MARGIN).mean()),
             "zeros_max_opening": float(o.max())}
 
@@ -131,7 +142,6 @@ def languages(seed: int, log) -> dict:  # type: ignore[no-untyped-def]
     from codec.media import read_audio
     from codec.motion import load_template
     from codec.regions import mouth_opening
-    from codec.speech import speech_to_tokens
 
     root = corpus_dir()
     lang = {}
@@ -145,7 +155,7 @@ def languages(seed: int, log) -> dict:  # type: ignore[no-untyped-def]
     for name, language in sorted(lang.items()):
         audio = read_audio(root / name)
         t = int(round(len(audio) / 640))
-        o, _ = openings(speech_to_tokens(audio, seed=seed, frames=t), rest)
+        o, _ = openings(tokens_for(audio, t, (seed,))[0], rest)
         sil = silent_frames(audio, t)
         speech = frame_energy_db(audio, t) > SILENCE_DB + 15
         pad = np.pad(o, 5, mode="edge")
@@ -201,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="generator sampling temperature")
     parser.add_argument("--skip", nargs="*", default=[], choices=["held_out", "languages", "speed"])
     args = parser.parse_args(argv)
+    global TEMPERATURE
+    TEMPERATURE = args.temperature
     torch.set_num_threads(1)
     res: dict = {}
     if "speed" not in args.skip:

@@ -53,10 +53,10 @@ class GeneratorConfig:
 
     units: int = 512
     window: int = 32
-    dim: int = 128
-    depth: int = 3
+    dim: int = 96
+    depth: int = 2
     heads: int = 4
-    ff: int = 384
+    ff: int = 256
     residuals: int = 4
     groups: int = 12
     codebook: int = 625

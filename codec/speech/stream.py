@@ -165,7 +165,12 @@ def speech_to_tokens(samples_16k: np.ndarray, seed: int | None = None, temperatu
     Returns:
         ``[T, 4, 12]`` int64 tokens in ``0 .. 624``, relative to a face at rest.
     """
-    units = load_unitizer().units(samples_16k, frames)
+    return units_to_tokens(load_unitizer().units(samples_16k, frames), seed, temperature, controls)
+
+
+def units_to_tokens(units: np.ndarray, seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
+                    controls: np.ndarray | None = None) -> np.ndarray:
+    """Motion tokens ``[T, 4, 12]`` from speech units ``[T]``, in the live stream's blocks (see :func:`speech_to_tokens`)."""
     roller = MotionRoller(seed=seed, temperature=temperature)
     hop = load_unitizer().config.hop
     out = [roller.step(units[i:i + hop], None if controls is None else controls[i:i + hop])

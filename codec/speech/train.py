@@ -13,7 +13,10 @@
    rest frame (mouth closed, head near its median pose), so that generated
    motion applies to a portrait at rest. Spans of each soundtrack are also
    replaced by digital silence, with the lower face put back at rest there,
-   so that silence keeps the mouth closed.
+   and each clip's start is also given 2 s of digital silence before it, so
+   that silence keeps the mouth closed, also when a stream starts quiet.
+   The generator records the hash of the motion tokenizer whose tokens it
+   learned: retrain it whenever the tokenizer is retrained.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codec.errors import TalkcodecError
 from codec.speech.units import SAMPLE_RATE, SAMPLES_PER_FRAME, UnitConfig
 
 # A few sentences per language for espeak-ng: the units should cover the phones of
@@ -86,6 +90,11 @@ def synthetic_speech() -> list[np.ndarray]:
                     return out
                 out.append(read_audio(wav, SAMPLE_RATE))
     return out
+
+
+# Frames of digital silence put before each clip's first LEAD_SPEECH frames.
+LEAD_IN = 50
+LEAD_SPEECH = 75
 
 
 @dataclass
@@ -164,7 +173,7 @@ def cached_features(unitizer, audio: np.ndarray, frames: int | None = None) -> n
 def build_units(args: argparse.Namespace, log) -> tuple[UnitConfig, np.ndarray, dict]:  # type: ignore[no-untyped-def]
     from codec.corpus import corpus_dir, corpus_split
     from codec.media import read_audio
-    from codec.speech.units import SpeechUnitizer, kmeans, save_units
+    from codec.speech.units import SpeechUnitizer, kmeans, load_units, save_units
 
     cfg = UnitConfig(units=args.units)
     root = corpus_dir()
@@ -185,7 +194,10 @@ def build_units(args: argparse.Namespace, log) -> tuple[UnitConfig, np.ndarray, 
         quiet = audio.copy()
         for k in np.flatnonzero(sil):
             quiet[k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME] = 0.0
-        clip_feats[clip] = (f, cached_features(unitizer, quiet, t), sil)
+        # And with 2 s of digital silence before it: a stream that starts quiet.
+        lead = np.concatenate([np.zeros(LEAD_IN * SAMPLES_PER_FRAME, np.float32), audio[:LEAD_SPEECH * SAMPLES_PER_FRAME]])
+        clip_feats[clip] = (f, cached_features(unitizer, quiet, t), sil,
+                            cached_features(unitizer, lead, LEAD_IN + min(t, LEAD_SPEECH)))
         feats.append(f)
         log(f"features {clip}: {t} frames")
     for wav in sorted((root / "audio").glob("*.wav")):
@@ -197,8 +209,6 @@ def build_units(args: argparse.Namespace, log) -> tuple[UnitConfig, np.ndarray, 
     log(f"k-means: {n_audio} corpus frames + {sum(len(f) for f in feats) - n_audio} synthetic frames"
         f" ({len(synth)} espeak-ng recordings)")
     if args.keep_units:
-        from codec.speech.units import load_units
-
         kept, centroids = load_units()
         if kept == cfg:
             log("k-means: keeping the shipped units")
@@ -207,18 +217,21 @@ def build_units(args: argparse.Namespace, log) -> tuple[UnitConfig, np.ndarray, 
     sub = allf[rng.permutation(len(allf))[:args.kmeans_frames]]
     centroids = kmeans(sub, cfg.units, iters=args.kmeans_iters)
     save_units(cfg, centroids, languages=",".join(["corpus"] + (list(SYNTHETIC_SPEECH) if synth else [])))
-    return cfg, centroids, clip_feats
+    return cfg, load_units()[1], clip_feats  # as shipped (float16), so training sees the live units
 
 
-def build_clips(clip_feats: dict, centroids: np.ndarray) -> list[ClipData]:
+def build_clips(clip_feats: dict, centroids: np.ndarray) -> tuple[list[ClipData], str]:
+    """Training clips and the hash of the motion tokenizer that made their tokens."""
     from codec.corpus import clip_landmarks, corpus_dir
     from codec.speech.units import nearest
-    from codec.tokenizer import load_tokenizer
+    from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
 
-    tok = load_tokenizer()
+    # Hash the very bytes the tokenizer is loaded from: it may be retrained meanwhile.
+    tokenizer_hash = weights_hash(TOKENIZER_PATH)
+    tok = load_tokenizer(TOKENIZER_PATH)
     root = corpus_dir()
     out = []
-    for clip, (feats, quiet_feats, sil) in clip_feats.items():
+    for clip, (feats, quiet_feats, sil, lead_feats) in clip_feats.items():
         cl = clip_landmarks(root / clip)
         lm = cl.landmarks.copy()
         # Frames without a face take the nearest tracked frame's landmarks.
@@ -231,11 +244,17 @@ def build_clips(clip_feats: dict, centroids: np.ndarray) -> list[ClipData]:
         tokens_q = tokens.copy()
         tokens_q[sil] = tok.encode(quiet[sil])
         out.append(ClipData(clip + "#silence", nearest(quiet_feats, centroids), tokens_q, controls))
-    return out
+        n = len(lead_feats) - LEAD_IN
+        rest = np.repeat(tok.encode(quiet[:1]), LEAD_IN, 0)
+        out.append(ClipData(clip + "#lead-in", nearest(lead_feats, centroids), np.concatenate([rest, tokens[:n]]),
+                            np.concatenate([np.repeat(controls[:1], LEAD_IN, 0), controls[:n]])))
+    if weights_hash(TOKENIZER_PATH) != tokenizer_hash:
+        raise TalkcodecError("the motion tokenizer changed while training the speech generator: run it again")
+    return out, tokenizer_hash
 
 
 # Coarse layers carry the lips and the head; they get most of the training.
-LAYER_WEIGHTS = (0.4, 0.3, 0.2, 0.1)
+LAYER_WEIGHTS = (0.45, 0.3, 0.15, 0.1)
 
 
 def sample_batch(clips: list[ClipData], batch: int, window: int, hop: int, n_units: int,
@@ -250,7 +269,9 @@ def sample_batch(clips: list[ClipData], batch: int, window: int, hop: int, n_uni
         u = c.units[s:s + t].copy()
         noise = rng.random(t) < 0.05
         u[noise] = rng.integers(0, n_units, noise.sum())
-        n_ctx = t - hop if rng.random() < 0.5 else int(rng.integers(0, t))
+        # The live case (only the last block unknown) scores few frames per window, so it is
+        # drawn less often than a random split, which scores half the window on average.
+        n_ctx = t - hop if rng.random() < 0.2 else int(rng.integers(0, t - hop + 1))
         r = int(rng.choice(4, p=LAYER_WEIGHTS))
         k = np.zeros((window, 4), bool)
         k[:n_ctx] = True
@@ -268,21 +289,34 @@ def sample_batch(clips: list[ClipData], batch: int, window: int, hop: int, n_uni
             "layer": torch.as_tensor(layer)}
 
 
-def train_generator(clips: list[ClipData], args: argparse.Namespace, unit_cfg: UnitConfig, log):  # type: ignore[no-untyped-def]
+def train_generator(clips: list[ClipData], centroids: np.ndarray, args: argparse.Namespace, unit_cfg: UnitConfig, log):  # type: ignore[no-untyped-def]
     from codec.speech.generator import GeneratorConfig, MotionGenerator, param_count
 
     cfg = GeneratorConfig(units=unit_cfg.units, window=args.window)
     torch.manual_seed(0)
     model = MotionGenerator(cfg)
+    if args.init:
+        from codec.speech.generator import load_generator
+
+        model.load_state_dict(load_generator(Path(args.init)).state_dict())
+        log(f"generator: continuing from {Path(args.init).name}")
+    else:
+        # Units start where their centroids lie (principal axes), so similar sounds start alike.
+        c = centroids - centroids.mean(0)
+        axes = np.linalg.svd(c, full_matrices=False)[2][:cfg.dim]
+        emb = c @ axes.T
+        with torch.no_grad():
+            model.unit_emb.weight[:cfg.units] = torch.as_tensor(emb / emb.std() * 0.5, dtype=torch.float32)
     log(f"generator: {param_count(model) / 1e6:.2f} M parameters")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     rng = np.random.default_rng(1)
     start = time.time()
     step, loss_avg = 0, None
     while step < args.steps and time.time() - start < args.minutes * 60:
-        frac = step / args.steps
+        # The schedule follows whichever budget, steps or minutes, runs out first.
+        frac = max(step / args.steps, (time.time() - start) / (args.minutes * 60))
         for g in opt.param_groups:
-            g["lr"] = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + np.cos(np.pi * frac))
+            g["lr"] = args.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + np.cos(np.pi * frac))
         b = sample_batch(clips, args.batch, cfg.window, unit_cfg.hop, cfg.units, rng)
         hidden = model.hidden(b["units"], b["tokens"], b["known"], b["layer"], b["controls"])
         target = b["tokens"].gather(2, b["layer"].view(-1, 1, 1, 1).expand(-1, cfg.window, 1, cfg.groups))[:, :, 0]
@@ -297,7 +331,7 @@ def train_generator(clips: list[ClipData], args: argparse.Namespace, unit_cfg: U
         opt.step()
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         step += 1
-        if step % 200 == 0:
+        if step % 100 == 0:
             log(f"step {step}: loss {loss_avg:.3f} ({time.time() - start:.0f} s)")
     return model.eval(), step
 
@@ -313,10 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-units", action="store_true",
                         help="reuse the shipped speech_units.npz instead of fitting k-means again")
     parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--minutes", type=float, default=15.0, help="stop training after this long")
-    parser.add_argument("--batch", type=int, default=24)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--minutes", type=float, default=20.0, help="stop training after this long")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", help="continue training this generator checkpoint")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -326,10 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     from codec.speech.generator import save_generator
 
     unit_cfg, centroids, clip_feats = build_units(args, log)
-    clips = build_clips(clip_feats, centroids)
-    model, steps = train_generator(clips, args, unit_cfg, log)
-    from codec.tokenizer import weights_hash
-
-    save_generator(model, steps=steps, clips=len(clips) // 2, tokenizer=weights_hash())
+    clips, tokenizer_hash = build_clips(clip_feats, centroids)
+    model, steps = train_generator(clips, centroids, args, unit_cfg, log)
+    save_generator(model, steps=steps, clips=len(clips) // 3, tokenizer=tokenizer_hash)
     log(f"saved after {steps} steps")
     return 0
