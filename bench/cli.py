@@ -382,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
                         "instead of amortized over batches")
     p.add_argument("--frames", type=int, help="frames per clip (default: all; --quick: 100)")
     args = p.parse_args(argv)
+    if argv is None:
+        from codec.logs import quiet_native_logs
+
+        quiet_native_logs()
     cfg = QUICK if args.quick else BenchConfig()
     cfg = BenchConfig(**{**cfg.__dict__, "device": args.device, "latency": args.latency,
                          "max_frames": args.frames or cfg.max_frames})
