@@ -14,6 +14,11 @@ How a call runs, and where each step lives::
     clock.MediaClock stamps everything;                     clock.OffsetEstimator (ping/pong, as NTP)
                                                             turns stamps into latency
 
+A browser takes part through the same signaling port: :mod:`webpage` serves
+the page (``static/``) to plain HTTP requests, and the page authenticates
+with the same HMAC challenge, as a viewer (``role: watch``) or as
+``talk-send``'s camera.
+
 Parsing (:mod:`protocol`, :mod:`signaling`) and the stateful logic
 (:mod:`jitterbuffer`, :mod:`ratecontrol`, :mod:`clock`) are pure: they take
 bytes or times and never read a clock or a socket, so they are tested

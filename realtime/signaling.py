@@ -7,6 +7,10 @@ The receiver listens; a sender connects and the exchange is::
     receiver -> sender   answer    {sdp, mac = HMAC(token, "answer" | nonce | sdp)}
                       or reject    {reason}
 
+A browser that comes to watch (``talk-recv --serve-browser``) goes through
+the same exchange with ``role: "watch"`` in its offer, MACed as ``"watch"``
+instead of ``"offer"``, so a sender's offer can never pass for a viewer's.
+
 The token never crosses the wire, a recorded exchange cannot be replayed
 (fresh nonce), and since each SDP carries its side's DTLS fingerprint, the
 MACs bind the encrypted media to peers that know the room secret. MACs are
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from argparse import ArgumentTypeError
 import hmac
 import json
 import logging
@@ -30,6 +35,7 @@ from typing import Any, Protocol, Union
 
 from codec.errors import TalkcodecError
 from realtime.protocol import ProtocolError
+from realtime.webpage import page_server
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +59,20 @@ class Challenge:
     nonce: bytes
 
 
+SEND, WATCH = "send", "watch"
+
+
 @dataclass(frozen=True)
 class Offer:
+    """An offer SDP; ``role`` is ``"send"`` (a talk-send) or ``"watch"`` (a browser viewer)."""
+
     sdp: str
     mac: bytes
+    role: str = SEND
+
+    @property
+    def mac_role(self) -> str:
+        return "offer" if self.role == SEND else self.role
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,14 @@ class Reject:
 Signal = Union[Challenge, Offer, Answer, Reject]
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> ``(host, port)``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def new_token() -> str:
     """A fresh room secret, easy to copy: 22 URL-safe characters (128 bits)."""
     return secrets.token_urlsafe(16)
@@ -86,7 +110,7 @@ def sdp_mac(token: str, role: str, nonce: bytes, sdp: str) -> bytes:
     """HMAC-SHA256 of one side's SDP under the room secret.
 
     Args:
-        role: ``"offer"`` or ``"answer"`` so that one side's MAC is never valid for the other.
+        role: ``"offer"``, ``"watch"`` or ``"answer"`` so that one side's MAC is never valid for another.
     """
     msg = role.encode() + b"\0" + nonce + sdp.encode("utf-8")
     return hmac.new(token.encode("utf-8"), msg, hashlib.sha256).digest()
@@ -104,6 +128,8 @@ def encode_signal(msg: Signal) -> str:
         d.update(type="challenge", nonce=msg.nonce.hex())
     elif isinstance(msg, Offer):
         d.update(type="offer", sdp=msg.sdp, mac=msg.mac.hex())
+        if msg.role != SEND:
+            d.update(role=msg.role)
     elif isinstance(msg, Answer):
         d.update(type="answer", sdp=msg.sdp, mac=msg.mac.hex())
     elif isinstance(msg, Reject):
@@ -152,7 +178,10 @@ def parse_signal(data: str | bytes) -> Signal:
     if kind == "challenge":
         return Challenge(_hex(d, "nonce", NONCE_BYTES))
     if kind == "offer":
-        return Offer(_field(d, "sdp"), _hex(d, "mac", 32))
+        role = d.get("role", SEND)
+        if role not in (SEND, WATCH):
+            raise ProtocolError(f"unknown offer role {role!r}")
+        return Offer(_field(d, "sdp"), _hex(d, "mac", 32), role)
     if kind == "answer":
         return Answer(_field(d, "sdp"), _hex(d, "mac", 32))
     if kind == "reject":
@@ -185,11 +214,18 @@ class SignalingServer:
         on_offer: builds the peer connection for an authenticated offer and
             returns the answer SDP; it may raise :class:`SignalingError` to
             reject the call with that message (busy, for instance).
+        on_watch: the same for a browser viewer's offer; None refuses viewers.
+        page: a page of :mod:`realtime.webpage` to serve to plain HTTP
+            requests on the same port (the browser's side of the call);
+            None leaves HTTP to the websocket library's own answer.
     """
 
-    def __init__(self, host: str, port: int, token: str, on_offer: OfferHandler) -> None:
+    def __init__(self, host: str, port: int, token: str, on_offer: OfferHandler,
+                 on_watch: OfferHandler | None = None, page: str | None = None) -> None:
         self.host, self.port, self.token = host, port, token
         self._on_offer = on_offer
+        self._on_watch = on_watch
+        self._page = page
         self._server: Any = None
 
     async def start(self) -> None:
@@ -202,7 +238,8 @@ class SignalingServer:
 
         try:
             self._server = await serve(self._handle, self.host, self.port, max_size=MAX_SIGNAL_BYTES,
-                                       ping_interval=None)
+                                       ping_interval=None,
+                                       process_request=None if self._page is None else page_server(self._page))
         except OSError as e:
             raise SignalingError(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}") from None
 
@@ -227,12 +264,17 @@ class SignalingServer:
             msg = await _recv(ws)
             if not isinstance(msg, Offer):
                 raise ProtocolError(f"expected an offer, got {type(msg).__name__.lower()}")
-            if not verify_mac(self.token, "offer", nonce, msg.sdp, msg.mac):
-                log.warning("refused a sender from %s: wrong token", peer)
+            if not verify_mac(self.token, msg.mac_role, nonce, msg.sdp, msg.mac):
+                log.warning("refused a %s from %s: wrong token", "viewer" if msg.role == WATCH else "sender", peer)
                 await ws.send(encode_signal(Reject("wrong token: the receiver's room token does not match")))
                 return
+            handler = self._on_offer if msg.role == SEND else self._on_watch
+            if handler is None:
+                await ws.send(encode_signal(Reject("this receiver serves no browsers "
+                                                   "(start talk-recv with --serve-browser)")))
+                return
             try:
-                answer = await self._on_offer(msg.sdp)
+                answer = await handler(msg.sdp)
             except SignalingError as e:
                 await ws.send(encode_signal(Reject(str(e))))
                 return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -51,11 +52,14 @@ class Call:
         stats: the receiver's running statistics.
         recorder: the MP4 sink, or None.
         jitter_ms: the jitter buffer's target delay.
+        on_audio: also receives each decoded ``av.AudioFrame`` of speech (browser viewers).
     """
 
     def __init__(self, link: PeerLink, portrait_landmarks: np.ndarray, render: RenderStage, stats: CallStats,
-                 recorder: Recorder | None = None, jitter_ms: float = 40.0) -> None:
+                 recorder: Recorder | None = None, jitter_ms: float = 40.0,
+                 on_audio: Callable[[Any], None] | None = None) -> None:
         self.link = link
+        self.on_audio = on_audio
         self.rest = np.asarray(portrait_landmarks, np.float32)
         self.render = render
         self.stats = stats
@@ -102,6 +106,8 @@ class Call:
                 return
             self.stats.audio_frames += 1
             self.stats.audio_media_ms += frame.samples * 1000.0 / frame.sample_rate
+            if self.on_audio is not None:
+                self.on_audio(frame)
             if self.recorder is not None:
                 self.recorder.add_audio(frame)
 

@@ -4,6 +4,7 @@ Examples::
 
     talk-recv --portrait samples/portrait.jpg --record call.mp4
     talk-recv --listen 0.0.0.0:8765 --token TOKEN --portrait me.jpg --show
+    talk-recv --listen 0.0.0.0:8765 --serve-browser   # browsers watch at http://HOST:8765/?token=TOKEN
 
 Exit status: 0 after Ctrl-C, ``--once`` or ``--duration``; 1 when it cannot
 listen; 2 for bad arguments or an unusable portrait.
@@ -18,22 +19,17 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from codec.errors import MediaError, PortraitError, TalkcodecError
 from realtime.peer import is_loopback, restrict_ice_to_loopback
-from realtime.signaling import new_token
+from realtime.signaling import new_token, parse_listen
 from realtime.status import StatusLine
 from receiver.listener import Receiver, ReceiverConfig
 from receiver.sinks import Recorder, Window
+from receiver.viewers import Viewers
 
 SAMPLE_PORTRAIT = Path(__file__).resolve().parents[1] / "samples" / "portrait.jpg"
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> ``(host, port)``."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--portrait", type=Path, default=SAMPLE_PORTRAIT, metavar="IMAGE",
                    help="the face to animate (default: the bundled sample)")
     p.add_argument("--show", action="store_true", help="show the call in a window (needs a display)")
+    p.add_argument("--serve-browser", action="store_true",
+                   help="serve a viewer page on the signaling port: browsers that open "
+                   "http://HOST:PORT/?token=TOKEN watch the call")
     p.add_argument("--record", type=Path, metavar="OUT.mp4", help="record rendered video and received speech")
     p.add_argument("--duration", type=float, metavar="S", help="exit S seconds after the first call starts")
     p.add_argument("--once", action="store_true", help="exit when the first call ends")
@@ -75,11 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="talk-recv: %(message)s")
     host, port = args.listen
     token = args.token or new_token()
+    shown = "HOST" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
     if not args.token:
-        shown = "HOST" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
         print(f"talk-recv: room token {token}\n"
               f"talk-recv: senders connect with: talk-send --connect ws://{shown}:{port} --token {token} "
               "--camera 0 --mic", flush=True)
+    if args.serve_browser:
+        print(f"talk-recv: browsers watch at http://{shown}:{port}/?token={token}", flush=True)
     if is_loopback(host):
         restrict_ice_to_loopback()
     status = StatusLine(enabled=not args.quiet)
@@ -92,11 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         renderer = Renderer(portrait, RenderConfig(device=args.device, size=args.size, renderer=args.renderer))
         if args.record is not None:
             recorder = Recorder(args.record, args.size)
+        viewers = None
+        if args.serve_browser:
+            rest = renderer.render(portrait.landmarks[None].astype(np.float32))[0]
+            viewers = Viewers(rest)
     except (PortraitError, MediaError, ValueError) as e:
         print(f"talk-recv: {e}", file=sys.stderr)
         return 2
     receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration),
-                        portrait.landmarks, renderer, recorder, Window() if args.show else None, status)
+                        portrait.landmarks, renderer, recorder, Window() if args.show else None, status, viewers)
     code = 0
     try:
         asyncio.run(_serve(receiver))

@@ -3,7 +3,9 @@
 A sender that knows the room token gets a peer connection and a
 :class:`receiver.call.Call`; a second sender meanwhile is told the receiver
 is busy. When a call ends (bye, silence, failure, refusal) the receiver
-waits for the next one, unless it was asked to take only one.
+waits for the next one, unless it was asked to take only one. With
+:class:`receiver.viewers.Viewers`, browsers that know the token watch the
+rendered call (any number, the same frames for all) on the same port.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import numpy as np
 from realtime.peer import PeerLink, gathered_description, new_peer_connection
 from realtime.signaling import SignalingError, SignalingServer
 from realtime.status import StatusLine, format_status
+from realtime.webpage import VIEWER_PAGE
 from receiver.call import Call
 from receiver.playout import Tick
 from receiver.rendering import RenderStage
 from receiver.sinks import CallStats, Recorder, Window
+from receiver.viewers import Viewers
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +63,24 @@ class Receiver:
         renderer: the portrait's renderer.
         recorder, window: optional sinks.
         status: the live status line.
+        viewers: browsers watching (served on the signaling port), or None to serve none.
     """
 
     def __init__(self, config: ReceiverConfig, portrait_landmarks: np.ndarray, renderer: Any,
                  recorder: Recorder | None = None, window: Window | None = None,
-                 status: StatusLine | None = None) -> None:
+                 status: StatusLine | None = None, viewers: Viewers | None = None) -> None:
         self.config = config
         self.portrait_landmarks = portrait_landmarks
         self.recorder = recorder
         self.window = window
+        self.viewers = viewers
         self.status = status or StatusLine(enabled=False)
         self.stats = CallStats()
         self.render = RenderStage(renderer, keep_all=recorder is not None, on_frame=self._on_frame,
-                                  live=window is not None)
-        self.server = SignalingServer(config.host, config.port, config.token, self._on_offer)
+                                  live=window is not None or viewers is not None)
+        self.server = SignalingServer(config.host, config.port, config.token, self._on_offer,
+                                      on_watch=None if viewers is None else viewers.on_watch,
+                                      page=None if viewers is None else VIEWER_PAGE)
         self.call: Call | None = None
         self._call_task: asyncio.Task[str] | None = None
         self._calls_done = asyncio.Event()
@@ -88,7 +96,8 @@ class Receiver:
             raise SignalingError("busy: another sender is connected")
         pc = new_peer_connection()
         link = PeerLink(pc)
-        call = Call(link, self.portrait_landmarks, self.render, self.stats, self.recorder, self.config.jitter_ms)
+        call = Call(link, self.portrait_landmarks, self.render, self.stats, self.recorder, self.config.jitter_ms,
+                    on_audio=None if self.viewers is None else self.viewers.audio.push)
         self.call = call
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
@@ -116,6 +125,8 @@ class Receiver:
             return reason
         finally:
             self.call = None
+            if self.viewers is not None:
+                self.viewers.video.show_rest()
             if self.config.once:
                 self._calls_done.set()
 
@@ -128,6 +139,8 @@ class Receiver:
             self.recorder.add_video(frame, tick.media_ms)
         if self.window is not None:
             self.window.show(frame)
+        if self.viewers is not None and self.call is not None:
+            self.viewers.video.show(frame)
 
     async def _status(self) -> None:
         while True:
@@ -136,14 +149,22 @@ class Receiver:
             fps = self._renders_since / STATUS_INTERVAL_S
             self._renders_since = 0
             if call is None:
-                self.status.update(f"waiting for a sender on ws://{self.config.host}:{self.server.bound_port}")
+                if self.viewers is not None:
+                    self.viewers.publish({"sender": False})
+                watching = "" if self.viewers is None else f" ({len(self.viewers)} watching)"
+                self.status.update(f"waiting for a sender on ws://{self.config.host}:{self.server.bound_port}"
+                                   + watching)
                 continue
             s = call.live_status()
             total = self.stats.motion_packet_bytes
             kbps = max(0, total - self._last_bytes) * 8 / 1000 / STATUS_INTERVAL_S
             self._last_bytes = total
+            if self.viewers is not None:
+                self.viewers.publish({"sender": True, "render_fps": fps, "latency_ms": s["latency_ms"],
+                                      "loss": s["loss"], "motion_kbps": kbps})
+            watching = "" if self.viewers is None else f" | {len(self.viewers)} watching"
             self.status.update(format_status(fps, kbps, s["rtt_ms"], s["loss"] or 0.0, s["latency_ms"],
-                                             extra=f"render backlog {self.render.backlog}"))
+                                             extra=f"render backlog {self.render.backlog}{watching}"))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serves until ``stop`` is set (or per ``once`` / ``duration_s``)."""
@@ -166,6 +187,8 @@ class Receiver:
                 if self.call is not None:
                     self.call.link.end("the receiver is closing")
                 await asyncio.gather(self._call_task, return_exceptions=True)
+            if self.viewers is not None:
+                await self.viewers.close()
             await self.render.close()
             self.stats.frames_not_rendered = self.render.skipped
             self.stats.render_failures = self.render.failures.total

@@ -129,6 +129,11 @@ class Sender:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="face-encoder")
 
     @property
+    def accepted(self) -> bool:
+        """The receiver accepted the stream: motion flows."""
+        return self._accepted.is_set()
+
+    @property
     def audio_bytes(self) -> int:
         """Opus payload bytes sent so far."""
         return self._track.bytes_sent if self._track is not None else 0

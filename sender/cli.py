@@ -4,6 +4,7 @@ Examples::
 
     talk-send --connect ws://127.0.0.1:8765 --token TOKEN --video samples/clip.mp4
     talk-send --connect ws://192.168.1.20:8765 --token TOKEN --camera 0 --mic
+    talk-send --connect ws://192.168.1.20:8765 --token TOKEN --from-browser   # then open the printed page
 
 Exit status: 0 when the call ran to its end (or Ctrl-C), 1 when it failed or
 was refused, 2 for bad arguments or unusable media.
@@ -23,9 +24,14 @@ from urllib.parse import urlparse
 from codec.errors import MediaError, TalkcodecError
 from realtime.netem import NetemConfig
 from realtime.peer import is_loopback, restrict_ice_to_loopback
+from realtime.signaling import parse_listen
 from realtime.status import StatusLine, percentiles
+from sender.browser import BrowserCamera
 from sender.call import Sender, SenderConfig
 from sender.sources import CameraSource, FilePcm, FrameSource, MicPcm, PcmSource, VideoFileSource
+
+# How often the browser camera page hears what the call does.
+STATUS_INTERVAL_S = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,10 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--camera", type=int, metavar="N", help="capture camera N")
     src.add_argument("--video", type=Path, metavar="FILE", help="play a video file at real-time pace; "
                      "its soundtrack is sent too unless --audio, --mic or --no-audio")
+    src.add_argument("--from-browser", action="store_true",
+                     help="serve a page (see --listen) whose camera and microphone this sender encodes; "
+                     "the browser's leg is a normal video stream: keep it on this machine or the LAN")
     aud = p.add_mutually_exclusive_group()
     aud.add_argument("--audio", type=Path, metavar="FILE", help="send speech from this audio file")
     aud.add_argument("--mic", action="store_true", help="send speech from the microphone")
     aud.add_argument("--no-audio", action="store_true", help="send no speech")
+    p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8766), metavar="HOST:PORT",
+                   help="where --from-browser serves its camera page (default: 127.0.0.1:8766)")
     p.add_argument("--duration", type=float, metavar="S", help="end the call after S seconds")
     p.add_argument("--wait", type=float, default=0.0, metavar="S",
                    help="keep trying to reach the receiver for S seconds (it may still be starting)")
@@ -78,25 +89,84 @@ def _sources(args: argparse.Namespace) -> tuple[FrameSource, PcmSource | None]:
     return video, pcm
 
 
+async def _browser_camera(args: argparse.Namespace, stop: asyncio.Event) -> BrowserCamera | None:
+    """Serves the camera page and waits for a browser; None if stopped first."""
+    host, port = args.listen
+    camera = BrowserCamera(host, port, args.token)
+    await camera.start()
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+    print(f"talk-send: open http://{shown}:{camera.server.bound_port}/?token={args.token} in a browser "
+          "on this machine (browsers give the camera to localhost or https pages only)", flush=True)
+    waits = [asyncio.create_task(camera.connected.wait()), asyncio.create_task(stop.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    if not camera.connected.is_set():
+        await camera.close()
+        return None
+    return camera
+
+
+async def _show_on_page(camera: BrowserCamera, sender: Sender) -> None:
+    """Tells the browser page, once a second, what the call does with its camera."""
+    last_bytes, last_frames, last_no_face = 0, 0, 0
+    while True:
+        await asyncio.sleep(STATUS_INTERVAL_S)
+        t = sender.totals
+        sent, no_face = t.frames_sent - last_frames, t.frames_no_face - last_no_face
+        kbps = (t.motion_bytes - last_bytes) * 8 / 1000 / STATUS_INTERVAL_S
+        last_bytes, last_frames, last_no_face = t.motion_bytes, t.frames_sent, t.frames_no_face
+        if not sender.accepted:
+            state = "waiting for a face" if t.frames_encoded and sender.link is not None else "calling the receiver"
+        elif sent and no_face == sent:
+            state = "no face in view: the receiver shows the portrait at rest"
+        else:
+            state = f"{sent / STATUS_INTERVAL_S:.0f} fps of motion to {sender.config.url}"
+        camera.publish({"sending": sender.accepted and sent > no_face, "state": state,
+                        "motion_kbps": kbps, "layers": t.layers})
+
+
 async def _run(args: argparse.Namespace, status: StatusLine) -> int:
-    video, pcm = _sources(args)
-    config = SenderConfig(url=args.connect, token=args.token, duration_s=args.duration, layers=args.layers,
-                          max_kbps=args.max_kbps, entropy=args.entropy, audio_bitrate=int(args.audio_kbps * 1000),
-                          netem=NetemConfig(args.netem_loss, args.netem_jitter_ms, args.netem_seed),
-                          wait_s=args.wait)
-    sender = Sender(config, video, pcm, status)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    camera: BrowserCamera | None = None
+    sender: Sender | None = None
+    page: asyncio.Task[None] | None = None
     try:
+        if args.from_browser:
+            camera = await _browser_camera(args, stop)
+            if camera is None:
+                return 0
+            status.message("a browser connected its camera")
+            video: FrameSource = camera.video
+            pcm: PcmSource | None = None if args.no_audio else (
+                FilePcm(args.audio, loop=args.loop) if args.audio is not None else camera.pcm)
+        else:
+            video, pcm = _sources(args)
+        config = SenderConfig(url=args.connect, token=args.token, duration_s=args.duration, layers=args.layers,
+                              max_kbps=args.max_kbps, entropy=args.entropy,
+                              audio_bitrate=int(args.audio_kbps * 1000),
+                              netem=NetemConfig(args.netem_loss, args.netem_jitter_ms, args.netem_seed),
+                              wait_s=args.wait)
+        sender = Sender(config, video, pcm, status)
+        if camera is not None:
+            page = asyncio.create_task(_show_on_page(camera, sender), name="camera-page")
         reason = await sender.run(stop)
         status.message(f"call ended: {reason}")
         return 0
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        if args.stats_json is not None:
+        if page is not None:
+            page.cancel()
+            await asyncio.gather(page, return_exceptions=True)
+        if camera is not None:
+            await camera.close()
+        if args.stats_json is not None and sender is not None:
             t = sender.totals
             args.stats_json.write_text(json.dumps({
                 "frames_captured": t.frames_captured, "frames_encoded": t.frames_encoded,
@@ -116,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"talk-send: {e}", file=sys.stderr)
         return 2
     host = urlparse(args.connect).hostname or ""
-    if is_loopback(host):
+    # Only when every peer of this process is here: the receiver, and the browser if there is one.
+    if is_loopback(host) and (not args.from_browser or is_loopback(args.listen[0])):
         restrict_ice_to_loopback()
     status = StatusLine(enabled=not args.quiet)
     try:
