@@ -53,7 +53,7 @@ def silent_frames(samples: np.ndarray, frames: int) -> np.ndarray:
     return np.convolve(quiet.astype(float), k, "same") >= 5
 
 
-TEMPERATURE = 0.7
+TEMPERATURE = 0.2
 
 
 def tokens_for(audio: np.ndarray, frames: int, seeds: tuple[int, ...]) -> list[np.ndarray]:

@@ -141,7 +141,7 @@ class MotionGenerator(nn.Module):
     @torch.no_grad()
     def generate(self, units: torch.Tensor, context: torch.Tensor, n_context: int,
                  controls: torch.Tensor | None = None, temperature: float = 0.8,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, top_p: float = 0.8) -> torch.Tensor:
         """Fills in the frames after the context, coarse to fine.
 
         Args:
@@ -150,6 +150,7 @@ class MotionGenerator(nn.Module):
             n_context: frames of context; the other ``T - n_context`` are generated.
             controls: ``[T, 9]`` float (NaN where not given) or None.
             temperature: sampling temperature; 0 takes the most likely token.
+            top_p: sample among the most likely tokens that make up this much probability.
             generator: random source (seeded for repeatable runs).
         Returns:
             ``[T - n_context, R, G]`` int64 tokens.
@@ -168,7 +169,11 @@ class MotionGenerator(nn.Module):
                 new = logits.argmax(-1)
             else:
                 p = torch.softmax(logits.float() / temperature, -1).reshape(-1, c.codebook)
-                new = torch.multinomial(p, 1, generator=generator).view(t - n_context, c.groups)
+                # Nucleus sampling: the long tail of unlikely tokens is where lips go wrong.
+                sp, order = p.sort(-1, descending=True)
+                sp = torch.where(sp.cumsum(-1) - sp > top_p, torch.zeros_like(sp), sp)
+                pick = torch.multinomial(sp, 1, generator=generator)
+                new = order.gather(-1, pick).view(t - n_context, c.groups)
             tokens[0, n_context:, r] = new
             known[0, n_context:, r] = True
         return tokens[0, n_context:]

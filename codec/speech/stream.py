@@ -22,7 +22,7 @@ import torch
 from codec.speech.generator import CONTROL_DIM, MotionGenerator, load_generator
 from codec.speech.units import SAMPLES_PER_FRAME, SpeechUnitizer, load_unitizer
 
-DEFAULT_TEMPERATURE = 0.7
+DEFAULT_TEMPERATURE = 0.2
 
 
 class UnitStream:
