@@ -30,6 +30,8 @@ from receiver.viewers import Viewers
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 0.5
+# Speech to browsers waits for the rendered avatar at most this long.
+MAX_LIPSYNC_MS = 1000.0
 # How long the backlog of a recording may take to render after a call.
 DRAIN_TIMEOUT_S = 120.0
 
@@ -127,6 +129,7 @@ class Receiver:
             self.call = None
             if self.viewers is not None:
                 self.viewers.video.show_rest()
+                self.viewers.audio.delay_ms = 0.0
             if self.config.once:
                 self._calls_done.set()
 
@@ -160,6 +163,10 @@ class Receiver:
             kbps = max(0, total - self._last_bytes) * 8 / 1000 / STATUS_INTERVAL_S
             self._last_bytes = total
             if self.viewers is not None:
+                if s["latency_ms"] is not None and self.render.live:
+                    # Speech waits for the avatar; its own transit is about half the round trip.
+                    transit = (s["rtt_ms"] or 0.0) / 2
+                    self.viewers.audio.delay_ms = min(MAX_LIPSYNC_MS, max(0.0, s["latency_ms"] - transit))
                 self.viewers.publish({"sender": True, "render_fps": fps, "latency_ms": s["latency_ms"],
                                       "loss": s["loss"], "motion_kbps": kbps})
             watching = "" if self.viewers is None else f" | {len(self.viewers)} watching"

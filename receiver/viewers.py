@@ -5,9 +5,10 @@ The receiver renders once per sender; every browser gets the same frames
 out to each viewer's peer connection, which encodes them in the codec the
 browser offered, VP8 or H.264). Each source has one job:
 
-* :class:`AvatarTrack`: the newest rendered frame, 25 times a second; the
+* :class:`AvatarTrack`: each newly rendered frame (up to 25 a second); the
   portrait at rest while no sender is connected, so a video element still plays;
-* :class:`CallerAudioTrack`: the caller's decoded speech, silence between calls;
+* :class:`CallerAudioTrack`: the caller's decoded speech, delayed as much as
+  rendering delays the avatar; silence between calls;
 * :class:`Viewers`: answers viewers' offers, sends them the call's status on
   a small data channel once a second, and closes them.
 
@@ -32,11 +33,13 @@ from realtime.peer import gathered_description, new_peer_connection
 log = logging.getLogger(__name__)
 
 VIDEO_FPS = 25
+STILL_FPS = 5
 VIDEO_CLOCK = 90_000
 AUDIO_RATE = 48_000
 AUDIO_FRAME = 960  # 20 ms
-# Speech held for viewers at most (a viewer's encoder that stalls must not grow a queue).
-MAX_AUDIO_FRAMES = 10
+# Speech held for viewers at most, 20 ms frames: the lip-sync delay and some slack.
+MAX_AUDIO_FRAMES = 75
+MAX_AUDIO_SLACK = 5
 STATUS_LABEL, STATUS_ID = "status", 0
 MAX_VIEWERS = 16
 
@@ -73,8 +76,12 @@ class _Paced(MediaStreamTrack):  # type: ignore[misc]
         return n
 
 
-class AvatarTrack(_Paced):
-    """The avatar as a 25 fps video track.
+class AvatarTrack(MediaStreamTrack):  # type: ignore[misc]
+    """The avatar as a video track: each newly rendered frame, at most 25 a second.
+
+    A frame that did not change is repeated only :data:`STILL_FPS` times a
+    second (the portrait at rest, or a renderer that fell behind): every
+    frame sent costs one encoding per viewer, and the CPU is the renderer's.
 
     Args:
         rest: ``[H, W, 3]`` uint8, the portrait at rest (shown while no sender is connected).
@@ -83,38 +90,64 @@ class AvatarTrack(_Paced):
     kind = "video"
 
     def __init__(self, rest: np.ndarray) -> None:
-        super().__init__(1.0 / VIDEO_FPS)
+        super().__init__()
         self._rest = rgb_to_i420(rest)
         self._latest = self._rest
+        self._changed = asyncio.Event()
+        self._start: float | None = None
+        self._last: float | None = None
         self.frames_shown = 0
 
     def show(self, rgb: np.ndarray) -> None:
-        """The next frames show ``rgb`` (``[H, W, 3]`` uint8)."""
+        """The next frame shows ``rgb`` (``[H, W, 3]`` uint8)."""
         self._latest = rgb_to_i420(rgb)
         self.frames_shown += 1
+        self._changed.set()
 
     def show_rest(self) -> None:
         self._latest = self._rest
+        self._changed.set()
 
     async def recv(self) -> Any:
         import av
 
-        n = await self._next_slot()
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._last is not None:
+            wait = self._last + 1.0 / VIDEO_FPS - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if not self._changed.is_set():
+                try:
+                    await asyncio.wait_for(self._changed.wait(), self._last + 1.0 / STILL_FPS - time.monotonic())
+                except (asyncio.TimeoutError, TimeoutError):
+                    pass
+        self._changed.clear()
+        now = self._last = time.monotonic()
+        if self._start is None:
+            self._start = now
         # A fresh frame each time: the relay hands it to every viewer's encoder at once.
         frame = av.VideoFrame.from_ndarray(self._latest, format="yuv420p")
-        frame.pts = n * (VIDEO_CLOCK // VIDEO_FPS)
+        frame.pts = int(round((now - self._start) * VIDEO_CLOCK))
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         return frame
 
 
 class CallerAudioTrack(_Paced):
-    """The caller's speech as a 20 ms paced audio track (s16 stereo, 48 kHz); silence without a caller."""
+    """The caller's speech as a 20 ms paced audio track (s16 stereo, 48 kHz); silence without a caller.
+
+    Speech arrives as soon as the network brings it, the avatar only once
+    rendered: :attr:`delay_ms` (the call's render latency, set by the
+    receiver) holds speech back by as much, so viewers see lips and hear
+    words together.
+    """
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__(AUDIO_FRAME / AUDIO_RATE)
         self._queue: deque[np.ndarray] = deque(maxlen=MAX_AUDIO_FRAMES)
+        self.delay_ms = 0.0
 
     def push(self, frame: Any) -> None:
         """Queues one decoded ``av.AudioFrame`` of the call (copied: the recorder owns the original)."""
@@ -129,7 +162,11 @@ class CallerAudioTrack(_Paced):
         import av
 
         n = await self._next_slot()
-        samples = self._queue.popleft() if self._queue else np.zeros((1, 2 * AUDIO_FRAME), np.int16)
+        held = int(round(self.delay_ms * AUDIO_RATE / 1000 / AUDIO_FRAME))
+        while len(self._queue) > held + MAX_AUDIO_SLACK:  # the delay shrank: catch up
+            self._queue.popleft()
+        speech = len(self._queue) > held
+        samples = self._queue.popleft() if speech else np.zeros((1, 2 * AUDIO_FRAME), np.int16)
         frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
         frame.sample_rate = AUDIO_RATE
         frame.pts = n * AUDIO_FRAME
