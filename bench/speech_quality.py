@@ -207,6 +207,7 @@ def speed() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global TEMPERATURE
     parser = argparse.ArgumentParser(prog="bench.speech_quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
@@ -214,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="generator sampling temperature")
     parser.add_argument("--skip", nargs="*", default=[], choices=["held_out", "languages", "speed"])
     args = parser.parse_args(argv)
-    global TEMPERATURE
     TEMPERATURE = args.temperature
     torch.set_num_threads(1)
     res: dict = {}
