@@ -71,6 +71,10 @@ async def _serve(receiver: Receiver) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:
+        from codec.logs import quiet_native_logs
+
+        quiet_native_logs()  # before logging binds sys.stderr
     logging.basicConfig(level=logging.WARNING, format="talk-recv: %(message)s")
     host, port = args.listen
     token = args.token or new_token()

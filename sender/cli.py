@@ -179,6 +179,10 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:
+        from codec.logs import quiet_native_logs
+
+        quiet_native_logs()  # before logging binds sys.stderr
     logging.basicConfig(level=logging.WARNING, format="talk-send: %(message)s")
     try:
         NetemConfig(args.netem_loss, args.netem_jitter_ms)
