@@ -31,6 +31,7 @@ from codec.bitstream import (MAX_PACKET_BYTES, PACKET_HEADER_BYTES, STREAM_VERSI
 from codec.entropy import EntropyModel, fit_entropy_model
 from codec.errors import StreamError
 from codec.grfsq import GRFSQConfig
+from token_walks import random_walk, walk_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REF = ReferenceInfo(frame_index=12, rotation=(0.1, -0.25, 0.03125), gaze=(0.0, 0.5, -0.5, 0.25),
@@ -42,20 +43,9 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-def random_walk(rng: np.random.Generator, frames: int, layers: int = 4) -> np.ndarray:
-    """``[T, layers, 12]`` tokens whose FSQ digits step by at most one per frame."""
-    d = np.empty((frames, layers, 12, 4), np.int64)
-    d[0] = rng.integers(0, 5, d.shape[1:])
-    steps = rng.choice([-1, 0, 1], p=[0.1, 0.8, 0.1], size=d.shape)
-    for t in range(1, frames):
-        d[t] = np.clip(d[t - 1] + steps[t], 0, 4)
-    return d @ 5 ** np.arange(4)
-
-
 @pytest.fixture(scope="module")
 def model() -> EntropyModel:
-    rng = np.random.default_rng(0)
-    return fit_entropy_model([random_walk(rng, 200) for _ in range(4)])
+    return walk_model()
 
 
 def header(mode: str = "fixed", model: EntropyModel | None = None, **kw: object) -> StreamHeader:

@@ -12,22 +12,12 @@ from codec.entropy import (ENTROPY_PATH, EntropyModel, fit_entropy_model, load_e
                            token_digits)
 from codec.errors import StreamError
 from codec.grfsq import GRFSQConfig
-
-
-def random_walk(rng: np.random.Generator, frames: int, layers: int = 4) -> np.ndarray:
-    """``[T, layers, 12]`` tokens whose FSQ digits step by at most one per frame."""
-    d = np.empty((frames, layers, 12, 4), np.int64)
-    d[0] = rng.integers(0, 5, d.shape[1:])
-    steps = rng.choice([-1, 0, 1], p=[0.1, 0.8, 0.1], size=d.shape)
-    for t in range(1, frames):
-        d[t] = np.clip(d[t - 1] + steps[t], 0, 4)
-    return d @ 5 ** np.arange(4)
+from token_walks import random_walk, walk_model
 
 
 @pytest.fixture(scope="module")
 def model() -> EntropyModel:
-    rng = np.random.default_rng(0)
-    return fit_entropy_model([random_walk(rng, 200) for _ in range(4)])
+    return walk_model()
 
 
 def test_digits_match_the_fsq_index_order():
