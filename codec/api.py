@@ -227,11 +227,37 @@ def encode_landmarks(landmarks: np.ndarray, face: np.ndarray, config: EncoderCon
                         reference_info(landmarks[reference_frame], reference_frame, image_size))
     tokens = np.full((len(face), config.layers, enc.header.tokenizer.groups), -1, np.int64)
     tokens[face] = enc.tokens(landmarks[face])[:, : config.layers]
-    packets = []
-    for t in range(len(face)):
-        ts = int(round(t * 1000 / config.fps))
-        packets.append(enc._writer.encode(tokens[t] if face[t] else None, ts))
-    return EncodedStream(enc.header, packets, tokens, face)
+    return packetize(enc.header, tokens, face)
+
+
+def packetize(header: StreamHeader, tokens: np.ndarray, face: np.ndarray) -> EncodedStream:
+    """Packets for ``[T, r, G]`` tokens (``face [T]`` False: a no-face packet), one per frame at ``header.fps``."""
+    writer = StreamWriter(header)
+    packets = [writer.encode(tokens[t] if face[t] else None, int(round(t * 1000 / header.fps)))
+               for t in range(len(face))]
+    return EncodedStream(header, packets, tokens, face)
+
+
+def encode_audio(path: str | Path, config: EncoderConfig = EncoderConfig(), seed: int | None = None) -> EncodedStream:
+    """Speech-driven mode: motion tokens generated from a recording's speech (a wav or a video's audio).
+
+    The tokens are motion relative to a face at rest, so the stream's reference
+    is the canonical template's rest pose.
+
+    Raises:
+        MediaError: no readable audio.
+    """
+    from codec.media import read_audio
+    from codec.motion import load_template
+    from codec.speech import speech_to_tokens
+
+    samples = read_audio(path, 16000)
+    if len(samples) < 640:
+        raise MediaError(f"{path}: shorter than one video frame of audio")
+    tokens = speech_to_tokens(samples, seed=seed)[:, : config.layers]
+    rest = load_template().shape * 100.0 + np.array([256.0, 256.0, 0.0])
+    header = make_header(config, reference_info(rest, 0, (512, 512)))
+    return packetize(header, tokens, np.ones(len(tokens), bool))
 
 
 def track_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
@@ -293,4 +319,5 @@ def decode_stream(header: StreamHeader, packets: list[bytes], portrait_landmarks
 
 
 __all__ = ["DecodedFrame", "EncodedStream", "EncoderConfig", "FrameDecoder", "FrameEncoder", "MediaError",
-           "MotionEncoder", "decode_stream", "encode_landmarks", "encode_video", "track_video"]
+           "MotionEncoder", "decode_stream", "encode_audio", "encode_landmarks", "encode_video", "packetize",
+           "track_video"]

@@ -1,6 +1,7 @@
 """``talk-codec``: encode a video's face motion to a ``.tok`` file, inspect it, decode it.
 
     talk-codec encode INPUT.mp4 -o OUT.tok [--layers 1..4] [--entropy] [--reference-frame K]
+    talk-codec encode --from-audio SPEECH.wav -o OUT.tok [--seed N]
     talk-codec info OUT.tok [--json]
     talk-codec decode IN.tok --portrait P.png (--landmarks OUT.npy | -o OUT.mp4) [--device auto]
                      [--renderer warp|neural] [--size 512] [--layers R]
@@ -22,18 +23,22 @@ from codec.errors import TalkcodecError
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from codec.api import EncoderConfig, encode_video
+    from codec.api import EncoderConfig, encode_audio, encode_video
     from codec.container import write_tok
+    from codec.media import probe_video, read_audio
 
-    stream = encode_video(args.input, EncoderConfig(layers=args.layers, entropy=args.entropy),
-                          reference_frame=args.reference_frame)
+    config = EncoderConfig(layers=args.layers, entropy=args.entropy)
+    if args.from_audio:
+        stream = encode_audio(args.input, config, seed=args.seed)
+        has_audio = True
+    else:
+        stream = encode_video(args.input, config, reference_frame=args.reference_frame)
+        has_audio = probe_video(args.input).has_audio
     audio = None
-    if not args.no_audio:
+    if has_audio and not args.no_audio:
         from codec.audio import encode_opus
-        from codec.media import probe_video, read_audio
 
-        if probe_video(args.input).has_audio:
-            audio = encode_opus(read_audio(args.input, 48000), 48000)
+        audio = encode_opus(read_audio(args.input, 48000), 48000)
     write_tok(args.output, stream.header, stream.packets, audio)
     payload = sum(len(p) for p in stream.packets)
     n = len(stream.packets)
@@ -120,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--reference-frame", type=int, default=None, metavar="K",
                    help="frame whose face is the reference (default: the first with a face)")
     e.add_argument("--no-audio", action="store_true", help="leave the input's audio out")
+    e.add_argument("--from-audio", action="store_true",
+                   help="generate the motion from the input's speech (a wav or a video's audio) instead of its "
+                        "face (experimental: see docs/speech_mode.md)")
+    e.add_argument("--seed", type=int, default=None, help="with --from-audio: repeatable non-verbal motion")
     e.set_defaults(func=_encode)
     i = sub.add_parser("info", help="what a .tok holds")
     i.add_argument("input")

@@ -77,3 +77,22 @@ def test_bad_input_gives_one_line_and_nonzero_exit(case, tmp_path, tok, sample_p
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert lines and "error" in lines[-1] and "Traceback" not in r.stderr
+
+
+def test_encode_from_audio(tmp_path, sample_clip, sample_portrait, capsys):
+    from codec.speech import SpeechModelMissing
+    from codec.speech.units import load_unitizer
+
+    try:
+        load_unitizer()
+    except SpeechModelMissing as e:  # the Whisper data packages are not installed
+        pytest.skip(f"speech encoder missing: {e}")
+    out = tmp_path / "speech.tok"
+    assert main(["encode", "--from-audio", str(sample_clip), "-o", str(out), "--seed", "3"]) == 0
+    capsys.readouterr()
+    main(["info", str(out), "--json"])
+    info = json.loads(capsys.readouterr().out)
+    assert info["frames"] == 125 and info["faces"] == 125 and info["audio_bytes"] > 0
+    lm = tmp_path / "speech.npy"
+    assert main(["decode", str(out), "--portrait", str(sample_portrait), "--landmarks", str(lm)]) == 0
+    assert np.load(lm).shape == (125, 478, 3)
