@@ -19,36 +19,32 @@ import time
 import numpy as np
 import torch
 
+from bench.metrics import nme
 from codec import regions as R
 from codec.corpus import clip_landmarks, corpus_dir, corpus_split
 from codec.motion import MotionDelta, motion_from_landmarks, relative, transfer
 from codec.tokenizer import corpus_tokens, load_tokenizer
 
 
-def nme(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean landmark distance (x, y) over the truth's inter-ocular distance."""
-    d = np.linalg.norm(pred[..., :2] - true[..., :2], axis=-1) / R.inter_ocular(true)[..., None]
-    return float((d if mask is None else d[..., mask]).mean())
+def _nme(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Clip-mean NME over the mesh and per region (lips, eyes, rest)."""
+    return {k: float(v.mean()) for k, v in nme(pred, true).items()}
 
 
 def fidelity() -> dict:
     root = corpus_dir()
     tok = load_tokenizer()
-    masks = R.region_masks()
     per_clip = []
     for clip in corpus_split(root).held_out:
         cl = clip_landmarks(root / clip)
         lm = cl.landmarks[cl.valid].astype(np.float64)
         delta = relative(motion_from_landmarks(lm), motion_from_landmarks(lm[0]))
         tokens = tok.encode(delta.to_vector())
-        row = {"clip": clip, "frames": len(lm),
-               "baseline": {k: nme(np.broadcast_to(lm[0], lm.shape), lm, m) for k, m in masks.items()}}
-        row["baseline"]["all"] = nme(np.broadcast_to(lm[0], lm.shape), lm)
+        row = {"clip": clip, "frames": len(lm), "baseline": _nme(np.broadcast_to(lm[0], lm.shape), lm)}
         mo_true = R.mouth_opening(lm)
         for r in range(1, tok.config.grfsq.residuals + 1):
             pred = transfer(lm[0], MotionDelta.from_vector(tok.decode(tokens[:, :r])))
-            row[f"L{r}"] = {k: nme(pred, lm, m) for k, m in masks.items()}
-            row[f"L{r}"]["all"] = nme(pred, lm)
+            row[f"L{r}"] = _nme(pred, lm)
             row[f"L{r}"]["mouth_corr"] = float(np.corrcoef(R.mouth_opening(pred), mo_true)[0, 1])
         per_clip.append(row)
     return {"clips": per_clip}

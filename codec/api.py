@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from codec import regions as R
-from codec.bitstream import (STREAM_VERSION, ReferenceInfo, StreamHeader, StreamReader, StreamWriter,
-                             check_compatible)
+from codec.bitstream import (STREAM_VERSION, DecodedPacket, ReferenceInfo, StreamHeader, StreamReader,
+                             StreamWriter, check_compatible)
 from codec.errors import MediaError, NoFaceError, StreamError
 from codec.face import FaceTracker
-from codec.motion import MotionDelta, MotionState, motion_from_landmarks, relative, transfer
+from codec.motion import (MotionDelta, MotionState, apply_delta, landmarks_from_motion, motion_from_landmarks,
+                          relative)
 from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
 
 
@@ -173,26 +174,34 @@ class FrameDecoder:
         self.header = header
         self._reader = StreamReader(header)
         self._portrait = None if portrait_landmarks is None else np.asarray(portrait_landmarks, np.float64)
+        # The portrait's own motion is fitted once; every frame only applies a delta to it.
         self._portrait_state: MotionState | None = (None if self._portrait is None
                                                     else motion_from_landmarks(self._portrait))
 
+    def read(self, packet: bytes) -> DecodedPacket:
+        """Parses one packet to its tokens (no motion decoding). Raises StreamError."""
+        return self._reader.decode(packet)
+
+    def deltas(self, tokens: np.ndarray) -> MotionDelta:
+        """Motion deltas ``[T]`` from tokens ``[T, r, G]``."""
+        return MotionDelta.from_vector(self._tok.decode(tokens))
+
     def landmarks(self, delta: MotionDelta | None) -> np.ndarray:
-        """Target landmarks ``[T, 478, 3]`` for ``[T]`` deltas (None: the portrait at rest)."""
-        if self._portrait is None:
+        """Target landmarks in the portrait (``[..., 478, 3]`` for ``[...]`` deltas; None: the portrait at rest)."""
+        if self._portrait_state is None:
             raise ValueError("this decoder holds no portrait")
         if delta is None:
-            return self._portrait[None].copy()
-        return transfer(self._portrait, delta)
+            return self._portrait.copy()
+        return landmarks_from_motion(apply_delta(self._portrait_state, delta))
 
     def decode(self, packet: bytes) -> DecodedFrame:
         """Decodes one packet. Raises StreamError for a corrupt or undecodable packet."""
-        p = self._reader.decode(packet)
+        p = self.read(packet)
         delta = None
         if p.face and p.tokens is not None:
-            delta = MotionDelta.from_vector(self._tok.decode(p.tokens[None]))
-        lm = None if self._portrait is None else self.landmarks(delta)[0]
-        d0 = None if delta is None else MotionDelta.from_vector(delta.to_vector()[0])
-        return DecodedFrame(p.seq, p.timestamp_ms, p.face, p.layers, p.tokens, d0, lm)
+            delta = MotionDelta.from_vector(self._tok.decode(p.tokens[None])[0])
+        lm = None if self._portrait is None else self.landmarks(delta)
+        return DecodedFrame(p.seq, p.timestamp_ms, p.face, p.layers, p.tokens, delta, lm)
 
 
 @dataclass
@@ -300,7 +309,7 @@ def decode_stream(header: StreamHeader, packets: list[bytes], portrait_landmarks
     dec = FrameDecoder(header, portrait_landmarks)
     out = []
     for pkt in packets:
-        f = dec._reader.decode(pkt)
+        f = dec.read(pkt)
         if not f.face or f.tokens is None:
             out.append(None)
             continue
@@ -311,10 +320,8 @@ def decode_stream(header: StreamHeader, packets: list[bytes], portrait_landmarks
     for i, t in enumerate(out):
         if t is not None:
             by_layers.setdefault(t.shape[0], []).append(i)
-    tok = load_tokenizer()
-    for r, idx in by_layers.items():
-        delta = MotionDelta.from_vector(tok.decode(np.stack([out[i] for i in idx])))
-        result[idx] = transfer(np.asarray(portrait_landmarks, np.float64), delta)
+    for idx in by_layers.values():
+        result[idx] = dec.landmarks(dec.deltas(np.stack([out[i] for i in idx])))
     return result
 
 
