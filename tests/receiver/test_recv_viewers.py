@@ -1,4 +1,5 @@
-"""The browser viewers' source tracks: new frames as rendered, a still one slowly, speech paced."""
+"""The browser viewers' tracks: new frames as rendered, a still one slowly, encoded once for every
+viewer (each starting at a keyframe), speech paced."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from receiver.viewers import AUDIO_FRAME, AUDIO_RATE, STILL_FPS, AvatarTrack, CallerAudioTrack, rgb_to_i420
+from receiver.viewers import (AUDIO_FRAME, AUDIO_RATE, H264, KEYFRAME_INTERVAL_S, MAX_BACKLOG, STILL_FPS, VP8,
+                              AvatarTrack, CallerAudioTrack, SharedVideo, Viewers, ViewerVideoTrack, rgb_to_i420)
 
 
 def _solid(value: int) -> np.ndarray:
@@ -40,7 +42,7 @@ def test_avatar_track_sends_new_frames_and_repeats_a_still_one_slowly() -> None:
     assert frames[0].time_base == fractions.Fraction(1, 90000)  # type: ignore[attr-defined]
     lumas = [int(f.to_ndarray()[:64].mean()) for f in frames]  # type: ignore[attr-defined]
     assert lumas[0] == lumas[3] and lumas[1] == lumas[2] > lumas[0] + 100
-    assert frames[1] is not frames[2]  # each viewer's encoder gets its own frame object
+    assert frames[1] is not frames[2]  # an encoder may mark each one (a keyframe) on its own
 
 
 def test_stopped_track_ends() -> None:
@@ -97,3 +99,142 @@ def test_caller_audio_waits_for_the_avatar() -> None:
         return heard
 
     assert asyncio.run(run()) == [False, False, False, True, True, True]
+
+
+def _moving(track: AvatarTrack, i: int) -> None:
+    """Shows frame ``i`` of a small moving picture."""
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[:, (3 * i) % 64:] = 180
+    track.show(frame)
+
+
+async def _watch(viewers: list[ViewerVideoTrack], avatar: AvatarTrack, n: int) -> list[list[object]]:
+    """Each viewer's next ``n`` packets (all asking at once), a new frame shown as each one is taken."""
+    got: list[list[object]] = [[] for _ in viewers]
+    for i in range(n):
+        _moving(avatar, i)
+        packets = await asyncio.wait_for(asyncio.gather(*(viewer.recv() for viewer in viewers)), 2.0)
+        for out, packet in zip(got, packets):
+            out.append(packet)
+    return got
+
+
+@pytest.mark.parametrize("codec", [VP8, H264])
+def test_each_frame_is_encoded_once_for_every_viewer(codec: str) -> None:
+    async def run(n_viewers: int) -> tuple[SharedVideo, list[list[object]]]:
+        shared = SharedVideo(AvatarTrack(_solid(0)))
+        viewers = [shared.subscribe(codec) for _ in range(n_viewers)]
+        got = await _watch(viewers, shared.source, 12)
+        await shared.close()
+        return shared, got
+
+    for n_viewers in (1, 4):
+        shared, got = asyncio.run(run(n_viewers))
+        assert shared.encoded == {codec: shared.frames}  # one encoding per frame, however many watch
+        assert shared.frames <= 12 + 2
+        first = got[0]
+        assert first[0].is_keyframe and not any(p.is_keyframe for p in first[1:])  # type: ignore[attr-defined]
+        for other in got[1:]:  # the very same packets
+            assert all(a is b for a, b in zip(first, other))
+        pts = [p.pts for p in first]  # type: ignore[attr-defined]
+        assert all(b > a for a, b in zip(pts, pts[1:]))
+        assert first[0].time_base == fractions.Fraction(1, 90000)  # type: ignore[attr-defined]
+
+
+def test_a_joining_viewer_starts_at_a_keyframe() -> None:
+    async def run() -> tuple[list[object], list[object], float, SharedVideo]:
+        shared = SharedVideo(AvatarTrack(_solid(0)))
+        early = shared.subscribe(VP8)
+        await _watch([early], shared.source, 10)
+        late = shared.subscribe(VP8)
+        t0 = time.monotonic()
+        got = await _watch([early, late], shared.source, 10)
+        waited = time.monotonic() - t0
+        await shared.close()
+        return got[0], got[1], waited, shared
+
+    early, late, waited, shared = asyncio.run(run())
+    assert late[0].is_keyframe  # type: ignore[attr-defined]
+    assert waited < KEYFRAME_INTERVAL_S / 2  # asked for at once, not at the next scheduled one
+    assert late[0] in early  # the keyframe made for it went to everyone
+    assert shared.encoded[VP8] == shared.frames
+
+
+class _Packet:
+    def __init__(self, key: bool) -> None:
+        self.is_keyframe = key
+
+
+class _Shared:
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def request_keyframe(self, codec: str) -> None:
+        self.requests += 1
+
+    def unsubscribe(self, track: object) -> None:
+        pass
+
+
+def test_a_slow_viewer_skips_to_the_next_keyframe() -> None:
+    async def run() -> tuple[list[bool], int, int]:
+        shared = _Shared()
+        track = ViewerVideoTrack(shared, VP8)  # type: ignore[arg-type]
+        pull = asyncio.ensure_future(track.recv())
+        await asyncio.sleep(0)
+        assert shared.requests == 1  # its sender started: a keyframe, please
+        track.push(_Packet(False))  # not a start: skipped
+        track.push(_Packet(True))
+        assert (await pull).is_keyframe
+        for _ in range(MAX_BACKLOG + 1):  # the viewer falls too far behind: its backlog goes, a keyframe is asked for
+            track.push(_Packet(False))
+        requests = shared.requests
+        track.push(_Packet(False))  # useless until that keyframe
+        track.push(_Packet(True))
+        track.push(_Packet(False))
+        got = [(await track.recv()).is_keyframe for _ in range(2)]
+        track.stop()
+        return got, requests, track.packets_skipped
+
+    got, requests, skipped = asyncio.run(run())
+    assert got == [True, False] and requests == 2 and skipped == 1 + (MAX_BACKLOG + 1) + 1
+
+
+async def _watch_over_webrtc(codecs: list[str], frames: int) -> tuple[str, list[object], Viewers]:
+    """A WebRTC viewer (aiortc) offering ``codecs`` for video: the answer and the frames it decodes."""
+    from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+
+    from realtime.peer import gathered_description, restrict_ice_to_loopback
+
+    restrict_ice_to_loopback()
+    viewers = Viewers(_solid(40))
+    pc = RTCPeerConnection()
+    video = pc.addTransceiver("video", direction="recvonly")
+    video.setCodecPreferences([c for c in RTCRtpReceiver.getCapabilities("video").codecs if c.mimeType in codecs])
+    pc.addTransceiver("audio", direction="recvonly")
+    pc.createDataChannel("status", negotiated=True, id=0)
+    tracks: asyncio.Queue[object] = asyncio.Queue()
+    pc.on("track", lambda t: tracks.put_nowait(t) if t.kind == "video" else None)
+    try:
+        answer = await viewers.on_watch(await gathered_description(pc, offer=True))
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        track = await asyncio.wait_for(tracks.get(), 10)
+        got = []
+        for i in range(frames):
+            _moving(viewers.video, i)
+            got.append(await asyncio.wait_for(track.recv(), 10))  # type: ignore[attr-defined]
+        return answer, got, viewers
+    finally:
+        await pc.close()
+        await viewers.close()
+
+
+@pytest.mark.parametrize("codec", [VP8, H264])
+def test_a_webrtc_viewer_gets_the_shared_encoding(codec: str) -> None:
+    answer, frames, viewers = asyncio.run(_watch_over_webrtc([codec, "video/rtx"] if codec == H264 else
+                                                            [H264, codec, "video/rtx"], 5))
+    video = answer[answer.index("m=video"):answer.index("m=audio")]
+    rtpmaps = [line.split()[1].split("/")[0] for line in video.splitlines() if line.startswith("a=rtpmap:")]
+    assert rtpmaps[0] == codec.split("/")[1] and set(rtpmaps) <= {codec.split("/")[1], "rtx"}  # VP8 preferred
+    assert [(f.width, f.height) for f in frames] == [(64, 64)] * 5  # type: ignore[attr-defined]
+    assert viewers.shared.encoded.get(codec, 0) >= 5 and len(viewers.shared) == 0  # all gone after close
