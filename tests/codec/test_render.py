@@ -4,6 +4,7 @@ import torch
 
 from codec.portrait import prepare_portrait
 from codec.render import RenderConfig, Renderer, resolve_device
+from codec.warp import denoise_portrait
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,8 @@ def test_frames_are_uint8_of_the_configured_size(renderer, portrait):
     many = renderer.render(np.stack([portrait.landmarks] * 2))
     assert many.shape == (2, 512, 512, 3)
     assert np.array_equal(many[0], one[0])
-    assert np.abs(one[0].astype(int) - portrait.image).mean() < 0.5
+    # At rest: the portrait, its noise smoothed (codec.warp.denoise_portrait).
+    assert np.abs(one[0].astype(int) - denoise_portrait(portrait.image)).mean() < 1.5
     with pytest.raises(ValueError, match="478"):
         renderer.render(np.zeros((10, 3), np.float32))
 
