@@ -223,10 +223,23 @@ async def _watch_over_webrtc(codecs: list[str], frames: int) -> tuple[str, list[
         for i in range(frames):
             _moving(viewers.video, i)
             got.append(await asyncio.wait_for(track.recv(), 10))  # type: ignore[attr-defined]
+        await _lose_a_packet(viewers)
         return answer, got, viewers
     finally:
         await pc.close()
         await viewers.close()
+
+
+async def _lose_a_packet(viewers: Viewers) -> None:
+    """The viewer's PLI (picture loss) reaches aiortc's sender: the shared encoder is asked for a keyframe."""
+    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+    asked: list[str] = []
+    viewers.shared.request_keyframe = asked.append  # type: ignore[method-assign]
+    (pc,) = viewers._pcs
+    sender = next(t.sender for t in pc.getTransceivers() if t.kind == "video")
+    await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
+    assert asked == [sender.track.codec]
 
 
 @pytest.mark.parametrize("codec", [VP8, H264])
