@@ -41,7 +41,8 @@ class BenchConfig:
             bitrate; None: every talkcodec bitrate, then doubling to :data:`MAX_KBPS`.
         device: render device (``auto``, ``cpu``, ``cuda``).
         latency: time talkcodec frame by frame (sender tracking + encoding one
-            frame, rendering one frame) instead of amortized over a batch.
+            frame, rendering one frame) instead of amortized over a batch, and
+            time a 10 s loopback call end to end (:mod:`bench.loopback`).
         stride: identity and CPBD are scored on every ``stride``-th frame.
         search_frames: frames used to score each baseline candidate.
         sizes: the baselines' ladder of frame sizes.
@@ -333,7 +334,8 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
                 bar.update()
         _strip(path, frames, tc_frames, base, strip_frames, out / "strips" / f"{path.stem}.png")
     bar.close()
-    meta = {"clips": [p.name for p in paths], "config": dict(cfg.__dict__),
+    call = _call(paths[0], cfg) if cfg.latency and not why_not else None
+    meta = {"clips": [p.name for p in paths], "config": dict(cfg.__dict__), "call": call,
             "elapsed_s": time.perf_counter() - t_start,
             "talkcodec": f"unavailable: {why_not}" if why_not else tc_status or "ok", "truth_cpbd": truth_cpbd}
     summary = report.summarize(records, meta)
@@ -341,6 +343,19 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
     report.plot_rd(records, out / "rd.png")
     report.write_markdown(records, summary, out / "report.md")
     return {"records": records, "summary": summary}
+
+
+def _call(clip: Path, cfg: BenchConfig) -> dict[str, Any]:
+    """``--latency``: a 10 s loopback call with the real talk-send and talk-recv (see :mod:`bench.loopback`)."""
+    from bench.loopback import CallConfig, measure_call
+
+    print(f"talk-bench: timing a 10 s loopback call on {clip.name}", file=sys.stderr)
+    device = "cuda" if _has_cuda(cfg.device) else "cpu"
+    try:
+        return {"clip": clip.name, **measure_call(clip, CallConfig(seconds=10.0, device=device))}
+    except TalkcodecError as e:  # the quality results stand without it
+        print(f"talk-bench: the loopback call failed: {e}", file=sys.stderr)
+        return {"clip": clip.name, "error": str(e)}
 
 
 def strip_index(t: int, n: int = 4) -> np.ndarray:
@@ -379,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="render device: auto, cpu, cuda (default auto)")
     p.add_argument("--latency", action="store_true",
                    help="time talkcodec one frame at a time (sender: track + encode; receiver: render) "
-                        "instead of amortized over batches")
+                        "instead of amortized over batches, and a 10 s loopback call with the real "
+                        "talk-send and talk-recv (capture-to-rendered-frame latency p50/p95)")
     p.add_argument("--frames", type=int, help="frames per clip (default: all; --quick: 100)")
     args = p.parse_args(argv)
     if argv is None:

@@ -281,6 +281,20 @@ def write_markdown(records: list[dict], summary: dict[str, Any], path: Path) -> 
                              f"detail {_fmt(by.get('detail'), 1)})")
             lines.append(f"- {clip} (truth's CPBD {_fmt(e.get('truth_cpbd'))}): " + "; ".join(parts))
         lines.append("")
+    call = summary.get("call")
+    if call:
+        lines += ["## A call over loopback (--latency)", ""]
+        if call.get("error"):
+            lines += [f"The call on {call.get('clip')} failed: {call['error']}", ""]
+        else:
+            lat, play = call.get("latency_ms") or {}, call.get("playout_latency_ms") or {}
+            lines += [f"talk-send --video {call.get('clip')} to talk-recv for {_fmt(call.get('seconds'), 0)} s, "
+                      f"{call.get('layers')} layers, {call.get('renderer')} renderer on {call.get('device')}: "
+                      f"capture to rendered frame p50 {_fmt(lat.get('p50'), 0)} ms, p95 {_fmt(lat.get('p95'), 0)} ms; "
+                      f"capture to playout p50 {_fmt(play.get('p50'), 0)} ms, p95 {_fmt(play.get('p95'), 0)} ms; "
+                      f"{call.get('frames_sent')} frames sent, {call.get('frames_received')} received, "
+                      f"{call.get('frames_rendered')} rendered; motion {_fmt(call.get('motion_kbps'), 1)} kbps, "
+                      f"packet loss {_fmt(call.get('packet_loss'))}.", ""]
     cols = ("clip", "codec", "setting", "kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist", "detail", "cpbd",
             "face_detected", "encode_ms", "render_ms")
     lines += ["## All records", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

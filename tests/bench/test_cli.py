@@ -57,11 +57,17 @@ def test_validate_rejects_broken_documents():
 
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="the bundled sample clip is missing")
-def test_smoke_run_writes_valid_outputs(tmp_path):
+def test_smoke_run_writes_valid_outputs(tmp_path, monkeypatch):
     # A short version of --quick: one clip, 20 frames, baselines at 2x and 8x talkcodec's bitrate
-    # (on so short a clip the first keyframe alone needs more than 1x).
+    # (on so short a clip the first keyframe alone needs more than 1x). --latency's loopback call
+    # has its own test (test_loopback.py); here it is stood in for.
+    import bench.loopback
+
+    calls = []
+    monkeypatch.setattr(bench.loopback, "measure_call",
+                        lambda clip, config: calls.append(clip) or {"latency_ms": {"p50": 80.0, "p95": 120.0}})
     cfg = BenchConfig(max_frames=20, multiples=(2, 8), stride=5, search_frames=4, sizes=(128, 64),
-                      neural_layers=(4,))
+                      neural_layers=(4,), latency=True)
     run([SAMPLE], tmp_path, cfg)
     doc = json.loads((tmp_path / "bench.json").read_text())
     report.validate(doc)
@@ -78,6 +84,8 @@ def test_smoke_run_writes_valid_outputs(tmp_path):
         if r["codec"] != "talkcodec":
             assert r["kbps"] <= r["target_kbps"] * 1.1
     assert "at_talkcodec_bitrate" in doc["summary"]
+    if doc["summary"]["talkcodec"] == "ok":
+        assert calls == [SAMPLE] and doc["summary"]["call"]["latency_ms"]["p95"] == 120.0
     assert (tmp_path / "rd.png").stat().st_size > 1000
     assert (tmp_path / "strips" / "clip.png").exists()
     assert "| clip | codec |" in (tmp_path / "report.md").read_text()
