@@ -257,16 +257,27 @@ def encode_audio(path: str | Path, config: EncoderConfig = EncoderConfig(), seed
         MediaError: no readable audio.
     """
     from codec.media import read_audio
-    from codec.motion import load_template
     from codec.speech import speech_to_tokens
 
     samples = read_audio(path, 16000)
     if len(samples) < 640:
         raise MediaError(f"{path}: shorter than one video frame of audio")
     tokens = speech_to_tokens(samples, seed=seed)[:, : config.layers]
-    rest = load_template().shape * 100.0 + np.array([256.0, 256.0, 0.0])
-    header = make_header(config, reference_info(rest, 0, (512, 512)))
+    header = make_header(config, speech_reference())
     return packetize(header, tokens, np.ones(len(tokens), bool))
+
+
+def speech_reference() -> ReferenceInfo:
+    """The reference of a speech-driven stream: the canonical template at rest (mouth closed), in a 512² frame.
+
+    Generated tokens are motion relative to a face at rest, so every stream
+    made from speech (a file, or a live call's ``talk-send --audio-only``)
+    declares this reference.
+    """
+    from codec.motion import load_template
+
+    rest = load_template().shape * 100.0 + np.array([256.0, 256.0, 0.0])
+    return reference_info(rest, 0, (512, 512))
 
 
 def track_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
@@ -327,4 +338,4 @@ def decode_stream(header: StreamHeader, packets: list[bytes], portrait_landmarks
 
 __all__ = ["DecodedFrame", "EncodedStream", "EncoderConfig", "FrameDecoder", "FrameEncoder", "MediaError",
            "MotionEncoder", "decode_stream", "encode_audio", "encode_landmarks", "encode_video", "packetize",
-           "track_video"]
+           "speech_reference", "track_video"]

@@ -2,7 +2,8 @@
 
 Sits between the sender and its motion channel: each packet is dropped with
 probability ``loss``, else delivered after ``jitter_ms ± jitter_ms`` (uniform
-in ``[0, 2 * jitter_ms]``), which also reorders packets. Delays are event
+in ``[0, 2 * jitter_ms]``), which also reorders packets. An ``outage``
+drops every packet sent within a time window (motion stops, speech goes on). Delays are event
 loop timers owned by the object and cancelled by :meth:`Netem.close`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,21 +24,26 @@ class NetemConfig:
         loss: probability that a packet is dropped, in ``[0, 1)``.
         jitter_ms: half-width of the uniform delay around ``jitter_ms``.
         seed: for repeatable runs.
+        outage_s: ``(start, end)``: drop every packet sent from ``start`` to ``end`` seconds
+            after the impairment began (the call's start), or None.
     """
 
     loss: float = 0.0
     jitter_ms: float = 0.0
     seed: int | None = None
+    outage_s: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.loss < 1.0:
             raise ValueError(f"loss must be in [0, 1), got {self.loss}")
         if self.jitter_ms < 0:
             raise ValueError(f"jitter must be >= 0 ms, got {self.jitter_ms}")
+        if self.outage_s is not None and not 0.0 <= self.outage_s[0] < self.outage_s[1]:
+            raise ValueError(f"outage must be START:END seconds with 0 <= START < END, got {self.outage_s}")
 
     @property
     def active(self) -> bool:
-        return self.loss > 0 or self.jitter_ms > 0
+        return self.loss > 0 or self.jitter_ms > 0 or self.outage_s is not None
 
 
 class Netem:
@@ -52,9 +59,14 @@ class Netem:
         self._deliver = deliver
         self._rng = random.Random(config.seed)
         self._pending: set[asyncio.TimerHandle] = set()
+        self._t0 = time.monotonic()
         self.dropped = 0
 
     def send(self, packet: bytes) -> None:
+        out = self.config.outage_s
+        if out is not None and out[0] <= time.monotonic() - self._t0 < out[1]:
+            self.dropped += 1
+            return
         if self._rng.random() < self.config.loss:
             self.dropped += 1
             return
