@@ -391,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="2 clips x 100 frames, 1x/2x/4x/8x targets only, a "
                                                         "coarser ladder (512/256/128/64 px), the neural "
                                                         "renderer at 4 layers only and only on a GPU")
-    p.add_argument("--device", default="auto", help="render device: auto, cpu, cuda (default auto)")
+    p.add_argument("--device", default="auto", help="render device: auto, cpu, cuda (default auto); without a GPU "
+                                                    "the neural renderer runs at 4 layers only")
     p.add_argument("--latency", action="store_true",
                    help="time talkcodec one frame at a time (sender: track + encode; receiver: render) "
                         "instead of amortized over batches, and a 10 s loopback call with the real "
@@ -407,9 +408,10 @@ def main(argv: list[str] | None = None) -> int:
                          "max_frames": args.frames or cfg.max_frames})
     if cfg.max_frames is not None and cfg.max_frames < 2:
         p.error("--frames must be at least 2")
-    if args.quick and not _has_cuda(args.device):
-        # The neural renderer takes about half a second a frame on a CPU: too slow for --quick.
-        cfg = BenchConfig(**{**cfg.__dict__, "neural_layers": ()})
+    if not _has_cuda(args.device):
+        # The neural renderer takes about half a second a frame on a CPU: too slow for --quick,
+        # and the full run renders it at 4 layers only.
+        cfg = BenchConfig(**{**cfg.__dict__, "neural_layers": () if args.quick else (4,)})
     try:
         paths = find_clips(args.clips)
         doc = run(paths, Path(args.out), cfg)
