@@ -8,17 +8,21 @@ The order of events::
 
 Face tracking runs on the call's own encoder thread, one frame at a time;
 when it falls behind the camera, the newest frame is encoded and older ones
-are skipped, which keeps latency down instead of building a queue.
+are skipped, which keeps latency down instead of building a queue. A source
+of generated motion (``talk-send --audio-only``, :mod:`sender.speech`) brings
+its own encoder and has every frame sent (``keep_all``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from codec.api import EncoderConfig
 from codec.bitstream import PACKET_HEADER_BYTES
 from codec.errors import TalkcodecError
 from realtime import signaling
@@ -95,12 +99,40 @@ class SenderTotals:
     send_delay_ms: list[float] = field(default_factory=list)
 
 
+class CameraEncoder:
+    """Camera frames -> packets: :class:`codec.api.FrameEncoder` (face tracking) behind the call's encoder interface.
+
+    The interface, which a frame source with a ``make_encoder(EncoderConfig)``
+    method provides itself: ``header`` (None until the reference is set),
+    ``encode_frame(frame) -> bytes | None``, ``set_layers(n)``, ``close()``.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        from codec.api import FrameEncoder
+
+        self._inner = FrameEncoder(config)
+
+    @property
+    def header(self) -> Any:
+        return self._inner.header
+
+    def encode_frame(self, frame: CapturedFrame) -> bytes | None:
+        return self._inner.encode(frame.rgb, frame.media_ms)
+
+    def set_layers(self, layers: int) -> None:
+        self._inner.set_layers(layers)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 class Sender:
     """Runs one call from a frame source (and optionally speech) to a receiver.
 
     Args:
         config: the call's settings.
-        video: where frames come from.
+        video: where frames come from: a camera or file (face tracked here), or a
+            source with its own ``make_encoder`` (generated motion, :mod:`sender.speech`).
         pcm: where speech comes from, or None to send none.
         status: the live status line.
     """
@@ -118,7 +150,8 @@ class Sender:
         self._clock: MediaClock | None = None
         self._accepted = asyncio.Event()
         self._refused: str | None = None
-        self._latest: CapturedFrame | None = None
+        # Frames waiting for the encoder: a camera's newest only (older ones are stale), or all of them.
+        self._pending: deque[Any] = deque(maxlen=None if getattr(video, "keep_all", False) else 1)
         self._frame_ready = asyncio.Event()
         self._capture_done = asyncio.Event()
         self._hello_sent = False
@@ -157,10 +190,9 @@ class Sender:
         """
         from aiortc import RTCSessionDescription
 
-        from codec.api import EncoderConfig, FrameEncoder
-
+        make = getattr(self.video, "make_encoder", CameraEncoder)
         self._encoder = await asyncio.get_running_loop().run_in_executor(
-            self._pool, lambda: FrameEncoder(EncoderConfig(layers=self.config.layers, entropy=self.config.entropy)))
+            self._pool, lambda: make(EncoderConfig(layers=self.config.layers, entropy=self.config.entropy)))
         self._apply_layers(self.rate.layers)  # a rate cap applies from the first frame
         pc = new_peer_connection()
         link = self.link = PeerLink(pc)
@@ -241,10 +273,10 @@ class Sender:
             if limit is not None and frame.media_ms >= limit:
                 break
             self.totals.frames_captured += 1
-            self._latest = frame  # an unencoded older frame is skipped
+            self._pending.append(frame)  # from a camera, an unencoded older frame is skipped
             self._frame_ready.set()
         # Let the last frame through the encoder before ending the call.
-        while self._latest is not None:
+        while self._pending:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
         self._capture_done.set()
@@ -254,27 +286,29 @@ class Sender:
         while True:
             await self._frame_ready.wait()
             self._frame_ready.clear()
-            frame = self._latest
-            if frame is None:
-                continue
-            packet = await loop.run_in_executor(self._pool, self._encoder.encode, frame.rgb, frame.media_ms)
-            self._latest = None if self._latest is frame else self._latest
-            self.totals.frames_encoded += 1
-            if packet is None:
-                continue  # no reference face yet
-            if not self._hello_sent and self._encoder.header is not None and self.link is not None:
-                self.link.send(Hello(self._encoder.header.to_bytes()))
-                self._hello_sent = True
-            if not self._accepted.is_set() or self._netem is None:
-                # Fixed-mode packets stand alone: those from before the receiver accepted are
-                # stale and dropped. Entropy-coded ones predict from each other: keep the chain.
-                if self.config.entropy:
-                    self._held.append(packet)
-                continue
-            for held in self._held:
-                self._send(held, None)
-            self._held.clear()
-            self._send(packet, frame.media_ms)
+            while self._pending:
+                frame = self._pending[0]
+                packet = await loop.run_in_executor(self._pool, self._encoder.encode_frame, frame)
+                if self._pending and self._pending[0] is frame:
+                    self._pending.popleft()
+                self.totals.frames_encoded += 1
+                if packet is not None:  # None: no reference face yet
+                    self._packet(packet, frame.media_ms)
+
+    def _packet(self, packet: bytes, media_ms: int) -> None:
+        if not self._hello_sent and self._encoder.header is not None and self.link is not None:
+            self.link.send(Hello(self._encoder.header.to_bytes()))
+            self._hello_sent = True
+        if not self._accepted.is_set() or self._netem is None:
+            # Fixed-mode packets stand alone: those from before the receiver accepted are
+            # stale and dropped. Entropy-coded ones predict from each other: keep the chain.
+            if self.config.entropy:
+                self._held.append(packet)
+            return
+        for held in self._held:
+            self._send(held, None)
+        self._held.clear()
+        self._send(packet, media_ms)
 
     def _send(self, packet: bytes, media_ms: int | None) -> None:
         assert self._netem is not None

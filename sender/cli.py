@@ -5,6 +5,7 @@ Examples::
     talk-send --connect ws://127.0.0.1:8765 --token TOKEN --video samples/clip.mp4
     talk-send --connect ws://192.168.1.20:8765 --token TOKEN --camera 0 --mic
     talk-send --connect ws://192.168.1.20:8765 --token TOKEN --from-browser   # then open the printed page
+    talk-send --connect ws://192.168.1.20:8765 --token TOKEN --audio-only --mic   # no camera: motion from speech
 
 Exit status: 0 when the call ran to its end (or Ctrl-C), 1 when it failed or
 was refused, 2 for bad arguments or unusable media.
@@ -34,6 +35,14 @@ from sender.sources import CameraSource, FilePcm, FrameSource, MicPcm, PcmSource
 STATUS_INTERVAL_S = 1.0
 
 
+def _outage(text: str) -> tuple[float, float]:
+    try:
+        start, end = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:END in seconds, got {text!r}") from None
+    return start, end
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="talk-send", description="Send your face as motion tokens and your "
                                 "voice as Opus to a talk-recv.")
@@ -47,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--from-browser", action="store_true",
                      help="serve a page (see --listen) whose camera and microphone this sender encodes; "
                      "the browser's leg is a normal video stream: keep it on this machine or the LAN")
+    src.add_argument("--audio-only", action="store_true",
+                     help="no camera: send motion generated from the speech (--mic or --audio FILE) "
+                     "with the speech itself (experimental speech-driven mode)")
     aud = p.add_mutually_exclusive_group()
     aud.add_argument("--audio", type=Path, metavar="FILE", help="send speech from this audio file")
     aud.add_argument("--mic", action="store_true", help="send speech from the microphone")
@@ -57,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=0.0, metavar="S",
                    help="keep trying to reach the receiver for S seconds (it may still be starting)")
     p.add_argument("--loop", action="store_true", help="loop the video/audio file")
+    p.add_argument("--seed", type=int, help="with --audio-only: repeatable generated motion")
     p.add_argument("--layers", type=int, default=4, choices=(1, 2, 3, 4), help="residual layers at most")
     p.add_argument("--max-kbps", type=float, help="cap the motion rate (drops residual layers to fit)")
     p.add_argument("--entropy", action="store_true", help="range-code the tokens (smaller; a lost packet "
@@ -69,12 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--netem-jitter-ms", type=float, default=0.0, metavar="MS",
                       help="delay packets by MS ± MS milliseconds (reorders them)")
     test.add_argument("--netem-seed", type=int, help="seed of the impairments")
+    test.add_argument("--netem-outage", type=_outage, metavar="START:END",
+                      help="drop every motion packet sent between START and END seconds of the call "
+                      "(speech goes on; see talk-recv --animate-from-audio)")
     return p
 
 
 def _sources(args: argparse.Namespace) -> tuple[FrameSource, PcmSource | None]:
     video: FrameSource
     pcm: PcmSource | None = None
+    if args.audio_only:
+        from sender.speech import SpeechMotionSource
+
+        speech: PcmSource = FilePcm(args.audio, loop=args.loop) if args.audio is not None else MicPcm()
+        source = SpeechMotionSource(speech, seed=args.seed)
+        return source, source.pcm  # the generator hears exactly the speech that is sent
     if args.video is not None:
         vf = VideoFileSource(args.video, loop=args.loop)
         video = vf
@@ -150,7 +172,8 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
         config = SenderConfig(url=args.connect, token=args.token, duration_s=args.duration, layers=args.layers,
                               max_kbps=args.max_kbps, entropy=args.entropy,
                               audio_bitrate=int(args.audio_kbps * 1000),
-                              netem=NetemConfig(args.netem_loss, args.netem_jitter_ms, args.netem_seed),
+                              netem=NetemConfig(args.netem_loss, args.netem_jitter_ms, args.netem_seed,
+                                                args.netem_outage),
                               wait_s=args.wait)
         sender = Sender(config, video, pcm, status)
         if camera is not None:
@@ -185,9 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         quiet_native_logs()  # before logging binds sys.stderr
     logging.basicConfig(level=logging.WARNING, format="talk-send: %(message)s")
     try:
-        NetemConfig(args.netem_loss, args.netem_jitter_ms)
+        NetemConfig(args.netem_loss, args.netem_jitter_ms, outage_s=args.netem_outage)
     except ValueError as e:
         print(f"talk-send: {e}", file=sys.stderr)
+        return 2
+    if args.audio_only and args.audio is None and not args.mic:
+        print("talk-send: --audio-only needs speech to animate: --mic or --audio FILE", file=sys.stderr)
         return 2
     host = urlparse(args.connect).hostname or ""
     # Only when every peer of this process is here: the receiver, and the browser if there is one.

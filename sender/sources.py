@@ -73,7 +73,10 @@ class GridSampler:
 
 
 class FrameSource(Protocol):
-    def frames(self, clock: MediaClock) -> AsyncIterator[CapturedFrame]: ...
+    """Frames on the media clock: :class:`CapturedFrame` images, or (from a source with its own
+    ``make_encoder``, see :mod:`sender.speech`) frames that source's encoder takes."""
+
+    def frames(self, clock: MediaClock) -> AsyncIterator[Any]: ...
     def close(self) -> None: ...
 
 
@@ -203,6 +206,11 @@ class FilePcm:
         self._pos += OPUS_FRAME
         return out
 
+    @property
+    def done(self) -> bool:
+        """The file has played to its end (never, when looping): only silence follows."""
+        return not self._loop and self._pos >= len(self._samples)
+
     def close(self) -> None:
         pass
 
@@ -221,15 +229,21 @@ class MicPcm:
 
     def __init__(self) -> None:
         try:
-            import sounddevice  # noqa: F401
+            import sounddevice as sd
         except (ImportError, OSError) as e:
             raise MediaError(f"microphone: sound input is unavailable ({e})") from None
+        try:
+            sd.query_devices(kind="input")  # no default input device: say so now, not mid-call
+        except Exception as e:
+            raise MediaError(f"microphone: no input device ({e})") from None
         self._queue: asyncio.Queue[np.ndarray] = asyncio.Queue(maxsize=50)
         self._stream: Any = None
 
     async def start(self) -> None:
         import sounddevice as sd
 
+        if self._stream is not None:
+            return
         loop = asyncio.get_running_loop()
 
         def put(block: np.ndarray) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,37 @@ def test_no_receiver(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_netem(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(capsys, "--video", "x.mp4", "--netem-loss", "2")
     assert code == 2 and "loss" in err
+
+
+def test_audio_only_needs_speech(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, "--audio-only")
+    assert code == 2 and "--audio-only needs speech" in err and "\n" not in err
+
+
+def test_audio_only_with_a_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, err = run(capsys, "--audio-only", "--audio", str(tmp_path / "missing.wav"))
+    assert code == 2 and "no such file" in err and "\n" not in err
+
+
+def test_audio_only_with_a_file_that_is_not_audio(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "speech.wav"
+    f.write_bytes(b"\x00" * 100)
+    code, err = run(capsys, "--audio-only", "--audio", str(f))
+    assert code == 2 and "not a readable media file" in err and "\n" not in err
+    image = Path(__file__).resolve().parents[2] / "samples" / "portrait.jpg"
+    code, err = run(capsys, "--audio-only", "--audio", str(image))
+    assert code == 2 and "has no audio stream" in err and "\n" not in err
+
+
+def test_audio_only_without_a_microphone(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # as on a server without PortAudio
+    code, err = run(capsys, "--audio-only", "--mic")
+    assert code == 2 and err.startswith("talk-send: microphone") and "\n" not in err
+
+
+def test_sounddevice_is_imported_only_for_a_microphone() -> None:
+    code = "import sys, sender.cli, sender.speech; print('sounddevice' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
