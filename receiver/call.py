@@ -9,7 +9,9 @@ The order of events::
 Motion packets are decoded on the call's decoder thread as they arrive and
 go into the jitter buffer with their arrival time; the playout loop then
 takes one frame per 40 ms tick, concealing what is missing. Speech frames go
-to the recorder, stamped with the same media time.
+to the recorder, stamped with the same media time. With a
+:class:`receiver.fallback.MotionFallback` (``--animate-from-audio``), the
+speech also drives generated motion, shown while motion packets are missing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from realtime.drops import Drops, error_kind
 from realtime.jitterbuffer import JitterBuffer, PlayoutKind, PushResult
 from realtime.peer import PeerLink
 from realtime.protocol import Accept, Hello, Refuse, Report, SenderStats, Start
+from receiver.fallback import FallbackConfig, MotionFallback
 from receiver.playout import Tick, tick_landmarks
 from receiver.rendering import RenderStage
 from receiver.sinks import CallStats, Recorder
@@ -53,14 +56,16 @@ class Call:
         recorder: the MP4 sink, or None.
         jitter_ms: the jitter buffer's target delay.
         on_audio: also receives each decoded ``av.AudioFrame`` of speech (browser viewers).
+        fallback: animate from the received speech while motion packets are missing, or None.
     """
 
     def __init__(self, link: PeerLink, portrait_landmarks: np.ndarray, render: RenderStage, stats: CallStats,
                  recorder: Recorder | None = None, jitter_ms: float = 40.0,
-                 on_audio: Callable[[Any], None] | None = None) -> None:
+                 on_audio: Callable[[Any], None] | None = None, fallback: FallbackConfig | None = None) -> None:
         self.link = link
         self.on_audio = on_audio
         self.rest = np.asarray(portrait_landmarks, np.float32)
+        self.fallback = None if fallback is None else MotionFallback(fallback, self.rest)
         self.render = render
         self.stats = stats
         self.recorder = recorder
@@ -106,6 +111,8 @@ class Call:
                 return
             self.stats.audio_frames += 1
             self.stats.audio_media_ms += frame.samples * 1000.0 / frame.sample_rate
+            if self.fallback is not None:
+                self.fallback.on_audio(frame)  # first: the recorder's thread rewrites the frame's pts
             if self.on_audio is not None:
                 self.on_audio(frame)
             if self.recorder is not None:
@@ -221,7 +228,11 @@ class Call:
                 continue
             decision = self.buffer.pop(p)
             landmarks, face = tick_landmarks(decision, self.rest)
-            tick = Tick(index, p, landmarks, decision.kind, face, due)
+            generated = 0.0
+            if self.fallback is not None:
+                landmarks, generated = self.fallback.mix(p, decision.kind, landmarks)
+                face = face or generated > 0
+            tick = Tick(index, p, landmarks, decision.kind, face, due, generated)
             index += 1
             self.stats.frames_played += 1
             if decision.kind is PlayoutKind.FRESH:
@@ -294,6 +305,13 @@ class Call:
             self.stats.motion_media_ms += self._last_ts - self._first_ts + FRAME_INTERVAL_MS
         self.stats.audio_bytes += self._sender_audio_bytes
         self.stats.rtt_ms = self.link.clock.rtt_ms
+        if self.fallback is not None:
+            f = self.fallback.stats
+            self.fallback.close()
+            self.stats.frames_generated += f.frames_generated
+            self.stats.fallback_switch_ms.extend(f.switch_ms)
+            self.stats.generated_lag_ms.extend(f.lag_ms)
+            self.stats.generator_restarts += f.restarts
         self.stats.clock_offset_ms = self.link.clock.offset_us / 1000.0
         await self.link.close(self.link.end_reason)
         self._pool.shutdown(wait=True)

@@ -25,6 +25,7 @@ from codec.errors import MediaError, PortraitError, TalkcodecError
 from realtime.peer import is_loopback, restrict_ice_to_loopback
 from realtime.signaling import new_token, parse_listen
 from realtime.status import StatusLine
+from receiver.fallback import FallbackConfig
 from receiver.listener import Receiver, ReceiverConfig
 from receiver.sinks import Recorder, Window
 from receiver.viewers import Viewers
@@ -53,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="renderer device: auto, cpu, cuda (default: %(default)s)")
     p.add_argument("--size", type=int, default=512, help="rendered frame side (default: %(default)s)")
     p.add_argument("--renderer", default="warp", help="renderer of codec.render: warp (default) or neural")
+    p.add_argument("--animate-from-audio", action="store_true",
+                   help="when motion packets stop (no packet for 200 ms) while speech still arrives, animate "
+                   "the portrait from the received speech, and blend back when motion returns "
+                   "(experimental speech-driven mode; costs about half a CPU core during the call)")
+    p.add_argument("--seed", type=int, help="with --animate-from-audio: repeatable generated motion")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     return p
 
@@ -97,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         renderer = Renderer(portrait, RenderConfig(device=args.device, size=args.size, renderer=args.renderer))
         if args.record is not None:
             recorder = Recorder(args.record, args.size)
+        fallback = None
+        if args.animate_from_audio:
+            from realtime.speechmotion import new_stream
+
+            fallback = FallbackConfig(seed=args.seed)
+            new_stream(args.seed)  # loads the speech models now, not when the first call needs them
         viewers = None
         if args.serve_browser:
             rest = renderer.render(portrait.landmarks[None].astype(np.float32))[0]
@@ -104,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     except (PortraitError, MediaError, ValueError) as e:
         print(f"talk-recv: {e}", file=sys.stderr)
         return 2
-    receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration),
+    except TalkcodecError as e:  # the speech models are not installed
+        print(f"talk-recv: {e}", file=sys.stderr)
+        return 1
+    receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration, fallback),
                         portrait.landmarks, renderer, recorder, Window() if args.show else None, status, viewers)
     code = 0
     try:

@@ -22,6 +22,7 @@ from realtime.signaling import SignalingError, SignalingServer
 from realtime.status import StatusLine, format_status
 from realtime.webpage import VIEWER_PAGE
 from receiver.call import Call
+from receiver.fallback import FallbackConfig
 from receiver.playout import Tick
 from receiver.rendering import RenderStage
 from receiver.sinks import CallStats, Recorder, Window
@@ -46,6 +47,8 @@ class ReceiverConfig:
         jitter_ms: the jitter buffer's target delay.
         once: exit when the first call ends.
         duration_s: exit this long after the first call starts.
+        fallback: animate from the received speech while motion packets are missing
+            (``--animate-from-audio``), or None.
     """
 
     host: str = "127.0.0.1"
@@ -54,6 +57,7 @@ class ReceiverConfig:
     jitter_ms: float = 40.0
     once: bool = False
     duration_s: float | None = None
+    fallback: FallbackConfig | None = None
 
 
 class Receiver:
@@ -99,7 +103,8 @@ class Receiver:
         pc = new_peer_connection()
         link = PeerLink(pc)
         call = Call(link, self.portrait_landmarks, self.render, self.stats, self.recorder, self.config.jitter_ms,
-                    on_audio=None if self.viewers is None else self.viewers.audio.push)
+                    on_audio=None if self.viewers is None else self.viewers.audio.push,
+                    fallback=self.config.fallback)
         self.call = call
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))

@@ -25,6 +25,8 @@ class Tick:
         kind: fresh, interpolated, held, or empty (nothing received yet).
         face: the sender saw a face at that time.
         due_ms: local monotonic time the tick was due.
+        generated: weight of motion generated from speech in ``landmarks`` (``--animate-from-audio``),
+            0 for the received motion alone.
     """
 
     index: int
@@ -33,6 +35,7 @@ class Tick:
     kind: PlayoutKind
     face: bool
     due_ms: float
+    generated: float = 0.0
 
 
 def tick_landmarks(playout: Playout[np.ndarray | None], rest: np.ndarray) -> tuple[np.ndarray, bool]:

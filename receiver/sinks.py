@@ -244,6 +244,11 @@ class CallStats:
     clock_offset_ms: float = 0.0
     playout_latency_ms: list[float] = field(default_factory=list)
     render_latency_ms: list[float] = field(default_factory=list)
+    # --animate-from-audio: ticks showing motion generated from speech, and its timing.
+    frames_generated: int = 0
+    fallback_switch_ms: list[float] = field(default_factory=list)
+    generated_lag_ms: list[float] = field(default_factory=list)
+    generator_restarts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         secs = self.motion_media_ms / 1000.0
@@ -268,6 +273,9 @@ class CallStats:
             "clock_offset_ms": round(self.clock_offset_ms, 2),
             "latency_ms": percentiles(self.render_latency_ms),
             "playout_latency_ms": percentiles(self.playout_latency_ms),
+            "frames_generated": self.frames_generated, "fallback_switches": len(self.fallback_switch_ms),
+            "fallback_switch_ms": percentiles(self.fallback_switch_ms),
+            "generated_lag_ms": percentiles(self.generated_lag_ms), "generator_restarts": self.generator_restarts,
         }
 
     def write_json(self, path: str | Path) -> None:
