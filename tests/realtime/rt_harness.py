@@ -169,3 +169,34 @@ class FakeSender:
 
     async def close(self) -> None:
         await self.link.close("test done")
+
+
+def speech_wav(directory: Path, seconds: float = 8.0) -> Path:
+    """Speech to send: a corpus recording when the corpus is here, else a synthetic voiced signal.
+
+    The synthetic one is a 120 Hz glottal-like pulse train through two moving
+    formants, in syllables of 200 ms with short pauses: not words, but voiced
+    and varying like speech.
+    """
+    import wave
+
+    from codec.corpus import corpus_dir
+
+    corpus = corpus_dir() / "audio" / "musetalk_eng.wav"
+    if corpus.exists():
+        return corpus
+    rate = 16_000
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 120 + 15 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    source = sum(np.sin(h * phase) / h for h in range(1, 30))
+    formant = np.sin(2 * np.pi * (600 + 300 * np.sin(2 * np.pi * 2.5 * t)) * t) * 0.3
+    syllables = (np.sin(2 * np.pi * 2.5 * t) > -0.3).astype(np.float64)
+    x = (source * (1 + formant) * syllables * 0.08).clip(-1, 1)
+    path = directory / "speech.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((x * 32767).astype(np.int16).tobytes())
+    return path

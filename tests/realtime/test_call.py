@@ -1,11 +1,14 @@
 """Whole calls on loopback: talk-recv and talk-send as the user runs them.
 
-These are the slow tests (about a minute on two cores): one clean 10 s call
-with a recording, and one with loss and jitter injected on the motion channel.
+These are the slow tests (a few minutes on two cores): one clean 10 s call
+with a recording, one with loss and jitter injected on the motion channel,
+and two in the speech-driven mode (a sender without a camera; a receiver that
+animates from speech while motion packets are missing).
 """
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rt_harness import clip_10s, free_port, read_json, run_sender, start_receiver, start_sender, stop, wait_for_line
+from realtime.jitterbuffer import PlayoutKind
+from rt_harness import (SAMPLE_PORTRAIT, FakeRenderer, clip_10s, free_port, read_json, run_sender, speech_wav,
+                        start_receiver, start_sender, stop, wait_for_line)
 
 TOKEN = "loopback-test-token"
 MOTION_KBPS_4_LAYERS = 11.2
@@ -148,3 +153,90 @@ def test_sender_notices_a_vanished_receiver(tmp_path: Path) -> None:
     assert send.returncode == 1
     assert "call lost" in err and "Traceback" not in err
     assert noticed < 10
+
+
+# -- speech-driven mode: talk-send --audio-only, talk-recv --animate-from-audio ----------------
+
+
+def test_audio_only_call_sends_decodable_motion_and_speech(tmp_path: Path) -> None:
+    wav = speech_wav(tmp_path)
+    port = free_port()
+    recv = start_receiver(port, TOKEN, "--record", str(tmp_path / "call.mp4"), "--stats-json",
+                          str(tmp_path / "recv.json"), "--once", "--device", "cpu", "--size", "64")
+    try:
+        send = run_sender(port, TOKEN, "--audio-only", "--audio", str(wav), "--duration", "6", "--seed", "1",
+                          "--stats-json", str(tmp_path / "send.json"))
+        _, err = recv.communicate(timeout=180)
+    finally:
+        if recv.poll() is None:
+            stop(recv)
+    assert send.returncode == 0, send.stderr
+    assert recv.returncode == 0, err
+    assert "Traceback" not in send.stderr + err
+    s, r = read_json(tmp_path / "send.json"), read_json(tmp_path / "recv.json")
+    print(f"\naudio-only: sent {s['frames_sent']} frames, received {r['frames_received']}, motion {r['motion_kbps']} "
+          f"kbps, capture->playout p50 {r['playout_latency_ms']['p50']} ms, send delay {s['send_delay_ms']}")
+    # 6 s of speech make 150 frames of motion; the first ones go before the receiver accepts.
+    assert s["frames_sent"] >= 120 and s["frames_no_face"] == 0
+    assert r["calls_refused"] == 0 and r["packets_dropped"] == {}  # every packet decoded
+    assert r["frames_received"] >= 0.9 * s["frames_sent"]
+    assert 0 < r["motion_kbps"] <= MOTION_KBPS_4_LAYERS
+    assert r["frames_generated"] == 0  # no --animate-from-audio: the receiver only shows what it got
+    import av
+
+    with av.open(str(tmp_path / "call.mp4")) as c:
+        video = sum(1 for _ in c.decode(video=0))
+    with av.open(str(tmp_path / "call.mp4")) as c:
+        audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    assert video >= 0.9 * r["frames_received"]
+    assert len(audio) / 48_000 >= 5.0 and float(np.sqrt(np.mean(audio**2))) > 0.005
+
+
+def test_animate_from_audio_keeps_the_face_moving_when_motion_stops(tmp_path: Path) -> None:
+    """Motion packets stop for 2.5 s mid-call (speech goes on): the receiver shows generated motion, then returns."""
+    from codec import regions as R
+    from codec.portrait import prepare_portrait
+    from realtime.peer import restrict_ice_to_loopback
+    from receiver.fallback import FallbackConfig
+    from receiver.listener import Receiver, ReceiverConfig
+    from receiver.playout import Tick
+
+    restrict_ice_to_loopback()
+    wav = speech_wav(tmp_path)
+    portrait = prepare_portrait(SAMPLE_PORTRAIT).landmarks
+    ticks: list[Tick] = []
+
+    async def run() -> tuple[int, str, Any]:
+        port = free_port()
+        rec = Receiver(ReceiverConfig(port=port, token=TOKEN, once=True, fallback=FallbackConfig(seed=1)),
+                       portrait, FakeRenderer())
+        submit = rec.render.submit
+        rec.render.submit = lambda tick: (ticks.append(tick), submit(tick))[1]  # type: ignore[method-assign]
+        task = asyncio.create_task(rec.run(asyncio.Event()))
+        while rec.server._server is None:
+            await asyncio.sleep(0.01)
+        send = start_sender(port, TOKEN, "--audio-only", "--audio", str(wav), "--duration", "9", "--seed", "2",
+                            "--netem-outage", "3:5.5")
+        _, err = await asyncio.to_thread(send.communicate, timeout=180)
+        await asyncio.wait_for(task, 60)
+        return send.returncode, err, rec.stats
+
+    rc, err, stats = asyncio.run(run())
+    assert rc == 0, err
+    held = [t for t in ticks if t.kind is PlayoutKind.HELD]
+    full = [t for t in ticks if t.generated == 1.0]
+    print(f"\nfallback: {len(held)} held ticks, {stats.frames_generated} with generated motion, switch after "
+          f"{stats.fallback_switch_ms} ms, generated lag p50 {np.median(stats.generated_lag_ms or [0]):.0f} ms")
+    assert len(held) >= 30  # the outage: 2.5 s without motion packets
+    assert len(full) >= 20 and stats.frames_generated >= len(full)
+    # Held ticks alone would repeat one face; the generated ones move the mouth.
+    opening = R.mouth_opening(np.stack([t.landmarks for t in full]).astype(np.float64))
+    assert float(np.ptp(opening)) > 0.01, opening
+    assert len({t.landmarks.tobytes() for t in full}) > len(full) // 2
+    # Each switch goes by the crossfade: weights step by at most 40/250 per tick.
+    w = np.array([t.generated for t in ticks])
+    assert np.abs(np.diff(w)).max() <= 40 / 250 + 1e-6
+    # Motion came back: the call ends on the received motion alone.
+    last_fresh = max(i for i, t in enumerate(ticks) if t.kind is PlayoutKind.FRESH)
+    assert last_fresh > ticks.index(full[-1]) and w[last_fresh] == 0.0
+    assert len(stats.fallback_switch_ms) >= 1
