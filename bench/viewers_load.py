@@ -66,8 +66,23 @@ def _free_port() -> int:
 
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _cpu_s_of(Path(f"/proc/{pid}/stat"))
+
+
+def _cpu_s_of(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _threads_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of a process ("main" is the event loop's), so far."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out["main" if task.name == str(pid) else task.name] = _cpu_s_of(task / "stat")
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
 
 
 def _descendants(pid: int) -> list[int]:
@@ -80,7 +95,8 @@ def _descendants(pid: int) -> list[int]:
             pass  # gone meanwhile
     found, todo = [], [pid]
     while todo:
-        kids = [c for c, p in parents.items() if p == todo.pop()]
+        parent = todo.pop()
+        kids = [c for c, p in parents.items() if p == parent]
         found += kids
         todo += kids
     return found
@@ -157,19 +173,21 @@ def run(viewers: int, seconds: float, device: str) -> dict[str, Any]:
                                         cwd=REPO)
                 for page in pages:
                     _wait(page, "live", 120)
+                if not pages:
+                    time.sleep(10)  # the sender is connected and tracking
                 page_stats0 = [page.evaluate(VIDEO_STATS_JS) for page in pages]
                 ours = {recv.pid, send.pid}
                 cpu0, send_cpu0, browser_cpu0 = _cpu_s(recv.pid), _cpu_s(send.pid), _browser_cpu_s(ours)
-                machine0, t0 = _machine_busy_s(), time.monotonic()
+                threads0, machine0, t0 = _threads_cpu_s(recv.pid), _machine_busy_s(), time.monotonic()
                 render_fps = []
                 while time.monotonic() - t0 < seconds:
-                    pages[0].wait_for_timeout(1000)
-                    fps = pages[0].evaluate(RENDER_FPS_JS)
+                    time.sleep(1.0)
+                    fps = pages[0].evaluate(RENDER_FPS_JS) if pages else None
                     if fps is not None:
                         render_fps.append(float(fps))
                 elapsed = time.monotonic() - t0
                 cpu1, send_cpu1, browser_cpu1 = _cpu_s(recv.pid), _cpu_s(send.pid), _browser_cpu_s(ours)
-                machine1 = _machine_busy_s()
+                threads1, machine1 = _threads_cpu_s(recv.pid), _machine_busy_s()
                 page_stats1 = [page.evaluate(VIDEO_STATS_JS) for page in pages]
                 browser.close()
             send.send_signal(signal.SIGINT)  # ends the call with a bye
@@ -185,6 +203,7 @@ def run(viewers: int, seconds: float, device: str) -> dict[str, Any]:
             raise SystemExit(f"talk-recv wrote no statistics:\n{recv_err}")
         stats = json.loads(stats_path.read_text())
     ticks, rendered = stats["frames_played"], stats["frames_rendered"]
+    busy = (machine1[0] - machine0[0]) / (machine1[1] - machine0[1]) * (os.cpu_count() or 1)
     return {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "viewers": viewers, "seconds": round(elapsed, 1), "cores": os.cpu_count(),
@@ -193,11 +212,17 @@ def run(viewers: int, seconds: float, device: str) -> dict[str, Any]:
         "receiver_render_fps_of_call": round(25.0 * rendered / max(ticks, 1), 1),
         "receiver_render_fps_reported": [round(x, 1) for x in render_fps],
         "receiver_cpu_cores": round((cpu1 - cpu0) / elapsed, 2),
+        # Its busiest threads: the event loop ("main": WebRTC to the viewers and the sender), the
+        # render thread and torch's, the viewers' video encoder.
+        "receiver_thread_cpu_cores": dict(sorted(((k, round((v - threads0.get(k, 0.0)) / elapsed, 2))
+                                                  for k, v in threads1.items()), key=lambda kv: -kv[1])[:6]),
         "sender_cpu_cores": round((send_cpu1 - send_cpu0) / elapsed, 2),
         # A process that exited during the window is missing from both sums: a lower bound.
         "browser_cpu_cores": round((browser_cpu1 - browser_cpu0) / elapsed, 2),
-        "machine_busy_cores": round((machine1[0] - machine0[0]) / (machine1[1] - machine0[1]) * (os.cpu_count() or 1),
-                                    2),
+        "machine_busy_cores": round(busy, 2),
+        # Whatever else ran meanwhile (other people's jobs): what the receiver could not have.
+        "other_cpu_cores": round(busy - ((cpu1 - cpu0) + (send_cpu1 - send_cpu0) + (browser_cpu1 - browser_cpu0))
+                                 / elapsed, 2),
         "browser_decoded_fps": [round((b["decoded"] - a["decoded"]) / elapsed, 1)
                                 for a, b in zip(page_stats0, page_stats1)],
         "browser_video_kbps": [round((b["bytes"] - a["bytes"]) * 8 / 1000 / elapsed)

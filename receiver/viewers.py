@@ -151,12 +151,11 @@ class AvatarTrack(MediaStreamTrack):  # type: ignore[misc]
 
 
 class _Encoder:
-    """One video codec's encoder for every viewer of that codec (runs in the encoding thread)."""
+    """One video codec's encoder for every viewer of that codec (``encode`` runs on the encoding thread)."""
 
     def __init__(self, codec: str) -> None:
         self.codec = codec
         self._ctx: Any = None
-        self.frames = 0  # frames encoded
         self.keyframe_at: float | None = None
         self.keyframe_wanted = True
 
@@ -198,7 +197,6 @@ class _Encoder:
             self._ctx, keyframe = self._open(frame.width, frame.height), True
         frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
         packets = list(self._ctx.encode(frame))
-        self.frames += 1
         for packet in packets:
             packet.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         return packets
