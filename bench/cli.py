@@ -55,7 +55,7 @@ class BenchConfig:
     multiples: tuple[float, ...] | None = None
     device: str = "auto"
     latency: bool = False
-    stride: int = 5
+    stride: int = 10
     search_frames: int = 25
     sizes: tuple[int, ...] = SIZES
     neural_layers: tuple[int, ...] = (1, 2, 3, 4)
@@ -277,6 +277,19 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
     records: list[dict] = []
     tc_status: dict[str, str] = {}
     truth_cpbd: dict[str, float] = {}
+    done: list[str] = []
+
+    def write(call: dict[str, Any] | None) -> dict[str, Any]:
+        meta = {"clips": done if len(done) < len(paths) else [p.name for p in paths],
+                "complete": len(done) == len(paths), "config": dict(cfg.__dict__), "call": call,
+                "elapsed_s": time.perf_counter() - t_start,
+                "talkcodec": f"unavailable: {why_not}" if why_not else tc_status or "ok", "truth_cpbd": truth_cpbd}
+        summary = report.summarize(records, meta)
+        report.write_json(records, summary, out / "bench.json")
+        report.plot_rd(records, out / "rd.png")
+        report.write_markdown(records, summary, out / "report.md")
+        return {"records": records, "summary": summary}
+
     for path in paths:
         bar.set_postfix_str(path.name)
         frames, fps = load_frames(path, cfg.max_frames)
@@ -333,16 +346,12 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
                     strip_frames[codec] = (c.setting.describe(fps), decoded[strip_index(len(frames))])
                 bar.update()
         _strip(path, frames, tc_frames, base, strip_frames, out / "strips" / f"{path.stem}.png")
+        done.append(path.name)
+        if len(done) < len(paths):  # a long run leaves its results so far, should it be cut short
+            write(None)
     bar.close()
     call = _call(paths[0], cfg) if cfg.latency and not why_not else None
-    meta = {"clips": [p.name for p in paths], "config": dict(cfg.__dict__), "call": call,
-            "elapsed_s": time.perf_counter() - t_start,
-            "talkcodec": f"unavailable: {why_not}" if why_not else tc_status or "ok", "truth_cpbd": truth_cpbd}
-    summary = report.summarize(records, meta)
-    report.write_json(records, summary, out / "bench.json")
-    report.plot_rd(records, out / "rd.png")
-    report.write_markdown(records, summary, out / "report.md")
-    return {"records": records, "summary": summary}
+    return write(call)
 
 
 def _call(clip: Path, cfg: BenchConfig) -> dict[str, Any]:

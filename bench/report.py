@@ -246,6 +246,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
 def write_markdown(records: list[dict], summary: dict[str, Any], path: Path) -> None:
     """``report.md``: the headline comparison, then every record side by side."""
     lines = ["# talk-bench report", ""]
+    if summary.get("complete") is False:
+        lines += ["**Partial results: the run is still going or was cut short.**", ""]
     lines += [f"Clips: {', '.join(summary.get('clips', []))}; talkcodec: {summary.get('talkcodec')}; "
               f"run took {_fmt(summary.get('elapsed_s'), 0)} s.", ""]
     cfg = summary.get("config") or {}

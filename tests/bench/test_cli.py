@@ -83,7 +83,7 @@ def test_smoke_run_writes_valid_outputs(tmp_path, monkeypatch):
         assert set(report.RECORD_KEYS) <= set(r)
         if r["codec"] != "talkcodec":
             assert r["kbps"] <= r["target_kbps"] * 1.1
-    assert "at_talkcodec_bitrate" in doc["summary"]
+    assert "at_talkcodec_bitrate" in doc["summary"] and doc["summary"]["complete"] is True
     if doc["summary"]["talkcodec"] == "ok":
         assert calls == [SAMPLE] and doc["summary"]["call"]["latency_ms"]["p95"] == 120.0
     assert (tmp_path / "rd.png").stat().st_size > 1000
