@@ -47,21 +47,25 @@ class GeneratorConfig:
         units: speech-unit inventory size (one more id stands for "no audio").
         window: frames the transformer sees at once.
         dim, depth, heads, ff: transformer width, layers, attention heads, feed-forward width.
-        residuals, groups, codebook, digits: the motion token layout (GRFSQ).
+        residuals, groups, codebook, digits, levels: the motion token layout (GRFSQ:
+            ``codebook = levels ** digits``).
+        unit_dim: principal coordinates of a unit's k-means centroid fed per frame.
         dropout: during training.
     """
 
     units: int = 512
     window: int = 32
-    dim: int = 96
-    depth: int = 2
+    dim: int = 128
+    depth: int = 3
     heads: int = 4
     ff: int = 256
     residuals: int = 4
     groups: int = 12
     codebook: int = 625
     digits: int = 4
-    dropout: float = 0.1
+    levels: int = 5
+    unit_dim: int = 64
+    dropout: float = 0.3
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,14 +84,29 @@ def token_digits(tokens: torch.Tensor, levels: int = 5, digits: int = 4) -> torc
 
 
 class MotionGenerator(nn.Module):
-    """Predicts one residual layer's tokens for a window of frames."""
+    """Predicts one residual layer's tokens for a window of frames.
+
+    A unit enters as the principal coordinates of its k-means centroid (a
+    fixed table, ``unit_feat``, saved with the weights), not as a learned
+    embedding: units that sound alike mean alike, and a few thousand training
+    frames cannot overfit a table of 512 free vectors. A token is predicted as its four FSQ digits (5 levels
+    each), not as one of 625 unrelated classes: neighbouring codes share their
+    digits, and the expected digits give a differentiable motion for the
+    training's lip regression (see :mod:`codec.speech.train`).
+    """
 
     def __init__(self, config: GeneratorConfig = GeneratorConfig()) -> None:
         super().__init__()
         c = config
+        if c.levels ** c.digits != c.codebook:
+            raise ValueError(f"codebook {c.codebook} is not {c.levels} ** {c.digits}")
         self.config = c
         motion_in = c.residuals * c.groups * c.digits + c.residuals
-        self.unit_emb = nn.Embedding(c.units + 1, c.dim)
+        self.register_buffer("unit_feat", torch.zeros(c.units + 1, c.unit_dim))
+        self.unit_noise = 0.0  # set while training
+        self.unit_in = nn.Sequential(nn.Linear(c.unit_dim, c.dim), nn.GELU(), nn.Linear(c.dim, c.dim))
+        # Neighbouring units (±2 frames) before attention: lips follow the sounds around them.
+        self.unit_conv = nn.Conv1d(c.dim, c.dim, 5, padding=2, groups=c.dim // 16)
         self.motion_in = nn.Linear(motion_in, c.dim)
         self.control_in = nn.Linear(CONTROL_DIM + 1, c.dim)
         self.layer_emb = nn.Embedding(c.residuals, c.dim)
@@ -97,20 +116,33 @@ class MotionGenerator(nn.Module):
                                            norm_first=True, activation="gelu")
         self.encoder = nn.TransformerEncoder(layer, c.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(c.dim)
-        self.head = nn.Linear(c.dim, c.groups * c.codebook)
+        self.head = nn.Linear(c.dim, c.groups * c.digits * c.levels)
+
+    def set_unit_features(self, centroids: np.ndarray) -> None:
+        """Fills ``unit_feat`` with the centroids' leading principal coordinates (unit variance overall)."""
+        c = self.config
+        x = np.asarray(centroids, np.float64)
+        x = x - x.mean(0)
+        axes = np.linalg.svd(x, full_matrices=False)[2][:c.unit_dim]
+        f = x @ axes.T
+        f = f / f.std()
+        with torch.no_grad():
+            self.unit_feat.zero_()
+            self.unit_feat[:c.units, :f.shape[1]] = torch.as_tensor(f, dtype=torch.float32)
 
     def forward(self, units: torch.Tensor, tokens: torch.Tensor, known: torch.Tensor, layer: torch.Tensor,
                 controls: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of layer ``layer``'s tokens: :meth:`hidden`, then :meth:`logits`.
+        """Digit logits of layer ``layer``'s tokens: :meth:`hidden`, then :meth:`logits`.
 
         Returns:
-            ``[B, T, G, codebook]`` logits (meaningful where layer ``r`` is unknown).
+            ``[B, T, G, digits, levels]`` logits (meaningful where layer ``r`` is unknown).
         """
         return self.logits(self.hidden(units, tokens, known, layer, controls))
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Token logits ``[..., G, codebook]`` of hidden states ``[..., dim]``."""
-        return self.head(hidden).view(*hidden.shape[:-1], self.config.groups, self.config.codebook)
+        """Digit logits ``[..., G, digits, levels]`` of hidden states ``[..., dim]``."""
+        c = self.config
+        return self.head(hidden).view(*hidden.shape[:-1], c.groups, c.digits, c.levels)
 
     def hidden(self, units: torch.Tensor, tokens: torch.Tensor, known: torch.Tensor, layer: torch.Tensor,
                controls: torch.Tensor | None = None) -> torch.Tensor:
@@ -128,8 +160,14 @@ class MotionGenerator(nn.Module):
         c = self.config
         b, t = units.shape
         kf = known.float()
-        dig = token_digits(tokens.clamp(0, c.codebook - 1), 5, c.digits) * kf[..., None, None]
-        h = self.unit_emb(units) + self.motion_in(torch.cat([dig.reshape(b, t, -1), kf], -1))
+        dig = token_digits(tokens.clamp(0, c.codebook - 1), c.levels, c.digits) * kf[..., None, None]
+        f = self.unit_feat[units]
+        if self.training and self.unit_noise > 0:
+            # Units of unseen voices land near, not on, the training voices' units.
+            f = f + self.unit_noise * torch.randn_like(f)
+        u = self.unit_in(f)
+        u = u + self.unit_conv(u.transpose(1, 2)).transpose(1, 2)
+        h = u + self.motion_in(torch.cat([dig.reshape(b, t, -1), kf], -1))
         if controls is not None:
             given = ~torch.isnan(controls[..., :1])
             ctrl = torch.where(torch.isnan(controls), torch.zeros_like(controls), controls)
@@ -137,6 +175,25 @@ class MotionGenerator(nn.Module):
         target = ~known.gather(2, layer.view(b, 1, 1).expand(b, t, 1))[..., 0]
         h = h + self.layer_emb(layer)[:, None] + self.target_emb(target.long()) + self.pos[:t]
         return self.norm(self.encoder(h))
+
+    def sample(self, logits: torch.Tensor, temperature: float, top_p: float,
+               generator: torch.Generator | None) -> torch.Tensor:
+        """Tokens ``[...]`` from digit logits ``[..., digits, levels]``, digit by digit.
+
+        Temperature 0 takes each digit's most likely level; otherwise each digit is
+        drawn among its most likely levels that make up ``top_p`` of its probability.
+        """
+        c = self.config
+        if temperature <= 0:
+            d = logits.argmax(-1)
+        else:
+            p = torch.softmax(logits.float() / temperature, -1).reshape(-1, c.levels)
+            # Nucleus sampling: the unlikely levels are where lips go wrong.
+            sp, order = p.sort(-1, descending=True)
+            sp = torch.where(sp.cumsum(-1) - sp > top_p, torch.zeros_like(sp), sp)
+            d = order.gather(-1, torch.multinomial(sp, 1, generator=generator)).view(logits.shape[:-1])
+        basis = c.levels ** torch.arange(c.digits)
+        return (d * basis).sum(-1)
 
     @torch.no_grad()
     def generate(self, units: torch.Tensor, context: torch.Tensor, n_context: int,
@@ -149,8 +206,8 @@ class MotionGenerator(nn.Module):
             context: ``[n_context, R, G]`` tokens of the window's first frames.
             n_context: frames of context; the other ``T - n_context`` are generated.
             controls: ``[T, 9]`` float (NaN where not given) or None.
-            temperature: sampling temperature; 0 takes the most likely token.
-            top_p: sample among the most likely tokens that make up this much probability.
+            temperature: sampling temperature; 0 takes the most likely digits.
+            top_p: sample among the most likely levels of a digit that make up this much probability.
             generator: random source (seeded for repeatable runs).
         Returns:
             ``[T - n_context, R, G]`` int64 tokens.
@@ -164,17 +221,7 @@ class MotionGenerator(nn.Module):
         ctrl = None if controls is None else controls[None]
         for r in range(c.residuals):
             h = self.hidden(units[None], tokens, known, torch.tensor([r]), ctrl)[0, n_context:]
-            logits = self.logits(h)
-            if temperature <= 0:
-                new = logits.argmax(-1)
-            else:
-                p = torch.softmax(logits.float() / temperature, -1).reshape(-1, c.codebook)
-                # Nucleus sampling: the long tail of unlikely tokens is where lips go wrong.
-                sp, order = p.sort(-1, descending=True)
-                sp = torch.where(sp.cumsum(-1) - sp > top_p, torch.zeros_like(sp), sp)
-                pick = torch.multinomial(sp, 1, generator=generator)
-                new = order.gather(-1, pick).view(t - n_context, c.groups)
-            tokens[0, n_context:, r] = new
+            tokens[0, n_context:, r] = self.sample(self.logits(h), temperature, top_p, generator)
             known[0, n_context:, r] = True
         return tokens[0, n_context:]
 
