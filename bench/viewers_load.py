@@ -221,6 +221,9 @@ def run(viewers: int, seconds: float, device: str, nice: int = 0) -> dict[str, A
         "receiver_ticks": ticks, "receiver_frames_rendered": rendered,
         "receiver_render_fps_of_call": round(25.0 * rendered / max(ticks, 1), 1),
         "receiver_render_fps_reported": [round(x, 1) for x in render_fps],
+        # Ticks the live renderer skipped (it fell behind) and ticks still unrendered at the end.
+        "receiver_frames_skipped": stats.get("frames_skipped"),
+        "receiver_frames_not_rendered": stats.get("frames_not_rendered"),
         "receiver_cpu_cores": round((cpu1 - cpu0) / elapsed, 2),
         # Its busiest threads: the event loop ("main": WebRTC to the viewers and the sender), the
         # render thread and torch's, the viewers' video encoder.

@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_native_logs()  # before logging binds sys.stderr
     logging.basicConfig(level=logging.WARNING, format="talk-recv: %(message)s")
+    import torch
+
+    # Frames are rendered one at a time: a second torch thread shortens a 512 px frame by 5% on
+    # the CPU and costs 70% more CPU, which the call, the viewers' encoder and the speech
+    # generator need more (measured on 2 cores; bench.viewers_load).
+    torch.set_num_threads(1)
     host, port = args.listen
     token = args.token or new_token()
     shown = "HOST" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)

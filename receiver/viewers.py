@@ -52,7 +52,7 @@ MAX_VIEWERS = 16
 # The viewers' video: the codecs encoded, in order of preference (aiortc sends no others).
 VP8, H264 = "video/VP8", "video/H264"
 VIDEO_CODECS = (VP8, H264)
-VIDEO_BITRATE = 1_000_000
+VIDEO_BITRATE = 600_000
 KEYFRAME_INTERVAL_S = 2.0
 # Keyframes asked for (a viewer joined, a browser lost a packet) come at most this often.
 MIN_KEYFRAME_GAP_S = 0.25

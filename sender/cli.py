@@ -219,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     # Only when every peer of this process is here: the receiver, and the browser if there is one.
     if is_loopback(host) and (not args.from_browser or is_loopback(args.listen[0])):
         restrict_ice_to_loopback()
+    import torch
+
+    # The tokenizer runs one frame at a time: a second torch thread only adds overhead, and the
+    # other core is better left to face tracking and the call (measured with bench.viewers_load).
+    torch.set_num_threads(1)
     status = StatusLine(enabled=not args.quiet)
     try:
         return asyncio.run(_run(args, status))
