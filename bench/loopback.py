@@ -51,13 +51,19 @@ class CallConfig:
     start_timeout_s: float = 90.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_listening(port: int, proc: subprocess.Popen[Any], timeout: float) -> None:
+    """Waits until ``proc`` (a talk-recv) accepts connections on ``port``.
+
+    Raises:
+        TalkcodecError: it exited first, or did not listen within ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -85,7 +91,7 @@ def measure_call(clip: Path, config: CallConfig = CallConfig()) -> dict[str, Any
     """
     if not clip.is_file():
         raise MediaError(f"{clip}: no such file")
-    port, token = _free_port(), secrets.token_urlsafe(12)
+    port, token = free_port(), secrets.token_urlsafe(12)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory(prefix="talk-bench-call-") as tmp:
         recv_json, send_json = Path(tmp) / "recv.json", Path(tmp) / "send.json"
@@ -95,7 +101,7 @@ def measure_call(clip: Path, config: CallConfig = CallConfig()) -> dict[str, Any
              "--renderer", config.renderer],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
         try:
-            _wait_listening(port, recv, config.start_timeout_s)
+            wait_listening(port, recv, config.start_timeout_s)
             send = subprocess.run(
                 [sys.executable, "-m", "sender.cli", "--connect", f"ws://127.0.0.1:{port}", "--token", token,
                  "--quiet", "--video", str(clip), "--loop", "--duration", f"{config.seconds:g}", "--wait", "30",

@@ -26,13 +26,15 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.loopback import free_port, wait_listening
+from codec.errors import TalkcodecError
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO / "samples" / "clip.mp4"
@@ -56,12 +58,6 @@ VIDEO_STATS_JS = """async () => {
 }"""
 RENDER_FPS_JS = "() => server.render_fps ?? null"
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cpu_s(pid: int) -> float:
@@ -121,19 +117,6 @@ def _machine_busy_s() -> tuple[float, float]:
     return (sum(values[:8]) - idle) / TICK, sum(values[:8]) / TICK
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"talk-recv exited early:\n{proc.stderr.read() if proc.stderr else ''}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("talk-recv did not start listening")
-
-
 def _wait(page: Any, wanted: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while page.evaluate(STATE_JS) != wanted:
@@ -154,7 +137,7 @@ def run(viewers: int, seconds: float, device: str, nice: int = 0) -> dict[str, A
     from playwright.sync_api import sync_playwright
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="talkcodec-viewers-") as tmp:
         stats_path = Path(tmp) / "recv.json"
         recv = subprocess.Popen([sys.executable, "-m", "receiver.cli", "--listen", f"127.0.0.1:{port}",
@@ -163,7 +146,7 @@ def run(viewers: int, seconds: float, device: str, nice: int = 0) -> dict[str, A
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
         send = None
         try:
-            _wait_listening(port, recv)
+            wait_listening(port, recv, 120.0)
             with sync_playwright() as p:
                 browser = p.chromium.launch_persistent_context(str(Path(tmp) / "profile"), executable_path=CHROMIUM,
                                                                headless=True, args=CHROMIUM_ARGS,
@@ -261,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (os.path.exists(CHROMIUM)):
         print(f"viewers_load: no Chromium at {CHROMIUM} (set TALKCODEC_CHROMIUM)", file=sys.stderr)
         return 2
-    result = run(args.viewers, args.seconds, args.device, args.nice)
+    try:
+        result = run(args.viewers, args.seconds, args.device, args.nice)
+    except TalkcodecError as e:
+        print(f"viewers_load: {e}", file=sys.stderr)
+        return 1
     text = json.dumps(result, indent=1)
     print(text)
     if args.json is not None:
