@@ -282,19 +282,10 @@ def speech_reference() -> ReferenceInfo:
 
 def track_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
     """Landmarks ``[T, 478, 3]`` (NaN without a face), face mask ``[T]``, fps and frame size of a video."""
-    from codec.media import probe_video, read_video
+    from codec.corpus import extract_landmarks
 
-    info = probe_video(path)
-    lms, face = [], []
-    with FaceTracker() as tracker:
-        for frame in read_video(path, max_frames):
-            try:
-                lms.append(tracker.track(frame))
-                face.append(True)
-            except NoFaceError:
-                lms.append(np.full((R.NUM_LANDMARKS, 3), np.nan, np.float32))
-                face.append(False)
-    return np.stack(lms), np.array(face), info.fps, (info.width, info.height)
+    cl = extract_landmarks(path, max_frames)
+    return cl.landmarks, cl.valid, cl.fps, cl.size
 
 
 def encode_video(path: str | Path, config: EncoderConfig = EncoderConfig(),

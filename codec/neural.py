@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec.checkpoint import half_state, load_checkpoint
 from codec.warp import WarpResult
 
 RENDERER_PATH = Path(__file__).parent / "data" / "renderer.pt"
@@ -102,7 +103,7 @@ def refiner_inputs(result: WarpResult, portrait: torch.Tensor) -> torch.Tensor:
 
 def save_refiner(model: Refiner, path: Path = RENDERER_PATH, meta: dict | None = None) -> None:
     """Writes weights (as float16, to keep the file small) with the config and ``meta``."""
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    state = half_state(model.state_dict())
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"config": asdict(model.config), "state": state, "meta": meta or {}}, path)
 
@@ -115,7 +116,7 @@ def load_refiner(path: Path = RENDERER_PATH, device: torch.device | str = "cpu")
     """
     if not path.exists():
         raise FileNotFoundError(f"{path.name} is missing: run `talk-train renderer`, or use renderer='warp'")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     model = Refiner(RefinerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}))
-    model.load_state_dict({k: v.float() for k, v in ckpt["state"].items()})
+    model.load_state_dict(ckpt["state"])
     return model.eval().to(device)

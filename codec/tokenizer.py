@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from codec.checkpoint import half_state, load_checkpoint
 from codec.grfsq import GRFSQConfig, GroupResidualFSQ
 from codec.motion import DELTA_DIM
 from codec.regions import NUM_LANDMARKS
@@ -142,8 +143,7 @@ class MotionTokenizer(nn.Module):
         keep = ("exp_mean", "exp_basis", "feat_mean", "feat_std")
         buf = io.BytesIO()
         torch.save({"config": self.config.to_dict(),
-                    "state": {k: v.half() if v.is_floating_point() and k not in keep else v
-                              for k, v in self.state_dict().items()}}, buf)
+                    "state": half_state(self.state_dict(), keep)}, buf)
         return buf.getvalue()
 
 
@@ -163,9 +163,9 @@ def load_tokenizer(path: Path = TOKENIZER_PATH) -> MotionTokenizer:
     """The shipped tokenizer, in eval mode on the CPU."""
     if not path.exists():
         raise FileNotFoundError(f"{path.name} is missing: run `talk-train tokenizer`")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     model = MotionTokenizer(TokenizerConfig.from_dict(ckpt["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state"].items()})
+    model.load_state_dict(ckpt["state"])
     return model.eval()
 
 

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from codec.checkpoint import half_state, load_checkpoint
+
 GENERATOR_PATH = Path(__file__).resolve().parents[1] / "data" / "speech_generator.pt"
 
 # Motion-delta values a caller may fix: rotation (3), gaze (4), blink (2).
@@ -229,7 +231,7 @@ class MotionGenerator(nn.Module):
 def save_generator(model: MotionGenerator, path: Path = GENERATOR_PATH, **meta: object) -> None:
     """Saves the weights in float16 (the shipped file stays small)."""
     buf = io.BytesIO()
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    state = half_state(model.state_dict())
     torch.save({"config": model.config.to_dict(), "state": state, "meta": meta}, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue())
@@ -240,9 +242,9 @@ def load_generator(path: Path = GENERATOR_PATH) -> MotionGenerator:
     """The shipped generator, in eval mode on the CPU."""
     if not path.exists():
         raise FileNotFoundError(f"{path.name} is missing: run `talk-train speech`")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     model = MotionGenerator(GeneratorConfig.from_dict(ckpt["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state"].items()})
+    model.load_state_dict(ckpt["state"])
     model.tokenizer_hash = str(ckpt.get("meta", {}).get("tokenizer", ""))
     _check_tokenizer(model.tokenizer_hash)
     return model.eval()
