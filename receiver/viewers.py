@@ -13,8 +13,10 @@ has one job:
   keyframe every 2 s and whenever a viewer joins or asks for one (a lost
   packet); each viewer's :class:`ViewerVideoTrack` starts at a keyframe;
 * :class:`CallerAudioTrack`: the caller's decoded speech, delayed as much as
-  rendering delays the avatar; silence between calls (encoded per viewer by
-  aiortc, through a :class:`~aiortc.contrib.media.MediaRelay`: Opus is cheap);
+  rendering delays the avatar; silence between calls;
+* :class:`SharedAudio`: encodes that speech once (Opus, mono, 32 kbps) for
+  every viewer, whose :class:`ViewerAudioTrack` hands aiortc the packets (a
+  relay would have each viewer's sender encode it again, 50 times a second);
 * :class:`Viewers`: answers viewers' offers, sends them the call's status on
   a small data channel once a second, and closes them.
 
@@ -53,6 +55,9 @@ MAX_VIEWERS = 16
 VP8, H264 = "video/VP8", "video/H264"
 VIDEO_CODECS = (VP8, H264)
 VIDEO_BITRATE = 600_000
+AUDIO_BITRATE = 32_000  # speech, mono
+# Encoded 20 ms speech frames a slow viewer may fall behind before it drops the oldest.
+MAX_AUDIO_BACKLOG = 5
 KEYFRAME_INTERVAL_S = 2.0
 # Keyframes asked for (a viewer joined, a browser lost a packet) come at most this often.
 MIN_KEYFRAME_GAP_S = 0.25
@@ -401,6 +406,140 @@ class CallerAudioTrack(_Paced):
         return frame
 
 
+class ViewerAudioTrack(MediaStreamTrack):  # type: ignore[misc]
+    """One viewer's speech: the Opus packets :class:`SharedAudio` encodes (``recv`` returns ``av.Packet``).
+
+    A viewer that falls behind by more than :data:`MAX_AUDIO_BACKLOG` frames
+    loses the oldest: it gets the newest speech, not a growing queue.
+    """
+
+    kind = "audio"
+
+    def __init__(self, shared: SharedAudio) -> None:
+        super().__init__()
+        self._shared = shared
+        self._queue: deque[Any] = deque()
+        self._wake = asyncio.Event()
+        self.packets_sent = 0
+        self.packets_dropped = 0
+
+    def push(self, packet: Any) -> None:
+        if self.readyState != "live":
+            return
+        if len(self._queue) >= MAX_AUDIO_BACKLOG:
+            self._queue.popleft()
+            self.packets_dropped += 1
+        self._queue.append(packet)
+        self._wake.set()
+
+    async def recv(self) -> Any:
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._wake.clear()
+            await self._wake.wait()
+        if self.readyState != "live":
+            raise MediaStreamError
+        self.packets_sent += 1
+        return self._queue.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        self._queue.clear()
+        self._wake.set()
+        self._shared.unsubscribe(self)
+
+
+class SharedAudio:
+    """Encodes the caller's speech once and hands the Opus packets to every viewer.
+
+    Runs while someone listens, pulling :class:`CallerAudioTrack`'s paced
+    20 ms frames. Encoding a frame takes a fraction of a millisecond, so it
+    runs on the event loop.
+
+    Args:
+        source: the caller's speech.
+    """
+
+    def __init__(self, source: CallerAudioTrack) -> None:
+        self.source = source
+        self._viewers: list[ViewerAudioTrack] = []
+        self._ctx: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.frames = 0
+        self.failures = 0
+
+    def subscribe(self) -> ViewerAudioTrack:
+        track = ViewerAudioTrack(self)
+        self._viewers.append(track)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="viewer-audio")
+        return track
+
+    def unsubscribe(self, track: ViewerAudioTrack) -> None:
+        if track in self._viewers:
+            self._viewers.remove(track)
+
+    def __len__(self) -> int:
+        return len(self._viewers)
+
+    @staticmethod
+    def _open() -> Any:
+        import av
+
+        ctx = av.CodecContext.create("libopus", "w")
+        ctx.sample_rate = AUDIO_RATE
+        ctx.format = "s16"
+        ctx.layout = "mono"
+        ctx.bit_rate = AUDIO_BITRATE
+        ctx.time_base = fractions.Fraction(1, AUDIO_RATE)
+        ctx.options = {"application": "voip", "frame_duration": "20"}
+        return ctx
+
+    def encode(self, frame: Any) -> list[Any]:
+        """One 20 ms stereo ``av.AudioFrame`` -> its Opus packets (mono), pts in 1/48000 s."""
+        import av
+
+        if self._ctx is None:
+            self._ctx = self._open()
+        mono = av.AudioFrame.from_ndarray(frame.to_ndarray().reshape(1, -1, 2)[:, :, 0].copy(),
+                                          format="s16", layout="mono")
+        mono.sample_rate = AUDIO_RATE
+        mono.pts = self.frames * AUDIO_FRAME
+        mono.time_base = fractions.Fraction(1, AUDIO_RATE)
+        packets = list(self._ctx.encode(mono))
+        for packet in packets:
+            packet.time_base = fractions.Fraction(1, AUDIO_RATE)
+        return packets
+
+    async def _run(self) -> None:
+        while self._viewers:
+            try:
+                frame = await self.source.recv()
+            except MediaStreamError:
+                return
+            try:
+                packets = self.encode(frame)
+            except Exception as e:  # this frame is lost for the viewers; a new encoder next time
+                self.failures += 1
+                if self.failures == 1:
+                    log.warning("encoding the viewers' audio failed: %r", e)
+                self._ctx = None
+                continue
+            finally:
+                self.frames += 1
+            for packet in packets:
+                for viewer in list(self._viewers):
+                    viewer.push(packet)
+
+    async def close(self) -> None:
+        for track in list(self._viewers):
+            track.stop()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 class Viewers:
     """The browsers watching this receiver.
 
@@ -409,12 +548,10 @@ class Viewers:
     """
 
     def __init__(self, rest: np.ndarray) -> None:
-        from aiortc.contrib.media import MediaRelay
-
         self.video = AvatarTrack(rest)
         self.audio = CallerAudioTrack()
         self.shared = SharedVideo(self.video)
-        self._relay = MediaRelay()
+        self.shared_audio = SharedAudio(self.audio)
         self._pcs: dict[Any, Any] = {}  # peer connection -> its status channel
         self._tracks: dict[Any, list[Any]] = {}  # peer connection -> the tracks it sends
         self._closing: set[asyncio.Task[None]] = set()
@@ -470,8 +607,7 @@ class Viewers:
         codec = None
         for kind in dict.fromkeys(m.kind for m in offer.media if m.kind in ("audio", "video")):
             if kind == "audio":
-                # buffered=False: a slow viewer gets the newest speech, not a queue.
-                track = self._relay.subscribe(self.audio, buffered=False)
+                track = self.shared_audio.subscribe()
                 self._tracks[pc].append(track)
                 pc.addTransceiver(track, direction="sendonly")
                 continue
@@ -518,6 +654,7 @@ class Viewers:
             self._drop(pc)
         await asyncio.gather(*self._closing, return_exceptions=True)
         await self.shared.close()
+        await self.shared_audio.close()
         self.video.stop()
         self.audio.stop()
 

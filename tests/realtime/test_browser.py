@@ -47,6 +47,10 @@ THUMBNAIL_JS = """() => {
 }"""
 VIDEO_JS = """() => { const v = document.getElementById('avatar');
   return {width: v.videoWidth, height: v.videoHeight, time: v.currentTime}; }"""
+AUDIO_JS = """async () => { let out = {packets: 0, samples: 0, bytes: 0};
+  (await peer.getStats()).forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'audio')
+    out = {packets: s.packetsReceived, samples: s.totalSamplesReceived, bytes: s.bytesReceived}; });
+  return out; }"""
 STATE_JS = "() => [document.getElementById('state').dataset.state, document.getElementById('state').textContent]"
 
 
@@ -188,6 +192,10 @@ def test_viewers_watch_a_call(browser: Any, receiver: tuple[int, Any]) -> None:
         assert moving >= 3, f"only {moving} of 9 successive frames differ"
         for page, t in zip(pages, start):  # both viewers play, fed by the one render
             assert page.evaluate(VIDEO_JS)["time"] - t > 0.5 * elapsed
+        # The caller's speech reaches the viewers too (one Opus encode shared by both).
+        for page in pages:
+            audio = page.evaluate(AUDIO_JS)
+            assert audio["packets"] > 50 and audio["samples"] > 48_000 and audio["bytes"] > 35 * 50, audio
         # Viewers of the earlier tests have left (their pages closed); the receiver counts these two.
         page.wait_for_function("() => document.getElementById('stats').textContent.endsWith(' 2 watching')",
                                timeout=10_000)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from receiver.viewers import (AUDIO_FRAME, AUDIO_RATE, H264, KEYFRAME_INTERVAL_S, MAX_BACKLOG, STILL_FPS, VP8,
-                              AvatarTrack, CallerAudioTrack, SharedVideo, Viewers, ViewerVideoTrack, rgb_to_i420)
+                              AvatarTrack, CallerAudioTrack, SharedVideo, ViewerAudioTrack, Viewers,
+                              ViewerVideoTrack, rgb_to_i420)
 
 
 def _solid(value: int) -> np.ndarray:
@@ -251,3 +252,41 @@ def test_a_webrtc_viewer_gets_the_shared_encoding(codec: str) -> None:
     assert rtpmaps[0] == codec.split("/")[1] and set(rtpmaps) <= {codec.split("/")[1], "rtx"}  # VP8 preferred
     assert [(f.width, f.height) for f in frames] == [(64, 64)] * 5  # type: ignore[attr-defined]
     assert viewers.shared.encoded.get(codec, 0) >= 5 and len(viewers.shared) == 0  # all gone after close
+
+
+def test_speech_is_encoded_once_for_every_viewer() -> None:
+    import av
+
+    from receiver.viewers import MAX_AUDIO_BACKLOG, SharedAudio
+
+    t = np.arange(AUDIO_FRAME) / AUDIO_RATE
+
+    async def run() -> tuple[list[list[bytes]], int, ViewerAudioTrack]:
+        source = CallerAudioTrack()
+        shared = SharedAudio(source)
+        viewers = [shared.subscribe() for _ in range(3)]
+        for k in range(10):
+            tone = (8000 * np.sin(2 * np.pi * 440 * (t + k * AUDIO_FRAME / AUDIO_RATE))).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(np.repeat(tone, 2)[None], format="s16", layout="stereo")
+            frame.sample_rate = AUDIO_RATE
+            source.push(frame)
+        got: list[list[bytes]] = [[], []]
+        for _ in range(8):  # both read as the packets come
+            for i in range(2):
+                got[i].append(bytes(await viewers[i].recv()))
+        slow = viewers[2]  # never read: it keeps only the newest packets
+        await asyncio.sleep(0.3)
+        frames = shared.frames
+        await shared.close()
+        source.stop()
+        return got, frames, slow
+
+    (a, b), frames, slow = asyncio.run(run())
+    assert a == b  # the same packets, not two encodes
+    assert frames >= 8  # one encode per 20 ms frame, whatever the number of viewers
+    assert slow.packets_dropped > 0 and slow.packets_sent == 0
+    assert len(slow._queue) == 0  # stopped: emptied
+    assert MAX_AUDIO_BACKLOG < frames
+    decoder = av.CodecContext.create("libopus", "r")
+    pcm = np.concatenate([f.to_ndarray().reshape(-1) for p in a for f in decoder.decode(av.Packet(p))])
+    assert np.sqrt(np.mean(pcm.astype(float) ** 2)) > 0.05 * (8000 / 32768 if pcm.dtype.kind == "f" else 8000)
