@@ -4,7 +4,8 @@ Self-supervised: a training clip's frame is the portrait, another frame of the
 same clip is the target; the warp renders the target's landmarks from the
 portrait and the refiner learns to turn that into the true frame. Losses: L1
 (mouth and eyes weighted), SSIM at three scales, and a patch discriminator's
-hinge loss. No pretrained network is used. Training runs on patches cut
+hinge loss, on the refined frame as the renderer makes it: the correction
+applied inside the lips-and-eyes repair mask only. No pretrained network is used. Training runs on patches cut
 around the face (mostly the mouth and eyes) and is bounded in wall-clock time,
 so it fits a CPU.
 
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec import regions as R
-from codec.neural import RENDERER_PATH, Refiner, RefinerConfig, refiner_inputs, save_refiner
+from codec.neural import RENDERER_PATH, Refiner, RefinerConfig, refiner_inputs, repair_mask, save_refiner
 from codec.warp import GeometricWarp
 
 
@@ -93,9 +94,10 @@ def _weight_map(lm: np.ndarray, x0: int, y0: int, patch: int) -> np.ndarray:
 
 
 def make_batch(data: list[ClipData], batch: int, patch: int,
-               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Inputs ``[B, 12, P, P]``, warped ``[B, 3, P, P]``, truth ``[B, 3, P, P]``, loss weights ``[B, 1, P, P]``."""
-    xs, ws, ts, wm = [], [], [], []
+               rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+    """Inputs ``[B, 12, P, P]``, warped ``[B, 3, P, P]``, truth ``[B, 3, P, P]``, loss weights ``[B, 1, P, P]``
+    and repair masks ``[B, 1, P, P]``."""
+    xs, ws, ts, wm, ms = [], [], [], [], []
     for _ in range(batch):
         clip = data[rng.integers(len(data))]
         k = rng.integers(len(clip.warps))
@@ -115,7 +117,8 @@ def make_batch(data: list[ClipData], batch: int, patch: int,
         truth = torch.from_numpy(clip.frames[t]).permute(2, 0, 1)[None].float() / 255
         ts.append(truth[sl])
         wm.append(torch.from_numpy(_weight_map(lm, x0, y0, patch))[None, None])
-    return torch.cat(xs).clone(), torch.cat(ws).clone(), torch.cat(ts), torch.cat(wm)
+        ms.append(torch.from_numpy(repair_mask(lm[None], size)[sl]))
+    return torch.cat(xs).clone(), torch.cat(ws).clone(), torch.cat(ts), torch.cat(wm), torch.cat(ms)
 
 
 def _gaussian(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -170,6 +173,10 @@ class PatchDiscriminator(nn.Module):
 def train(data: list[ClipData], args: argparse.Namespace, log=print) -> tuple[Refiner, dict]:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(args.seed + 1)
     model = Refiner(RefinerConfig())
+    if args.init is not None:  # continue from earlier weights
+        from codec.neural import load_refiner
+
+        model = load_refiner(args.init).train()
     disc = PatchDiscriminator()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.99))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.99))
@@ -178,8 +185,8 @@ def train(data: list[ClipData], args: argparse.Namespace, log=print) -> tuple[Re
     adv_from = args.adv_start * budget
     step, hist = 0, []
     while time.monotonic() - start < budget and step < args.steps:
-        x, warped, truth, weight = make_batch(data, args.batch, args.patch, rng)
-        out = model(x, warped)
+        x, warped, truth, weight, mask = make_batch(data, args.batch, args.patch, rng)
+        out = model(x, warped, mask)
         l1 = (weight * (out - truth).abs()).mean() / weight.mean()
         base = (weight * (warped - truth).abs()).mean() / weight.mean()
         loss = l1 + args.ssim * ms_ssim_loss(out.clamp(0, 1), truth)
@@ -220,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sources", type=int, default=2, help="portraits per clip")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, default=None, help="start from these weights instead of from zero")
     p.add_argument("--out", type=Path, default=RENDERER_PATH)
     args = p.parse_args(argv)
     if args.patch % 8:

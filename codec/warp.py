@@ -98,7 +98,25 @@ def _rasterize(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarra
         eye = 1.0 if kind[f] == EYE else 0.0
         for y in range(y0, y1 + 1):
             py = y + 0.5
-            for x in range(x0, x1 + 1):
+            # The barycentric weights are linear in px along the row: the span where all three
+            # pass, widened by a pixel, so that the exact test below decides every pixel as before.
+            ka = (by - cy) * inv
+            kb = (cy - ay) * inv
+            ma = (bx * (cy - py) - cx * (by - py)) * inv
+            mb = (cx * (ay - py) - ax * (cy - py)) * inv
+            lo, hi, empty = -1e30, 1e30, False
+            for k, m in ((ka, ma), (kb, mb), (-ka - kb, 1.0 - ma - mb)):
+                if k > 0:
+                    lo = max(lo, (eps - m) / k)
+                elif k < 0:
+                    hi = min(hi, (eps - m) / k)
+                elif m < eps:
+                    empty = True
+            if empty or lo > hi + 2.0:
+                continue
+            xs = max(x0, int(np.floor(lo - 0.5)) - 1) if lo > -1e29 else x0
+            xe = min(x1, int(np.ceil(hi - 0.5)) + 1) if hi < 1e29 else x1
+            for x in range(xs, xe + 1):
                 px = x + 0.5
                 wa = ((bx - px) * (cy - py) - (by - py) * (cx - px)) * inv
                 wb = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) * inv
@@ -289,6 +307,7 @@ class GeometricWarp:
         bias[(self.mesh.kind == EYE) | (self.mesh.kind == MOUTH)] = config.hole_depth * iod
         bias[self.mesh.kind == OUTSIDE] = 1e6  # hair and background lie behind the face
         self._bias = bias
+        self._source_xy = np.ascontiguousarray(self.mesh.vertices[:, :2])  # the rasterizer's inner loop reads it
         self._mouth_area = float(_polygon_area(self.landmarks[R.LIPS_INNER, :2]))
 
         # RGB and the person's alpha, sampled together.
@@ -376,7 +395,7 @@ class GeometricWarp:
             coverage of the eye openings; both float32 on the device.
         """
         target = np.asarray(target, np.float32)
-        grid, regions = _rasterize_batch(self.target_vertices(target), self.mesh.vertices[:, :2],
+        grid, regions = _rasterize_batch(self.target_vertices(target), self._source_xy,
                                          self.mesh.triangles, self._bias, self.mesh.kind, self.size)
         return torch.from_numpy(grid).to(self.device), torch.from_numpy(regions).to(self.device)
 

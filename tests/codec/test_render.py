@@ -86,3 +86,34 @@ def test_neural_renderer(portrait, tmp_path):
     assert out.shape == (2, 512, 512, 3) and out.dtype == np.uint8
     # Trained to keep the portrait when asked for it.
     assert np.abs(out[0].astype(int) - portrait.image).mean() < 4
+
+
+def test_frames_convert_to_uint8_as_torch_rounds():
+    from codec.render import planar_to_rgb8
+
+    x = torch.rand(2, 3, 40, 56)
+    x[0, 0, 0, :6] = torch.tensor([0.0, 1.0, 0.5 / 255, 254.5 / 255, 0.99999, 1.2])
+    x[1, 2, 5, :2] = torch.tensor([-0.3, 0.002])
+    want = x.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(planar_to_rgb8(x.numpy()), want)
+
+
+def test_refiner_changes_only_lips_and_eyes(renderer, portrait):
+    from codec import regions as R
+    from codec.neural import Refiner, refine, repair_mask
+
+    torch.manual_seed(0)
+    model = Refiner().eval()
+    torch.nn.init.normal_(model.out.weight, std=0.05)  # an untrained refiner would change nothing at all
+    target = (portrait.landmarks + np.array([5, -3, 0], np.float32))[None]
+    result = renderer.warp.warp(target)
+    with torch.no_grad():
+        out = refine(model, result, renderer.warp.image[:, :3], target)
+    changed = (out - result.frames.clamp(0, 1)).abs().amax(1)[0].numpy() > 1e-6
+    mask = repair_mask(target, 512)[0, 0]
+    assert changed.any() and not changed[mask == 0].any()
+    # The mask holds the lips and both eyes, and not the cheeks or the background.
+    for idx in (R.LIPS_OUTER, R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR):
+        x, y = np.round(target[0, idx, :2].mean(0)).astype(int)
+        assert mask[y, x] > 0.9
+    assert mask.mean() < 0.1 and mask[:40].max() == 0
