@@ -18,8 +18,10 @@ rest frame.
 * Other languages (corpus ``audio/``, no video): speech/silence agreement of
   the mouth: closed on silent frames, moving (opening range over 0.4 s above
   :data:`MARGIN`) on speech frames; their balanced mean per language.
-* Speed: real-time factor of tokenizer + generator (one thread) on a whole
-  clip, and of the live stream fed 20 ms chunks; the algorithmic latency.
+* Speed: real-time factor of tokenizer + generator + voice gate (one thread)
+  on a whole clip, and of the live stream fed 20 ms chunks; the algorithmic
+  latency; the voice gate's own cost per frame (the detector on every frame,
+  the lower-face re-encoding on the frames it closes).
 """
 
 from __future__ import annotations
@@ -57,12 +59,14 @@ TEMPERATURE = 0.2
 
 
 def tokens_for(audio: np.ndarray, frames: int, seeds: tuple[int, ...]) -> list[np.ndarray]:
-    """Generated tokens ``[T, 4, 12]`` for each seed (units computed once)."""
+    """Generated tokens ``[T, 4, 12]`` for each seed, voice-gated as live (units and gate computed once)."""
     from codec.speech.stream import units_to_tokens
     from codec.speech.units import load_unitizer
+    from codec.speech.vad import voice_gate
 
     units = load_unitizer().units(audio, frames)
-    return [units_to_tokens(units, seed=s, temperature=TEMPERATURE) for s in seeds]
+    gate = voice_gate(audio, frames)
+    return [units_to_tokens(units, seed=s, temperature=TEMPERATURE, gate=gate) for s in seeds]
 
 
 def openings(tokens: np.ndarray, rest_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +183,9 @@ def speed() -> dict:
     from codec.corpus import corpus_dir, corpus_split
     from codec.media import read_audio
     from codec.speech import SpeechMotionStream, speech_to_tokens
+    from codec.speech.stream import gate_lower_face
     from codec.speech.units import load_unitizer
+    from codec.speech.vad import voice_gate
 
     torch.set_num_threads(1)
     root = corpus_dir()
@@ -200,10 +206,20 @@ def speed() -> dict:
         frames += len(stream.push(audio[i:i + 320]))
         worst = max(worst, time.perf_counter() - s)
     t4 = time.perf_counter()
+    voice_gate(audio)
+    t5 = time.perf_counter()
+    tokens = speech_to_tokens(audio, seed=0)
+    half = np.full(3, 0.5, np.float32)  # every frame re-encoded, in the stream's blocks of 3
+    t6 = time.perf_counter()
+    for i in range(0, len(tokens) - 2, 3):
+        gate_lower_face(tokens[i:i + 3], half)
+    t7 = time.perf_counter()
     return {"audio_s": dur, "rtf_units": (t1 - t0) / dur,
             "rtf_offline_total": (t2 - t1) / dur, "rtf_stream": (t4 - t3) / dur,
             "stream_worst_push_ms": worst * 1000, "stream_frames": frames,
-            "algorithmic_latency_ms": stream.latency_ms}
+            "algorithmic_latency_ms": stream.latency_ms,
+            "vad_ms_per_frame": (t5 - t4) * 1000 / frames,
+            "reencode_ms_per_gated_frame": (t7 - t6) * 1000 / (len(tokens) // 3 * 3)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,12 @@ def load_template(path: Path = TEMPLATE_PATH) -> Template:
     return Template(z["shape"].astype(np.float64), z["stable"].astype(np.int64))
 
 
+def lower_face(template: Template | None = None) -> np.ndarray:
+    """``[478]`` bool: the landmarks below the nose tip (y points down), the part that speech moves."""
+    tpl = template or load_template()
+    return tpl.shape[:, 1] > tpl.shape[1, 1]
+
+
 @dataclass
 class MotionState:
     """The motion of one face in one image (batched over leading axes ``...``).

@@ -2,13 +2,14 @@
 
     samples (16 kHz) --units.py--> speech units [T] (25 Hz, Whisper-base layer 4 + k-means)
                      --generator.py--> motion tokens [T, 4, 12], layer by layer
-                     --stream.py--> the same, live, in 120 ms blocks with 120 ms look-ahead
+                     --stream.py--> the same, live, in 120 ms blocks with 120 ms look-ahead,
+                                    the lower face put at rest where vad.py hears no voice
 
 Public API: :func:`speech_to_tokens` (a whole recording) and
 :class:`SpeechMotionStream` (``push(samples) -> list of [4, 12] frames``).
 Weights: ``codec/data/speech_units.npz`` and ``codec/data/speech_generator.pt``,
-made by ``talk-train speech``; the Whisper weights come from
-``requirements/speech.txt``.
+made by ``talk-train speech``; the Whisper weights and the voice-activity
+detector (Silero VAD) come from ``requirements/speech.txt``.
 """
 
 from codec.speech.stream import SpeechMotionStream, speech_to_tokens

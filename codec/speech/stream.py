@@ -11,6 +11,11 @@ Algorithmic latency: a sample is turned into motion at most one block plus
 the look-ahead after it arrives, ``(hop + lookahead) · 40 ms = 240 ms``
 (compute time comes on top; see ``bench/speech_quality.py``).
 
+A voice-activity gate (:mod:`codec.speech.vad`) then puts the lower face
+back at rest where nobody speaks (:func:`gate_lower_face`). It looks at most
+``lookahead`` frames ahead, audio the stream already holds, so the latency
+stays the same.
+
 :func:`speech_to_tokens` runs the very same blocks over a whole recording.
 """
 
@@ -21,6 +26,7 @@ import torch
 
 from codec.speech.generator import CONTROL_DIM, MotionGenerator, load_generator
 from codec.speech.units import SAMPLES_PER_FRAME, SpeechUnitizer, load_unitizer
+from codec.speech.vad import GateConfig, VoiceGate, voice_gate
 
 DEFAULT_TEMPERATURE = 0.2
 
@@ -111,18 +117,57 @@ class MotionRoller:
         return new
 
 
+def gate_lower_face(tokens: np.ndarray, gate: np.ndarray) -> np.ndarray:
+    """Scales the lower face's expression by a gate, leaving head pose, gaze and blink as they are.
+
+    Frames with gate 1 are returned unchanged, token for token; the others
+    are decoded, get their lower-face expression scaled (0: at rest, as in
+    the training targets' quiet spans) and are encoded again at all layers.
+    Re-encoding moves head pose, gaze and blink a little too (about 0.3° of
+    rotation on average): the tokenizer's encoder is not an exact inverse of
+    its decoder.
+
+    Args:
+        tokens: ``[T, R, G]`` int64 motion tokens.
+        gate: ``[T]`` in [0, 1].
+    Returns:
+        ``[T, R, G]`` int64.
+    """
+    from codec.motion import MotionDelta, lower_face
+    from codec.tokenizer import load_tokenizer
+
+    g = np.asarray(gate, np.float32)
+    change = g < 1.0
+    if not change.any():
+        return tokens
+    tok = load_tokenizer()
+    delta = MotionDelta.from_vector(tok.decode(tokens[change]))
+    scale = np.where(lower_face()[None, :, None], g[change, None, None], np.float32(1.0))
+    delta.expression = delta.expression * scale
+    out = tokens.copy()
+    out[change] = tok.encode(delta.to_vector())
+    return out
+
+
 class SpeechMotionStream:
     """Live speech (16 kHz mono float) -> motion token frames ``[4, 12]``.
 
     Args:
         seed: makes the sampled non-verbal motion repeatable; None draws one.
         temperature: sampling temperature (0: most likely tokens).
+        gate: the voice-activity gate on the lower face (its anticipation within the look-ahead).
     """
 
     def __init__(self, seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
-                 unitizer: SpeechUnitizer | None = None, generator: MotionGenerator | None = None) -> None:
+                 unitizer: SpeechUnitizer | None = None, generator: MotionGenerator | None = None,
+                 gate: GateConfig = GateConfig()) -> None:
         self.units = UnitStream(unitizer)
         self.roller = MotionRoller(generator, seed, temperature)
+        if gate.anticipate > self.units.unitizer.config.lookahead:
+            raise ValueError(f"the gate may look {self.units.unitizer.config.lookahead} frames ahead, "
+                             f"not {gate.anticipate}: more would add latency")
+        self.vad = VoiceGate(gate)
+        self._gates = np.zeros(0, np.float32)  # decided ahead of the tokens
 
     @property
     def latency_ms(self) -> float:
@@ -136,10 +181,13 @@ class SpeechMotionStream:
             samples: ``[N]`` float32 in [-1, 1] at 16 kHz, any ``N``.
             controls: ``[9]`` rotation (3), gaze (4), blink (2) deltas for the new frames, NaN where free.
         """
+        self._gates = np.concatenate([self._gates, self.vad.push(samples)])
         return self._motion(self.units.push(samples), controls)
 
     def flush(self, controls: np.ndarray | None = None) -> list[np.ndarray]:
         """Ends the stream and returns its last frames."""
+        total = int(round(self.units.received / SAMPLES_PER_FRAME))
+        self._gates = np.concatenate([self._gates, self.vad.flush(total)])
         return self._motion(self.units.flush(), controls)
 
     def _motion(self, units: np.ndarray, controls: np.ndarray | None) -> list[np.ndarray]:
@@ -148,13 +196,17 @@ class SpeechMotionStream:
         for i in range(0, len(units), hop):
             u = units[i:i + hop]
             c = None if controls is None else np.broadcast_to(np.asarray(controls, np.float32), (len(u), CONTROL_DIM))
-            out.extend(self.roller.step(u, c))
+            tokens = self.roller.step(u, c)
+            # The gate is decided before the tokens: it looks no further ahead than the units do.
+            out.extend(gate_lower_face(tokens, self._gates[:len(tokens)]))
+            self._gates = self._gates[len(tokens):]
         return out
 
 
 def speech_to_tokens(samples_16k: np.ndarray, seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
-                     controls: np.ndarray | None = None, frames: int | None = None) -> np.ndarray:
-    """Motion tokens for a whole recording (the live stream's blocks, run offline).
+                     controls: np.ndarray | None = None, frames: int | None = None,
+                     gate: GateConfig = GateConfig()) -> np.ndarray:
+    """Motion tokens for a whole recording (the live stream's blocks and gate, run offline).
 
     Args:
         samples_16k: ``[N]`` float32 mono speech at 16 kHz.
@@ -162,18 +214,27 @@ def speech_to_tokens(samples_16k: np.ndarray, seed: int | None = None, temperatu
         temperature: sampling temperature (0: most likely tokens).
         controls: ``[T, 9]`` rotation, gaze, blink deltas per frame (NaN where free), or None.
         frames: ``T``; default ``round(N / 640)`` (one per 25 fps video frame).
+        gate: the voice-activity gate on the lower face.
     Returns:
         ``[T, 4, 12]`` int64 tokens in ``0 .. 624``, relative to a face at rest.
     """
-    return units_to_tokens(load_unitizer().units(samples_16k, frames), seed, temperature, controls)
+    units = load_unitizer().units(samples_16k, frames)
+    return units_to_tokens(units, seed, temperature, controls, voice_gate(samples_16k, len(units), gate))
 
 
 def units_to_tokens(units: np.ndarray, seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
-                    controls: np.ndarray | None = None) -> np.ndarray:
-    """Motion tokens ``[T, 4, 12]`` from speech units ``[T]``, in the live stream's blocks (see :func:`speech_to_tokens`)."""
+                    controls: np.ndarray | None = None, gate: np.ndarray | None = None) -> np.ndarray:
+    """Motion tokens ``[T, 4, 12]`` from speech units ``[T]``, in the live stream's blocks (see :func:`speech_to_tokens`).
+
+    Args:
+        gate: ``[T]`` lower-face gate (:func:`codec.speech.vad.voice_gate` of the same audio), or None for none.
+    """
     roller = MotionRoller(seed=seed, temperature=temperature)
     hop = load_unitizer().config.hop
-    out = [roller.step(units[i:i + hop], None if controls is None else controls[i:i + hop])
-           for i in range(0, len(units), hop)]
+    out = []
+    for i in range(0, len(units), hop):
+        tokens = roller.step(units[i:i + hop], None if controls is None else controls[i:i + hop])
+        # Gated block by block like the stream: the tokenizer's float results depend on the batch.
+        out.append(tokens if gate is None else gate_lower_face(tokens, gate[i:i + hop]))
     cfg = roller.model.config
     return np.concatenate(out) if out else np.zeros((0, cfg.residuals, cfg.groups), np.int64)

@@ -134,13 +134,12 @@ def rest_frame(landmarks: np.ndarray) -> int:
 
 def clip_motion(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Delta vectors from the rest frame ``[T, 1447]``, the same with the lower face at rest, controls ``[T, 9]``."""
-    from codec.motion import load_template, motion_from_landmarks, relative
+    from codec.motion import lower_face, motion_from_landmarks, relative
 
     state = motion_from_landmarks(landmarks)
     ref = motion_from_landmarks(landmarks[rest_frame(landmarks)])
     delta = relative(state, ref)
-    tpl = load_template()
-    lower = tpl.shape[:, 1] > tpl.shape[1, 1]  # below the nose tip (y points down)
+    lower = lower_face()
     quiet = relative(state, ref)
     quiet.expression = quiet.expression.copy()
     quiet.expression[:, lower] = 0.0
