@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.max_frames is not None and cfg.max_frames < 2:
         p.error("--frames must be at least 2")
     if not _has_cuda(args.device):
-        # The neural renderer takes about half a second a frame on a CPU: too slow for --quick,
+        # The neural renderer takes about 60 ms a frame on a CPU thread (5x the warp): too slow for --quick,
         # and the full run renders it at 4 layers only.
         cfg = BenchConfig(**{**cfg.__dict__, "neural_layers": () if args.quick else (4,)})
     try:
