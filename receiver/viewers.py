@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 VIDEO_FPS = 25
 STILL_FPS = 5
+# Frames go out as soon as they are rendered, at least this far apart. Not a fixed 40 ms
+# cadence: measured from the last frame sent, each late wake-up would push the next one
+# later, and a frame rendered a little late would be overwritten by the next before it went.
+MIN_FRAME_GAP_S = 0.6 / VIDEO_FPS
 VIDEO_CLOCK = 90_000
 AUDIO_RATE = 48_000
 AUDIO_FRAME = 960  # 20 ms
@@ -98,7 +102,7 @@ class _Paced(MediaStreamTrack):  # type: ignore[misc]
 
 
 class AvatarTrack(MediaStreamTrack):  # type: ignore[misc]
-    """The avatar as a video track: each newly rendered frame, at most 25 a second.
+    """The avatar as a video track: each newly rendered frame as it comes (the renderer makes at most 25 a second).
 
     A frame that did not change is repeated only :data:`STILL_FPS` times a
     second (the portrait at rest, or a renderer that fell behind): every
@@ -136,7 +140,7 @@ class AvatarTrack(MediaStreamTrack):  # type: ignore[misc]
         if self.readyState != "live":
             raise MediaStreamError
         if self._last is not None:
-            wait = self._last + 1.0 / VIDEO_FPS - time.monotonic()
+            wait = self._last + MIN_FRAME_GAP_S - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             if not self._changed.is_set():

@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from receiver.viewers import (AUDIO_FRAME, AUDIO_RATE, H264, KEYFRAME_INTERVAL_S, MAX_BACKLOG, STILL_FPS, VP8,
+from receiver.viewers import (AUDIO_FRAME, AUDIO_RATE, H264, KEYFRAME_INTERVAL_S, MAX_BACKLOG, MIN_FRAME_GAP_S,
+                              STILL_FPS, VP8,
                               AvatarTrack, CallerAudioTrack, SharedVideo, ViewerAudioTrack, Viewers,
                               ViewerVideoTrack, rgb_to_i420)
 
@@ -24,7 +25,7 @@ def test_avatar_track_sends_new_frames_and_repeats_a_still_one_slowly() -> None:
         track = AvatarTrack(_solid(10))
         frames, times = [await track.recv()], [time.monotonic()]
         track.show(_solid(200))
-        frames.append(await track.recv())  # a new frame: at most 25 a second
+        frames.append(await track.recv())  # a new frame: at once, but not closer than MIN_FRAME_GAP_S
         times.append(time.monotonic())
         frames.append(await track.recv())  # nothing new: repeated after 1 / STILL_FPS
         times.append(time.monotonic())
@@ -36,7 +37,7 @@ def test_avatar_track_sends_new_frames_and_repeats_a_still_one_slowly() -> None:
 
     frames, times = asyncio.run(run())
     gaps = np.diff(times)
-    assert 0.035 < gaps[0] < 0.15 and 0.9 / STILL_FPS < gaps[1] < 3.0 / STILL_FPS and gaps[2] < 0.15
+    assert MIN_FRAME_GAP_S - 0.002 < gaps[0] < 0.1 and 0.9 / STILL_FPS < gaps[1] < 3.0 / STILL_FPS and gaps[2] < 0.15
     pts = [f.pts for f in frames]  # type: ignore[attr-defined]
     assert pts[0] == 0 and all(b > a for a, b in zip(pts, pts[1:]))
     assert abs(pts[2] - pts[1] - gaps[1] * 90000) < 0.02 * 90000  # stamped by when it was sent
