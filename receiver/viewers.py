@@ -211,28 +211,69 @@ class _Encoder:
         return packets
 
 
-class ViewerVideoTrack(MediaStreamTrack):  # type: ignore[misc]
+class _ViewerPackets(MediaStreamTrack):  # type: ignore[misc]
+    """One viewer's share of a shared encoder's packets: its ``recv`` returns ``av.Packet``.
+
+    aiortc's sender only packetizes such packets (``Encoder.pack``) instead
+    of encoding. Subclasses decide in ``push`` what a viewer keeps; the
+    first ``recv`` (the viewer's sender has started) calls :meth:`_started`.
+    """
+
+    def __init__(self, shared: SharedVideo | SharedAudio) -> None:
+        super().__init__()
+        self._shared = shared
+        self._queue: deque[Any] = deque()
+        self._wake = asyncio.Event()
+        self._pulled = False  # the sender has started: packets from now on are this viewer's
+        self.packets_sent = 0
+
+    def _started(self) -> None:
+        pass
+
+    def _append(self, packet: Any) -> None:
+        self._queue.append(packet)
+        self._wake.set()
+
+    async def recv(self) -> Any:
+        if not self._pulled:
+            self._pulled = True
+            self._started()
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._wake.clear()
+            await self._wake.wait()
+        if self.readyState != "live":
+            raise MediaStreamError
+        self.packets_sent += 1
+        return self._queue.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        self._queue.clear()
+        self._wake.set()
+        self._shared.unsubscribe(self)  # type: ignore[arg-type]
+
+
+class ViewerVideoTrack(_ViewerPackets):
     """One viewer's video: the encoded packets :class:`SharedVideo` shares, from a keyframe on.
 
-    Its ``recv`` returns an ``av.Packet``, which aiortc's sender only
-    packetizes (``Encoder.pack``) instead of encoding. Packets wait for a
-    viewer whose connection is slow up to :data:`MAX_BACKLOG`; past that it
-    skips to the next keyframe, and a keyframe arriving drops whatever it
-    still had queued (the keyframe does not need it).
+    Packets wait for a viewer whose connection is slow up to
+    :data:`MAX_BACKLOG`; past that it skips to the next keyframe, and a
+    keyframe arriving drops whatever it still had queued (the keyframe does
+    not need it).
     """
 
     kind = "video"
 
     def __init__(self, shared: SharedVideo, codec: str) -> None:
-        super().__init__()
+        super().__init__(shared)
         self.codec = codec
-        self._shared = shared
-        self._queue: deque[Any] = deque()
-        self._wake = asyncio.Event()
-        self._pulled = False  # the sender has started: packets from now on are this viewer's
         self._keyed = False  # it has had its first keyframe (or the one after a skip)
-        self.packets_sent = 0
         self.packets_skipped = 0
+
+    def _started(self) -> None:
+        self._shared.request_keyframe(self.codec)  # type: ignore[union-attr]
 
     def push(self, packet: Any) -> None:
         if not self._pulled or self.readyState != "live":
@@ -250,28 +291,7 @@ class ViewerVideoTrack(MediaStreamTrack):  # type: ignore[misc]
             self._keyed = False
             self._shared.request_keyframe(self.codec)
             return
-        self._queue.append(packet)
-        self._wake.set()
-
-    async def recv(self) -> Any:
-        if not self._pulled:
-            self._pulled = True
-            self._shared.request_keyframe(self.codec)
-        while not self._queue:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._wake.clear()
-            await self._wake.wait()
-        if self.readyState != "live":
-            raise MediaStreamError
-        self.packets_sent += 1
-        return self._queue.popleft()
-
-    def stop(self) -> None:
-        super().stop()
-        self._queue.clear()
-        self._wake.set()
-        self._shared.unsubscribe(self)
+        self._append(packet)
 
 
 class SharedVideo:
@@ -410,8 +430,8 @@ class CallerAudioTrack(_Paced):
         return frame
 
 
-class ViewerAudioTrack(MediaStreamTrack):  # type: ignore[misc]
-    """One viewer's speech: the Opus packets :class:`SharedAudio` encodes (``recv`` returns ``av.Packet``).
+class ViewerAudioTrack(_ViewerPackets):
+    """One viewer's speech: the Opus packets :class:`SharedAudio` encodes.
 
     A viewer that falls behind by more than :data:`MAX_AUDIO_BACKLOG` frames
     loses the oldest: it gets the newest speech, not a growing queue.
@@ -420,11 +440,7 @@ class ViewerAudioTrack(MediaStreamTrack):  # type: ignore[misc]
     kind = "audio"
 
     def __init__(self, shared: SharedAudio) -> None:
-        super().__init__()
-        self._shared = shared
-        self._queue: deque[Any] = deque()
-        self._wake = asyncio.Event()
-        self.packets_sent = 0
+        super().__init__(shared)
         self.packets_dropped = 0
 
     def push(self, packet: Any) -> None:
@@ -433,25 +449,7 @@ class ViewerAudioTrack(MediaStreamTrack):  # type: ignore[misc]
         if len(self._queue) >= MAX_AUDIO_BACKLOG:
             self._queue.popleft()
             self.packets_dropped += 1
-        self._queue.append(packet)
-        self._wake.set()
-
-    async def recv(self) -> Any:
-        while not self._queue:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._wake.clear()
-            await self._wake.wait()
-        if self.readyState != "live":
-            raise MediaStreamError
-        self.packets_sent += 1
-        return self._queue.popleft()
-
-    def stop(self) -> None:
-        super().stop()
-        self._queue.clear()
-        self._wake.set()
-        self._shared.unsubscribe(self)
+        self._append(packet)
 
 
 class SharedAudio:
