@@ -7,6 +7,7 @@ for speech and small next to a video codec.
 
 from __future__ import annotations
 
+import fractions
 import io
 
 import av
@@ -18,6 +19,21 @@ OPUS_RATE = 48_000
 DEFAULT_BITRATE = 24_000
 # Ogg Opus of a long call is a few MB; a larger blob is not ours.
 MAX_BLOB_BYTES = 256 * 1024 * 1024
+
+
+def opus_encoder(bitrate: int = DEFAULT_BITRATE) -> av.CodecContext:
+    """A streaming Opus encoder for speech: 48 kHz mono s16 frames in, one 20 ms packet each out.
+
+    What calls send (``talk-send``'s speech, ``talk-recv``'s viewers); pts count samples at 48 kHz.
+    """
+    ctx = av.CodecContext.create("libopus", "w")
+    ctx.sample_rate = OPUS_RATE
+    ctx.layout = "mono"
+    ctx.format = "s16"
+    ctx.bit_rate = bitrate
+    ctx.time_base = fractions.Fraction(1, OPUS_RATE)
+    ctx.options = {"application": "voip", "frame_duration": "20"}
+    return ctx
 
 
 def encode_opus(samples: np.ndarray, rate: int, bitrate: int = DEFAULT_BITRATE) -> bytes:

@@ -485,25 +485,14 @@ class SharedAudio:
     def __len__(self) -> int:
         return len(self._viewers)
 
-    @staticmethod
-    def _open() -> Any:
-        import av
-
-        ctx = av.CodecContext.create("libopus", "w")
-        ctx.sample_rate = AUDIO_RATE
-        ctx.format = "s16"
-        ctx.layout = "mono"
-        ctx.bit_rate = AUDIO_BITRATE
-        ctx.time_base = fractions.Fraction(1, AUDIO_RATE)
-        ctx.options = {"application": "voip", "frame_duration": "20"}
-        return ctx
-
     def encode(self, frame: Any) -> list[Any]:
         """One 20 ms stereo ``av.AudioFrame`` -> its Opus packets (mono), pts in 1/48000 s."""
         import av
 
         if self._ctx is None:
-            self._ctx = self._open()
+            from codec.audio import opus_encoder
+
+            self._ctx = opus_encoder(AUDIO_BITRATE)
         mono = av.AudioFrame.from_ndarray(frame.to_ndarray().reshape(1, -1, 2)[:, :, 0].copy(),
                                           format="s16", layout="mono")
         mono.sample_rate = AUDIO_RATE

@@ -29,12 +29,12 @@ from typing import Any, Protocol
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
 
+from codec.audio import OPUS_RATE
 from codec.errors import MediaError
 from realtime.clock import MediaClock
 
 log = logging.getLogger(__name__)
 
-OPUS_RATE = 48_000
 OPUS_FRAME = 960  # 20 ms
 SPEECH_BITRATE = 24_000
 MOTION_FPS = 25.0
@@ -271,19 +271,6 @@ class MicPcm:
             self._stream = None
 
 
-def _opus_encoder(bitrate: int) -> Any:
-    import av
-
-    ctx = av.CodecContext.create("libopus", "w")
-    ctx.sample_rate = OPUS_RATE
-    ctx.layout = "mono"
-    ctx.format = "s16"
-    ctx.bit_rate = bitrate
-    ctx.time_base = fractions.Fraction(1, OPUS_RATE)
-    ctx.options = {"application": "voip", "frame_duration": "20"}
-    return ctx
-
-
 class OpusTrack(MediaStreamTrack):  # type: ignore[misc]
     """Speech as an aiortc audio track of pre-encoded Opus packets.
 
@@ -307,7 +294,9 @@ class OpusTrack(MediaStreamTrack):  # type: ignore[misc]
         self._pcm = pcm
         self._clock = clock
         self._started = started
-        self._encoder = _opus_encoder(bitrate)
+        from codec.audio import opus_encoder
+
+        self._encoder = opus_encoder(bitrate)
         self._pending: list[Any] = []
         self._blocks = 0
         self._packets = 0
