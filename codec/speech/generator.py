@@ -119,6 +119,9 @@ class MotionGenerator(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, c.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.groups * c.digits * c.levels)
+        # Calibration measured after training (see codec.speech.train.lower_face_offset): the
+        # generated lower face's mean minus the true one's on the training clips, [L, 3].
+        self.lower_face_offset: np.ndarray | None = None
 
     def set_unit_features(self, centroids: np.ndarray) -> None:
         """Fills ``unit_feat`` with the centroids' leading principal coordinates (unit variance overall)."""
@@ -229,10 +232,13 @@ class MotionGenerator(nn.Module):
 
 
 def save_generator(model: MotionGenerator, path: Path = GENERATOR_PATH, **meta: object) -> None:
-    """Saves the weights in float16 (the shipped file stays small)."""
+    """Saves the weights in float16 (the shipped file stays small), with the lower-face calibration if any."""
     buf = io.BytesIO()
     state = half_state(model.state_dict())
-    torch.save({"config": model.config.to_dict(), "state": state, "meta": meta}, buf)
+    ckpt = {"config": model.config.to_dict(), "state": state, "meta": meta}
+    if model.lower_face_offset is not None:
+        ckpt["lower_face_offset"] = torch.as_tensor(np.asarray(model.lower_face_offset, np.float32))
+    torch.save(ckpt, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue())
 
@@ -245,7 +251,10 @@ def load_generator(path: Path = GENERATOR_PATH) -> MotionGenerator:
     ckpt = load_checkpoint(path)
     model = MotionGenerator(GeneratorConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["state"])
-    model.tokenizer_hash = str(ckpt.get("meta", {}).get("tokenizer", ""))
+    if "lower_face_offset" in ckpt:
+        model.lower_face_offset = ckpt["lower_face_offset"].float().numpy()
+    model.meta = dict(ckpt.get("meta", {}))
+    model.tokenizer_hash = str(model.meta.get("tokenizer", ""))
     _check_tokenizer(model.tokenizer_hash)
     return model.eval()
 

@@ -117,12 +117,15 @@ class MotionRoller:
         return new
 
 
-def gate_lower_face(tokens: np.ndarray, gate: np.ndarray) -> np.ndarray:
+def gate_lower_face(tokens: np.ndarray, gate: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
     """Scales the lower face's expression by a gate, leaving head pose, gaze and blink as they are.
 
-    Frames with gate 1 are returned unchanged, token for token; the others
-    are decoded, get their lower-face expression scaled (0: at rest, as in
-    the training targets' quiet spans) and are encoded again at all layers.
+    Without ``offset``, frames with gate 1 are returned unchanged, token for
+    token; the others are decoded, get their lower-face expression scaled (0:
+    at rest, as in the training targets' quiet spans) and are encoded again at
+    all layers. With ``offset`` (the generator's calibration,
+    :attr:`MotionGenerator.lower_face_offset`), every frame's lower face is
+    first moved by ``-offset``, then scaled.
     Re-encoding moves head pose, gaze and blink a little too (about 0.3° of
     rotation on average): the tokenizer's encoder is not an exact inverse of
     its decoder.
@@ -130,6 +133,7 @@ def gate_lower_face(tokens: np.ndarray, gate: np.ndarray) -> np.ndarray:
     Args:
         tokens: ``[T, R, G]`` int64 motion tokens.
         gate: ``[T]`` in [0, 1].
+        offset: ``[L, 3]`` subtracted from the lower face's ``L`` landmarks (:func:`codec.motion.lower_face`), or None.
     Returns:
         ``[T, R, G]`` int64.
     """
@@ -137,13 +141,16 @@ def gate_lower_face(tokens: np.ndarray, gate: np.ndarray) -> np.ndarray:
     from codec.tokenizer import load_tokenizer
 
     g = np.asarray(gate, np.float32)
-    change = g < 1.0
+    change = g < 1.0 if offset is None else np.ones(len(g), bool)
     if not change.any():
         return tokens
     tok = load_tokenizer()
     delta = MotionDelta.from_vector(tok.decode(tokens[change]))
-    scale = np.where(lower_face()[None, :, None], g[change, None, None], np.float32(1.0))
-    delta.expression = delta.expression * scale
+    low = lower_face()
+    expression = delta.expression.copy()
+    lower = expression[:, low] if offset is None else expression[:, low] - np.asarray(offset, np.float32)
+    expression[:, low] = lower * g[change, None, None]
+    delta.expression = expression
     out = tokens.copy()
     out[change] = tok.encode(delta.to_vector())
     return out
@@ -198,7 +205,7 @@ class SpeechMotionStream:
             c = None if controls is None else np.broadcast_to(np.asarray(controls, np.float32), (len(u), CONTROL_DIM))
             tokens = self.roller.step(u, c)
             # The gate is decided before the tokens: it looks no further ahead than the units do.
-            out.extend(gate_lower_face(tokens, self._gates[:len(tokens)]))
+            out.extend(gate_lower_face(tokens, self._gates[:len(tokens)], self.roller.model.lower_face_offset))
             self._gates = self._gates[len(tokens):]
         return out
 
@@ -234,7 +241,8 @@ def units_to_tokens(units: np.ndarray, seed: int | None = None, temperature: flo
     out = []
     for i in range(0, len(units), hop):
         tokens = roller.step(units[i:i + hop], None if controls is None else controls[i:i + hop])
-        # Gated block by block like the stream: the tokenizer's float results depend on the batch.
-        out.append(tokens if gate is None else gate_lower_face(tokens, gate[i:i + hop]))
+        g = np.ones(len(tokens), np.float32) if gate is None else gate[i:i + hop]
+        # Block by block like the stream: the tokenizer's float results depend on the batch.
+        out.append(gate_lower_face(tokens, g, roller.model.lower_face_offset))
     cfg = roller.model.config
     return np.concatenate(out) if out else np.zeros((0, cfg.residuals, cfg.groups), np.int64)

@@ -25,6 +25,12 @@
    halved it).
    The generator records the hash of the motion tokenizer whose tokens it
    learned: retrain it whenever the tokenizer is retrained.
+3. Calibration: run as the stream runs it on the training clips' own
+   soundtracks, the generator opens the mouth wider on average than the
+   speakers do. The mean difference of the lower face (generated minus true
+   tokens, both decoded) is stored with the weights, and the stream subtracts
+   it from every generated frame (:func:`codec.speech.stream.gate_lower_face`).
+   ``--calibrate-only`` measures it again for the shipped weights.
 """
 
 from __future__ import annotations
@@ -414,6 +420,29 @@ def train_generator(clips: list[ClipData], centroids: np.ndarray, args: argparse
     return model.eval(), step
 
 
+def lower_face_offset(model, clips: list[ClipData], hop: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The generator's mean lower face minus the true tokens' on the training clips ``[L, 3]``.
+
+    Run the way the stream runs it (blocks of ``hop`` frames, default
+    temperature, ungated) on each clip's own soundtrack; both sides decoded
+    through the same tokenizer, so only the generator's bias is left.
+    """
+    from codec.motion import MotionDelta, lower_face
+    from codec.speech.stream import MotionRoller
+    from codec.tokenizer import load_tokenizer
+
+    tok, low = load_tokenizer(), lower_face()
+    gen, true = [], []
+    for c in clips:
+        if "#" in c.name:
+            continue  # the copies with silence spans are for training only
+        roller = MotionRoller(model, seed=0)
+        tokens = np.concatenate([roller.step(c.units[i:i + hop]) for i in range(0, len(c.units), hop)])
+        gen.append(MotionDelta.from_vector(tok.decode(tokens)).expression[:, low])
+        true.append(MotionDelta.from_vector(tok.decode(c.tokens)).expression[:, low])
+    return (np.concatenate(gen).mean(0) - np.concatenate(true).mean(0)).astype(np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="talk-train speech", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -432,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lip-weight", type=float, default=3.0, help="weight of the lip regression loss")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--init", help="continue training this generator checkpoint")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="keep the shipped generator's weights; only measure its lower-face offset again")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -440,9 +471,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from codec.speech.generator import save_generator
 
+    if args.calibrate_only:
+        args.keep_units = True
     unit_cfg, centroids, clip_feats = build_units(args, log)
     clips, tokenizer_hash = build_clips(clip_feats, centroids)
-    model, steps = train_generator(clips, centroids, args, unit_cfg, log)
-    save_generator(model, steps=steps, clips=len(clips) // 3, tokenizer=tokenizer_hash)
-    log(f"saved after {steps} steps")
+    if args.calibrate_only:
+        from codec.speech.generator import GENERATOR_PATH, load_generator
+
+        model = load_generator(GENERATOR_PATH)
+        if model.tokenizer_hash != tokenizer_hash:
+            raise TalkcodecError("the shipped generator was trained for another motion tokenizer: train it again")
+        meta = model.meta
+    else:
+        model, steps = train_generator(clips, centroids, args, unit_cfg, log)
+        meta = {"steps": steps, "clips": len(clips) // 3, "tokenizer": tokenizer_hash}
+    model.lower_face_offset = lower_face_offset(model, clips, unit_cfg.hop)
+    log(f"lower-face offset: {np.linalg.norm(model.lower_face_offset, axis=-1).mean():.4f} per landmark on average")
+    save_generator(model, **meta)
+    log("saved" if args.calibrate_only else f"saved after {meta['steps']} steps")
     return 0

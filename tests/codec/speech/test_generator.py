@@ -86,3 +86,37 @@ def test_generated_mouth_follows_held_out_speech() -> None:
     ok = np.isfinite(true)
     # A held-out identity: the mouth must open and close with its speech (the old generator: 0.0).
     assert np.corrcoef(generated[ok], true[ok])[0, 1] > 0.3
+
+
+def test_lower_face_offset_is_the_generators_bias_and_is_saved_with_it(tmp_path) -> None:
+    from codec.motion import DELTA_DIM, MotionDelta, lower_face
+    from codec.speech.generator import save_generator
+    from codec.speech.stream import MotionRoller
+    from codec.speech.train import ClipData, lower_face_offset
+    from codec.tokenizer import load_tokenizer
+
+    model, tok = load_generator(), load_tokenizer()
+    units = np.random.default_rng(0).integers(0, model.config.units, 30)
+    roller = MotionRoller(model, seed=0)
+    own = np.concatenate([roller.step(units[i:i + 3]) for i in range(0, 30, 3)])
+    rest = np.repeat(tok.encode(np.zeros((1, DELTA_DIM), np.float32)), 30, 0)
+    controls = np.zeros((30, 9), np.float32)
+    # Against its own output the generator has no bias; the training copies with silence are left out.
+    clips = [ClipData("a", units, own, controls), ClipData("a#silence", units, rest, controls)]
+    np.testing.assert_allclose(lower_face_offset(model, clips, 3), 0.0, atol=1e-6)
+    # Against a face at rest, the bias is its mean generated lower face.
+    off = lower_face_offset(model, [ClipData("b", units, rest, controls)], 3)
+    low = lower_face()
+    want = (MotionDelta.from_vector(tok.decode(own)).expression[:, low].mean(0)
+            - MotionDelta.from_vector(tok.decode(rest)).expression[:, low].mean(0))
+    assert np.abs(want).mean() > 1e-3, "the generator made no lower-face motion: the test shows nothing"
+    np.testing.assert_allclose(off, want, atol=1e-5)
+
+    copy = MotionGenerator(model.config)
+    copy.load_state_dict(model.state_dict())
+    copy.lower_face_offset = off
+    save_generator(copy, tmp_path / "g.pt", tokenizer=model.tokenizer_hash)
+    loaded = load_generator(tmp_path / "g.pt")
+    np.testing.assert_allclose(loaded.lower_face_offset, off, atol=1e-6)
+    assert loaded.meta["tokenizer"] == model.tokenizer_hash
+    assert load_generator().lower_face_offset is not None, "the shipped generator is not calibrated"

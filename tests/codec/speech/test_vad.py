@@ -203,3 +203,23 @@ def test_stream_gates_like_offline() -> None:
 def test_stream_gate_rejects_added_latency() -> None:
     with pytest.raises(ValueError):
         SpeechMotionStream(seed=0, gate=GateConfig(anticipate=4))
+
+
+def test_offset_moves_every_frames_lower_face_before_the_gate() -> None:
+    from codec.motion import DELTA_DIM
+
+    tok, low = load_tokenizer(), lower_face()
+    tokens = tok.encode(np.zeros((6, DELTA_DIM), np.float32))
+    offset = np.zeros((low.sum(), 3), np.float32)
+    offset[:, 1] = -0.02  # the lower face 0.02 lower: the mouth opens
+    gate = np.array([1, 1, 1, 0, 0.5, 1], np.float32)
+    out = gate_lower_face(tokens, gate, offset)
+    assert (out[gate == 1] != tokens[gate == 1]).any(), "with an offset, open frames change too"
+    before = MotionDelta.from_vector(tok.decode(tokens))
+    after = MotionDelta.from_vector(tok.decode(out))
+    want = (before.expression[:, low] - offset) * gate[:, None, None]
+    err = np.abs(after.expression[:, low] - want).mean((1, 2))
+    assert (err < 0.4 * 0.02).all(), err  # re-quantization stays well under the move
+    assert np.abs(after.expression[gate == 0][:, low]).mean() < 0.01
+    for part in ("rotation", "gaze", "blink"):
+        assert np.abs(getattr(after, part) - getattr(before, part)).mean() < 0.01, part
