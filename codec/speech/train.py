@@ -472,11 +472,15 @@ def main(argv: list[str] | None = None) -> int:
     from codec.speech.generator import save_generator
 
     if args.calibrate_only:
+        from codec.speech.generator import GENERATOR_PATH
+
+        if not GENERATOR_PATH.exists():
+            raise TalkcodecError(f"--calibrate-only needs a trained {GENERATOR_PATH.name}: run `talk-train speech`")
         args.keep_units = True
     unit_cfg, centroids, clip_feats = build_units(args, log)
     clips, tokenizer_hash = build_clips(clip_feats, centroids)
     if args.calibrate_only:
-        from codec.speech.generator import GENERATOR_PATH, load_generator
+        from codec.speech.generator import load_generator
 
         model = load_generator(GENERATOR_PATH)
         if model.tokenizer_hash != tokenizer_hash:
