@@ -53,7 +53,7 @@ def test_gate_anticipates_holds_and_ramps() -> None:
     assert 0.0 < g[7] < g[8] < g[9] == 1.0
     # Open through speech (0..21) and the hangover, then a ramp down to closed.
     np.testing.assert_array_equal(g[9:25], 1.0)
-    assert 1.0 > g[25] > g[26] > g[27] == 0.0
+    assert g[25] < 1.0 and g[25] > g[26] > g[27] == 0.0
     np.testing.assert_array_equal(g[27:], 0.0)
     # No jumps: a raised-cosine ramp over 3 frames moves at most half way per frame.
     assert np.abs(np.diff(g)).max() <= 0.5 + 1e-6
