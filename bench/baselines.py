@@ -33,10 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+import av
 import cv2
 import numpy as np
 
-from bench.metrics import Reference, score_landmarks, ssim
+from bench.metrics.pixels import ssim
+from bench.metrics.reference import Reference
+from bench.metrics.scores import score_landmarks
 
 SIZES = (512, 256, 192, 128, 96, 64)
 """Frame sizes of the ladder, largest first (square frames, as in the corpus)."""
@@ -112,7 +115,6 @@ def prepare(frames: np.ndarray, size: int, fps_div: int) -> list[np.ndarray]:
 
 
 def _encoder(setting: Setting, fps: float, frames: int):  # type: ignore[no-untyped-def]
-    import av
 
     name = {"h264": "libx264", "vp8": "libvpx"}[setting.codec]
     cc = av.CodecContext.create(name, "w")
@@ -141,8 +143,6 @@ def encode_prepared(src: list[np.ndarray], setting: Setting, clip_frames: int, f
         clip_frames: frames of the original clip (its duration sets the bitrate).
         fps: the original clip's frame rate.
     """
-    import av
-
     enc = _encoder(setting, fps, len(src))
     packets: list[bytes] = []
     t0 = time.perf_counter()
@@ -166,8 +166,6 @@ def decode(encoded: Encoded, shape: tuple[int, int, int], index: np.ndarray | No
     Returns:
         ``[len(index) or T, H, W, 3]`` uint8 RGB, and the time per decoded frame in ms.
     """
-    import av
-
     t_len, h, w = shape
     div = encoded.setting.fps_div
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 RECORD_KEYS = {
@@ -186,6 +187,7 @@ def rd_points(records: list[dict]) -> dict[str, list[tuple[float, float, float]]
 
 def plot_rd(records: list[dict], path: Path) -> None:
     """Bitrate (log axis) against SSIM and against NME, one curve per codec."""
+    # lazy: slow to import; only the plot needs it
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,8 +224,6 @@ def write_strip(rows: dict[str, np.ndarray], path: Path, tile: int = 192) -> Non
         path: PNG to write.
         tile: side of each tile in pixels.
     """
-    import cv2
-
     cols = []
     for label, frames in rows.items():
         tiles = [cv2.resize(f, (tile, tile), interpolation=cv2.INTER_AREA) for f in frames]

@@ -22,12 +22,23 @@ from pathlib import Path
 import numpy as np
 
 from codec import regions as R
-from codec.bitstream import (STREAM_VERSION, DecodedPacket, ReferenceInfo, StreamHeader, StreamReader,
-                             StreamWriter, check_compatible)
+from codec.bitstream import STREAM_VERSION, ReferenceInfo, StreamHeader, check_compatible
+from codec.entropy import ENTROPY_PATH, model_hash
 from codec.errors import MediaError, NoFaceError, StreamError
-from codec.face import FaceTracker
-from codec.motion import (MotionDelta, MotionState, apply_delta, landmarks_from_motion, motion_from_landmarks,
-                          relative)
+from codec.face import FaceTracker, extract_landmarks
+from codec.media import read_audio
+from codec.motion import (
+    MotionDelta,
+    MotionState,
+    _axis_angle,
+    apply_delta,
+    landmarks_from_motion,
+    load_template,
+    motion_from_landmarks,
+    relative,
+)
+from codec.speech import speech_to_tokens
+from codec.stream import DecodedPacket, StreamReader, StreamWriter
 from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
 
 
@@ -75,15 +86,11 @@ class DecodedFrame:
 
 
 def _entropy_hash() -> str | None:
-    from codec.entropy import ENTROPY_PATH, model_hash
-
     return model_hash(ENTROPY_PATH) if ENTROPY_PATH.exists() else None
 
 
 def reference_info(landmarks: np.ndarray, frame_index: int, image_size: tuple[int, int]) -> ReferenceInfo:
     """What a receiver may want to know of the sender's reference face."""
-    from codec.motion import _axis_angle
-
     st = motion_from_landmarks(landmarks)
     return ReferenceInfo(frame_index=frame_index,
                          rotation=tuple(float(x) for x in _axis_angle(st.rotation)),
@@ -102,6 +109,28 @@ def make_header(config: EncoderConfig, reference: ReferenceInfo) -> StreamHeader
                         keyframe_interval=max(1, int(round(config.fps))))
 
 
+class TokenPacketizer:
+    """Motion tokens -> the packets of one stream, with at most a chosen number of residual layers.
+
+    The camera's encoder and the speech-driven sender both end here, so their
+    streams share one header layout and one writer.
+    """
+
+    def __init__(self, config: EncoderConfig, reference: ReferenceInfo) -> None:
+        self.config = config
+        self.header = make_header(config, reference)
+        self._writer = StreamWriter(self.header)
+        self.layers = config.layers
+
+    def set_layers(self, layers: int) -> None:
+        """Changes the residual layers sent from the next frame on (adaptive bitrate), within the stream's."""
+        self.layers = max(1, min(self.config.layers, int(layers)))
+
+    def encode(self, tokens: np.ndarray | None, timestamp_ms: int) -> bytes:
+        """One frame's packet from its ``[R, G]`` tokens (cut to :attr:`layers`); None when it has no face."""
+        return self._writer.encode(None if tokens is None else np.asarray(tokens)[: self.layers], timestamp_ms)
+
+
 class MotionEncoder:
     """Landmarks -> packets, relative to a reference face set once."""
 
@@ -109,9 +138,8 @@ class MotionEncoder:
         self.config = config
         self._tok = load_tokenizer()
         self._ref = motion_from_landmarks(reference_landmarks)
-        self.header = make_header(config, reference)
-        self._writer = StreamWriter(self.header)
-        self.layers = config.layers
+        self.packetizer = TokenPacketizer(config, reference)
+        self.header = self.packetizer.header
 
     def tokens(self, landmarks: np.ndarray) -> np.ndarray:
         """``[T, 478, 3]`` landmarks -> ``[T, R, G]`` tokens (all layers)."""
@@ -119,8 +147,7 @@ class MotionEncoder:
 
     def encode(self, landmarks: np.ndarray | None, timestamp_ms: int) -> bytes:
         """One frame's packet; ``landmarks`` None when the frame has no face."""
-        tokens = None if landmarks is None else self.tokens(landmarks[None])[0, : self.layers]
-        return self._writer.encode(tokens, timestamp_ms)
+        return self.packetizer.encode(None if landmarks is None else self.tokens(landmarks[None])[0], timestamp_ms)
 
 
 class FrameEncoder:
@@ -141,7 +168,7 @@ class FrameEncoder:
         """Changes the residual layers sent from the next frame on (adaptive bitrate)."""
         self._layers = max(1, min(self.config.layers, int(layers)))
         if self._motion is not None:
-            self._motion.layers = self._layers
+            self._motion.packetizer.set_layers(self._layers)
 
     def encode(self, frame: np.ndarray, timestamp_ms: int) -> bytes | None:
         """Tracks the face and returns the frame's packet (None until the reference is set)."""
@@ -156,7 +183,7 @@ class FrameEncoder:
                 return None
             info = reference_info(landmarks, index, (frame.shape[1], frame.shape[0]))
             self._motion = MotionEncoder(self.config, landmarks, info)
-            self._motion.layers = self._layers
+            self._motion.packetizer.set_layers(self._layers)
         return self._motion.encode(landmarks, timestamp_ms)
 
     def close(self) -> None:
@@ -256,8 +283,6 @@ def encode_audio(path: str | Path, config: EncoderConfig = EncoderConfig(), seed
     Raises:
         MediaError: no readable audio.
     """
-    from codec.media import read_audio
-    from codec.speech import speech_to_tokens
 
     samples = read_audio(path, 16000)
     if len(samples) < 640:
@@ -274,16 +299,13 @@ def speech_reference() -> ReferenceInfo:
     made from speech (a file, or a live call's ``talk-send --audio-only``)
     declares this reference.
     """
-    from codec.motion import load_template
-
     rest = load_template().shape * 100.0 + np.array([256.0, 256.0, 0.0])
     return reference_info(rest, 0, (512, 512))
 
 
-def track_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
+def track_video(path: str | Path,
+                max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int]]:
     """Landmarks ``[T, 478, 3]`` (NaN without a face), face mask ``[T]``, fps and frame size of a video."""
-    from codec.corpus import extract_landmarks
-
     cl = extract_landmarks(path, max_frames)
     return cl.landmarks, cl.valid, cl.fps, cl.size
 
@@ -328,5 +350,6 @@ def decode_stream(header: StreamHeader, packets: list[bytes], portrait_landmarks
 
 
 __all__ = ["DecodedFrame", "EncodedStream", "EncoderConfig", "FrameDecoder", "FrameEncoder", "MediaError",
-           "MotionEncoder", "decode_stream", "encode_audio", "encode_landmarks", "encode_video", "packetize",
+           "MotionEncoder", "TokenPacketizer", "decode_stream", "encode_audio", "encode_landmarks", "encode_video",
+           "packetize",
            "speech_reference", "track_video"]

@@ -13,9 +13,9 @@ of its ``[r, G]`` tokens (:func:`pack_fixed`, the reference path) or, in
 entropy mode, a range-coded payload (:mod:`codec.entropy`). A frame without a
 face is a 7-byte packet with an empty payload.
 
-Data flow: tokens ``[r, G]`` -> :class:`StreamWriter` -> packet bytes ->
-:class:`StreamReader` -> tokens ``[r, G]``. Every parse error raises
-:class:`~codec.errors.StreamError`; nothing here returns garbage tokens.
+This module is the byte format alone; :mod:`codec.stream` combines it with the
+entropy coder into the writer and reader of a whole stream. Every parse error
+raises :class:`~codec.errors.StreamError`; nothing here returns garbage tokens.
 """
 
 from __future__ import annotations
@@ -25,15 +25,12 @@ import math
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from codec.errors import StreamError
 from codec.grfsq import GRFSQConfig
-
-if TYPE_CHECKING:
-    from codec.entropy import EntropyModel
 
 STREAM_VERSION = 1
 MAGIC = b"TKCD"
@@ -58,18 +55,6 @@ _FACE = 1 << 2
 _KEYFRAME = 1 << 3
 _ENTROPY = 1 << 4
 _RESERVED = 0b1110_0000
-
-
-class ReferenceLostError(StreamError):
-    """An entropy-coded frame predicts from a frame this reader does not have.
-
-    Raised by :meth:`StreamReader.decode` after a lost or reordered packet
-    until the next keyframe arrives. The stream itself is fine: callers treat
-    the frame as lost and conceal it (e.g. hold or extrapolate the last motion).
-    """
-
-
-# --------------------------------------------------------------------------- header
 
 
 @dataclass(frozen=True)
@@ -422,162 +407,6 @@ class Packet:
             if not keyframe:
                 raise StreamError(f"fixed packet {seq} is not marked as a keyframe: corrupt stream")
         return Packet(seq, ts, layers, True, keyframe, entropy, payload)
-
-
-@dataclass(frozen=True, eq=False)
-class DecodedPacket:
-    """A packet's contents after decoding.
-
-    Attributes:
-        seq, timestamp_ms, face, keyframe: as in :class:`Packet`.
-        layers: residual layers decoded (0 without a face).
-        tokens: ``[layers, G]`` int64, or ``None`` without a face.
-    """
-
-    seq: int
-    timestamp_ms: int
-    face: bool
-    keyframe: bool
-    layers: int
-    tokens: np.ndarray | None
-
-
-class StreamWriter:
-    """Turns one frame's tokens after another into packet bytes.
-
-    In entropy mode a predicted frame is coded given the previous frame's
-    tokens. A keyframe (coded without the previous frame) is sent at least
-    every ``header.keyframe_interval`` packets and after every frame without a
-    face. When the layer count changes, layers the previous frame lacks are
-    coded without it. Should range coding ever be longer than the fixed
-    packing, the fixed payload is sent instead, so no packet exceeds its fixed size.
-    """
-
-    def __init__(self, header: StreamHeader, entropy_model: "EntropyModel | None" = None,
-                 first_seq: int = 0) -> None:
-        """
-        Args:
-            header: the stream's header.
-            entropy_model: entropy mode's model; default the shipped one.
-            first_seq: sequence number of the first packet (RTP-style random
-                starts make a replayed stream easy to tell apart).
-        """
-        _check_int("first_seq", first_seq, 0, 0xFFFF)
-        self.header = header
-        self._model = _entropy_model_for(header, entropy_model)
-        self._seq = first_seq
-        self._prev: np.ndarray | None = None
-        self._since_keyframe = 0
-
-    def encode(self, tokens: np.ndarray | None, timestamp_ms: int) -> bytes:
-        """Packet bytes of one frame.
-
-        Args:
-            tokens: ``[r, G]`` with ``1 <= r <= header.layers``, or ``None``
-                when the frame has no face.
-            timestamp_ms: capture time; wrapped to 32 bits.
-        """
-        cfg = self.header.tokenizer
-        seq, ts = self._seq, int(timestamp_ms) & 0xFFFFFFFF
-        self._seq = (seq + 1) & 0xFFFF
-        self._since_keyframe += 1
-        if tokens is None:
-            self._prev = None
-            return Packet(seq, ts, 0, False, False, False, b"").to_bytes()
-        t = np.asarray(tokens)
-        if t.ndim != 2 or not 1 <= t.shape[0] <= self.header.layers or t.shape[1] != cfg.groups:
-            raise ValueError(f"tokens must be [1..{self.header.layers}, {cfg.groups}], got {t.shape}")
-        if not np.issubdtype(t.dtype, np.integer):
-            raise ValueError(f"tokens must be integers, got {t.dtype}")
-        t = t.astype(np.int64)
-        fixed = pack_fixed(t, cfg.codebook_size)
-        payload, keyframe, entropy = fixed, True, False
-        if self._model is not None:
-            keyframe = self._prev is None or self._since_keyframe > self.header.keyframe_interval
-            coded = self._model.encode(t, None if keyframe else self._prev)
-            if len(coded) < len(fixed):
-                payload, entropy = coded, True
-            else:
-                keyframe = True
-        if keyframe:
-            self._since_keyframe = 1
-        self._prev = t
-        return Packet(seq, ts, t.shape[0], True, keyframe, entropy, payload).to_bytes()
-
-
-class StreamReader:
-    """Turns packet bytes back into tokens; the mirror of :class:`StreamWriter`.
-
-    Fixed payloads always decode. An entropy-coded predicted frame decodes only
-    when the packet right before it (by sequence number) was decoded; otherwise
-    :meth:`decode` raises :class:`ReferenceLostError` until the next keyframe.
-    """
-
-    def __init__(self, header: StreamHeader, entropy_model: "EntropyModel | None" = None) -> None:
-        if header.version != STREAM_VERSION:
-            raise StreamError(f"stream version {header.version} is not supported: this talkcodec reads "
-                              f"version {STREAM_VERSION}")
-        self.header = header
-        self._model = _entropy_model_for(header, entropy_model)
-        self._last_seq: int | None = None
-        self._prev: np.ndarray | None = None
-
-    def decode(self, packet: bytes) -> DecodedPacket:
-        """Decodes one packet.
-
-        Raises:
-            ReferenceLostError: a predicted frame after a lost packet (conceal it).
-            StreamError: anything corrupt.
-        """
-        cfg = self.header.tokenizer
-        pkt = Packet.from_bytes(packet, cfg.groups, cfg.codebook_size)
-        if pkt.face and pkt.layers > self.header.layers:
-            raise StreamError(f"packet {pkt.seq} has {pkt.layers} layers but the stream was "
-                              f"encoded with {self.header.layers}")
-        if pkt.entropy and self._model is None:
-            raise StreamError(f"packet {pkt.seq} is entropy-coded in a fixed-mode stream")
-        delta = None if self._last_seq is None else (pkt.seq - self._last_seq) & 0xFFFF
-        if delta is not None and not 0 < delta < 0x8000:
-            # A late or duplicate packet: decode it if it stands alone, but leave
-            # the reference of the frames that follow untouched.
-            if pkt.face and pkt.entropy and not pkt.keyframe:
-                raise ReferenceLostError(f"packet {pkt.seq} arrived late and predicts from a frame "
-                                         "this reader has passed; conceal it")
-            return self._decode(pkt, None)
-        self._last_seq = pkt.seq
-        prev, self._prev = self._prev, None  # a failure below leaves no reference
-        if pkt.face and pkt.entropy and not pkt.keyframe and (delta != 1 or prev is None):
-            raise ReferenceLostError(f"packet {pkt.seq} predicts from a frame that was lost; "
-                                     "conceal until the next keyframe")
-        decoded = self._decode(pkt, prev)
-        self._prev = decoded.tokens
-        return decoded
-
-    def _decode(self, pkt: Packet, prev: np.ndarray | None) -> DecodedPacket:
-        cfg = self.header.tokenizer
-        if not pkt.face:
-            return DecodedPacket(pkt.seq, pkt.timestamp_ms, False, False, 0, None)
-        if not pkt.entropy:
-            tokens = unpack_fixed(pkt.payload, pkt.layers, cfg.groups, cfg.codebook_size)
-        else:
-            assert self._model is not None
-            tokens = self._model.decode(pkt.payload, pkt.layers, None if pkt.keyframe else prev)
-        return DecodedPacket(pkt.seq, pkt.timestamp_ms, True, pkt.keyframe, pkt.layers, tokens)
-
-
-def _entropy_model_for(header: StreamHeader, model: "EntropyModel | None") -> "EntropyModel | None":
-    """The entropy model an entropy-mode stream needs, checked against the header."""
-    if header.mode != "entropy":
-        return None
-    from codec.entropy import load_entropy_model
-
-    model = load_entropy_model() if model is None else model
-    if model.hash != header.entropy_hash:
-        raise StreamError(f"stream needs entropy model {header.entropy_hash} but {model.hash} is loaded: "
-                          "install the same codec/data/entropy.npz on both ends")
-    if model.config != header.tokenizer:
-        raise StreamError("the entropy model was fitted for another tokenizer shape")
-    return model
 
 
 # --------------------------------------------------------------------------- validation helpers

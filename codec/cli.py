@@ -19,13 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.errors import TalkcodecError
+from codec.api import EncoderConfig, decode_stream, encode_audio, encode_video
+from codec.audio import encode_opus
+from codec.bitstream import Packet
+from codec.container import read_tok, write_tok
+from codec.errors import NoFaceError, PortraitError, TalkcodecError
+from codec.face import detect_landmarks
+from codec.logs import quiet_native_logs
+from codec.media import probe_video, read_audio, read_image
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from codec.api import EncoderConfig, encode_audio, encode_video
-    from codec.container import write_tok
-    from codec.media import probe_video, read_audio
 
     config = EncoderConfig(layers=args.layers, entropy=args.entropy)
     if args.from_audio:
@@ -36,8 +40,6 @@ def _encode(args: argparse.Namespace) -> int:
         has_audio = probe_video(args.input).has_audio
     audio = None
     if has_audio and not args.no_audio:
-        from codec.audio import encode_opus
-
         audio = encode_opus(read_audio(args.input, 48000), 48000)
     write_tok(args.output, stream.header, stream.packets, audio)
     payload = sum(len(p) for p in stream.packets)
@@ -50,8 +52,6 @@ def _encode(args: argparse.Namespace) -> int:
 
 def tok_info(path: str | Path) -> dict:
     """The figures ``talk-codec info`` prints."""
-    from codec.bitstream import Packet
-    from codec.container import read_tok
 
     tok = read_tok(path)
     h = tok.header
@@ -83,16 +83,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from codec.api import decode_stream
-    from codec.container import read_tok
 
     if not args.landmarks and not args.output:
         raise TalkcodecError("say what to write: --landmarks OUT.npy and/or -o OUT.mp4")
     tok = read_tok(args.input)
     if args.landmarks:
-        from codec.errors import NoFaceError, PortraitError
-        from codec.face import detect_landmarks
-        from codec.media import read_image
 
         image = read_image(args.portrait)
         try:
@@ -105,7 +100,8 @@ def _decode(args: argparse.Namespace) -> int:
         np.save(args.landmarks, lm.astype(np.float32))
         print(f"{args.landmarks}: {lm.shape[0]} frames of target landmarks")
     if args.output:
-        from codec.render_video import render_tok
+        # lazy: pulls in torch; the arguments are checked first
+        from codec.render.video import render_tok
 
         n = render_tok(tok, args.portrait, args.output, device=args.device, renderer=args.renderer,
                        size=args.size, layers=args.layers)
@@ -151,8 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:
-        from codec.logs import quiet_native_logs
-
         quiet_native_logs()
     try:
         return args.func(args)

@@ -83,7 +83,7 @@ def write_tok(path: str | Path, header: StreamHeader, packets: list[bytes], audi
     Args:
         path: destination.
         header: the stream header.
-        packets: packet bytes as produced by :class:`~codec.bitstream.StreamWriter`.
+        packets: packet bytes as produced by :class:`~codec.stream.StreamWriter`.
         audio: an Ogg Opus blob (:func:`codec.audio.encode_opus`), or ``None``.
     """
     Path(path).write_bytes(tok_bytes(header, packets, audio))

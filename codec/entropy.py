@@ -17,7 +17,7 @@ distribution looked up in a table ``probs[R, G, D, 6, 6, L]`` indexed by
   tends to jump exactly when the layer above it changes.
 
 Tables are fitted by counting digit transitions in corpus token sequences
-with add-alpha smoothing, stored as float32 probabilities (``codec/data/
+with add-alpha smoothing (:mod:`codec.train.entropy`), stored as float32 probabilities (``codec/data/
 entropy.npz``) and identified by a hash that goes into every entropy-mode
 stream header. Coding uses ``constriction``'s range coder; its 32-bit words are
 written big-endian with trailing zero bytes dropped (the decoder pads zeros
@@ -31,7 +31,6 @@ decoding an entropy payload yields exactly the tokens the fixed path would.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -43,14 +42,15 @@ import numpy as np
 
 from codec.errors import StreamError
 from codec.grfsq import GRFSQConfig
+from codec.paths import DATA_DIR
 
-ENTROPY_PATH = Path(__file__).resolve().parent / "data" / "entropy.npz"
+ENTROPY_PATH = DATA_DIR / "entropy.npz"
 DEFAULT_ALPHA = 0.05
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 
 
-def _digit_base(config: GRFSQConfig) -> tuple[int, int]:
+def digit_base(config: GRFSQConfig) -> tuple[int, int]:
     """``(L, D)``: the common FSQ level count and the digits per token."""
     levels = set(config.levels)
     if len(levels) != 1 or min(levels) < 5:
@@ -67,7 +67,7 @@ def token_digits(tokens: np.ndarray, config: GRFSQConfig) -> np.ndarray:
     Returns:
         ``[..., R, G, D]`` int64 with ``token = sum(d_i * L**i)``.
     """
-    base, ndig = _digit_base(config)
+    base, ndig = digit_base(config)
     return (np.asarray(tokens, np.int64)[..., None] // base ** np.arange(ndig)) % base
 
 
@@ -77,7 +77,7 @@ def _moved(base: int) -> np.ndarray:
     return np.clip(np.arange(-(base - 1), base), -2, 2) + 2
 
 
-def _layer_context(k: int, coarse: np.ndarray | None, prev: np.ndarray | None, base: int) -> np.ndarray:
+def layer_context(k: int, coarse: np.ndarray | None, prev: np.ndarray | None, base: int) -> np.ndarray:
     """Context of every digit of layer ``k``: ``prev_ctx * (base + 1) + coarse_ctx``.
 
     The one definition the encoder, the decoder and fitting all use.
@@ -135,7 +135,7 @@ class EntropyModel:
     hash: str = field(init=False)
 
     def __post_init__(self) -> None:
-        base, ndig = _digit_base(self.config)
+        base, ndig = digit_base(self.config)
         shape = (self.config.residuals, self.config.groups, ndig, base + 1, base + 1, base)
         p = np.ascontiguousarray(self.probs, dtype=np.float32)
         if p.shape != shape:
@@ -168,7 +168,7 @@ class EntropyModel:
     def _frame_rows(self, d: np.ndarray, pd: np.ndarray | None) -> np.ndarray:
         """Probability rows ``[r, G, D, L]`` of every digit of a frame with digits ``d`` ``[r, G, D]``."""
         base = self.probs.shape[-1]
-        return np.stack([self._rows[k][self._cell + _layer_context(k, d[k - 1] if k else None, pd, base)]
+        return np.stack([self._rows[k][self._cell + layer_context(k, d[k - 1] if k else None, pd, base)]
                          for k in range(len(d))])
 
     def encode(self, tokens: np.ndarray, prev: np.ndarray | None) -> bytes:
@@ -226,7 +226,7 @@ class EntropyModel:
         d = np.zeros((layers, cfg.groups, ndig), np.int64)
         # Layer k's context needs layer k-1 of this frame, so layers decode in turn.
         for k in range(layers):
-            ctx = _layer_context(k, d[k - 1] if k else None, pd, base)
+            ctx = layer_context(k, d[k - 1] if k else None, pd, base)
             probs = self._rows[k][(self._cell + ctx).reshape(-1)]
             try:
                 d[k] = dec.decode(_CATEGORICAL, probs).reshape(cfg.groups, ndig)
@@ -260,90 +260,3 @@ def load_entropy_model(path: Path = ENTROPY_PATH) -> EntropyModel:
 def model_hash(path: Path = ENTROPY_PATH) -> str:
     """The hash of the entropy model saved at ``path``, as stream headers carry it."""
     return load_entropy_model(path).hash
-
-
-def fit_entropy_model(seqs: list[np.ndarray], config: GRFSQConfig = GRFSQConfig(),
-                      alpha: float = DEFAULT_ALPHA) -> EntropyModel:
-    """Fits the digit tables by counting.
-
-    Every frame is counted twice: as a keyframe (no previous frame) and, after
-    its predecessor, as a predicted frame. Tables of layers a previous frame
-    lacked are the keyframe tables, so layer-count changes need no extra data.
-
-    Args:
-        seqs: token sequences, each ``[T, R, G]`` with all ``R`` layers.
-        alpha: add-alpha smoothing of every count.
-    """
-    base, ndig = _digit_base(config)
-    r, groups = config.residuals, config.groups
-    shape = (r, groups, ndig, base + 1, base + 1, base)
-    counts = np.zeros(shape, np.int64)
-    cell = np.arange(groups * ndig).reshape(groups, ndig) * (base + 1) ** 2
-    for seq in seqs:
-        s = np.asarray(seq)
-        if s.ndim != 3 or s.shape[1:] != (r, groups):
-            raise ValueError(f"token sequences must be [T, {r}, {groups}], got {s.shape}")
-        d = token_digits(s, config)
-        for cur, prev in ((d, None), (d[1:], d[:-1])):
-            for k in range(r):
-                ctx = _layer_context(k, cur[:, k - 1] if k else None, prev, base)
-                row = (k * groups * ndig * (base + 1) ** 2 + cell + ctx) * base + cur[:, k]
-                counts += np.bincount(row.ravel(), minlength=counts.size).reshape(shape)
-    probs = (counts + alpha) / (counts.sum(-1, keepdims=True) + alpha * base)
-    return EntropyModel(config, probs.astype(np.float32))
-
-
-def measure_kbps(model: EntropyModel, seqs: list[np.ndarray], layers: int, fps: float = 25.0) -> dict[str, float]:
-    """Bitrates of real packets over token sequences, through :class:`~codec.bitstream.StreamWriter`.
-
-    Returns:
-        ``payload_kbps`` (payloads only), ``packet_kbps`` (with 7-byte packet
-        headers), ``ideal_kbps`` (model cross-entropy, no coder overhead) and
-        ``fixed_kbps`` (fixed packing payloads).
-    """
-    from codec.bitstream import (PACKET_HEADER_BYTES, Packet, ReferenceInfo, StreamHeader, StreamWriter,
-                                 fixed_payload_bytes)
-
-    ref = ReferenceInfo(0, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), (0.0, 0.0), 0.0, (512, 512))
-    header = StreamHeader(tokenizer_hash="0", reference=ref, fps=fps, mode="entropy", layers=layers,
-                          tokenizer=model.config, entropy_hash=model.hash)
-    frames = payload = ideal = 0.0
-    for seq in seqs:
-        writer = StreamWriter(header, model)
-        prev = None
-        for n, t in enumerate(np.asarray(seq)[:, :layers]):
-            packet = writer.encode(t, int(n * 1000 / fps))
-            payload += len(packet) - PACKET_HEADER_BYTES
-            ideal += model.cross_entropy_bits(t, None if Packet.from_bytes(packet).keyframe else prev) / 8
-            prev = t
-        frames += len(seq)
-    if not frames:
-        raise ValueError("no frames to measure")
-    per_s = fps / frames * 8 / 1000
-    fixed = fixed_payload_bytes(layers, model.config.groups, model.config.codebook_size)
-    return {"payload_kbps": payload * per_s, "packet_kbps": (payload + PACKET_HEADER_BYTES * frames) * per_s,
-            "ideal_kbps": ideal * per_s, "fixed_kbps": fixed * fps * 8 / 1000}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``talk-train entropy``: fits the tables on the training split, prints held-out kbps."""
-    parser = argparse.ArgumentParser(prog="talk-train entropy", description=main.__doc__)
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="add-alpha smoothing")
-    parser.add_argument("--fps", type=float, default=25.0, help="frame rate for the kbps figures")
-    parser.add_argument("--out", type=Path, default=ENTROPY_PATH)
-    args = parser.parse_args(argv)
-    from codec.tokenizer import corpus_tokens
-
-    train = corpus_tokens("train")
-    held_out = corpus_tokens("held_out")
-    model = fit_entropy_model(train, alpha=args.alpha)
-    model.save(args.out)
-    print(f"wrote {args.out.name} ({args.out.stat().st_size} bytes, hash {model.hash}) from "
-          f"{sum(len(s) for s in train)} training frames")
-    print(f"held-out: {sum(len(s) for s in held_out)} frames at {args.fps:g} fps")
-    for layers in range(1, model.config.residuals + 1):
-        m = measure_kbps(model, held_out, layers, args.fps)
-        print(f"  {layers} layer(s): entropy {m['payload_kbps']:.2f} kbps payload "
-              f"({m['packet_kbps']:.2f} with packet headers, ideal {m['ideal_kbps']:.2f}), "
-              f"fixed {m['fixed_kbps']:.2f} kbps")
-    return 0

@@ -11,10 +11,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from codec.errors import NoFaceError
+from codec.media import probe_video, read_video
 from codec.regions import NUM_LANDMARKS
 
 # MediaPipe logs through glog/absl on import; keep a user's terminal quiet.
@@ -70,6 +72,7 @@ class FaceTracker:
     """
 
     def __init__(self, config: FaceTrackerConfig = FaceTrackerConfig()) -> None:
+        # lazy: slow to import (TensorFlow Lite); loaded when a face is first tracked
         import mediapipe as mp
 
         self.config = config
@@ -149,3 +152,35 @@ def detect_landmarks(image: np.ndarray) -> np.ndarray:
     if len(faces) > 1:
         raise ValueError(f"{len(faces)} faces found in the image; expected one")
     return faces[0]
+
+
+@dataclass
+class ClipLandmarks:
+    """Landmarks of every frame of a clip.
+
+    Attributes:
+        landmarks: ``[T, 478, 3]`` float32 pixels; NaN where no face was found.
+        valid: ``[T]`` bool, a face was found.
+        fps: the clip's frame rate.
+        size: ``(width, height)`` of the frames.
+    """
+
+    landmarks: np.ndarray
+    valid: np.ndarray
+    fps: float
+    size: tuple[int, int]
+
+
+def extract_landmarks(path: str | Path, max_frames: int | None = None) -> ClipLandmarks:
+    """Tracks the face through every frame of a video (the corpus caches it: :mod:`codec.train.corpus`)."""
+    info = probe_video(path)
+    out, valid = [], []
+    with FaceTracker() as tracker:
+        for frame in read_video(path, max_frames):
+            try:
+                out.append(tracker.track(frame))
+                valid.append(True)
+            except NoFaceError:
+                out.append(np.full((NUM_LANDMARKS, 3), np.nan, np.float32))
+                valid.append(False)
+    return ClipLandmarks(np.stack(out), np.array(valid), info.fps, (info.width, info.height))

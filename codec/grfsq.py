@@ -168,7 +168,8 @@ class GroupResidualFSQ(nn.Module):
         """Latents ``[B, dim]`` from tokens ``[B, r, G]`` with any ``r <= R`` first layers."""
         r = tokens.shape[1]
         if r < 1 or r > self.config.residuals or tokens.shape[2] != self.config.groups:
-            raise ValueError(f"tokens must be [B, 1..{self.config.residuals}, {self.config.groups}], got {list(tokens.shape)}")
+            raise ValueError(f"tokens must be [B, 1..{self.config.residuals}, {self.config.groups}], "
+                             f"got {list(tokens.shape)}")
         out = 0
         for k in range(r):
             out = out + self._stage_out(k, self.fsq.indices_to_codes(tokens[:, k]))

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 
 from codec.errors import MediaError
@@ -35,7 +37,6 @@ class VideoInfo:
 
 
 def _open(path: str | Path):  # type: ignore[no-untyped-def]
-    import av
 
     p = Path(path)
     if not p.exists():
@@ -72,8 +73,6 @@ def read_video(path: str | Path, max_frames: int | None = None) -> Iterator[np.n
     Raises:
         MediaError: missing, unreadable, no video stream, or corrupt data.
     """
-    import av
-
     with _open(path) as c:
         if not c.streams.video:
             raise MediaError(f"{path}: has no video stream")
@@ -100,8 +99,6 @@ def read_audio(path: str | Path, rate: int = 16000) -> np.ndarray:
     Raises:
         MediaError: missing, unreadable or no audio stream.
     """
-    import av
-
     with _open(path) as c:
         if not c.streams.audio:
             raise MediaError(f"{path}: has no audio stream")
@@ -124,8 +121,6 @@ def read_image(path: str | Path) -> np.ndarray:
     Raises:
         MediaError: missing or not an image.
     """
-    import cv2
-
     p = Path(path)
     if not p.exists():
         raise MediaError(f"{p}: no such file")
@@ -148,8 +143,6 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, fps: float = 25.0, crf: int = 18, audio_rate: int | None = None) -> None:
-        import av
-
         self.path = Path(path)
         try:
             self._c = av.open(str(self.path), "w")
@@ -172,8 +165,6 @@ class VideoWriter:
             self._a.layout = "mono"
 
     def write(self, frames: np.ndarray) -> None:
-        import av
-
         frames = frames[None] if frames.ndim == 3 else frames
         if self._v is None:
             self._start(frames.shape[2], frames.shape[1])
@@ -183,8 +174,6 @@ class VideoWriter:
 
     def write_audio(self, samples: np.ndarray) -> None:
         """Appends mono audio at the ``audio_rate`` given when opening (after the first video frame)."""
-        import av
-
         if self._a is None:
             raise ValueError("open the VideoWriter with audio_rate and write a video frame first")
         rate = self._audio_rate

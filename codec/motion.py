@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from codec import regions as R
+from codec.paths import DATA_DIR
 from codec.regions import NUM_LANDMARKS
 
-TEMPLATE_PATH = Path(__file__).parent / "data" / "template.npz"
+TEMPLATE_PATH = DATA_DIR / "template.npz"
 
 # Sizes of the parts of a delta vector, in order.
 DELTA_PARTS = (("rotation", 3), ("translation", 3), ("log_scale", 1),

@@ -3,7 +3,7 @@
 The encoder and decoder are small networks around
 :class:`~codec.grfsq.GroupResidualFSQ`, working on a compact standardized
 feature of the delta (see :class:`MotionTokenizer`); the training loss (see
-:mod:`codec.tokenizer_train`) weighs lips and eyes.
+:mod:`codec.train.tokenizer`) weighs lips and eyes.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from torch import nn
 from codec.checkpoint import half_state, load_checkpoint
 from codec.grfsq import GRFSQConfig, GroupResidualFSQ
 from codec.motion import DELTA_DIM
+from codec.paths import DATA_DIR
 from codec.regions import NUM_LANDMARKS
 
-TOKENIZER_PATH = Path(__file__).parent / "data" / "tokenizer.pt"
+TOKENIZER_PATH = DATA_DIR / "tokenizer.pt"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ class MotionTokenizer(nn.Module):
         exp = self.exp_mean + feat[:, 7:7 + k] @ self.exp_basis
         return torch.cat([feat[:, :7], exp, feat[:, 7 + k:]], 1)
 
-    def forward(self, delta: torch.Tensor, layers: torch.Tensor | int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, delta: torch.Tensor,
+                layers: torch.Tensor | int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Training pass: ``delta [B, D]`` -> reconstruction ``[B, D]`` and tokens ``[B, R, G]``."""
         z = self.encoder((self.features(delta) - self.feat_mean) / self.feat_std)
         zq, tokens = self.quantizer(z, layers)
@@ -167,27 +169,3 @@ def load_tokenizer(path: Path = TOKENIZER_PATH) -> MotionTokenizer:
     model = MotionTokenizer(TokenizerConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["state"])
     return model.eval()
-
-
-def corpus_tokens(split: str = "train", reference_frame: int = 0) -> list[np.ndarray]:
-    """Tokens of every corpus clip in a split, relative to each clip's reference frame.
-
-    Args:
-        split: ``"train"`` or ``"held_out"``.
-    Returns:
-        one ``[T, R, G]`` int64 array per clip (frames without a face left out).
-    """
-    from codec.corpus import clip_landmarks, corpus_dir, corpus_split
-    from codec.motion import motion_from_landmarks, relative
-
-    root = corpus_dir()
-    clips = getattr(corpus_split(root), split)
-    tok = load_tokenizer()
-    out = []
-    for clip in clips:
-        cl = clip_landmarks(root / clip)
-        lm = cl.landmarks[cl.valid]
-        state = motion_from_landmarks(lm)
-        ref = motion_from_landmarks(lm[reference_frame])
-        out.append(tok.encode(relative(state, ref).to_vector()))
-    return out

@@ -21,6 +21,9 @@ import ipaddress
 import logging
 from typing import Any
 
+import aioice.ice
+from aiortc import RTCConfiguration, RTCPeerConnection
+
 from realtime.clock import OffsetEstimator, monotonic_ms, offset_sample, wall_us
 from realtime.drops import Drops, error_kind
 from realtime.protocol import Bye, Message, Ping, Pong, ProtocolError, encode_message, parse_message
@@ -53,15 +56,11 @@ def restrict_ice_to_loopback() -> None:
     when signaling itself is on loopback: then both ends are here. It
     applies to the whole process.
     """
-    import aioice.ice
-
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 
 def new_peer_connection() -> Any:
     """A peer connection with no STUN server: ICE uses host candidates only (LAN or loopback)."""
-    from aiortc import RTCConfiguration, RTCPeerConnection
-
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 

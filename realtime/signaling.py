@@ -24,14 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from argparse import ArgumentTypeError
 import hmac
 import json
 import logging
 import secrets
+from argparse import ArgumentTypeError
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, Union
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from codec.errors import TalkcodecError
 from realtime.protocol import ProtocolError
@@ -234,8 +238,6 @@ class SignalingServer:
         Raises:
             SignalingError: the address is in use or cannot be bound.
         """
-        from websockets.asyncio.server import serve
-
         try:
             self._server = await serve(self._handle, self.host, self.port, max_size=MAX_SIGNAL_BYTES,
                                        ping_interval=None,
@@ -303,8 +305,6 @@ async def call(url: str, token: str, make_offer: Callable[[], Awaitable[str]]) -
         SignalingError: unreachable, refused (wrong token, busy, ...), or the
             receiver failed to prove it knows the token.
     """
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidURI, InvalidHandshake
 
     try:
         ws = await asyncio.wait_for(connect(url, max_size=MAX_SIGNAL_BYTES, ping_interval=None,

@@ -10,6 +10,8 @@ import sys
 import time
 from typing import TextIO
 
+import numpy as np
+
 PIPE_INTERVAL_S = 5.0
 
 
@@ -57,8 +59,6 @@ class StatusLine:
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
     """``{"p50", "p95", "mean", "n"}`` of a list of samples (None where empty)."""
-    import numpy as np
-
     if not values:
         return {"p50": None, "p95": None, "mean": None, "n": 0}
     a = np.asarray(values, np.float64)

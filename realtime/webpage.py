@@ -3,8 +3,8 @@
 A websocket upgrade goes on to signaling; any other request is answered
 here: ``/`` is the server's page (``static/index.html``, the viewer, on
 ``talk-recv --serve-browser``; ``static/send.html``, the camera, on
-``talk-send --from-browser``), ``/app.js`` their script, and anything else 404. The room token travels in the page's address
-(``?token=``) and never reaches the server: the page proves it knows the
+``talk-send --from-browser``), ``/app.js`` their script, and anything else 404.
+The room token travels in the page's address (``?token=``) and never reaches the server: the page proves it knows the
 token with the same HMAC challenge as ``talk-send``
 (:mod:`realtime.signaling`).
 """
@@ -15,6 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from websockets.datastructures import Headers
+from websockets.http11 import Response
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -45,8 +48,6 @@ def page_server(index: str) -> PageHook:
 
 
 def _respond(connection: Any, request: Any, index: str) -> Any:
-    from websockets.datastructures import Headers
-    from websockets.http11 import Response
 
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return None

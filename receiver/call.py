@@ -23,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from aiortc.mediastreams import MediaStreamError
 
+from codec.api import FrameDecoder
 from codec.bitstream import PACKET_HEADER_BYTES, StreamHeader
 from codec.errors import StreamError
 from realtime.clock import monotonic_ms, wall_us
@@ -102,8 +104,6 @@ class Call:
             self._spawn(self._audio(track), "audio")
 
     async def _audio(self, track: Any) -> None:
-        from aiortc.mediastreams import MediaStreamError
-
         while True:
             try:
                 frame = await track.recv()
@@ -173,8 +173,6 @@ class Call:
                 self._sender_audio_bytes = msg.audio_bytes
 
     async def _hello(self, msg: Hello) -> None:
-        from codec.api import FrameDecoder
-
         if self._decoder is not None:
             return  # the stream header is fixed for the call
         try:

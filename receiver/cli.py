@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.errors import MediaError, PortraitError, TalkcodecError
+from codec.logs import quiet_native_logs
 from realtime.peer import is_loopback, restrict_ice_to_loopback
 from realtime.signaling import new_token, parse_listen
 from realtime.status import StatusLine
@@ -78,15 +79,14 @@ async def _serve(receiver: Receiver) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:
-        from codec.logs import quiet_native_logs
-
         quiet_native_logs()  # before logging binds sys.stderr
     logging.basicConfig(level=logging.WARNING, format="talk-recv: %(message)s")
+    # lazy: torch takes seconds to import; loaded only when this runs
     import torch
 
     # Frames are rendered one at a time: a second torch thread shortens a 512 px frame by 5% on
     # the CPU and costs 70% more CPU, which the call, the viewers' encoder and the speech
-    # generator need more (measured on 2 cores; bench.viewers_load).
+    # generator need more (measured on 2 cores; bench.measure.viewers_load).
     torch.set_num_threads(1)
     host, port = args.listen
     token = args.token or new_token()
@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     status = StatusLine(enabled=not args.quiet)
     recorder: Recorder | None = None
     try:
-        from codec.portrait import prepare_portrait
-        from codec.render import RenderConfig, Renderer
+        # lazy: pulls in torch; the arguments are checked first
+        from codec.render.pipeline import RenderConfig, Renderer
+        from codec.render.portrait import prepare_portrait
 
         portrait = prepare_portrait(args.portrait)
         renderer = Renderer(portrait, RenderConfig(device=args.device, size=args.size, renderer=args.renderer))
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             recorder = Recorder(args.record, args.size)
         fallback = None
         if args.animate_from_audio:
-            from realtime.speechmotion import new_stream
+            # lazy: pulls in torch and CTranslate2; only the speech-driven mode needs them
+            from codec.speech import new_stream
 
             fallback = FallbackConfig(seed=args.seed)
             new_stream(args.seed)  # loads the speech models now, not when the first call needs them

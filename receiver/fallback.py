@@ -1,7 +1,7 @@
 """``talk-recv --animate-from-audio``: when motion packets stop, animate the portrait from the received speech.
 
 The received (decoded Opus) speech goes, all call long, to a
-:class:`realtime.speechmotion.SpeechMotion` (48 -> 16 kHz, the generator on
+:class:`codec.speech.live.SpeechMotion` (48 -> 16 kHz, the generator on
 its own thread), whose token frames are decoded to landmarks in the
 portrait, as the sender's would be, and kept by media time. At each playout
 tick :meth:`MotionFallback.mix` decides what to show:
@@ -32,10 +32,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
 import numpy as np
 
+from codec.api import EncoderConfig, FrameDecoder, make_header, speech_reference
+from codec.speech import FRAME_MS, PCM_RATE, SpeechMotion, frame_media_ms, new_stream
 from realtime.jitterbuffer import PlayoutKind
-from realtime.speechmotion import FRAME_MS, PCM_RATE, SpeechMotion, frame_media_ms, new_stream
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +135,6 @@ class MotionFallback:
     """
 
     def __init__(self, config: FallbackConfig, portrait_landmarks: np.ndarray) -> None:
-        import av
-
-        from codec.api import EncoderConfig, FrameDecoder, make_header, speech_reference
-
         self.config = config
         # Generated tokens are motion relative to a face at rest: decode them onto the portrait at rest.
         self._decoder = FrameDecoder(make_header(EncoderConfig(), speech_reference()), portrait_landmarks)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from aiortc import RTCSessionDescription
 
 from realtime.peer import PeerLink, gathered_description, new_peer_connection
 from realtime.signaling import SignalingError, SignalingServer
@@ -96,8 +97,6 @@ class Receiver:
         self._closing = False
 
     async def _on_offer(self, sdp: str) -> str:
-        from aiortc import RTCSessionDescription
-
         if self.call is not None:
             raise SignalingError("busy: another sender is connected")
         pc = new_peer_connection()

@@ -14,6 +14,7 @@ import numpy as np
 
 from realtime.jitterbuffer import Playout, PlayoutKind
 
+
 @dataclass(frozen=True)
 class Tick:
     """One render tick.

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import av
+import cv2
 import numpy as np
 
 from codec.errors import MediaError
@@ -53,7 +55,6 @@ class Window:
         """Shows ``[H, W, 3]`` uint8 RGB."""
         if not self.enabled:
             return
-        import cv2
 
         try:
             cv2.imshow(self.title, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -64,8 +65,6 @@ class Window:
 
     def close(self) -> None:
         if self.enabled:
-            import cv2
-
             cv2.destroyWindow(self.title)
 
 
@@ -83,8 +82,6 @@ class Recorder:
     """
 
     def __init__(self, path: str | Path, size: int = 512) -> None:
-        import av
-
         self.path = Path(path)
         try:
             self.path.open("wb").close()  # PyAV opens lazily: find a bad path now, not at the first frame
@@ -127,8 +124,6 @@ class Recorder:
         self._pool.submit(self._guarded, self._add_audio, frame)
 
     def _add_video(self, frame: np.ndarray, media_ms: float) -> None:
-        import av
-
         t = self._offset_ms + media_ms
         pts = int(round(t * VIDEO_FPS / 1000))
         if pts <= self._last_video_pts:
@@ -143,8 +138,6 @@ class Recorder:
         self._end_ms = max(self._end_ms, t + 1000 / VIDEO_FPS)
 
     def _add_audio(self, frame: Any) -> None:
-        import av
-
         if frame.pts is None:
             return
         start = int(round(self._offset_ms * AUDIO_RATE / 1000)) + int(frame.pts)
@@ -197,8 +190,6 @@ class Recorder:
 
 def _silence_like(frame: Any, samples: int) -> Any:
     """``samples`` of silence in ``frame``'s format, layout and rate."""
-    import av
-
     fmt = frame.format
     dtype = np.dtype(fmt.name.rstrip("p").replace("flt", "float32").replace("dbl", "float64")
                      .replace("s16", "int16").replace("s32", "int32").replace("u8", "uint8"))

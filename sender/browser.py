@@ -24,7 +24,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import av
 import numpy as np
+from aiortc import RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 
 from realtime.clock import MediaClock
 from realtime.peer import gathered_description, new_peer_connection
@@ -50,8 +53,6 @@ class BrowserVideoSource:
         self._attached.set()
 
     async def frames(self, clock: MediaClock) -> AsyncIterator[CapturedFrame]:
-        from aiortc.mediastreams import MediaStreamError
-
         await self._attached.wait()
         grid = GridSampler()
         while True:
@@ -117,8 +118,6 @@ class BrowserCamera:
         await self.server.start()
 
     async def _on_offer(self, sdp: str) -> str:
-        from aiortc import RTCSessionDescription
-
         if self._pc is not None:
             raise SignalingError("busy: another browser is already this sender's camera")
         pc = self._pc = new_peer_connection()
@@ -143,8 +142,6 @@ class BrowserCamera:
         return answer
 
     async def _pump_audio(self, track: Any) -> None:
-        import av
-        from aiortc.mediastreams import MediaStreamError
 
         resampler = av.AudioResampler(format="flt", layout="mono", rate=OPUS_RATE, frame_size=OPUS_FRAME)
         while True:

@@ -22,7 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from codec.api import EncoderConfig
+from aiortc import RTCSessionDescription
+
+from codec.api import EncoderConfig, FrameEncoder
 from codec.bitstream import PACKET_HEADER_BYTES
 from codec.errors import TalkcodecError
 from realtime import signaling
@@ -108,8 +110,6 @@ class CameraEncoder:
     """
 
     def __init__(self, config: EncoderConfig) -> None:
-        from codec.api import FrameEncoder
-
         self._inner = FrameEncoder(config)
 
     @property
@@ -188,8 +188,6 @@ class Sender:
             CallRefused: the receiver refused the stream.
             PeerLost: the receiver vanished mid-call.
         """
-        from aiortc import RTCSessionDescription
-
         make = getattr(self.video, "make_encoder", CameraEncoder)
         self._encoder = await asyncio.get_running_loop().run_in_executor(
             self._pool, lambda: make(EncoderConfig(layers=self.config.layers, entropy=self.config.entropy)))

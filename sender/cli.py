@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from codec.errors import MediaError, TalkcodecError
+from codec.logs import quiet_native_logs
 from realtime.netem import NetemConfig
 from realtime.peer import is_loopback, restrict_ice_to_loopback
 from realtime.signaling import parse_listen
@@ -92,6 +93,7 @@ def _sources(args: argparse.Namespace) -> tuple[FrameSource, PcmSource | None]:
     video: FrameSource
     pcm: PcmSource | None = None
     if args.audio_only:
+        # lazy: pulls in torch and CTranslate2; only --audio-only needs them
         from sender.speech import SpeechMotionSource
 
         speech: PcmSource = FilePcm(args.audio, loop=args.loop) if args.audio is not None else MicPcm()
@@ -203,8 +205,6 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:
-        from codec.logs import quiet_native_logs
-
         quiet_native_logs()  # before logging binds sys.stderr
     logging.basicConfig(level=logging.WARNING, format="talk-send: %(message)s")
     try:
@@ -219,10 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     # Only when every peer of this process is here: the receiver, and the browser if there is one.
     if is_loopback(host) and (not args.from_browser or is_loopback(args.listen[0])):
         restrict_ice_to_loopback()
+    # lazy: torch takes seconds to import; loaded only when this runs
     import torch
 
     # The tokenizer runs one frame at a time: a second torch thread only adds overhead, and the
-    # other core is better left to face tracking and the call (measured with bench.viewers_load).
+    # other core is better left to face tracking and the call (measured with bench.measure.viewers_load).
     torch.set_num_threads(1)
     status = StatusLine(enabled=not args.quiet)
     try:

@@ -26,11 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import av
+import cv2
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
 
-from codec.audio import OPUS_RATE
+from codec.audio import OPUS_RATE, opus_encoder
 from codec.errors import MediaError
+from codec.media import probe_video, read_audio, read_video
 from realtime.clock import MediaClock
 
 log = logging.getLogger(__name__)
@@ -91,16 +94,12 @@ class VideoFileSource:
     """
 
     def __init__(self, path: str | Path, loop: bool = False) -> None:
-        from codec.media import probe_video
-
         self.path = Path(path)
         self.info = probe_video(self.path)
         self.loop = loop
         self.has_audio = self.info.has_audio
 
     async def frames(self, clock: MediaClock) -> AsyncIterator[CapturedFrame]:
-        from codec.media import read_video
-
         grid = GridSampler()
         period = 1000.0 / self.info.fps
         offset = 0.0
@@ -132,8 +131,6 @@ class CameraSource:
     """
 
     def __init__(self, index: int) -> None:
-        import cv2
-
         self.index = index
         if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
             raise MediaError(f"camera {index}: no such camera (/dev/video{index} does not exist)")
@@ -146,8 +143,6 @@ class CameraSource:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="camera")
 
     def _read(self) -> np.ndarray | None:
-        import cv2
-
         ok, bgr = self._cap.read()
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if ok else None
 
@@ -187,8 +182,6 @@ class FilePcm:
     paced = False
 
     def __init__(self, path: str | Path, loop: bool = False) -> None:
-        from codec.media import read_audio
-
         self._samples = read_audio(path, rate=OPUS_RATE)
         self._loop = loop
         self._pos = 0
@@ -229,6 +222,7 @@ class MicPcm:
 
     def __init__(self) -> None:
         try:
+            # lazy: needs the PortAudio library, which a machine without audio devices may lack
             import sounddevice as sd
         except (ImportError, OSError) as e:
             raise MediaError(f"microphone: sound input is unavailable ({e})") from None
@@ -240,6 +234,7 @@ class MicPcm:
         self._stream: Any = None
 
     async def start(self) -> None:
+        # lazy: needs the PortAudio library, which a machine without audio devices may lack
         import sounddevice as sd
 
         if self._stream is not None:
@@ -294,7 +289,6 @@ class OpusTrack(MediaStreamTrack):  # type: ignore[misc]
         self._pcm = pcm
         self._clock = clock
         self._started = started
-        from codec.audio import opus_encoder
 
         self._encoder = opus_encoder(bitrate)
         self._pending: list[Any] = []
@@ -303,8 +297,6 @@ class OpusTrack(MediaStreamTrack):  # type: ignore[misc]
         self.bytes_sent = 0
 
     async def recv(self) -> Any:
-        import av
-
         if not self._started.is_set():
             await self._started.wait()
             await self._pcm.start()

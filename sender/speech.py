@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codec.api import EncoderConfig
+from codec.api import EncoderConfig, TokenPacketizer, speech_reference
+from codec.speech import SpeechMotion, frame_media_ms, new_stream
 from realtime.clock import MediaClock
-from realtime.speechmotion import SpeechMotion, frame_media_ms, new_stream
 from sender.sources import PcmSource
 
 
@@ -86,20 +86,16 @@ class SpeechEncoder:
     """
 
     def __init__(self, config: EncoderConfig) -> None:
-        from codec.api import make_header, speech_reference
-        from codec.bitstream import StreamWriter
-
         self.config = config
-        self.header = make_header(config, speech_reference())
-        self._writer = StreamWriter(self.header)
-        self._layers = config.layers
+        self._packets = TokenPacketizer(config, speech_reference())
+        self.header = self._packets.header
 
     def set_layers(self, layers: int) -> None:
         """Changes the residual layers sent from the next frame on (adaptive bitrate)."""
-        self._layers = max(1, min(self.config.layers, int(layers)))
+        self._packets.set_layers(layers)
 
     def encode_frame(self, frame: TokenFrame) -> bytes:
-        return self._writer.encode(np.asarray(frame.tokens)[: self._layers], frame.media_ms)
+        return self._packets.encode(frame.tokens, frame.media_ms)
 
     def close(self) -> None:
         pass

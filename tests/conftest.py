@@ -28,7 +28,7 @@ def sample_portrait() -> Path:
 @pytest.fixture(scope="session")
 def sample_landmarks() -> np.ndarray:
     """Tracked landmarks of the bundled clip ``[T, 478, 3]`` (cached between runs)."""
-    from codec.corpus import clip_landmarks
+    from codec.train.corpus import clip_landmarks
 
     cl = clip_landmarks(SAMPLE_CLIP)
     assert cl.valid.all()

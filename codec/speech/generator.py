@@ -17,7 +17,7 @@ two runs share their lip motion while head, brows and eyes differ; ``seed``
 makes a run repeatable.
 
 Motion is relative to a face at rest (mouth closed): the training targets are
-deltas from each clip's rest frame (see :mod:`codec.speech.train`).
+deltas from each clip's rest frame (see :mod:`codec.train.speech`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ import torch
 from torch import nn
 
 from codec.checkpoint import half_state, load_checkpoint
+from codec.paths import DATA_DIR
+from codec.tokenizer import TOKENIZER_PATH, weights_hash
 
-GENERATOR_PATH = Path(__file__).resolve().parents[1] / "data" / "speech_generator.pt"
+GENERATOR_PATH = DATA_DIR / "speech_generator.pt"
 
 # Motion-delta values a caller may fix: rotation (3), gaze (4), blink (2).
 CONTROL_DIM = 9
@@ -94,7 +96,7 @@ class MotionGenerator(nn.Module):
     frames cannot overfit a table of 512 free vectors. A token is predicted as its four FSQ digits (5 levels
     each), not as one of 625 unrelated classes: neighbouring codes share their
     digits, and the expected digits give a differentiable motion for the
-    training's lip regression (see :mod:`codec.speech.train`).
+    training's lip regression (see :mod:`codec.train.speech`).
     """
 
     def __init__(self, config: GeneratorConfig = GeneratorConfig()) -> None:
@@ -119,7 +121,7 @@ class MotionGenerator(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, c.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.groups * c.digits * c.levels)
-        # Calibration measured after training (see codec.speech.train.lower_face_offset): the
+        # Calibration measured after training (see codec.train.speech.lower_face_offset): the
         # generated lower face's mean minus the true one's on the training clips, [L, 3].
         self.lower_face_offset: np.ndarray | None = None
 
@@ -261,7 +263,6 @@ def load_generator(path: Path = GENERATOR_PATH) -> MotionGenerator:
 
 def _check_tokenizer(trained_on: str) -> None:
     # Tokens only mean something to the tokenizer they were learned from.
-    from codec.tokenizer import TOKENIZER_PATH, weights_hash
 
     if TOKENIZER_PATH.exists() and trained_on and weights_hash() != trained_on:
         warnings.warn(f"{GENERATOR_PATH.name} was trained for motion tokenizer {trained_on}, but the installed "

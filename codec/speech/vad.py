@@ -23,8 +23,10 @@ and raised-cosine ramps between open and closed, so the mouth never pops.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources import files
 
 import numpy as np
 import torch
@@ -71,8 +73,6 @@ class GateConfig:
 @lru_cache(maxsize=1)
 def _model_bytes() -> bytes:
     try:
-        from importlib.resources import files
-
         return (files("silero_vad") / "data" / "silero_vad.jit").read_bytes()
     except (ImportError, FileNotFoundError, ModuleNotFoundError):
         raise SpeechModelMissing("silero-vad is not installed: "
@@ -81,8 +81,6 @@ def _model_bytes() -> bytes:
 
 def load_vad_model() -> torch.jit.ScriptModule:
     """A fresh Silero VAD model (its recurrent state lives in the module, so one per stream)."""
-    import io
-
     return torch.jit.load(io.BytesIO(_model_bytes()), map_location="cpu").eval()
 
 

@@ -5,9 +5,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.baselines import (TOLERANCE, BaselineSearch, Setting, decode, encode, lowest_fitting_crf, prepare,
-                             sample_frames)
-from bench.metrics import Reference
+from bench.baselines import (
+    TOLERANCE,
+    BaselineSearch,
+    Setting,
+    decode,
+    encode,
+    lowest_fitting_crf,
+    prepare,
+    sample_frames,
+)
+from bench.metrics.reference import Reference
 
 
 def _clip(t: int = 30, size: int = 256) -> np.ndarray:

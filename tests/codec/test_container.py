@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codec.audio import encode_opus
-from codec.bitstream import Packet, ReferenceInfo, StreamHeader, StreamWriter
+from codec.bitstream import Packet, ReferenceInfo, StreamHeader
 from codec.container import TokFile, parse_tok, read_tok, tok_bytes, write_tok
 from codec.errors import MediaError, StreamError
+from codec.stream import StreamWriter
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REF = ReferenceInfo(0, (0.0, 0.1, 0.2), (0.0, 0.0, 0.0, 0.0), (0.1, 0.1), 0.3, (512, 512))

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codec.bitstream import fixed_payload_bytes
-from codec.entropy import (ENTROPY_PATH, EntropyModel, fit_entropy_model, load_entropy_model, measure_kbps,
-                           token_digits)
+from codec.entropy import ENTROPY_PATH, EntropyModel, load_entropy_model, token_digits
 from codec.errors import StreamError
 from codec.grfsq import GRFSQConfig
-from token_walks import random_walk, walk_model
+from codec.train.entropy import fit_entropy_model, measure_kbps
+from tests.codec.token_walks import random_walk, walk_model
 
 
 @pytest.fixture(scope="module")

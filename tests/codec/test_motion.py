@@ -4,8 +4,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codec import regions as R
-from codec.motion import (DELTA_DIM, MotionDelta, _rotation_matrix, apply_delta, landmarks_from_motion,
-                          load_template, motion_from_landmarks, relative, similarity_fit, transfer)
+from codec.motion import (
+    DELTA_DIM,
+    MotionDelta,
+    _rotation_matrix,
+    apply_delta,
+    landmarks_from_motion,
+    load_template,
+    motion_from_landmarks,
+    relative,
+    similarity_fit,
+    transfer,
+)
 
 
 @given(st.lists(st.floats(-0.6, 0.6), min_size=3, max_size=3), st.floats(0.2, 400),

@@ -4,7 +4,7 @@ import pytest
 from codec import regions as R
 from codec.motion import MotionDelta, motion_from_landmarks, relative, transfer
 from codec.tokenizer import load_tokenizer
-from codec.tokenizer_train import TrainConfig, train_tokenizer
+from codec.train.tokenizer import TrainConfig, train_tokenizer
 
 
 def _nme(pred, true):

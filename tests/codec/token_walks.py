@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from codec.entropy import EntropyModel, fit_entropy_model
+from codec.entropy import EntropyModel
+from codec.train.entropy import fit_entropy_model
 
 
 def random_walk(rng: np.random.Generator, frames: int, layers: int = 4) -> np.ndarray:

@@ -12,9 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.bitstream import ReferenceInfo, StreamHeader, StreamWriter
-from realtime.protocol import (Accept, Bye, Hello, Message, Ping, Pong, Refuse, Report, SenderStats, Start,
-                               encode_message)
+from codec.bitstream import ReferenceInfo, StreamHeader
+from codec.stream import StreamWriter
+from realtime.protocol import (
+    Accept,
+    Bye,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    Refuse,
+    Report,
+    SenderStats,
+    Start,
+    encode_message,
+)
 
 HERE = Path(__file__).parent / "fixtures"
 

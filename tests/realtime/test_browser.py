@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rt_harness import SAMPLE_CLIP, free_port, read_json, start_receiver, start_sender, stop, wait_listening
+from tests.realtime.harness import SAMPLE_CLIP, free_port, read_json, start_receiver, start_sender, stop, wait_listening
 
 TOKEN = "browser-test-token"
 CHROMIUM = os.environ.get("TALKCODEC_CHROMIUM", "/usr/bin/chromium")

@@ -18,8 +18,19 @@ import numpy as np
 import pytest
 
 from realtime.jitterbuffer import PlayoutKind
-from rt_harness import (SAMPLE_PORTRAIT, FakeRenderer, clip_10s, free_port, read_json, run_sender, speech_wav,
-                        start_receiver, start_sender, stop, wait_for_line)
+from tests.realtime.harness import (
+    SAMPLE_PORTRAIT,
+    FakeRenderer,
+    clip_10s,
+    free_port,
+    read_json,
+    run_sender,
+    speech_wav,
+    start_receiver,
+    start_sender,
+    stop,
+    wait_for_line,
+)
 
 TOKEN = "loopback-test-token"
 MOTION_KBPS_4_LAYERS = 11.2
@@ -195,7 +206,7 @@ def test_audio_only_call_sends_decodable_motion_and_speech(tmp_path: Path) -> No
 def test_animate_from_audio_keeps_the_face_moving_when_motion_stops(tmp_path: Path) -> None:
     """Motion packets stop for 2.5 s mid-call (speech goes on): the receiver shows generated motion, then returns."""
     from codec import regions as R
-    from codec.portrait import prepare_portrait
+    from codec.render.portrait import prepare_portrait
     from realtime.peer import restrict_ice_to_loopback
     from receiver.fallback import FallbackConfig
     from receiver.listener import Receiver, ReceiverConfig

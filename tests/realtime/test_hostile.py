@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from codec.bitstream import StreamWriter
+from codec.stream import StreamWriter
 from realtime.peer import PEER_TIMEOUT_S, restrict_ice_to_loopback
 from realtime.protocol import Accept, Refuse
 from realtime.signaling import SignalingError
 from receiver.listener import Receiver, ReceiverConfig
-from rt_harness import SAMPLE_PORTRAIT, FakeRenderer, FakeSender, free_port, real_header
+from tests.realtime.harness import SAMPLE_PORTRAIT, FakeRenderer, FakeSender, free_port, real_header
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T = TypeVar("T")
@@ -32,7 +32,7 @@ TOKEN = "room-token"
 
 @pytest.fixture(scope="module")
 def portrait_landmarks() -> np.ndarray:
-    from codec.portrait import prepare_portrait
+    from codec.render.portrait import prepare_portrait
 
     return prepare_portrait(SAMPLE_PORTRAIT).landmarks
 

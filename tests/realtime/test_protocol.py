@@ -9,8 +9,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from codec.bitstream import StreamHeader
-from realtime.protocol import (CONTROL_VERSION, MAX_MESSAGE_BYTES, Accept, Bye, Hello, Ping, Pong, ProtocolError,
-                               Refuse, Report, SenderStats, Start, encode_message, parse_message)
+from realtime.protocol import (
+    CONTROL_VERSION,
+    MAX_MESSAGE_BYTES,
+    Accept,
+    Bye,
+    Hello,
+    Ping,
+    Pong,
+    ProtocolError,
+    Refuse,
+    Report,
+    SenderStats,
+    Start,
+    encode_message,
+    parse_message,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 u64 = st.integers(0, 2**64 - 1)

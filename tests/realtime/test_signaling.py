@@ -10,8 +10,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from realtime.protocol import ProtocolError
-from realtime.signaling import (Answer, Challenge, Offer, Reject, SignalingError, SignalingServer, call,
-                                encode_signal, new_nonce, new_token, parse_signal, sdp_mac, verify_mac)
+from realtime.signaling import (
+    Answer,
+    Challenge,
+    Offer,
+    Reject,
+    SignalingError,
+    SignalingServer,
+    call,
+    encode_signal,
+    new_nonce,
+    new_token,
+    parse_signal,
+    sdp_mac,
+    verify_mac,
+)
 
 signals = st.one_of(
     st.builds(Challenge, st.binary(min_size=16, max_size=16)),

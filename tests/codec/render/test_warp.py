@@ -1,0 +1,157 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from codec import regions as R
+from codec.render.mesh import EYE, FACE, MOUTH, OUTSIDE, build_mesh, face_triangles
+from codec.render.portrait import prepare_portrait
+from codec.render.warp import GeometricWarp, WarpConfig, denoise_portrait
+
+
+@pytest.fixture(scope="module")
+def portrait(sample_portrait):
+    return prepare_portrait(sample_portrait, size=512, crop=False)
+
+
+@pytest.fixture(scope="module")
+def warp(portrait):
+    # Geometry is checked on the portrait as it is; the default also smooths its noise (tested below).
+    return GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"), WarpConfig(denoise=False))
+
+
+def _render(warp, targets):
+    out = warp(np.asarray(targets, np.float32).reshape(-1, 478, 3))
+    return (out * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def test_face_tessellation_has_852_triangles():
+    tri = face_triangles()
+    assert tri.shape == (852, 3)
+    assert tri.min() == 0 and tri.max() == 467
+
+
+def test_mesh_covers_the_image(portrait):
+    mesh = build_mesh(portrait.landmarks, 512)
+    kinds = set(np.unique(mesh.kind))
+    assert kinds == {FACE, EYE, MOUTH, OUTSIDE}
+    v = mesh.vertices[mesh.triangles, :2].astype(np.float64)
+    area = np.abs(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])).sum() / 2
+    # Folds aside, the triangles tile the whole square (the outer rings reach past it).
+    assert area >= 512 * 512
+
+
+def test_identity_target_gives_the_portrait(warp, portrait):
+    err = np.abs(_render(warp, portrait.landmarks)[0].astype(int) - portrait.image).mean(-1)
+    # Exact but at the person's soft edge, which is laid over the background plate (filled there).
+    alpha = warp.image[0, 3].numpy()
+    edge = cv2.dilate(((alpha > 0.02) & (alpha < 0.98)).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    assert err[~edge].mean() < 0.5 and err.mean() < 1.5
+
+
+def test_denoise_smooths_noise_and_keeps_edges():
+    rng = np.random.default_rng(0)
+    clean = np.full((128, 128, 3), 60, np.uint8)
+    clean[:, 64:] = 190
+    noisy = np.clip(clean + rng.normal(0, 6, clean.shape), 0, 255).astype(np.uint8)
+    out = denoise_portrait(noisy).astype(float)
+    flat = (slice(8, 120), slice(8, 56))
+    assert out[flat].std() < 0.5 * noisy[flat].astype(float).std()
+    # The edge stays a step: the columns either side of it keep their levels.
+    assert abs(out[:, 62].mean() - 60) < 5 and abs(out[:, 65].mean() - 190) < 5
+
+
+def test_default_warp_renders_the_denoised_portrait(portrait):
+    smooth = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
+    out = _render(smooth, portrait.landmarks)[0].astype(int)
+    alpha = smooth.image[0, 3].numpy()
+    core = (alpha > 0.98) | (alpha < 0.02)  # away from the person's soft edge
+    assert np.abs(out - denoise_portrait(portrait.image))[core].mean() < 0.5
+    assert np.abs(out - portrait.image)[core].mean() > 0.8
+
+
+def test_translation_moves_the_face_and_keeps_the_background(warp, portrait):
+    dx, dy = 12, -8
+    target = portrait.landmarks + np.array([dx, dy, 0], np.float32)
+    out = _render(warp, target)[0].astype(int)
+    img = portrait.image.astype(int)
+    mask = np.zeros((512, 512), np.uint8)
+    cv2.fillPoly(mask, [np.round(portrait.landmarks[R.FACE_OVAL, :2]).astype(np.int32)], 1)
+    mask = cv2.erode(mask, np.ones((15, 15), np.uint8)).astype(bool)
+    ys, xs = np.nonzero(mask)
+    moved = np.abs(out[ys + dy, xs + dx] - img[ys, xs]).mean()
+    unmoved = np.abs(out[ys, xs] - img[ys, xs]).mean()
+    assert moved < 2.0 and unmoved > 3 * moved
+    # Background, away from the person's edge, stays put.
+    alpha = warp.image[0, 3].numpy()
+    far = cv2.erode((alpha == 0).astype(np.uint8), np.ones((31, 31), np.uint8)).astype(bool)
+    assert far.mean() > 0.1
+    assert np.abs(out[far] - img[far]).mean() < 0.5
+    for c in (slice(0, 24), slice(0, 24)), (slice(0, 24), slice(-24, None)):
+        assert np.abs(out[c] - img[c]).mean() < 0.5
+
+
+def _open_mouth(lm: np.ndarray, amount: float) -> np.ndarray:
+    """Drops the lower lip and jaw by ``amount`` inter-ocular distances."""
+    t = lm.copy()
+    upper = lm[R.LIPS_INNER[:11], 1].max()
+    below = lm[:, 1] > upper + 1
+    below[468:] = False
+    t[below, 1] += amount * R.inter_ocular(lm)
+    return t
+
+
+def test_opening_the_mouth_darkens_its_interior(warp, portrait):
+    target = _open_mouth(portrait.landmarks, 0.3)
+    out = _render(warp, target)[0]
+    inside = np.zeros((512, 512), np.uint8)
+    cv2.fillPoly(inside, [np.round(target[R.LIPS_INNER, :2]).astype(np.int32)], 1)
+    inside = cv2.erode(inside, np.ones((5, 5), np.uint8)).astype(bool)
+    assert inside.sum() > 200
+    luma = lambda im: im.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+    lips = np.zeros((512, 512), np.uint8)
+    cv2.fillPoly(lips, [np.round(portrait.landmarks[R.LIPS_OUTER, :2]).astype(np.int32)], 1)
+    assert luma(out)[inside].mean() < 0.6 * luma(portrait.image)[lips.astype(bool)].mean()
+    assert warp.mouth_newness(target[None])[0] > 0.3
+    assert warp.mouth_newness(portrait.landmarks[None])[0] == 0
+
+
+def test_closing_the_eyes_covers_them_with_lids(warp, portrait):
+    lm = portrait.landmarks
+    target = lm.copy()
+    for contour in (R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR):
+        upper, lower = contour[1:8], contour[9:][::-1]
+        mid = (lm[upper] + lm[lower]) / 2
+        target[upper], target[lower] = mid, mid
+    out = _render(warp, target)[0].astype(np.float32)
+    # The dark iris disappears: the eye region becomes about as bright as the lids.
+    for iris in (R.RIGHT_IRIS_CENTER, R.LEFT_IRIS_CENTER):
+        x, y = np.round(lm[iris, :2]).astype(int)
+        before = portrait.image[y - 3:y + 4, x - 3:x + 4].mean()
+        after = out[y - 3:y + 4, x - 3:x + 4].mean()
+        assert after > before + 20
+
+
+def test_gaze_moves_the_iris(warp, portrait):
+    lm = portrait.landmarks
+    shift = 0.05 * float(R.inter_ocular(lm))
+    target = lm.copy()
+    target[468:, 0] += shift
+    out = _render(warp, target)[0]
+    gray_in = cv2.cvtColor(portrait.image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gray_out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    for iris in (R.RIGHT_IRIS_CENTER, R.LEFT_IRIS_CENTER):
+        x, y = np.round(lm[iris, :2]).astype(int)
+        patch = gray_in[y - 4:y + 5, x - 4:x + 5]
+        # The iris patch is found shifted by `shift` in the output, not where it was.
+        errs = {s: np.abs(gray_out[y - 4:y + 5, x - 4 + s:x + 5 + s] - patch).mean() for s in range(-2, 8)}
+        assert abs(min(errs, key=errs.get) - shift) <= 1.5
+
+
+def test_batch_and_single_frames_agree(warp, portrait):
+    lm = portrait.landmarks
+    targets = np.stack([lm, lm + np.array([5, 3, 0], np.float32), _open_mouth(lm, 0.2)])
+    batch = _render(warp, targets)
+    assert batch.shape == (3, 512, 512, 3) and batch.dtype == np.uint8
+    for i in range(3):
+        assert np.array_equal(batch[i], _render(warp, targets[i])[0])
