@@ -32,10 +32,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import cast
 
 import av
 import cv2
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 
 from bench.metrics.pixels import ssim
 from bench.metrics.reference import Reference
@@ -114,10 +116,10 @@ def prepare(frames: np.ndarray, size: int, fps_div: int) -> list[np.ndarray]:
     return out
 
 
-def _encoder(setting: Setting, fps: float, frames: int):  # type: ignore[no-untyped-def]
+def _encoder(setting: Setting, fps: float, frames: int) -> VideoCodecContext:
 
     name = {"h264": "libx264", "vp8": "libvpx"}[setting.codec]
-    cc = av.CodecContext.create(name, "w")
+    cc = cast(VideoCodecContext, av.CodecContext.create(name, "w"))
     cc.width = cc.height = setting.size
     cc.pix_fmt = "yuv420p"
     rate = Fraction(fps).limit_denominator(1000) / setting.fps_div
@@ -156,7 +158,7 @@ def encode_prepared(src: list[np.ndarray], setting: Setting, clip_frames: int, f
     return Encoded(setting, packets, kbps, ms)
 
 
-def decode(encoded: Encoded, shape: tuple[int, int, int], index: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def decode(encoded: Encoded, shape: tuple[int, ...], index: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Decodes, upscales (bicubic) and repeats frames back to the clip's size and rate.
 
     Args:
@@ -169,8 +171,8 @@ def decode(encoded: Encoded, shape: tuple[int, int, int], index: np.ndarray | No
     t_len, h, w = shape
     div = encoded.setting.fps_div
     t0 = time.perf_counter()
-    dec = av.CodecContext.create({"h264": "h264", "vp8": "vp8"}[encoded.setting.codec], "r")
-    out = []
+    dec = cast(VideoCodecContext, av.CodecContext.create({"h264": "h264", "vp8": "vp8"}[encoded.setting.codec], "r"))
+    out: list[np.ndarray] = []
     for p in encoded.packets:
         out.extend(f.to_ndarray(format="rgb24") for f in dec.decode(av.Packet(p)))
     out.extend(f.to_ndarray(format="rgb24") for f in dec.decode(None))

@@ -181,7 +181,8 @@ def rd_points(records: list[dict]) -> dict[str, list[tuple[float, float, float]]
     curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for key, rs in groups.items():
         name = key[0] if key[0] != "talkcodec" else f"talkcodec {key[1]} {key[3]}"
-        curves[name].append(tuple(float(np.mean([r[k] for r in rs])) for k in ("kbps", "ssim", "nme")))
+        kbps, ssim, nme = (float(np.mean([r[k] for r in rs])) for k in ("kbps", "ssim", "nme"))
+        curves[name].append((kbps, ssim, nme))
     return {k: sorted(v) for k, v in sorted(curves.items())}
 
 

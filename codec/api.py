@@ -16,6 +16,7 @@ Whole files: :func:`encode_video` and :func:`decode_stream` (``talk-codec``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,9 +93,10 @@ def _entropy_hash() -> str | None:
 def reference_info(landmarks: np.ndarray, frame_index: int, image_size: tuple[int, int]) -> ReferenceInfo:
     """What a receiver may want to know of the sender's reference face."""
     st = motion_from_landmarks(landmarks)
-    return ReferenceInfo(frame_index=frame_index,
-                         rotation=tuple(float(x) for x in _axis_angle(st.rotation)),
-                         gaze=tuple(float(x) for x in st.gaze), blink=tuple(float(x) for x in st.blink),
+    rx, ry, rz = (float(x) for x in _axis_angle(st.rotation))
+    gx0, gy0, gx1, gy1 = (float(x) for x in st.gaze)
+    b0, b1 = (float(x) for x in st.blink)
+    return ReferenceInfo(frame_index=frame_index, rotation=(rx, ry, rz), gaze=(gx0, gy0, gx1, gy1), blink=(b0, b1),
                          mouth_opening=float(R.mouth_opening(landmarks)), image_size=image_size)
 
 
@@ -218,6 +220,7 @@ class FrameDecoder:
         if self._portrait_state is None:
             raise ValueError("this decoder holds no portrait")
         if delta is None:
+            assert self._portrait is not None  # set together with the state
             return self._portrait.copy()
         return landmarks_from_motion(apply_delta(self._portrait_state, delta))
 
@@ -323,7 +326,7 @@ def encode_video(path: str | Path, config: EncoderConfig = EncoderConfig(),
     return encode_landmarks(landmarks, face, config, reference_frame, size)
 
 
-def decode_stream(header: StreamHeader, packets: list[bytes], portrait_landmarks: np.ndarray,
+def decode_stream(header: StreamHeader, packets: Sequence[bytes], portrait_landmarks: np.ndarray,
                   layers: int | None = None) -> np.ndarray:
     """Target landmarks ``[T, 478, 3]`` in the portrait for every packet of a stream.
 
@@ -331,7 +334,7 @@ def decode_stream(header: StreamHeader, packets: list[bytes], portrait_landmarks
         layers: decode with only the first ``layers`` residual layers (default: all sent).
     """
     dec = FrameDecoder(header, portrait_landmarks)
-    out = []
+    out: list[np.ndarray | None] = []
     for pkt in packets:
         f = dec.read(pkt)
         if not f.face or f.tokens is None:
@@ -345,7 +348,7 @@ def decode_stream(header: StreamHeader, packets: list[bytes], portrait_landmarks
         if t is not None:
             by_layers.setdefault(t.shape[0], []).append(i)
     for idx in by_layers.values():
-        result[idx] = dec.landmarks(dec.deltas(np.stack([out[i] for i in idx])))
+        result[idx] = dec.landmarks(dec.deltas(np.stack([t for i in idx if (t := out[i]) is not None])))
     return result
 
 

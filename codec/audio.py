@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import fractions
 import io
+from typing import cast
 
 import av
 import numpy as np
+from av.audio.codeccontext import AudioCodecContext
 
 from codec.errors import MediaError
 
@@ -21,12 +23,12 @@ DEFAULT_BITRATE = 24_000
 MAX_BLOB_BYTES = 256 * 1024 * 1024
 
 
-def opus_encoder(bitrate: int = DEFAULT_BITRATE) -> av.CodecContext:
+def opus_encoder(bitrate: int = DEFAULT_BITRATE) -> AudioCodecContext:
     """A streaming Opus encoder for speech: 48 kHz mono s16 frames in, one 20 ms packet each out.
 
     What calls send (``talk-send``'s speech, ``talk-recv``'s viewers); pts count samples at 48 kHz.
     """
-    ctx = av.CodecContext.create("libopus", "w")
+    ctx = cast(AudioCodecContext, av.CodecContext.create("libopus", "w"))
     ctx.sample_rate = OPUS_RATE
     ctx.layout = "mono"
     ctx.format = "s16"

@@ -89,6 +89,8 @@ def layer_context(k: int, coarse: np.ndarray | None, prev: np.ndarray | None, ba
     Returns:
         ``[..., G, D]`` ints in ``0 .. (base + 1)**2 - 1`` (or a scalar when no digit matters).
     """
+    p_ctx: np.ndarray | int
+    c_ctx: np.ndarray | int
     if prev is not None and k < prev.shape[-3]:
         p_ctx = prev[..., k, :, :]
         if coarse is None:
@@ -103,7 +105,7 @@ def layer_context(k: int, coarse: np.ndarray | None, prev: np.ndarray | None, ba
     else:
         p_ctx = base
         c_ctx = base if coarse is None else coarse
-    return p_ctx * (base + 1) + c_ctx
+    return np.asarray(p_ctx * (base + 1) + c_ctx)
 
 
 def _words(data: bytes) -> np.ndarray:
@@ -133,6 +135,9 @@ class EntropyModel:
     config: GRFSQConfig
     probs: np.ndarray = field(repr=False)
     hash: str = field(init=False)
+    _rows: np.ndarray = field(init=False, repr=False)
+    _cell: np.ndarray = field(init=False, repr=False)
+    _powers: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         base, ndig = digit_base(self.config)

@@ -70,6 +70,14 @@ class GRFSQConfig:
 class FSQ(nn.Module):
     """Finite scalar quantization of ``[..., len(levels)]`` vectors with a straight-through gradient."""
 
+    levels: torch.Tensor
+    basis: torch.Tensor
+    _half_l: torch.Tensor
+    _offset: torch.Tensor
+    _shift: torch.Tensor
+    _half_w: torch.Tensor
+    _levels_i: torch.Tensor
+
     def __init__(self, levels: tuple[int, ...]) -> None:
         super().__init__()
         lv = torch.tensor(levels, dtype=torch.float32)
@@ -117,6 +125,8 @@ class GroupResidualFSQ(nn.Module):
     Projections are held as batched weights ``[G, R, ...]`` so that all groups
     of a stage quantize in one tensor operation.
     """
+
+    scales: torch.Tensor
 
     def __init__(self, config: GRFSQConfig = GRFSQConfig()) -> None:
         super().__init__()
@@ -170,7 +180,7 @@ class GroupResidualFSQ(nn.Module):
         if r < 1 or r > self.config.residuals or tokens.shape[2] != self.config.groups:
             raise ValueError(f"tokens must be [B, 1..{self.config.residuals}, {self.config.groups}], "
                              f"got {list(tokens.shape)}")
-        out = 0
-        for k in range(r):
+        out = self._stage_out(0, self.fsq.indices_to_codes(tokens[:, 0]))
+        for k in range(1, r):
             out = out + self._stage_out(k, self.fsq.indices_to_codes(tokens[:, k]))
         return out.reshape(tokens.shape[0], self.config.dim)

@@ -36,7 +36,7 @@ class VideoInfo:
     has_audio: bool
 
 
-def _open(path: str | Path):  # type: ignore[no-untyped-def]
+def _open(path: str | Path) -> av.container.InputContainer:
 
     p = Path(path)
     if not p.exists():
@@ -151,32 +151,34 @@ class VideoWriter:
         self._fps = Fraction(fps).limit_denominator(1000)
         self._crf = crf
         self._audio_rate = audio_rate
-        self._v = None
-        self._a = None
+        self._v: av.video.stream.VideoStream | None = None
+        self._a: av.audio.stream.AudioStream | None = None
         self._audio_pts = 0
 
-    def _start(self, width: int, height: int) -> None:
-        self._v = self._c.add_stream("libx264", rate=self._fps)
-        self._v.width, self._v.height = width, height
-        self._v.pix_fmt = "yuv420p"
-        self._v.options = {"crf": str(self._crf), "preset": "veryfast"}
+    def _start(self, width: int, height: int) -> av.video.stream.VideoStream:
+        v = self._c.add_stream("libx264", rate=self._fps)
+        v.width, v.height = width, height
+        v.pix_fmt = "yuv420p"
+        v.options = {"crf": str(self._crf), "preset": "veryfast"}
+        self._v = v
         if self._audio_rate:
-            self._a = self._c.add_stream("aac", rate=self._audio_rate)
-            self._a.layout = "mono"
+            a = self._c.add_stream("aac", rate=self._audio_rate)
+            a.layout = "mono"
+            self._a = a
+        return v
 
     def write(self, frames: np.ndarray) -> None:
         frames = frames[None] if frames.ndim == 3 else frames
-        if self._v is None:
-            self._start(frames.shape[2], frames.shape[1])
+        v = self._v if self._v is not None else self._start(frames.shape[2], frames.shape[1])
         for f in frames:
-            for pkt in self._v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+            for pkt in v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                 self._c.mux(pkt)
 
     def write_audio(self, samples: np.ndarray) -> None:
         """Appends mono audio at the ``audio_rate`` given when opening (after the first video frame)."""
-        if self._a is None:
-            raise ValueError("open the VideoWriter with audio_rate and write a video frame first")
         rate = self._audio_rate
+        if self._a is None or rate is None:
+            raise ValueError("open the VideoWriter with audio_rate and write a video frame first")
         pcm = np.clip(samples, -1, 1).astype(np.float32)
         step = 1024
         for i in range(0, len(pcm), step):

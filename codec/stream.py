@@ -78,6 +78,8 @@ class StreamWriter:
         self._seq = first_seq
         self._prev: np.ndarray | None = None
         self._since_keyframe = 0
+        # StreamHeader fills in the interval when it is left out.
+        self._keyframe_interval = int(header.keyframe_interval or 1)
 
     def encode(self, tokens: np.ndarray | None, timestamp_ms: int) -> bytes:
         """Packet bytes of one frame.
@@ -103,7 +105,7 @@ class StreamWriter:
         fixed = pack_fixed(t, cfg.codebook_size)
         payload, keyframe, entropy = fixed, True, False
         if self._model is not None:
-            keyframe = self._prev is None or self._since_keyframe > self.header.keyframe_interval
+            keyframe = self._prev is None or self._since_keyframe > self._keyframe_interval
             coded = self._model.encode(t, None if keyframe else self._prev)
             if len(coded) < len(fixed):
                 payload, entropy = coded, True

@@ -83,6 +83,11 @@ class MotionTokenizer(nn.Module):
     GRFSQ latent.
     """
 
+    exp_mean: torch.Tensor
+    exp_basis: torch.Tensor
+    feat_mean: torch.Tensor
+    feat_std: torch.Tensor
+
     def __init__(self, config: TokenizerConfig = TokenizerConfig()) -> None:
         super().__init__()
         self.config = config

@@ -304,12 +304,12 @@ class Call:
         self.stats.audio_bytes += self._sender_audio_bytes
         self.stats.rtt_ms = self.link.clock.rtt_ms
         if self.fallback is not None:
-            f = self.fallback.stats
+            fb = self.fallback.stats
             self.fallback.close()
-            self.stats.frames_generated += f.frames_generated
-            self.stats.fallback_switch_ms.extend(f.switch_ms)
-            self.stats.generated_lag_ms.extend(f.lag_ms)
-            self.stats.generator_restarts += f.restarts
+            self.stats.frames_generated += fb.frames_generated
+            self.stats.fallback_switch_ms.extend(fb.switch_ms)
+            self.stats.generated_lag_ms.extend(fb.lag_ms)
+            self.stats.generator_restarts += fb.restarts
         self.stats.clock_offset_ms = self.link.clock.offset_us / 1000.0
         await self.link.close(self.link.end_reason)
         self._pool.shutdown(wait=True)

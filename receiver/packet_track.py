@@ -15,7 +15,7 @@ class PacketSource(Protocol):
     def unsubscribe(self, track: Any) -> None: ...
 
 
-class PacketTrack(MediaStreamTrack):  # type: ignore[misc]
+class PacketTrack(MediaStreamTrack):
     """One viewer's share of a shared encoder's packets: its ``recv`` returns ``av.Packet``.
 
     aiortc's sender only packetizes such packets (``Encoder.pack``) instead

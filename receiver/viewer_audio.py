@@ -35,7 +35,7 @@ AUDIO_BITRATE = 32_000  # speech, mono
 MAX_AUDIO_BACKLOG = 5
 
 
-class _Paced(MediaStreamTrack):  # type: ignore[misc]
+class _Paced(MediaStreamTrack):
     """A live track: frame ``n`` is released at ``start + n * period``."""
 
     def __init__(self, period_s: float) -> None:

@@ -48,7 +48,7 @@ def rgb_to_i420(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
 
 
-class AvatarTrack(MediaStreamTrack):  # type: ignore[misc]
+class AvatarTrack(MediaStreamTrack):
     """The avatar as a video track: each newly rendered frame as it comes (the renderer makes at most 25 a second).
 
     A frame that did not change is repeated only :data:`STILL_FPS` times a
@@ -165,12 +165,13 @@ class ViewerVideoTrack(PacketTrack):
 
     def __init__(self, shared: SharedVideo, codec: str) -> None:
         super().__init__(shared)
+        self._video = shared
         self.codec = codec
         self._keyed = False  # it has had its first keyframe (or the one after a skip)
         self.packets_skipped = 0
 
     def _started(self) -> None:
-        self._shared.request_keyframe(self.codec)  # type: ignore[union-attr]
+        self._video.request_keyframe(self.codec)
 
     def push(self, packet: Any) -> None:
         if not self._pulled or self.readyState != "live":
@@ -186,7 +187,7 @@ class ViewerVideoTrack(PacketTrack):
             self.packets_skipped += len(self._queue) + 1
             self._queue.clear()
             self._keyed = False
-            self._shared.request_keyframe(self.codec)
+            self._video.request_keyframe(self.codec)
             return
         self._append(packet)
 

@@ -97,9 +97,9 @@ class Viewers:
         codec = None
         for kind in dict.fromkeys(m.kind for m in offer.media if m.kind in ("audio", "video")):
             if kind == "audio":
-                track = self.shared_audio.subscribe()
-                self._tracks[pc].append(track)
-                pc.addTransceiver(track, direction="sendonly")
+                audio = self.shared_audio.subscribe()
+                self._tracks[pc].append(audio)
+                pc.addTransceiver(audio, direction="sendonly")
                 continue
             codec = video_codec(offer)
             if codec is None:

@@ -228,7 +228,7 @@ class Sender:
                     w.cancel()
             for t in done:
                 if t in tasks and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
+                    raise t.exception()
             if self._refused is not None:
                 raise CallRefused(f"the receiver refused the stream: {self._refused}")
             if link.ended.is_set():

@@ -135,7 +135,7 @@ class CameraSource:
         if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
             raise MediaError(f"camera {index}: no such camera (/dev/video{index} does not exist)")
         # OpenCV reports a failed open on stderr itself; the MediaError below says it in one line.
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # type: ignore[attr-defined]
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # type: ignore[attr-defined]  # missing from OpenCV's stubs
         self._cap = cv2.VideoCapture(index)
         if not self._cap.isOpened():
             self._cap.release()
@@ -266,7 +266,7 @@ class MicPcm:
             self._stream = None
 
 
-class OpusTrack(MediaStreamTrack):  # type: ignore[misc]
+class OpusTrack(MediaStreamTrack):
     """Speech as an aiortc audio track of pre-encoded Opus packets.
 
     aiortc would encode raw frames itself at 96 kbps; handing it packets keeps

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ def fidelity() -> dict:
         lm = cl.landmarks[cl.valid].astype(np.float64)
         delta = relative(motion_from_landmarks(lm), motion_from_landmarks(lm[0]))
         tokens = tok.encode(delta.to_vector())
-        row = {"clip": clip, "frames": len(lm), "baseline": _nme(np.broadcast_to(lm[0], lm.shape), lm)}
+        row: dict[str, Any] = {"clip": clip, "frames": len(lm), "baseline": _nme(np.broadcast_to(lm[0], lm.shape), lm)}
         mo_true = R.mouth_opening(lm)
         for r in range(1, tok.config.grfsq.residuals + 1):
             pred = transfer(lm[0], MotionDelta.from_vector(tok.decode(tokens[:, :r])))

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +83,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, weight: float) -> tuple[np.ndarray, 
     return w, mx, my
 
 
-def choose_ridge(xs: list[np.ndarray], ys: list[np.ndarray], weights=RIDGE_WEIGHTS) -> float:  # type: ignore[no-untyped-def]
+def choose_ridge(xs: list[np.ndarray], ys: list[np.ndarray], weights: tuple[float, ...] = RIDGE_WEIGHTS) -> float:
     """The ridge weight with the lowest leave-one-clip-out squared error."""
     best, best_err = weights[0], np.inf
     for lam in weights:
@@ -124,7 +126,7 @@ def score(clips: list[ClipSpeech], lower: list[np.ndarray]) -> dict:
             "silent_closed": float(np.concatenate(closed).mean())}
 
 
-def load_clips(names, log) -> list[ClipSpeech]:  # type: ignore[no-untyped-def]
+def load_clips(names: Sequence[str], log: Callable[[str], object]) -> list[ClipSpeech]:
 
     root = corpus_dir()
     unitizer = load_unitizer()
@@ -149,7 +151,7 @@ def load_clips(names, log) -> list[ClipSpeech]:  # type: ignore[no-untyped-def]
     return out
 
 
-def ceilings(log=print) -> dict:  # type: ignore[no-untyped-def]
+def ceilings(log: Callable[[str], object] = print) -> dict[str, Any]:
 
     split = corpus_split(corpus_dir())
     train = load_clips(split.train, log)
@@ -175,7 +177,7 @@ def ceilings(log=print) -> dict:  # type: ignore[no-untyped-def]
     return res
 
 
-def _no_nan(x):  # type: ignore[no-untyped-def]
+def _no_nan(x: Any) -> Any:
     """NaN (a constant predictor's correlation) as null: the file stays valid JSON."""
     if isinstance(x, dict):
         return {k: _no_nan(v) for k, v in x.items()}

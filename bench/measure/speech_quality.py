@@ -31,6 +31,8 @@ import csv
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,7 +87,7 @@ def openings(tokens: np.ndarray, rest_landmarks: np.ndarray) -> tuple[np.ndarray
     return mouth_opening(lm), delta.expression[:, LIPS]
 
 
-def held_out(seed: int, log) -> dict:  # type: ignore[no-untyped-def]
+def held_out(seed: int, log: Callable[[str], object]) -> dict[str, Any]:
 
     root = corpus_dir()
     gen_o, true_o, err, base, sil_closed, sil_true_closed, per_clip = [], [], [], [], [], [], {}
@@ -139,7 +141,7 @@ def digital_silence(seed: int) -> dict:
             "zeros_max_opening": float(o.max())}
 
 
-def languages(seed: int, log) -> dict:  # type: ignore[no-untyped-def]
+def languages(seed: int, log: Callable[[str], object]) -> dict[str, Any]:
 
     root = corpus_dir()
     lang = {}
@@ -149,7 +151,7 @@ def languages(seed: int, log) -> dict:  # type: ignore[no-untyped-def]
                 lang[row["name"]] = row["language"]
     rest = load_template().shape * 100.0
     rest_open = mouth_opening(rest)
-    acc = defaultdict(lambda: {"closed": [], "moving": []})
+    acc: defaultdict[str, dict[str, list[Any]]] = defaultdict(lambda: {"closed": [], "moving": []})
     for name, language in sorted(lang.items()):
         audio = read_audio(root / name)
         t = int(round(len(audio) / 640))

@@ -140,6 +140,6 @@ def mouth_ssim(decoded: np.ndarray, truth: np.ndarray, truth_landmarks: np.ndarr
     check_pair(decoded, truth)
     out = np.empty(len(decoded))
     for i in range(len(decoded)):
-        x0, y0, x1, y1 = lip_box(truth_landmarks[i], decoded.shape[1:3])
+        x0, y0, x1, y1 = lip_box(truth_landmarks[i], (decoded.shape[1], decoded.shape[2]))
         out[i] = ssim_map(luma(decoded[i, y0:y1, x0:x1]), luma(truth[i, y0:y1, x0:x1])).mean()
     return out

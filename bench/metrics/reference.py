@@ -44,5 +44,5 @@ class Reference:
         """``[T, H, W]`` face-oval masks (empty where the truth has no face)."""
         masks = np.zeros(self.frames.shape[:3], bool)
         for i in np.flatnonzero(self.valid):
-            masks[i] = face_oval_mask(self.landmarks[i], self.frames.shape[1:3])
+            masks[i] = face_oval_mask(self.landmarks[i], (self.frames.shape[1], self.frames.shape[2]))
         return masks

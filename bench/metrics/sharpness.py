@@ -26,7 +26,7 @@ def face_oval_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         ``[H, W]`` bool.
     """
     mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(landmarks[FACE_OVAL, :2]).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(landmarks[FACE_OVAL, :2]).astype(np.int32)], (1,))
     return mask.astype(bool)
 
 

@@ -44,7 +44,7 @@ def person_alpha(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         mask = seg.process(np.ascontiguousarray(image)).segmentation_mask
     alpha = np.clip((np.asarray(mask, np.float32) - 0.5) * 3 + 0.5, 0, 1)  # narrower soft edge
     face = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillPoly(face, [np.round(landmarks[R.FACE_OVAL, :2]).astype(np.int32)], 1)
+    cv2.fillPoly(face, [np.round(landmarks[R.FACE_OVAL, :2]).astype(np.int32)], (1,))
     return np.maximum(alpha, face.astype(np.float32))
 
 

@@ -81,6 +81,7 @@ class Refiner(nn.Module):
         self.up1 = _block(w2 + w1, w1)
         self.out = nn.Conv2d(w1 + 3, 3, 3, padding=1)
         nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -116,11 +117,11 @@ def repair_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     for i, face in enumerate(lm):
         img = np.zeros((size, size), np.uint8)
         for idx in (R.LIPS_OUTER, R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR):
-            cv2.fillConvexPoly(img, cv2.convexHull(np.round(face[idx, :2]).astype(np.int32)), 255)
+            cv2.fillConvexPoly(img, cv2.convexHull(np.round(face[idx, :2]).astype(np.int32)), (255,))
         iod = float(R.inter_ocular(face))
         k = max(1, int(MASK_GROW * iod)) | 1
-        img = cv2.dilate(img, np.ones((k, k), np.uint8))
-        out[i, 0] = cv2.GaussianBlur(img.astype(np.float32) * (1 / 255), (0, 0), max(0.5, MASK_FEATHER * iod))
+        grown = cv2.dilate(img, np.ones((k, k), np.uint8))
+        out[i, 0] = cv2.GaussianBlur(grown.astype(np.float32) * (1 / 255), (0, 0), max(0.5, MASK_FEATHER * iod))
     return out
 
 

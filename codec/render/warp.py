@@ -161,8 +161,8 @@ class GeometricWarp:
             self.background = torch.from_numpy(plate).to(device).permute(2, 0, 1)[None].contiguous()
 
         lips = np.zeros(image.shape[:2], np.uint8)
-        cv2.fillPoly(lips, [np.round(self.landmarks[R.LIPS_OUTER, :2] - 0.5).astype(np.int32)], 1)
-        cv2.fillPoly(lips, [np.round(self.landmarks[R.LIPS_INNER, :2] - 0.5).astype(np.int32)], 0)
+        cv2.fillPoly(lips, [np.round(self.landmarks[R.LIPS_OUTER, :2] - 0.5).astype(np.int32)], (1,))
+        cv2.fillPoly(lips, [np.round(self.landmarks[R.LIPS_INNER, :2] - 0.5).astype(np.int32)], (0,))
         lip = image[lips > 0].mean(0) / 255 if lips.any() else np.array([0.6, 0.3, 0.3])
         colour = lambda k: torch.tensor(lip * k, dtype=torch.float32, device=device).view(1, 3, 1, 1)  # noqa: E731
         self._mouth_edge, self._mouth_deep = colour(config.mouth_edge), colour(config.mouth_deep)

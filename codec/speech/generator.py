@@ -99,6 +99,8 @@ class MotionGenerator(nn.Module):
     training's lip regression (see :mod:`codec.train.speech`).
     """
 
+    unit_feat: torch.Tensor
+
     def __init__(self, config: GeneratorConfig = GeneratorConfig()) -> None:
         super().__init__()
         c = config
@@ -124,6 +126,8 @@ class MotionGenerator(nn.Module):
         # Calibration measured after training (see codec.train.speech.lower_face_offset): the
         # generated lower face's mean minus the true one's on the training clips, [L, 3].
         self.lower_face_offset: np.ndarray | None = None
+        self.meta: dict[str, object] = {}  # how it was trained (saved with the weights)
+        self.tokenizer_hash = ""
 
     def set_unit_features(self, centroids: np.ndarray) -> None:
         """Fills ``unit_feat`` with the centroids' leading principal coordinates (unit variance overall)."""
@@ -237,7 +241,7 @@ def save_generator(model: MotionGenerator, path: Path = GENERATOR_PATH, **meta: 
     """Saves the weights in float16 (the shipped file stays small), with the lower-face calibration if any."""
     buf = io.BytesIO()
     state = half_state(model.state_dict())
-    ckpt = {"config": model.config.to_dict(), "state": state, "meta": meta}
+    ckpt: dict[str, object] = {"config": model.config.to_dict(), "state": state, "meta": meta}
     if model.lower_face_offset is not None:
         ckpt["lower_face_offset"] = torch.as_tensor(np.asarray(model.lower_face_offset, np.float32))
     torch.save(ckpt, buf)

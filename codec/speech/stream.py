@@ -94,7 +94,9 @@ class MotionRoller:
         self.model = generator or load_generator()
         self.temperature = temperature
         self._rng = torch.Generator()
-        self._rng.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2 ** 63)))
+        entropy = np.random.SeedSequence().entropy
+        assert isinstance(entropy, int)
+        self._rng.manual_seed(int(seed) if seed is not None else entropy % (2 ** 63))
         cfg = self.model.config
         self._units = np.zeros(0, np.int64)
         self._tokens = np.zeros((0, cfg.residuals, cfg.groups), np.int64)
@@ -109,9 +111,9 @@ class MotionRoller:
         ctx = self._tokens[-(len(self._units) - n):] if len(self._units) > n else self._tokens[:0]
         ctrl = None
         if controls is not None:
-            ctrl = np.full((len(self._units), CONTROL_DIM), np.nan, np.float32)
-            ctrl[-n:] = controls
-            ctrl = torch.as_tensor(ctrl)
+            full = np.full((len(self._units), CONTROL_DIM), np.nan, np.float32)
+            full[-n:] = controls
+            ctrl = torch.as_tensor(full)
         with torch.inference_mode():
             new = self.model.generate(torch.as_tensor(self._units), torch.as_tensor(ctx), len(ctx),
                                       ctrl, self.temperature, self._rng).numpy()
@@ -198,7 +200,7 @@ class SpeechMotionStream:
         return self._motion(self.units.flush(), controls)
 
     def _motion(self, units: np.ndarray, controls: np.ndarray | None) -> list[np.ndarray]:
-        out = []
+        out: list[np.ndarray] = []
         hop = self.units.unitizer.config.hop
         for i in range(0, len(units), hop):
             u = units[i:i + hop]

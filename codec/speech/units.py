@@ -151,7 +151,7 @@ def model_dir(layer: int) -> Path:
 @lru_cache(maxsize=1)
 def _mel_filters() -> np.ndarray:
     """Whisper's 80-band Slaney mel filterbank ``[80, 201]`` (librosa's ``mel(16000, 400, 80)``)."""
-    def hz_to_mel(f: np.ndarray) -> np.ndarray:
+    def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
         f = np.asarray(f, np.float64)
         lin = f / (200.0 / 3)
         log = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)

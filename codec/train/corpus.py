@@ -70,7 +70,8 @@ def clip_landmarks(path: str | Path) -> ClipLandmarks:
     cached = cache_dir() / "landmarks" / f"{p.stem}-{h.hexdigest()[:12]}.npz"
     if cached.exists():
         z = np.load(cached)
-        return ClipLandmarks(z["landmarks"], z["valid"], float(z["fps"]), tuple(z["size"]))  # type: ignore[arg-type]
+        width, height = (int(x) for x in z["size"])
+        return ClipLandmarks(z["landmarks"], z["valid"], float(z["fps"]), (width, height))
     cl = extract_landmarks(p)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp.npz")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class ClipData:
 
 
 def load_clips(clips: list[str], frames_per_clip: int, sources: int, rng: np.random.Generator,
-               log=print) -> list[ClipData]:  # type: ignore[no-untyped-def]
+               log: Callable[[str], object] = print) -> list[ClipData]:
     """Reads every ``k``-th frame of each clip (up to ``frames_per_clip``) and builds ``sources`` warps per clip."""
 
     root = corpus_dir()
@@ -178,7 +179,8 @@ class PatchDiscriminator(nn.Module):
         return self.net(x * 2 - 1)
 
 
-def train(data: list[ClipData], args: argparse.Namespace, log=print) -> tuple[Refiner, dict]:  # type: ignore[no-untyped-def]
+def train(data: list[ClipData], args: argparse.Namespace,
+          log: Callable[[str], object] = print) -> tuple[Refiner, dict[str, float]]:
     rng = np.random.default_rng(args.seed + 1)
     model = Refiner(RefinerConfig())
     if args.init is not None:  # continue from earlier weights

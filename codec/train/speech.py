@@ -41,6 +41,7 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,7 @@ from codec.speech.units import (
     nearest,
     save_units,
 )
-from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
+from codec.tokenizer import TOKENIZER_PATH, MotionTokenizer, load_tokenizer, weights_hash
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
 
 # A few sentences per language for espeak-ng: the units should cover the phones of
@@ -117,7 +118,7 @@ SYNTHETIC_SPEECH = {
 
 def synthetic_speech() -> list[np.ndarray]:
     """espeak-ng renderings of :data:`SYNTHETIC_SPEECH` at two speeds, 16 kHz; [] without espeak-ng."""
-    out = []
+    out: list[np.ndarray] = []
     with tempfile.TemporaryDirectory() as d:
         for lang, sentences in SYNTHETIC_SPEECH.items():
             for speed in (140, 185):
@@ -185,7 +186,7 @@ def silence_spans(t: int, rng: np.random.Generator) -> np.ndarray:
     return mask
 
 
-def cached_features(unitizer, audio: np.ndarray, frames: int | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
+def cached_features(unitizer: SpeechUnitizer, audio: np.ndarray, frames: int | None = None) -> np.ndarray:
     """:meth:`SpeechUnitizer.features`, cached by the audio's content and the unit config."""
 
     h = hashlib.sha1(np.ascontiguousarray(audio, np.float32).tobytes())
@@ -200,7 +201,10 @@ def cached_features(unitizer, audio: np.ndarray, frames: int | None = None) -> n
     return f
 
 
-def build_units(args: argparse.Namespace, log) -> tuple[UnitConfig, np.ndarray, dict]:  # type: ignore[no-untyped-def]
+ClipFeatures = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def build_units(args: argparse.Namespace, log: Callable[[str], object]) -> tuple[UnitConfig, np.ndarray, ClipFeatures]:
 
     cfg = UnitConfig(units=args.units)
     root = corpus_dir()
@@ -324,7 +328,10 @@ class LipReadout(torch.nn.Module):
     generator a loss that knows how far apart two codes put the lips.
     """
 
-    def __init__(self, tok) -> None:  # type: ignore[no-untyped-def]
+    basis: torch.Tensor
+    mean: torch.Tensor
+
+    def __init__(self, tok: MotionTokenizer) -> None:
 
         super().__init__()
         self.tok = tok
@@ -363,7 +370,7 @@ class LipReadout(torch.nn.Module):
         expected = (probs * values).sum(-1)
         true_codes = torch.stack([q.fsq.indices_to_codes(tokens[:, k]) for k in range(tokens.shape[1])], 1)
         n = len(layer)
-        prefix = 0
+        prefix = torch.zeros(())
         for k in range(tokens.shape[1]):
             prefix = prefix + self.stages(true_codes[:, k], torch.full((n,), k)) * (layer > k).float()[:, None]
         target = self.lips(prefix + self.stages(true_codes.gather(1, layer.view(-1, 1, 1, 1).expand(
@@ -376,8 +383,9 @@ class LipReadout(torch.nn.Module):
         return err.mean() / 0.02 ** 2
 
 
-def train_generator(clips: list[ClipData], centroids: np.ndarray, args: argparse.Namespace, unit_cfg: UnitConfig, log,  # type: ignore[no-untyped-def]
-                    callback=None):
+def train_generator(clips: list[ClipData], centroids: np.ndarray, args: argparse.Namespace, unit_cfg: UnitConfig,
+                    log: Callable[[str], object],
+                    callback: Callable[[MotionGenerator, int], None] | None = None) -> tuple[MotionGenerator, int]:
 
     cfg = GeneratorConfig(units=unit_cfg.units, window=args.window, **getattr(args, "config", {}))
     torch.manual_seed(0)
@@ -428,7 +436,7 @@ def train_generator(clips: list[ClipData], centroids: np.ndarray, args: argparse
     return model.eval(), step
 
 
-def lower_face_offset(model, clips: list[ClipData], hop: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+def lower_face_offset(model: MotionGenerator, clips: list[ClipData], hop: int) -> np.ndarray:
     """The generator's mean lower face minus the true tokens' on the training clips ``[L, 3]``.
 
     Run the way the stream runs it (blocks of ``hop`` frames, default
@@ -484,12 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         model = load_generator(GENERATOR_PATH)
         if model.tokenizer_hash != tokenizer_hash:
             raise TalkcodecError("the shipped generator was trained for another motion tokenizer: train it again")
-        meta = model.meta
+        meta: dict[str, object] = model.meta
     else:
         model, steps = train_generator(clips, centroids, args, unit_cfg, log)
         meta = {"steps": steps, "clips": len(clips) // 3, "tokenizer": tokenizer_hash}
     model.lower_face_offset = lower_face_offset(model, clips, unit_cfg.hop)
     log(f"lower-face offset: {np.linalg.norm(model.lower_face_offset, axis=-1).mean():.4f} per landmark on average")
-    save_generator(model, **meta)
+    save_generator(model, GENERATOR_PATH, **meta)
     log("saved" if args.calibrate_only else f"saved after {meta['steps']} steps")
     return 0
