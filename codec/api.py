@@ -153,7 +153,12 @@ class MotionEncoder:
 
 
 class FrameEncoder:
-    """Camera frames -> packets. The first frame with a face becomes the reference."""
+    """Camera frames -> packets. The first frame with a face becomes the reference.
+
+    Attributes:
+        reference_landmarks: ``[478, 3]`` the reference frame's landmarks (None until it is set).
+        last_landmarks: ``[478, 3]`` the last frame's landmarks (None when it had no face).
+    """
 
     def __init__(self, config: EncoderConfig = EncoderConfig(), tracker: FaceTracker | None = None) -> None:
         self.config = config
@@ -161,6 +166,8 @@ class FrameEncoder:
         self._motion: MotionEncoder | None = None
         self._frames = 0
         self._layers = config.layers
+        self.reference_landmarks: np.ndarray | None = None
+        self.last_landmarks: np.ndarray | None = None
 
     @property
     def header(self) -> StreamHeader | None:
@@ -180,11 +187,13 @@ class FrameEncoder:
             landmarks = self._tracker.track(frame)
         except NoFaceError:
             landmarks = None
+        self.last_landmarks = landmarks
         if self._motion is None:
             if landmarks is None:
                 return None
             info = reference_info(landmarks, index, (frame.shape[1], frame.shape[0]))
             self._motion = MotionEncoder(self.config, landmarks, info)
+            self.reference_landmarks = landmarks
             self._motion.packetizer.set_layers(self._layers)
         return self._motion.encode(landmarks, timestamp_ms)
 
@@ -202,10 +211,16 @@ class FrameDecoder:
             raise StreamError("the stream was entropy-coded with another entropy model than this receiver's")
         self.header = header
         self._reader = StreamReader(header)
-        self._portrait = None if portrait_landmarks is None else np.asarray(portrait_landmarks, np.float64)
+        self._portrait: np.ndarray | None = None
+        self._portrait_state: MotionState | None = None
+        if portrait_landmarks is not None:
+            self.set_portrait(portrait_landmarks)
+
+    def set_portrait(self, portrait_landmarks: np.ndarray) -> None:
+        """Decodes onto another portrait from the next packet on (``[478, 3]``, at rest)."""
+        self._portrait = np.asarray(portrait_landmarks, np.float64)
         # The portrait's own motion is fitted once; every frame only applies a delta to it.
-        self._portrait_state: MotionState | None = (None if self._portrait is None
-                                                    else motion_from_landmarks(self._portrait))
+        self._portrait_state = motion_from_landmarks(self._portrait)
 
     def read(self, packet: bytes) -> DecodedPacket:
         """Parses one packet to its tokens (no motion decoding). Raises StreamError."""

@@ -1,13 +1,16 @@
 """``talk-codec``: encode a video's face motion to a ``.tok`` file, inspect it, decode it.
 
-    talk-codec encode INPUT.mp4 -o OUT.tok [--layers 1..4] [--entropy] [--reference-frame K]
-    talk-codec encode --from-audio SPEECH.wav -o OUT.tok [--seed N]
+    talk-codec encode INPUT.mp4 -o OUT.tok [--layers 1..4] [--entropy] [--reference-frame K] [--no-portrait]
+    talk-codec encode --from-audio SPEECH.wav -o OUT.tok [--seed N] [--portrait P.png]
     talk-codec info OUT.tok [--json]
-    talk-codec decode IN.tok --portrait P.png (--landmarks OUT.npy | -o OUT.mp4) [--device auto]
+    talk-codec decode IN.tok (--landmarks OUT.npy | -o OUT.mp4) [--portrait P.png] [--device auto]
                      [--renderer warp|neural] [--size 512] [--layers R]
 
-A ``.tok`` file holds the stream header, one packet per frame and, when the
-input had sound, its audio as Ogg Opus (see :mod:`codec.container`).
+A ``.tok`` file holds the stream header, one packet per frame, the caller's
+picture (the reference frame's crop and a few keyframes, unless encoded with
+``--no-portrait``) and, when the input had sound, its audio as Ogg Opus (see
+:mod:`codec.container`). ``decode`` animates that picture unless ``--portrait``
+names another face.
 """
 
 from __future__ import annotations
@@ -19,33 +22,49 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.api import EncoderConfig, decode_stream, encode_audio, encode_video
+from codec.api import EncoderConfig, decode_stream, encode_audio, encode_landmarks, track_video
 from codec.audio import encode_opus
 from codec.bitstream import Packet
-from codec.container import read_tok, write_tok
+from codec.container import TokFile, read_tok, write_tok
 from codec.errors import NoFaceError, PortraitError, TalkcodecError
 from codec.face import detect_landmarks
+from codec.keyframe_select import clip_pictures, photo_picture
 from codec.logs import quiet_native_logs
 from codec.media import probe_video, read_audio, read_image
+from codec.picture import encode_picture, parse_picture
 
 
 def _encode(args: argparse.Namespace) -> int:
 
     config = EncoderConfig(layers=args.layers, entropy=args.entropy)
+    if args.portrait is not None and not args.from_audio:
+        raise TalkcodecError("--portrait goes with --from-audio (a video sends its own reference frame)")
+    if args.portrait is not None and args.no_portrait:
+        raise TalkcodecError("--portrait and --no-portrait contradict each other")
+    pictures: list[bytes] = []
     if args.from_audio:
+        if args.portrait is not None:  # before the speech model runs: a bad photo fails fast
+            pictures = [encode_picture(photo_picture(args.portrait))]
         stream = encode_audio(args.input, config, seed=args.seed)
         has_audio = True
     else:
-        stream = encode_video(args.input, config, reference_frame=args.reference_frame)
+        landmarks, face, fps, size = track_video(args.input)
+        if abs(fps - config.fps) > 0.5:
+            config = EncoderConfig(config.layers, config.entropy, fps)
+        stream = encode_landmarks(landmarks, face, config, args.reference_frame, size)
+        if not args.no_portrait:
+            pictures = clip_pictures(args.input, landmarks, face, stream.header.reference.frame_index)
         has_audio = probe_video(args.input).has_audio
     audio = None
     if has_audio and not args.no_audio:
         audio = encode_opus(read_audio(args.input, 48000), 48000)
-    write_tok(args.output, stream.header, stream.packets, audio)
+    write_tok(args.output, stream.header, stream.packets, audio, pictures)
     payload = sum(len(p) for p in stream.packets)
     n = len(stream.packets)
+    shown = (f", picture {len(pictures[0]) / 1000:.1f} kB + {len(pictures) - 1} keyframes "
+             f"{sum(map(len, pictures[1:])) / 1000:.1f} kB" if pictures else ", no picture of the caller")
     print(f"{args.output}: {n} frames, {int(stream.face.sum())} with a face, "
-          f"{payload * 8 * stream.header.fps / n / 1000:.2f} kbps motion (incl. packet headers)"
+          f"{payload * 8 * stream.header.fps / n / 1000:.2f} kbps motion (incl. packet headers)" + shown
           + (f", audio {len(audio) / 1000:.0f} kB" if audio else ""))
     return 0
 
@@ -59,10 +78,16 @@ def tok_info(path: str | Path) -> dict:
     payload = sum(len(p.payload) for p in packets)
     wire = sum(len(p) for p in tok.packets)
     secs = max(len(packets), 1) / h.fps
+    records = tok.records()
     return {
         "frames": len(packets), "fps": h.fps, "layers": h.layers, "mode": h.mode,
         "bytes": payload, "kbps": round(payload * 8 / secs / 1000, 3),
         "packet_bytes": wire, "wire_kbps": round(wire * 8 / secs / 1000, 3),
+        # The pictures spread over the clip: what the stream costs a receiver that starts with no portrait.
+        "picture_bytes": tok.picture_bytes,
+        "wire_kbps_with_pictures": round((wire + tok.picture_bytes) * 8 / secs / 1000, 3),
+        "pictures": [{"kind": r.kind.label, "format": r.format.name, "size": r.size, "bytes": len(b),
+                      "media_ms": r.media_ms} for r, b in zip(records, tok.pictures)],
         "audio_bytes": len(tok.audio or b""), "file_bytes": Path(path).stat().st_size,
         "faces": sum(p.face for p in packets),
         "config": {"tokenizer": h.tokenizer.to_dict(), "tokenizer_hash": h.tokenizer_hash,
@@ -78,8 +103,32 @@ def _info(args: argparse.Namespace) -> int:
     else:
         print(f"{args.input}: {info['frames']} frames at {info['fps']:g} fps, {info['layers']} layers, "
               f"{info['mode']} mode, {info['kbps']:.2f} kbps motion payload "
-              f"({info['wire_kbps']:.2f} kbps with packet headers), audio {info['audio_bytes']} bytes")
+              f"({info['wire_kbps']:.2f} kbps with packet headers), audio {info['audio_bytes']} bytes, "
+              + (f"{len(info['pictures'])} pictures of the caller {info['picture_bytes']} bytes "
+                 f"({info['wire_kbps_with_pictures']:.2f} kbps with them spread over the clip)"
+                 if info["pictures"] else "no picture of the caller"))
     return 0
+
+
+def _portrait_landmarks(args: argparse.Namespace, tok: TokFile) -> np.ndarray:
+    """The landmarks of the face to animate: --portrait's, else the .tok's reference picture's."""
+    if args.portrait is None:
+        return parse_picture(_reference(args, tok)).landmarks
+    image = read_image(args.portrait)
+    try:
+        return detect_landmarks(image)
+    except NoFaceError:
+        raise PortraitError(f"{args.portrait}: no face found in the portrait") from None
+    except ValueError as e:
+        raise PortraitError(f"{args.portrait}: {e}") from None
+
+
+def _reference(args: argparse.Namespace, tok: TokFile) -> bytes:
+    ref = tok.reference
+    if ref is None:
+        raise TalkcodecError(f"{args.input} carries no picture of the caller (encoded with --no-portrait, from "
+                             "speech without --portrait, or by an older talkcodec): pass --portrait IMG")
+    return ref
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -87,16 +136,10 @@ def _decode(args: argparse.Namespace) -> int:
     if not args.landmarks and not args.output:
         raise TalkcodecError("say what to write: --landmarks OUT.npy and/or -o OUT.mp4")
     tok = read_tok(args.input)
+    if args.portrait is None:
+        _reference(args, tok)  # says what is missing before any work
     if args.landmarks:
-
-        image = read_image(args.portrait)
-        try:
-            portrait_lm = detect_landmarks(image)
-        except NoFaceError:
-            raise PortraitError(f"{args.portrait}: no face found in the portrait") from None
-        except ValueError as e:
-            raise PortraitError(f"{args.portrait}: {e}") from None
-        lm = decode_stream(tok.header, tok.packets, portrait_lm, args.layers)
+        lm = decode_stream(tok.header, list(tok.packets), _portrait_landmarks(args, tok), args.layers)
         np.save(args.landmarks, lm.astype(np.float32))
         print(f"{args.landmarks}: {lm.shape[0]} frames of target landmarks")
     if args.output:
@@ -125,14 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate the motion from the input's speech (a wav or a video's audio) instead of its "
                         "face (experimental: see docs/speech_mode.md)")
     e.add_argument("--seed", type=int, default=None, help="with --from-audio: repeatable non-verbal motion")
+    e.add_argument("--no-portrait", action="store_true",
+                   help="keep the face private: store no picture of it (a decoder then needs --portrait)")
+    e.add_argument("--portrait", metavar="IMG",
+                   help="with --from-audio: the photo to store as the caller's picture (without it, none)")
     e.set_defaults(func=_encode)
     i = sub.add_parser("info", help="what a .tok holds")
     i.add_argument("input")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_info)
-    d = sub.add_parser("decode", help=".tok + portrait -> landmarks and/or video")
+    d = sub.add_parser("decode", help=".tok -> landmarks and/or video of the caller (or of --portrait)")
     d.add_argument("input")
-    d.add_argument("--portrait", required=True)
+    d.add_argument("--portrait", metavar="IMG",
+                   help="animate this face instead of the caller's picture in the .tok (any face: relative transfer)")
     d.add_argument("--landmarks", help="write target landmarks [T, 478, 3] (.npy)")
     d.add_argument("-o", "--output", help="write the rendered video (.mp4)")
     d.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))

@@ -8,7 +8,10 @@ Layout::
 Chunk types:
 
 - ``b"P"``: one motion packet exactly as sent on the wire, in send order;
-- ``b"A"``: the call's audio as one Ogg Opus blob (:mod:`codec.audio`), at most one.
+- ``b"A"``: the call's audio as one Ogg Opus blob (:mod:`codec.audio`), at most one;
+- ``b"i"``: one picture of the caller (:mod:`codec.picture`): the reference, which the stream's motion
+  is relative to, first; then keyframes. Ancillary (lowercase): an older reader skips it, and a file
+  written with ``--no-portrait`` has none.
 
 Forward compatibility follows PNG: an unknown chunk whose type byte is an
 ASCII lowercase letter is ancillary and skipped, so later versions can add
@@ -26,9 +29,12 @@ from pathlib import Path
 
 from codec.bitstream import Packet, StreamHeader
 from codec.errors import MediaError, StreamError
+from codec.picture import PictureKind, PictureRecord, parse_picture
 
 PACKET_CHUNK = b"P"
 AUDIO_CHUNK = b"A"
+PICTURE_CHUNK = b"i"
+MAX_PICTURES = 64
 _CHUNK = struct.Struct(">cI")
 
 
@@ -40,11 +46,27 @@ class TokFile:
         header: the stream header.
         packets: each packet's bytes (7-byte packet header and payload), in order.
         audio: the Ogg Opus blob, or ``None``.
+        pictures: picture records (:mod:`codec.picture`), in the order written.
     """
 
     header: StreamHeader
     packets: tuple[bytes, ...]
     audio: bytes | None = None
+    pictures: tuple[bytes, ...] = ()
+
+    @property
+    def picture_bytes(self) -> int:
+        """Bytes of all pictures (the reference's and keyframes')."""
+        return sum(len(p) for p in self.pictures)
+
+    def records(self) -> list[PictureRecord]:
+        """The pictures parsed (images not decoded); they were checked when the file was read."""
+        return [parse_picture(p) for p in self.pictures]
+
+    @property
+    def reference(self) -> bytes | None:
+        """The reference picture's record, or None (written with ``--no-portrait``, or by an older talkcodec)."""
+        return next((p for p, r in zip(self.pictures, self.records()) if r.kind is PictureKind.REFERENCE), None)
 
     @property
     def motion_bytes(self) -> int:
@@ -62,10 +84,19 @@ class TokFile:
         return self.motion_bytes * 8 / self.duration_s / 1000 if self.packets else 0.0
 
 
-def tok_bytes(header: StreamHeader, packets: list[bytes], audio: bytes | None = None) -> bytes:
+def tok_bytes(header: StreamHeader, packets: list[bytes], audio: bytes | None = None,
+              pictures: list[bytes] | tuple[bytes, ...] = ()) -> bytes:
     """The bytes of a ``.tok`` file; see :func:`write_tok`."""
     cfg = header.tokenizer
     parts = [header.to_bytes()]
+    if len(pictures) > MAX_PICTURES:
+        raise ValueError(f"{len(pictures)} pictures, a .tok holds at most {MAX_PICTURES}")
+    for n, pic in enumerate(pictures):
+        try:
+            parse_picture(pic)
+        except StreamError as e:
+            raise ValueError(f"picture {n} is not a valid picture record: {e}") from None
+        parts.append(_CHUNK.pack(PICTURE_CHUNK, len(pic)) + bytes(pic))
     for n, p in enumerate(packets):
         try:
             Packet.from_bytes(p, cfg.groups, cfg.codebook_size)
@@ -77,7 +108,8 @@ def tok_bytes(header: StreamHeader, packets: list[bytes], audio: bytes | None = 
     return b"".join(parts)
 
 
-def write_tok(path: str | Path, header: StreamHeader, packets: list[bytes], audio: bytes | None = None) -> None:
+def write_tok(path: str | Path, header: StreamHeader, packets: list[bytes], audio: bytes | None = None,
+              pictures: list[bytes] | tuple[bytes, ...] = ()) -> None:
     """Writes a ``.tok`` file.
 
     Args:
@@ -85,8 +117,9 @@ def write_tok(path: str | Path, header: StreamHeader, packets: list[bytes], audi
         header: the stream header.
         packets: packet bytes as produced by :class:`~codec.stream.StreamWriter`.
         audio: an Ogg Opus blob (:func:`codec.audio.encode_opus`), or ``None``.
+        pictures: picture records (:func:`codec.picture.encode_picture`), the reference first.
     """
-    Path(path).write_bytes(tok_bytes(header, packets, audio))
+    Path(path).write_bytes(tok_bytes(header, packets, audio, pictures))
 
 
 def parse_tok(data: bytes, name: str = "<bytes>") -> TokFile:
@@ -99,6 +132,7 @@ def parse_tok(data: bytes, name: str = "<bytes>") -> TokFile:
         raise StreamError(f"{name}: {e}") from None
     cfg = header.tokenizer
     packets: list[bytes] = []
+    pictures: list[bytes] = []
     audio: bytes | None = None
     while pos < len(data):
         if len(data) - pos < _CHUNK.size:
@@ -119,10 +153,18 @@ def parse_tok(data: bytes, name: str = "<bytes>") -> TokFile:
             if audio is not None:
                 raise StreamError(f"{name} has more than one audio chunk")
             audio = bytes(body)
+        elif kind == PICTURE_CHUNK:
+            if len(pictures) >= MAX_PICTURES:
+                raise StreamError(f"{name} has more than {MAX_PICTURES} pictures")
+            try:
+                parse_picture(body)
+            except StreamError as e:
+                raise StreamError(f"{name}: picture {len(pictures)} at offset {start}: {e}") from None
+            pictures.append(bytes(body))
         elif not kind.islower():
             raise StreamError(f"{name} has a chunk of unknown type {kind!r} at offset {start - _CHUNK.size}: "
                               "corrupt, or written by a newer talkcodec")
-    return TokFile(header, tuple(packets), audio)
+    return TokFile(header, tuple(packets), audio, tuple(pictures))
 
 
 def read_tok(path: str | Path) -> TokFile:

@@ -19,6 +19,7 @@ from codec.errors import MediaError, NoFaceError, PortraitError
 from codec.face import detect_landmarks
 from codec.media import read_image
 from codec.motion import MotionState, motion_from_landmarks
+from codec.picture import Picture
 
 # The crop's side over the larger side of the landmarks' box, and how far the
 # crop's centre sits above the box's centre (in crop sides): the corpus frames a
@@ -110,7 +111,24 @@ def prepare_portrait(image_or_path: np.ndarray | str | Path, size: int = 512, cr
         box = (0.0, 0.0, float(size), float(size))
         return Portrait(image, lm, motion_from_landmarks(lm), box)
 
-    box = crop_box(lm)
+    return crop_to_box(image, lm, crop_box(lm), size)
+
+
+def crop_to_box(image: np.ndarray, landmarks: np.ndarray, box: tuple[float, float, float, float],
+                size: int = 512) -> Portrait:
+    """Crops a photo or camera frame to a square box and resizes it, as :func:`prepare_portrait` does.
+
+    The sender cuts its reference and keyframes this way (keyframes in the reference's box, so all of a
+    call's pictures are framed alike).
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB.
+        landmarks: ``[478, 3]`` the face's landmarks in ``image``'s pixels.
+        box: ``(x0, y0, x1, y1)`` square, in ``image``'s pixels (may reach past its edges).
+        size: side of the result in pixels.
+    Returns:
+        the :class:`Portrait`, its landmarks moved into the crop.
+    """
     k = size / (box[2] - box[0])
     # Maps continuous photo coordinates to the crop's: pixel centres stay centres.
     m = np.array([[k, 0.0, -box[0] * k], [0.0, k, -box[1] * k]])
@@ -121,9 +139,35 @@ def prepare_portrait(image_or_path: np.ndarray | str | Path, size: int = 512, cr
         src = cv2.GaussianBlur(image, (0, 0), sigmaX=0.45 / k)
     out = cv2.warpAffine(src, m_cv, (size, size), flags=cv2.INTER_LINEAR if k < 1 else cv2.INTER_CUBIC,
                          borderMode=cv2.BORDER_REPLICATE)
-    landmarks = lm.copy()
-    landmarks[:, :2] = lm[:, :2] * k + m[:, 2]
-    landmarks[:, 2] = lm[:, 2] * k
-    landmarks = landmarks.astype(np.float32)
-    return Portrait(np.ascontiguousarray(out), landmarks, motion_from_landmarks(landmarks), box)
+    lm = np.asarray(landmarks)
+    moved = lm.copy()
+    moved[:, :2] = lm[:, :2] * k + m[:, 2]
+    moved[:, 2] = lm[:, 2] * k
+    moved = moved.astype(np.float32)
+    return Portrait(np.ascontiguousarray(out), moved, motion_from_landmarks(moved), box)
 
+
+def inside_of_crop(box: tuple[float, float, float, float], frame_size: tuple[int, int],
+                   size: int) -> tuple[int, int, int, int]:
+    """The part of a :func:`crop_to_box` crop that shows the frame itself, not its padding.
+
+    Args:
+        box: the crop box in the frame's pixels.
+        frame_size: ``(width, height)`` of the frame.
+        size: side of the crop.
+    Returns:
+        ``(x0, y0, x1, y1)`` in the crop's pixels, rounded outwards and clipped to the crop.
+    """
+    k = size / (box[2] - box[0])
+    x0, y0 = (0 - box[0]) * k, (0 - box[1]) * k
+    x1, y1 = (frame_size[0] - box[0]) * k, (frame_size[1] - box[1]) * k
+    c = [int(np.clip(np.floor(x0), 0, size - 1)), int(np.clip(np.floor(y0), 0, size - 1)),
+         int(np.clip(np.ceil(x1), 1, size)), int(np.clip(np.ceil(y1), 1, size))]
+    return c[0], c[1], max(c[2], c[0] + 1), max(c[3], c[1] + 1)
+
+
+def portrait_from_picture(picture: Picture) -> Portrait:
+    """The receiver's portrait from the caller's picture (its landmarks as the sender tracked them)."""
+    lm = np.asarray(picture.landmarks, np.float32)
+    size = float(picture.size)
+    return Portrait(np.ascontiguousarray(picture.image), lm, motion_from_landmarks(lm), (0.0, 0.0, size, size))

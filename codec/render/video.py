@@ -3,26 +3,45 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from codec.api import decode_stream
 from codec.audio import decode_opus
 from codec.container import TokFile
+from codec.errors import StreamError
 from codec.media import VideoWriter
+from codec.picture import Picture, PictureKind, decode_picture
+from codec.render.keyframes import Keyframe
 from codec.render.pipeline import RenderConfig, Renderer
-from codec.render.portrait import prepare_portrait
+from codec.render.portrait import Portrait, portrait_from_picture, prepare_portrait
 
 
-def render_tok(tok: TokFile, portrait_path: str | Path, output: str | Path, device: str = "auto",
+def render_tok(tok: TokFile, portrait_path: str | Path | None, output: str | Path, device: str = "auto",
                renderer: str = "warp", size: int = 512, layers: int | None = None, batch: int = 16) -> int:
     """Decodes every packet, renders it on the portrait and writes ``output`` with the stream's audio.
 
+    Args:
+        portrait_path: the face to animate; None: the caller's own picture carried in ``tok`` (with its keyframes).
     Returns:
         the number of frames written.
+    Raises:
+        StreamError: ``portrait_path`` is None and ``tok`` carries no reference picture.
     """
 
-    portrait = prepare_portrait(portrait_path, size=size)
-    landmarks = decode_stream(tok.header, tok.packets, portrait.landmarks, layers)
+    keyframes: list[Picture] = []
+    if portrait_path is None:
+        if tok.reference is None:
+            raise StreamError("the stream carries no picture of the caller: give a portrait")
+        pictures = [decode_picture(p) for p in tok.pictures]
+        reference = next(p for p in pictures if p.kind is PictureKind.REFERENCE)
+        keyframes = [p for p in pictures if p.kind is not PictureKind.REFERENCE]
+        portrait: Portrait = portrait_from_picture(reference)
+    else:
+        portrait = prepare_portrait(portrait_path, size=size)
+    landmarks = decode_stream(tok.header, list(tok.packets), portrait.landmarks, layers)
     r = Renderer(portrait, RenderConfig(device=device, size=size, renderer=renderer))
+    for kf in keyframes:  # only the caller's own keyframes: they must show the portrait's face
+        hand_keyframe(r, kf)
     audio = None
     if tok.audio:
         audio = decode_opus(tok.audio)
@@ -32,3 +51,12 @@ def render_tok(tok: TokFile, portrait_path: str | Path, output: str | Path, devi
         if audio:
             w.write_audio(audio[0])
     return len(landmarks)
+
+
+def hand_keyframe(renderer: Any, picture: Picture) -> bool:
+    """Gives a keyframe of the portrait's own face to a renderer that uses keyframes; whether it took it."""
+    add = getattr(renderer, "add_keyframe", None)  # renderers without keyframe support ignore them
+    if add is None:
+        return False
+    add(Keyframe(picture.image, picture.landmarks, picture.kind.label))
+    return True

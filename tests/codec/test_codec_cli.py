@@ -93,6 +93,68 @@ def test_encode_from_audio(tmp_path, sample_clip, sample_portrait, capsys):
     main(["info", str(out), "--json"])
     info = json.loads(capsys.readouterr().out)
     assert info["frames"] == 125 and info["faces"] == 125 and info["audio_bytes"] > 0
+    assert info["pictures"] == []  # no camera and no --portrait: no picture of the caller
     lm = tmp_path / "speech.npy"
     assert main(["decode", str(out), "--portrait", str(sample_portrait), "--landmarks", str(lm)]) == 0
     assert np.load(lm).shape == (125, 478, 3)
+    # With a photo given, it travels as the caller's picture and decoding needs no --portrait.
+    withphoto = tmp_path / "photo.tok"
+    assert main(["encode", "--from-audio", str(sample_clip), "-o", str(withphoto), "--seed", "3",
+                 "--portrait", str(sample_portrait)]) == 0
+    capsys.readouterr()
+    main(["info", str(withphoto), "--json"])
+    assert [p["kind"] for p in json.loads(capsys.readouterr().out)["pictures"]] == ["reference"]
+    assert main(["decode", str(withphoto), "--landmarks", str(lm)]) == 0
+
+
+# -- the caller's picture in the .tok ------------------------------------------------------------------
+
+
+def test_encode_stores_the_callers_picture(tok, capsys):
+    capsys.readouterr()
+    assert main(["info", str(tok), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    kinds = [p["kind"] for p in info["pictures"]]
+    assert kinds[0] == "reference" and len(kinds) >= 2  # the sample blinks and opens its mouth early
+    assert all(p["size"] == 512 and p["bytes"] <= 40_000 for p in info["pictures"])
+    assert info["picture_bytes"] == sum(p["bytes"] for p in info["pictures"])
+    assert info["wire_kbps_with_pictures"] > info["wire_kbps"]
+
+
+def test_decode_without_portrait_animates_the_callers_picture(tok, tmp_path):
+    from codec.container import read_tok
+    from codec.media import probe_video
+    from codec.picture import parse_picture
+
+    lm_path = tmp_path / "own.npy"
+    assert main(["decode", str(tok), "--landmarks", str(lm_path)]) == 0
+    lm = np.load(lm_path)
+    ref = read_tok(tok).reference
+    assert ref is not None
+    # Frame 0 is the reference itself: decoded onto its own picture it lands where the picture's face is.
+    assert np.abs(lm[0] - parse_picture(ref).landmarks).mean() < 2.0
+    out = tmp_path / "own.mp4"
+    assert main(["decode", str(tok), "-o", str(out), "--device", "cpu", "--size", "256"]) == 0
+    info = probe_video(out)
+    assert (info.width, info.height) == (256, 256) and info.has_audio
+
+
+def test_no_portrait_keeps_the_face_out_and_decode_says_what_it_needs(tmp_path, sample_clip):
+    private = tmp_path / "private.tok"
+    assert main(["encode", str(sample_clip), "-o", str(private), "--no-portrait", "--no-audio"]) == 0
+    from codec.container import read_tok
+
+    assert read_tok(private).pictures == ()
+    r = _run("decode", str(private), "-o", str(tmp_path / "x.mp4"))
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and "--portrait" in lines[0] and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--portrait", "x.jpg"], "goes with --from-audio"),
+    (["--from-audio", "--portrait", "x.jpg", "--no-portrait"], "contradict"),
+])
+def test_picture_flags_that_do_not_go_together(tmp_path, sample_clip, flags, words):
+    r = _run("encode", str(sample_clip), "-o", str(tmp_path / "x.tok"), *flags)
+    assert r.returncode == 1 and words in r.stderr and "Traceback" not in r.stderr

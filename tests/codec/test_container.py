@@ -3,7 +3,8 @@
 Fixtures: ``tok_small.bin`` holds ``header_fixed.bin``, an ancillary chunk
 ``b"x"`` (skipped), two fixed packets, a no-face packet and a 21-byte
 stand-in audio chunk; ``tok_unknown_chunk.bin`` is the same with a critical
-unknown chunk ``b"Z"`` instead.
+unknown chunk ``b"Z"`` instead; ``tok_picture.bin`` is ``tok_small.bin``'s
+content with a picture chunk ``b"i"`` (a 64 px JPEG reference picture).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from hypothesis import strategies as st
 
 from codec.audio import encode_opus
 from codec.bitstream import Packet, ReferenceInfo, StreamHeader
-from codec.container import TokFile, parse_tok, read_tok, tok_bytes, write_tok
+from codec.container import MAX_PICTURES, PICTURE_CHUNK, TokFile, parse_tok, read_tok, tok_bytes, write_tok
 from codec.errors import MediaError, StreamError
+from codec.picture import ImageFormat, Picture, PictureKind, decode_picture, encode_picture
 from codec.stream import StreamWriter
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -130,6 +132,70 @@ def test_bit_flips_raise_only_stream_error(bit):
     data = bytearray(tok_bytes(HEADER, packets(10)))
     bit %= 8 * len(data)
     data[bit // 8] ^= 1 << (bit % 8)
+    try:
+        parse_tok(bytes(data))
+    except StreamError:
+        pass
+
+
+# -- the caller's pictures (chunk b"i") ---------------------------------------------------------------
+# tok_picture.bin: tok_small.bin's header, packets and audio with one picture chunk (a 64 px JPEG reference).
+
+
+def _picture(kind: PictureKind = PictureKind.REFERENCE, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    return encode_picture(Picture(kind, img, rng.uniform(5, 60, (478, 3)).astype(np.float32), 40 * seed),
+                          fmt=ImageFormat.JPEG)
+
+
+def test_pictures_round_trip_in_order(tmp_path, audio):
+    pics = [_picture(), _picture(PictureKind.MOUTH, 1), _picture(PictureKind.TURN_LEFT, 2)]
+    path = tmp_path / "p.tok"
+    write_tok(path, HEADER, packets(), audio, pics)
+    tok = read_tok(path)
+    assert list(tok.pictures) == pics and tok.reference == pics[0]
+    assert tok.picture_bytes == sum(map(len, pics))
+    assert [r.kind for r in tok.records()] == [PictureKind.REFERENCE, PictureKind.MOUTH, PictureKind.TURN_LEFT]
+    assert list(tok.packets) == packets() and tok.audio == audio
+
+
+def test_old_files_read_without_pictures_and_new_ones_stay_readable_to_old_readers():
+    old = parse_tok((FIXTURES / "tok_small.bin").read_bytes())
+    assert old.pictures == () and old.reference is None
+    new = parse_tok((FIXTURES / "tok_picture.bin").read_bytes())
+    assert new.packets == old.packets and new.audio == old.audio and len(new.pictures) == 1
+    assert decode_picture(new.pictures[0]).image.shape == (64, 64, 3)
+    # Ancillary (lowercase): a reader that does not know the chunk skips it.
+    assert PICTURE_CHUNK.islower()
+
+
+def test_a_keyframe_alone_is_no_reference():
+    tok = parse_tok(tok_bytes(HEADER, packets(3), None, [_picture(PictureKind.EYES_CLOSED)]))
+    assert tok.reference is None and len(tok.pictures) == 1
+
+
+def test_broken_or_too_many_pictures_are_errors():
+    good = _picture()
+    bad = bytearray(good)
+    bad[0:4] = b"XXXX"
+    data = HEADER.to_bytes() + struct.pack(">cI", PICTURE_CHUNK, len(bad)) + bytes(bad)
+    with pytest.raises(StreamError, match="picture 0 at offset"):
+        parse_tok(data, "x.tok")
+    with pytest.raises(ValueError):
+        tok_bytes(HEADER, [], None, [bytes(bad)])
+    with pytest.raises(ValueError):
+        tok_bytes(HEADER, [], None, [good] * (MAX_PICTURES + 1))
+    many = HEADER.to_bytes() + (struct.pack(">cI", PICTURE_CHUNK, len(good)) + good) * (MAX_PICTURES + 1)
+    with pytest.raises(StreamError, match="more than"):
+        parse_tok(many)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 255))
+def test_bytes_flipped_in_a_picture_file_raise_only_stream_error(pos, value):
+    data = bytearray((FIXTURES / "tok_picture.bin").read_bytes())
+    data[pos % len(data)] = value
     try:
         parse_tok(bytes(data))
     except StreamError:
