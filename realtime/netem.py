@@ -91,3 +91,71 @@ class Netem:
         for h in self._pending:
             h.cancel()
         self._pending.clear()
+
+
+class LinkShaper:
+    """A narrow link, simulated: messages leave one after another at ``kbps``, each waiting for those before it.
+
+    It models the bottleneck's queue as a FIFO at a constant rate (no loss), as a
+    cellular or DSL uplink behaves: a message that arrives while others are on the
+    wire waits for them. ``overhead_bytes`` per message stands for the headers
+    below the data channel (SCTP, DTLS, UDP, IP: about 93 bytes over IPv4) when
+    the link's rate is counted on the wire; 0 counts data-channel bytes only.
+    Pure: time is passed in.
+
+    Args:
+        kbps: the link's rate, kilobits per second.
+        overhead_bytes: bytes added to every message.
+    """
+
+    def __init__(self, kbps: float, overhead_bytes: int = 0) -> None:
+        if not kbps > 0:
+            raise ValueError(f"link rate must be > 0 kbps, got {kbps}")
+        if overhead_bytes < 0:
+            raise ValueError(f"overhead must be >= 0 bytes, got {overhead_bytes}")
+        self.rate = kbps * 1000 / 8  # bytes per second
+        self.overhead = overhead_bytes
+        self._free_at = 0.0  # when the link finishes what it holds
+        self.bytes = 0
+
+    def delay_s(self, nbytes: int, now_s: float) -> float:
+        """Queues a message of ``nbytes`` at ``now_s``; how long until it has left the link."""
+        start = max(now_s, self._free_at)
+        self._free_at = start + (nbytes + self.overhead) / self.rate
+        self.bytes += nbytes + self.overhead
+        return self._free_at - now_s
+
+
+class ShapedLink:
+    """Delivers messages through a :class:`LinkShaper` on the event loop, and measures each one's delay.
+
+    Args:
+        shaper: the link.
+    """
+
+    def __init__(self, shaper: LinkShaper) -> None:
+        self.shaper = shaper
+        self.delays_ms: dict[str, list[float]] = {}
+        self._pending: set[asyncio.TimerHandle] = set()
+
+    def send(self, kind: str, data: bytes, deliver: Callable[[bytes], None]) -> None:
+        """Hands ``data`` (a message of class ``kind``, e.g. "motion") to ``deliver`` once the link has carried it."""
+        delay = self.shaper.delay_s(len(data), time.monotonic())
+        self.delays_ms.setdefault(kind, []).append(delay * 1000)
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._pending.discard(handle)
+            try:
+                deliver(data)
+            except Exception:  # the channel closed while the message was on the link: it is lost
+                pass
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        self._pending.add(handle)
+
+    def close(self) -> None:
+        """Drops what is still on the link."""
+        for h in self._pending:
+            h.cancel()
+        self._pending.clear()

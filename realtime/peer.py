@@ -26,6 +26,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from realtime.clock import OffsetEstimator, monotonic_ms, offset_sample, wall_us
 from realtime.drops import Drops, error_kind
+from realtime.netem import ShapedLink
 from realtime.protocol import Bye, Message, Ping, Pong, ProtocolError, encode_message, parse_message
 
 log = logging.getLogger(__name__)
@@ -81,11 +82,16 @@ class PeerLink:
     Args:
         pc: a fresh ``RTCPeerConnection`` (before the offer or answer).
         timeout_s: silence after which the peer counts as gone.
+
+    Attributes:
+        shaped: when set (testing, ``talk-send --link-kbps``), every message this end sends on either
+            channel crosses a simulated narrow link first.
     """
 
     def __init__(self, pc: Any, timeout_s: float = PEER_TIMEOUT_S) -> None:
         self.pc = pc
         self.timeout_s = timeout_s
+        self.shaped: ShapedLink | None = None
         self.control = pc.createDataChannel(CONTROL_LABEL, negotiated=True, id=CONTROL_ID)
         self.motion = pc.createDataChannel(MOTION_LABEL, negotiated=True, id=MOTION_ID,
                                            ordered=False, maxRetransmits=0)
@@ -132,17 +138,32 @@ class PeerLink:
 
     def send(self, msg: Message) -> bool:
         """Sends a control message; False if the channel is no longer open."""
+        return self.send_encoded(encode_message(msg))
+
+    def send_encoded(self, data: bytes, kind: str = "control") -> bool:
+        """Sends an already encoded control message (``kind`` names it in the link's statistics)."""
         if self.control.readyState != "open":
             return False
         try:
-            self.control.send(encode_message(msg))
+            self._put(self.control, kind, data)
         except Exception:  # closed under us: the heartbeat notices
             return False
         return True
 
     def send_motion(self, packet: bytes) -> None:
         if self.motion.readyState == "open":
-            self.motion.send(packet)
+            self._put(self.motion, "motion", packet)
+
+    def _put(self, channel: Any, kind: str, data: bytes) -> None:
+        if self.shaped is None:
+            channel.send(data)
+            return
+
+        def deliver(d: bytes) -> None:
+            if channel.readyState == "open":
+                channel.send(d)
+
+        self.shaped.send(kind, data, deliver)
 
     @property
     def silent_ms(self) -> float:
@@ -178,6 +199,9 @@ class PeerLink:
     async def close(self, reason: str = "") -> None:
         """Says bye (unless the peer already did, or cannot hear it), stops the heartbeat, closes."""
         self.end(reason or "closed")
+        shaped, self.shaped = self.shaped, None  # the bye goes at once; what is still on the simulated link is lost
+        if shaped is not None:
+            shaped.close()
         if not self._bye_received and self.send(Bye(reason or self.end_reason)):
             # Give SCTP a moment to put the bye on the wire before DTLS closes.
             await asyncio.sleep(0.05)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 from codec.errors import StreamError
 
@@ -47,6 +47,10 @@ class MessageType(enum.IntEnum):
     REPORT = 7
     SENDER_STATS = 8
     BYE = 9
+    # 10 is TIMING (issue 15).
+    PICTURE_BEGIN = 11
+    PICTURE_DATA = 12
+    NO_PICTURE = 13
 
 
 @dataclass(frozen=True)
@@ -141,13 +145,54 @@ class Bye:
     reason: str
 
 
-Message = Union[Hello, Accept, Refuse, Start, Ping, Pong, Report, SenderStats, Bye]
+@dataclass(frozen=True)
+class PictureBegin:
+    """Sender -> receiver: a picture of the caller follows in :class:`PictureData` chunks (:mod:`realtime.pictures`).
+
+    Attributes:
+        picture_id: the sender's number for it (u16).
+        length: its bytes in all.
+        sha256: SHA-256 of those bytes, checked once all have arrived.
+    """
+
+    picture_id: int
+    length: int
+    sha256: bytes
+
+
+@dataclass(frozen=True)
+class PictureData:
+    """Sender -> receiver: bytes ``offset .. offset + len(data)`` of a picture announced by :class:`PictureBegin`."""
+
+    picture_id: int
+    offset: int
+    data: bytes
+
+
+class NoPictureReason(enum.IntEnum):
+    PRIVATE = 1  # talk-send --no-portrait
+    NO_CAMERA = 2  # talk-send --audio-only without --portrait
+
+
+@dataclass(frozen=True)
+class NoPicture:
+    """Sender -> receiver: no picture of the caller will come, and why (the receiver needs its own portrait)."""
+
+    reason: NoPictureReason
+
+
+Message = Union[Hello, Accept, Refuse, Start, Ping, Pong, Report, SenderStats, Bye, PictureBegin, PictureData,
+                NoPicture]
 
 _START = struct.Struct(">Q")
 _PING = struct.Struct(">Q")
 _PONG = struct.Struct(">QQQ")
 _REPORT = struct.Struct(">III")
 _STATS = struct.Struct(">IQQB")
+_PICTURE_BEGIN = struct.Struct(">HI32s")
+_PICTURE_DATA = struct.Struct(">HI")
+_NO_PICTURE = struct.Struct(">B")
+MAX_PICTURE_CHUNK = MAX_MESSAGE_BYTES - _PREFIX.size - _PICTURE_DATA.size
 
 
 def _text(reason: str) -> bytes:
@@ -179,6 +224,16 @@ def encode_message(msg: Message) -> bytes:
                                                              msg.audio_bytes, msg.layers)
     elif isinstance(msg, Bye):
         kind, body = MessageType.BYE, _text(msg.reason)
+    elif isinstance(msg, PictureBegin):
+        if len(msg.sha256) != 32:
+            raise ValueError(f"a SHA-256 is 32 bytes, got {len(msg.sha256)}")
+        kind, body = MessageType.PICTURE_BEGIN, _PICTURE_BEGIN.pack(msg.picture_id, msg.length, msg.sha256)
+    elif isinstance(msg, PictureData):
+        if not msg.data:
+            raise ValueError("a picture chunk carries at least one byte")
+        kind, body = MessageType.PICTURE_DATA, _PICTURE_DATA.pack(msg.picture_id, msg.offset) + bytes(msg.data)
+    elif isinstance(msg, NoPicture):
+        kind, body = MessageType.NO_PICTURE, _NO_PICTURE.pack(int(msg.reason))
     else:
         raise TypeError(f"not a control message: {type(msg).__name__}")
     if _PREFIX.size + len(body) > MAX_MESSAGE_BYTES:
@@ -186,7 +241,7 @@ def encode_message(msg: Message) -> bytes:
     return _PREFIX.pack(MAGIC, CONTROL_VERSION, kind, len(body)) + body
 
 
-def _fixed(s: struct.Struct, body: bytes, kind: MessageType) -> tuple[int, ...]:
+def _fixed(s: struct.Struct, body: bytes, kind: MessageType) -> tuple[Any, ...]:
     if len(body) != s.size:
         raise ProtocolError(f"{kind.name} body is {len(body)} bytes, expected {s.size}")
     return s.unpack(body)
@@ -252,4 +307,18 @@ def parse_message(data: bytes | str) -> Message:
     if kind is MessageType.SENDER_STATS:
         frames, motion, audio, layers = _fixed(_STATS, body, kind)
         return SenderStats(frames, motion, audio, layers)
+    if kind is MessageType.PICTURE_BEGIN:
+        picture_id, length, digest = _fixed(_PICTURE_BEGIN, body, kind)
+        return PictureBegin(picture_id, length, digest)
+    if kind is MessageType.PICTURE_DATA:
+        if len(body) <= _PICTURE_DATA.size:
+            raise ProtocolError(f"PICTURE_DATA body is {len(body)} bytes, expected more than {_PICTURE_DATA.size}")
+        picture_id, offset = _PICTURE_DATA.unpack_from(body)
+        return PictureData(picture_id, offset, body[_PICTURE_DATA.size:])
+    if kind is MessageType.NO_PICTURE:
+        (reason,) = _fixed(_NO_PICTURE, body, kind)
+        try:
+            return NoPicture(NoPictureReason(reason))
+        except ValueError:
+            raise ProtocolError(f"NO_PICTURE with unknown reason {reason}") from None
     return Bye(_decode_text(body, kind))
