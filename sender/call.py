@@ -4,6 +4,7 @@ The order of events::
 
     signal (token) -> ICE/DTLS -> channels open -> START (media time 0)
     -> first face: HELLO(stream header) -> ACCEPT -> motion packets flow
+                                                  -> the caller's picture, paced behind them (or NO_PICTURE)
                                         -> REFUSE -> the call ends with the reason
 
 Face tracking runs on the call's own encoder thread, one frame at a time;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,16 +31,24 @@ from codec.bitstream import PACKET_HEADER_BYTES
 from codec.errors import TalkcodecError
 from realtime import signaling
 from realtime.clock import MediaClock
-from realtime.netem import Netem, NetemConfig
+from realtime.netem import LinkShaper, Netem, NetemConfig, ShapedLink
 from realtime.peer import PeerLink, gathered_description, new_peer_connection
-from realtime.protocol import Accept, Hello, Refuse, Report, SenderStats, Start
+from realtime.protocol import Accept, Hello, NoPicture, NoPictureReason, Refuse, Report, SenderStats, Start
 from realtime.ratecontrol import RateConfig, RateController
 from realtime.status import StatusLine, format_status
+from sender.pictures import PictureConfig, SenderPictures
 from sender.sources import CapturedFrame, FrameSource, OpusTrack, PcmSource
 
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 1.0
+FRAME_INTERVAL_S = 0.04
+# Picture bytes that may wait in the data channel's own buffer: more means the link is slower than the pacing,
+# and another chunk would only queue in front of motion packets.
+MAX_BUFFERED_PICTURE_BYTES = 512
+# Motion packets flow every frame (a no-face packet when the face is out of view); only when none has gone for
+# this long (the encoder stalled) do pictures go on their own, where they might meet the next one on the link.
+PICTURES_ALONE_AFTER_S = 0.5
 
 
 class CallRefused(TalkcodecError):
@@ -63,6 +73,10 @@ class SenderConfig:
         netem: loss/jitter injected on the motion channel (testing).
         audio_bitrate: Opus bitrate, bits/s.
         wait_s: keep trying to reach the receiver this long (it may still be starting).
+        pictures: what the call shows of the caller (reference picture, keyframes; see :mod:`sender.pictures`).
+        link_kbps: testing: send every data-channel message through a simulated link of this rate
+            (:class:`realtime.netem.LinkShaper`), None for none.
+        link_overhead: bytes the simulated link adds to each message (headers below the data channel).
     """
 
     url: str
@@ -74,6 +88,9 @@ class SenderConfig:
     netem: NetemConfig = field(default_factory=NetemConfig)
     audio_bitrate: int = 24_000
     wait_s: float = 0.0
+    pictures: PictureConfig = field(default_factory=PictureConfig)
+    link_kbps: float | None = None
+    link_overhead: int = 0
 
 
 @dataclass
@@ -115,6 +132,16 @@ class CameraEncoder:
     @property
     def header(self) -> Any:
         return self._inner.header
+
+    @property
+    def reference_landmarks(self) -> Any:
+        """``[478, 3]`` of the reference frame, None until it is set."""
+        return self._inner.reference_landmarks
+
+    @property
+    def last_landmarks(self) -> Any:
+        """``[478, 3]`` of the last frame encoded, None without a face."""
+        return self._inner.last_landmarks
 
     def encode_frame(self, frame: CapturedFrame) -> bytes | None:
         return self._inner.encode(frame.rgb, frame.media_ms)
@@ -160,6 +187,9 @@ class Sender:
         self._netem: Netem | None = None
         self._encoder: Any = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="face-encoder")
+        self.pictures = SenderPictures(config.pictures, time.monotonic)
+        self.shaped: ShapedLink | None = None
+        self._last_motion_s = 0.0
 
     @property
     def accepted(self) -> bool:
@@ -189,11 +219,16 @@ class Sender:
             PeerLost: the receiver vanished mid-call.
         """
         make = getattr(self.video, "make_encoder", CameraEncoder)
-        self._encoder = await asyncio.get_running_loop().run_in_executor(
+        loop = asyncio.get_running_loop()
+        self._encoder = await loop.run_in_executor(
             self._pool, lambda: make(EncoderConfig(layers=self.config.layers, entropy=self.config.entropy)))
+        if self.config.pictures.send and self.config.pictures.photo is not None:
+            await self.pictures.start_photo()
         self._apply_layers(self.rate.layers)  # a rate cap applies from the first frame
         pc = new_peer_connection()
         link = self.link = PeerLink(pc)
+        if self.config.link_kbps is not None:
+            link.shaped = self.shaped = ShapedLink(LinkShaper(self.config.link_kbps, self.config.link_overhead))
         started = asyncio.Event()
         if self.pcm is not None:
             self._track = OpusTrack(self.pcm, lambda: self._clock, started, self.config.audio_bitrate)
@@ -212,13 +247,15 @@ class Sender:
             link.start()
             self._netem = Netem(self.config.netem, link.send_motion)
             clock = self._clock = MediaClock()
+            self.pictures.call_started()
             started.set()
             link.send(Start(clock.epoch_wall_us))
             self.status.message(f"connected to {self.config.url}")
             tasks = [asyncio.create_task(self._capture(clock), name="capture"),
                      asyncio.create_task(self._encode(), name="encode"),
                      asyncio.create_task(self._control(link), name="control"),
-                     asyncio.create_task(self._report(link, clock), name="stats")]
+                     asyncio.create_task(self._report(link, clock), name="stats"),
+                     asyncio.create_task(self._picture_timer(), name="pictures")]
             waits = {asyncio.create_task(stop.wait()): "stopped", asyncio.create_task(link.ended.wait()): "peer",
                      asyncio.create_task(self._capture_done.wait()): "done"}
             try:
@@ -246,6 +283,7 @@ class Sender:
             await link.close("sender finished" if self._refused is None else "refused")
             if self._track is not None:
                 self._track.stop()
+            self.pictures.close()
             self.video.close()
             encoder, self._encoder = self._encoder, None
             if encoder is not None:
@@ -290,6 +328,9 @@ class Sender:
                 if self._pending and self._pending[0] is frame:
                     self._pending.popleft()
                 self.totals.frames_encoded += 1
+                if isinstance(self._encoder, CameraEncoder):
+                    self.pictures.on_frame(frame.rgb, frame.media_ms, self._encoder.reference_landmarks,
+                                           self._encoder.last_landmarks)
                 if packet is not None:  # None: no reference face yet
                     self._packet(packet, frame.media_ms)
 
@@ -318,6 +359,29 @@ class Sender:
         self.totals.payload_bytes += len(packet) - PACKET_HEADER_BYTES
         if len(packet) == PACKET_HEADER_BYTES:
             self.totals.frames_no_face += 1
+        # A picture chunk rides right behind the motion packet, in the gap before the next frame's.
+        self._last_motion_s = time.monotonic()
+        self._send_picture()
+
+    def _send_picture(self) -> None:
+        """Sends the next picture message if the pacing allows one and the channel is not backed up."""
+        link = self.link
+        if link is None or not self._accepted.is_set():
+            return
+        if link.control.bufferedAmount > MAX_BUFFERED_PICTURE_BYTES:
+            return
+        raw = self.pictures.next_message()
+        if raw is not None:
+            link.send_encoded(raw, "picture")
+
+    async def _picture_timer(self) -> None:
+        """Sends picture messages while no motion packets carry them along (no face in view, say)."""
+        await self._accepted.wait()
+        while True:
+            await self.pictures.ready.wait()
+            await asyncio.sleep(max(self.pictures.wait_s() or 0.0, FRAME_INTERVAL_S))
+            if time.monotonic() - self._last_motion_s > PICTURES_ALONE_AFTER_S:
+                self._send_picture()
 
     async def _control(self, link: PeerLink) -> None:
         while True:
@@ -325,6 +389,10 @@ class Sender:
             if isinstance(msg, Accept):
                 self._accepted.set()
                 self.status.message("the receiver accepted the stream")
+                if not self.config.pictures.send:
+                    link.send(NoPicture(NoPictureReason.PRIVATE))
+                elif self.config.pictures.photo is None and not isinstance(self._encoder, CameraEncoder):
+                    link.send(NoPicture(NoPictureReason.NO_CAMERA))
             elif isinstance(msg, Refuse):
                 self._refused = msg.reason
                 link.end("refused")

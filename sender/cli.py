@@ -22,14 +22,16 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from codec.errors import MediaError, TalkcodecError
+from codec.errors import MediaError, PortraitError, TalkcodecError
 from codec.logs import quiet_native_logs
 from realtime.netem import NetemConfig
 from realtime.peer import is_loopback, restrict_ice_to_loopback
+from realtime.pictures import PacingConfig
 from realtime.signaling import parse_listen
 from realtime.status import StatusLine, percentiles
 from sender.browser import BrowserCamera
 from sender.call import Sender, SenderConfig
+from sender.pictures import PictureConfig
 from sender.sources import CameraSource, FilePcm, FrameSource, MicPcm, PcmSource, VideoFileSource
 
 # How often the browser camera page hears what the call does.
@@ -76,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entropy", action="store_true", help="range-code the tokens (smaller; a lost packet "
                    "spoils frames until the next keyframe)")
     p.add_argument("--audio-kbps", type=float, default=24.0, help="Opus bitrate (default: %(default)s)")
+    pic = p.add_argument_group("the caller's picture (the receiver animates it unless it was given --portrait)")
+    pic.add_argument("--no-portrait", action="store_true",
+                     help="keep your picture private: send no picture of your face (the receiver then "
+                     "needs a --portrait of its own)")
+    pic.add_argument("--portrait", type=Path, metavar="IMG",
+                     help="with --audio-only: the photo to send as your picture (without it, none)")
+    pic.add_argument("--no-keyframes", action="store_true",
+                     help="send the reference picture only, no keyframes (open mouth, closed eyes, turns)")
+    pic.add_argument("--picture-kbps", type=float, default=16.0, metavar="K",
+                     help="pictures' share of the link, paced behind the motion packets (default: %(default)s)")
     p.add_argument("--stats-json", type=Path, metavar="FILE", help="write what was sent at exit")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     test = p.add_argument_group("testing: impair the motion channel")
@@ -86,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--netem-outage", type=_outage, metavar="START:END",
                       help="drop every motion packet sent between START and END seconds of the call "
                       "(speech goes on; see talk-recv --animate-from-audio)")
+    test.add_argument("--link-kbps", type=float, metavar="K",
+                      help="send every data-channel message (motion, pictures, control) through a simulated "
+                      "link of K kbps, queueing as a narrow uplink does")
+    test.add_argument("--link-overhead", type=int, default=0, metavar="B",
+                      help="bytes the simulated link adds per message (headers below the data channel; "
+                      "about 93 over IPv4); default 0: data-channel bytes only")
     return p
 
 
@@ -176,7 +194,11 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
                               audio_bitrate=int(args.audio_kbps * 1000),
                               netem=NetemConfig(args.netem_loss, args.netem_jitter_ms, args.netem_seed,
                                                 args.netem_outage),
-                              wait_s=args.wait)
+                              wait_s=args.wait,
+                              pictures=PictureConfig(send=not args.no_portrait, photo=args.portrait,
+                                                     keyframes=not args.no_keyframes,
+                                                     pacing=PacingConfig(args.picture_kbps)),
+                              link_kbps=args.link_kbps, link_overhead=args.link_overhead)
         sender = Sender(config, video, pcm, status)
         if camera is not None:
             page = asyncio.create_task(_show_on_page(camera, sender), name="camera-page")
@@ -199,7 +221,23 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
                 "motion_bytes": t.motion_bytes, "payload_bytes": t.payload_bytes, "layers": t.layers,
                 "audio_bytes": sender.audio_bytes, "netem_dropped": sender.netem_dropped,
                 "send_delay_ms": percentiles(t.send_delay_ms),
+                "pictures": _picture_stats(sender),
+                "link": None if sender.shaped is None else {
+                    "kbps": args.link_kbps, "overhead_bytes": args.link_overhead,
+                    "delay_ms": {k: percentiles(v) for k, v in sender.shaped.delays_ms.items()}},
             }, indent=2) + "\n")
+
+
+def _picture_stats(sender: Sender) -> dict[str, object]:
+    """What the caller's pictures cost (``--stats-json``)."""
+    p = sender.pictures.totals
+    return {"sent": sender.pictures.sends, "reference_bytes": p.reference_bytes, "keyframe_bytes": p.keyframe_bytes,
+            "keyframes": p.keyframes, "keyframes_over_budget": p.keyframes_over_budget,
+            "keyframe_budget": sender.config.pictures.keyframe_budget, "message_bytes": p.sent_bytes,
+            "messages": p.messages, "unsent_bytes": sender.pictures.outbox.pending,
+            "picture_kbps": sender.config.pictures.pacing.kbps, "reference_media_ms": p.reference_media_ms,
+            "reference_box": p.reference_box, "reference_ready_s": p.reference_ready_s,
+            "reference_sent_s": p.reference_sent_s}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.audio_only and args.audio is None and not args.mic:
         print("talk-send: --audio-only needs speech to animate: --mic or --audio FILE", file=sys.stderr)
         return 2
+    if args.portrait is not None and not args.audio_only:
+        print("talk-send: --portrait goes with --audio-only (a camera sends its own reference frame)",
+              file=sys.stderr)
+        return 2
+    if args.portrait is not None and args.no_portrait:
+        print("talk-send: --portrait and --no-portrait contradict each other", file=sys.stderr)
+        return 2
+    if not args.picture_kbps > 0 or (args.link_kbps is not None and not args.link_kbps > 0) or args.link_overhead < 0:
+        print("talk-send: --picture-kbps and --link-kbps must be > 0, --link-overhead >= 0", file=sys.stderr)
+        return 2
     host = urlparse(args.connect).hostname or ""
     # Only when every peer of this process is here: the receiver, and the browser if there is one.
     if is_loopback(host) and (not args.from_browser or is_loopback(args.listen[0])):
@@ -228,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     status = StatusLine(enabled=not args.quiet)
     try:
         return asyncio.run(_run(args, status))
-    except MediaError as e:
+    except (MediaError, PortraitError) as e:
         status.clear()
         print(f"talk-send: {e}", file=sys.stderr)
         return 2

@@ -78,3 +78,29 @@ def test_sounddevice_is_imported_only_for_a_microphone() -> None:
                          cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--video", "x.mp4", "--portrait", "me.jpg"], "--portrait goes with --audio-only"),
+    (["--audio-only", "--audio", "x.wav", "--portrait", "me.jpg", "--no-portrait"], "contradict"),
+    (["--video", "x.mp4", "--picture-kbps", "0"], "--picture-kbps"),
+    (["--video", "x.mp4", "--link-kbps", "-3"], "--link-kbps"),
+])
+def test_picture_flags_that_do_not_go_together(capsys: pytest.CaptureFixture[str], flags: list[str],
+                                               words: str) -> None:
+    code, err = run(capsys, *flags)
+    assert code == 2 and words in err and "\n" not in err
+
+
+def test_audio_only_with_a_photo_without_a_face(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests.realtime.harness import speech_wav
+
+    blank = tmp_path / "blank.png"
+    import cv2
+
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    code, err = run(capsys, "--audio-only", "--audio", str(speech_wav(tmp_path)), "--portrait", str(blank),
+                    "--connect", "ws://127.0.0.1:9")
+    assert code == 2 and "no face" in err and "\n" not in err
