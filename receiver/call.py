@@ -4,6 +4,8 @@ The order of events::
 
     START (sender's media time 0) -> HELLO(stream header) -> checked:
         compatible   -> ACCEPT, a decoder for the portrait; motion flows
+                        -> the caller's picture (chunks): the portrait from then on
+                           (a placeholder until it has arrived), keyframes later
         incompatible -> REFUSE with the reason; the call ends
 
 Motion packets are decoded on the call's decoder thread as they arrive and
@@ -28,12 +30,27 @@ from aiortc.mediastreams import MediaStreamError
 from codec.api import FrameDecoder
 from codec.bitstream import PACKET_HEADER_BYTES, StreamHeader
 from codec.errors import StreamError
+from codec.picture import Picture
+from codec.render.keyframes import Keyframe
+from codec.render.portrait import Portrait, portrait_from_picture
 from realtime.clock import monotonic_ms, wall_us
 from realtime.drops import Drops, error_kind
 from realtime.jitterbuffer import JitterBuffer, PlayoutKind, PushResult
 from realtime.peer import PeerLink
-from realtime.protocol import Accept, Hello, Refuse, Report, SenderStats, Start
+from realtime.protocol import (
+    Accept,
+    Hello,
+    NoPicture,
+    PictureBegin,
+    PictureData,
+    Refuse,
+    Report,
+    SenderStats,
+    Start,
+)
 from receiver.fallback import FallbackConfig, MotionFallback
+from receiver.pictures import NO_PICTURE_HINT, CallPictures
+from receiver.placeholder import WAITING, PlaceholderRenderer
 from receiver.playout import Tick, tick_landmarks
 from receiver.rendering import RenderStage
 from receiver.sinks import CallStats, Recorder
@@ -59,11 +76,16 @@ class Call:
         jitter_ms: the jitter buffer's target delay.
         on_audio: also receives each decoded ``av.AudioFrame`` of speech (browser viewers).
         fallback: animate from the received speech while motion packets are missing, or None.
+        make_renderer: renders the caller's own picture once it arrives (``portrait -> renderer``); None when
+            the receiver animates a ``--portrait`` of its own.
+        placeholder: the placeholder the render stage starts on, when there is one (its caption says why).
     """
 
     def __init__(self, link: PeerLink, portrait_landmarks: np.ndarray, render: RenderStage, stats: CallStats,
                  recorder: Recorder | None = None, jitter_ms: float = 40.0,
-                 on_audio: Callable[[Any], None] | None = None, fallback: FallbackConfig | None = None) -> None:
+                 on_audio: Callable[[Any], None] | None = None, fallback: FallbackConfig | None = None,
+                 make_renderer: Callable[[Portrait], Any] | None = None,
+                 placeholder: PlaceholderRenderer | None = None) -> None:
         self.link = link
         self.on_audio = on_audio
         self.rest = np.asarray(portrait_landmarks, np.float32)
@@ -82,6 +104,15 @@ class Call:
         self._last_ts: int | None = None
         self._sender_audio_bytes = 0
         self._arrived = asyncio.Event()
+        self._make_renderer = make_renderer
+        self.placeholder = placeholder
+        self.pictures = CallPictures(make_renderer is not None, self._use_picture, self._keyframe, self._media_now_ms)
+        self._max_decoded_ts = -1  # the decoder thread's: newest timestamp decoded so far
+        self._face_after_ms: float | None = None  # ticks later than this show the caller's own face
+        self.time_to_face_ms: float | None = None
+        render.reset()
+        if placeholder is not None:
+            placeholder.set_message(WAITING)
         link.motion.on("message", self._on_motion)
         link.pc.on("track", self._on_track)
 
@@ -125,9 +156,15 @@ class Call:
         if self._decoder is None:
             self.drops.note("before the stream header", "no accepted stream header yet")
             return
-        fut = asyncio.get_running_loop().run_in_executor(self._pool, self._decoder.decode, data)
+        fut = asyncio.get_running_loop().run_in_executor(self._pool, self._decode, data)
         self._decoding.add(fut)
         fut.add_done_callback(lambda f: self._decoded(f, data))
+
+    def _decode(self, data: bytes) -> Any:
+        """On the decoder thread: one packet, noting the newest timestamp decoded (see :meth:`_use_picture`)."""
+        frame = self._decoder.decode(data)
+        self._max_decoded_ts = max(self._max_decoded_ts, int(frame.timestamp_ms))
+        return frame
 
     def _decoded(self, fut: asyncio.Future[Any], data: bytes) -> None:
         # A frame is here when it is decoded: the jitter buffer's transit includes decoding,
@@ -171,6 +208,40 @@ class Call:
                 await self._hello(msg)
             elif isinstance(msg, SenderStats):
                 self._sender_audio_bytes = msg.audio_bytes
+            elif isinstance(msg, (PictureBegin, PictureData, NoPicture)):
+                self.pictures.on_message(msg)
+                if isinstance(msg, NoPicture) and self.placeholder is not None and self._make_renderer is not None:
+                    self.placeholder.set_message(NO_PICTURE_HINT[msg.reason].split(" (")[0])
+
+    # -- the caller's picture -----------------------------------------------
+
+    def _media_now_ms(self) -> float | None:
+        """Media time now: how long ago, on this clock, the sender's call started."""
+        start = self.capture_wall_us(0.0)
+        return None if start is None else (wall_us() - start) / 1000.0
+
+    async def _use_picture(self, picture: Picture) -> None:
+        """The caller's reference picture arrived: from the next decoded frame on, render the caller on it."""
+        assert self._make_renderer is not None
+        portrait = await asyncio.to_thread(portrait_from_picture, picture)
+        renderer = await asyncio.to_thread(self._make_renderer, portrait)
+        loop = asyncio.get_running_loop()
+        # On the decoder's thread, between packets: every packet after this decodes onto the new portrait,
+        # and the frames before it (up to the newest timestamp decoded) keep the placeholder.
+        after = await loop.run_in_executor(self._pool, self._set_portrait, portrait.landmarks)
+        self.rest = np.asarray(portrait.landmarks, np.float32)
+        if self.fallback is not None:
+            self.fallback.set_portrait(self.rest)
+        self._face_after_ms = float(after)
+        self.render.switch(renderer, float(after))
+
+    def _set_portrait(self, landmarks: np.ndarray) -> int:
+        if self._decoder is not None:
+            self._decoder.set_portrait(landmarks)
+        return self._max_decoded_ts
+
+    def _keyframe(self, picture: Picture) -> None:
+        self.render.add_keyframe(Keyframe(picture.image, picture.landmarks, picture.kind.label))
 
     async def _hello(self, msg: Hello) -> None:
         if self._decoder is not None:
@@ -178,7 +249,8 @@ class Call:
         try:
             header = StreamHeader.from_bytes(msg.header)
             loop = asyncio.get_running_loop()
-            self._decoder = await loop.run_in_executor(self._pool, FrameDecoder, header, self.rest)
+            # The current portrait at rest: the caller's picture may have come first (a hostile sender's order).
+            self._decoder = await loop.run_in_executor(self._pool, lambda: FrameDecoder(header, self.rest))
         except Exception as e:  # StreamError says why; anything else still must not hang the call
             if not isinstance(e, StreamError):
                 e = StreamError(f"this receiver cannot decode the stream ({type(e).__name__}: {e})")
@@ -246,6 +318,11 @@ class Call:
     def on_rendered(self, tick: Tick, frame: np.ndarray, done_wall_us: int) -> None:
         """The render stage's report of one of this call's frames."""
         self.stats.frames_rendered += 1
+        if self.time_to_face_ms is None and self._face_after_ms is not None and tick.media_ms > self._face_after_ms:
+            start = self.capture_wall_us(0.0)
+            if start is not None:
+                self.time_to_face_ms = (done_wall_us - start) / 1000.0
+                log.info("the caller's face is on screen %.1f s after the call began", self.time_to_face_ms / 1000)
         if tick.kind is PlayoutKind.FRESH:
             captured = self.capture_wall_us(tick.media_ms)
             if captured is not None:
@@ -293,6 +370,8 @@ class Call:
         self._tasks.clear()
         for f in list(self._decoding):
             f.cancel()
+        await self.pictures.close()
+        self.stats.add_pictures(self.pictures.stats, self.time_to_face_ms, self._face_after_ms)
         s = self.buffer.stats
         self.stats.packets_expected += s.expected
         self.stats.packets_late += s.late

@@ -1,7 +1,13 @@
-"""talk-recv: wait for a talk-send, and re-render its face on a portrait at 25 fps.
+"""talk-recv: wait for a talk-send, and re-render its face at 25 fps: on the caller's own picture, or a portrait.
+
+The sender sends the picture its motion is relative to (its reference frame)
+at the start of the call; until it has arrived, or when the caller keeps it
+private (``talk-send --no-portrait``), a neutral placeholder is shown.
+``--portrait IMG`` animates that face instead, for every caller (avatar mode).
 
 Examples::
 
+    talk-recv --record call.mp4
     talk-recv --portrait samples/portrait.jpg --record call.mp4
     talk-recv --listen 0.0.0.0:8765 --token TOKEN --portrait me.jpg --show
     talk-recv --listen 0.0.0.0:8765 --serve-browser   # browsers watch at http://HOST:8765/?token=TOKEN
@@ -14,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,10 +36,9 @@ from realtime.signaling import new_token, parse_listen
 from realtime.status import StatusLine
 from receiver.fallback import FallbackConfig
 from receiver.listener import Receiver, ReceiverConfig
+from receiver.placeholder import PlaceholderRenderer
 from receiver.sinks import Recorder, Window
 from receiver.viewers import Viewers
-
-SAMPLE_PORTRAIT = Path(__file__).resolve().parents[1] / "samples" / "portrait.jpg"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8765), metavar="HOST:PORT",
                    help="signaling address (default: 127.0.0.1:8765; 0.0.0.0:8765 for other machines)")
     p.add_argument("--token", help="room token senders must know (default: a new one, printed)")
-    p.add_argument("--portrait", type=Path, default=SAMPLE_PORTRAIT, metavar="IMAGE",
-                   help="the face to animate (default: the bundled sample)")
+    p.add_argument("--portrait", type=Path, metavar="IMAGE",
+                   help="animate this face for every caller (any face: the caller's motion is transferred); "
+                   "default: the caller's own picture, sent at the start of the call")
     p.add_argument("--show", action="store_true", help="show the call in a window (needs a display)")
     p.add_argument("--serve-browser", action="store_true",
                    help="serve a viewer page on the signaling port: browsers that open "
@@ -76,6 +84,27 @@ async def _serve(receiver: Receiver) -> None:
             loop.remove_signal_handler(sig)
 
 
+def _caller_renderer(portrait: Any, config: Any) -> Any:
+    """The renderer of a caller's own picture."""
+    # lazy: pulls in torch; only reached once torch is loaded
+    from codec.render.pipeline import Renderer
+
+    return Renderer(portrait, config)
+
+
+def _warm_up(config: Any, placeholder: PlaceholderRenderer) -> None:
+    """Builds and runs a renderer once, so that the caller's picture is on screen without a compile's delay."""
+    # lazy: pulls in torch; only reached once torch is loaded
+    from codec.motion import motion_from_landmarks
+    from codec.render.pipeline import Renderer
+    from codec.render.portrait import Portrait
+
+    lm = placeholder.rest
+    image = placeholder.render(lm)[0]
+    size = float(placeholder.size)
+    Renderer(Portrait(image, lm, motion_from_landmarks(lm), (0.0, 0.0, size, size)), config).render(lm)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:
@@ -106,8 +135,19 @@ def main(argv: list[str] | None = None) -> int:
         from codec.render.pipeline import RenderConfig, Renderer
         from codec.render.portrait import prepare_portrait
 
-        portrait = prepare_portrait(args.portrait)
-        renderer = Renderer(portrait, RenderConfig(device=args.device, size=args.size, renderer=args.renderer))
+        config = RenderConfig(device=args.device, size=args.size, renderer=args.renderer)
+        make_renderer = None
+        placeholder = None
+        renderer: Any
+        if args.portrait is not None:
+            portrait = prepare_portrait(args.portrait)
+            renderer = Renderer(portrait, config)
+            rest_landmarks = portrait.landmarks
+        else:
+            renderer = placeholder = PlaceholderRenderer(args.size)
+            make_renderer = functools.partial(_caller_renderer, config=config)
+            rest_landmarks = placeholder.rest
+            _warm_up(config, placeholder)
         if args.record is not None:
             recorder = Recorder(args.record, args.size)
         fallback = None
@@ -119,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             new_stream(args.seed)  # loads the speech models now, not when the first call needs them
         viewers = None
         if args.serve_browser:
-            rest = renderer.render(portrait.landmarks[None].astype(np.float32))[0]
+            rest = renderer.render(rest_landmarks[None].astype(np.float32))[0]
             viewers = Viewers(rest)
     except (PortraitError, MediaError, ValueError) as e:
         print(f"talk-recv: {e}", file=sys.stderr)
@@ -128,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"talk-recv: {e}", file=sys.stderr)
         return 1
     receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration, fallback),
-                        portrait.landmarks, renderer, recorder, Window() if args.show else None, status, viewers)
+                        rest_landmarks, renderer, recorder, Window() if args.show else None, status, viewers,
+                        make_renderer=make_renderer, placeholder=placeholder)
     code = 0
     try:
         asyncio.run(_serve(receiver))

@@ -150,6 +150,10 @@ class MotionFallback:
         self._shown: np.ndarray | None = None  # the generated landmarks shown last
         self._was_generated = False
 
+    def set_portrait(self, portrait_landmarks: np.ndarray) -> None:
+        """Generates onto another portrait from now on (the caller's picture arrived)."""
+        self._decoder.set_portrait(portrait_landmarks)
+
     # -- speech in ----------------------------------------------------------
 
     def _landmarks(self, tokens: np.ndarray) -> np.ndarray:

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from aiortc import RTCSessionDescription
 
+from codec.render.portrait import Portrait
 from realtime.peer import PeerLink, gathered_description, new_peer_connection
 from realtime.signaling import SignalingError, SignalingServer
 from realtime.status import StatusLine, format_status
 from realtime.webpage import VIEWER_PAGE
 from receiver.call import Call
 from receiver.fallback import FallbackConfig
+from receiver.placeholder import PlaceholderRenderer
 from receiver.playout import Tick
 from receiver.rendering import RenderStage
 from receiver.sinks import CallStats, Recorder, Window
@@ -36,6 +39,9 @@ STATUS_INTERVAL_S = 0.5
 MAX_LIPSYNC_MS = 1000.0
 # How long the backlog of a recording may take to render after a call.
 DRAIN_TIMEOUT_S = 120.0
+# The status line's words for a call still on the placeholder.
+PICTURE_STATES = {"waiting": "waiting for the caller's picture", "private": "the caller's picture is private",
+                  "none": "the caller sends no picture"}
 
 
 @dataclass(frozen=True)
@@ -71,12 +77,19 @@ class Receiver:
         recorder, window: optional sinks.
         status: the live status line.
         viewers: browsers watching (served on the signaling port), or None to serve none.
+        make_renderer: renders a caller's own picture (``portrait -> renderer``); None when ``renderer`` animates
+            a ``--portrait`` for every caller.
+        placeholder: ``renderer`` when it is the placeholder shown until a caller's picture arrives.
     """
 
     def __init__(self, config: ReceiverConfig, portrait_landmarks: np.ndarray, renderer: Any,
                  recorder: Recorder | None = None, window: Window | None = None,
-                 status: StatusLine | None = None, viewers: Viewers | None = None) -> None:
+                 status: StatusLine | None = None, viewers: Viewers | None = None,
+                 make_renderer: Callable[[Portrait], Any] | None = None,
+                 placeholder: PlaceholderRenderer | None = None) -> None:
         self.config = config
+        self.make_renderer = make_renderer
+        self.placeholder = placeholder
         self.portrait_landmarks = portrait_landmarks
         self.recorder = recorder
         self.window = window
@@ -103,7 +116,7 @@ class Receiver:
         link = PeerLink(pc)
         call = Call(link, self.portrait_landmarks, self.render, self.stats, self.recorder, self.config.jitter_ms,
                     on_audio=None if self.viewers is None else self.viewers.audio.push,
-                    fallback=self.config.fallback)
+                    fallback=self.config.fallback, make_renderer=self.make_renderer, placeholder=self.placeholder)
         self.call = call
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
@@ -166,16 +179,18 @@ class Receiver:
             total = self.stats.motion_packet_bytes
             kbps = max(0, total - self._last_bytes) * 8 / 1000 / STATUS_INTERVAL_S
             self._last_bytes = total
+            picture = call.pictures.stats.state
             if self.viewers is not None:
                 if s["latency_ms"] is not None and self.render.live:
                     # Speech waits for the avatar; its own transit is about half the round trip.
                     transit = (s["rtt_ms"] or 0.0) / 2
                     self.viewers.audio.delay_ms = min(MAX_LIPSYNC_MS, max(0.0, s["latency_ms"] - transit))
                 self.viewers.publish({"sender": True, "render_fps": fps, "latency_ms": s["latency_ms"],
-                                      "loss": s["loss"], "motion_kbps": kbps})
+                                      "loss": s["loss"], "motion_kbps": kbps, "picture": picture})
             watching = "" if self.viewers is None else f" | {len(self.viewers)} watching"
+            shown = "" if picture in ("caller", "portrait") else f" | placeholder ({PICTURE_STATES[picture]})"
             self.status.update(format_status(fps, kbps, s["rtt_ms"], s["loss"] or 0.0, s["latency_ms"],
-                                             extra=f"render backlog {self.render.backlog}{watching}"))
+                                             extra=f"render backlog {self.render.backlog}{watching}{shown}"))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serves until ``stop`` is set (or per ``once`` / ``duration_s``)."""

@@ -12,6 +12,12 @@ Two policies, chosen by what the frames are for:
   than real time, and :meth:`RenderStage.drain` finishes the backlog at the end;
 * complete and live (recording and a window): every tick, rendered as soon
   as it is due.
+
+A call can change the renderer mid-way: the receiver starts on a placeholder
+and :meth:`RenderStage.switch` moves to the caller's picture when it has
+arrived, from a given media time on; :meth:`RenderStage.reset` goes back to
+the first renderer for the next call. Keyframes go to the call's renderer
+between batches (:meth:`RenderStage.add_keyframe`).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ class RenderStage:
 
     def __init__(self, renderer: Any, keep_all: bool, on_frame: FrameCallback, live: bool = True) -> None:
         self._renderer = renderer
+        self._switch: tuple[float, Any] | None = None  # (after media ms, renderer) for this call
+        self._keyframes: list[Any] = []  # this call's, for a renderer still being built
         self.keep_all = keep_all
         self._min_batch = 1 if live or not keep_all else MAX_BATCH
         self._flush = False
@@ -81,6 +89,39 @@ class RenderStage:
         self._queue.append(tick)
         self._wake.set()
 
+    def switch(self, renderer: Any, after_media_ms: float) -> None:
+        """Renders ticks later than ``after_media_ms`` with another renderer (the caller's picture arrived).
+
+        Args:
+            renderer: the new renderer, ready to render.
+            after_media_ms: ticks at or before this media time keep the renderer they had.
+        """
+        self._switch = (after_media_ms, renderer)
+        for kf in self._keyframes:
+            self._pool.submit(_add_keyframe, renderer, kf)
+
+    def reset(self) -> None:
+        """Back to the first renderer (a new call begins)."""
+        self._switch = None
+        self._keyframes = []
+
+    def add_keyframe(self, keyframe: Any) -> None:
+        """Gives a keyframe (:class:`codec.render.keyframes.Keyframe`) to the renderer :meth:`switch` set, on
+        the render thread between batches; kept for one set later in the call."""
+        self._keyframes.append(keyframe)
+        if self._switch is not None:
+            self._pool.submit(_add_keyframe, self._switch[1], keyframe)
+
+    @property
+    def switched(self) -> bool:
+        """A renderer of this call has replaced the first one."""
+        return self._switch is not None
+
+    def _renderer_for(self, tick: Tick) -> Any:
+        if self._switch is not None and tick.media_ms > self._switch[0]:
+            return self._switch[1]
+        return self._renderer
+
     @property
     def backlog(self) -> int:
         """Ticks waiting for the renderer, the batch being rendered included."""
@@ -94,10 +135,15 @@ class RenderStage:
                 await self._wake.wait()
                 continue
             batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            renderer = self._renderer_for(batch[0])
+            if any(self._renderer_for(t) is not renderer for t in batch):  # a switch within: render up to it
+                n = next(i for i, t in enumerate(batch) if self._renderer_for(t) is not renderer)
+                self._queue.extendleft(reversed(batch[n:]))
+                batch = batch[:n]
             landmarks = np.stack([t.landmarks for t in batch]).astype(np.float32)
             self._busy = len(batch)
             try:
-                frames = await loop.run_in_executor(self._pool, self._renderer.render, landmarks)
+                frames = await loop.run_in_executor(self._pool, renderer.render, landmarks)
             except Exception as e:  # a frame that cannot be rendered is lost, not the call
                 self.failures.note(type(e).__name__, f"{type(e).__name__}: {e}")
                 continue
@@ -133,6 +179,16 @@ class RenderStage:
                 pass
             self._task = None
         self._pool.shutdown(wait=True)
+
+
+def _add_keyframe(renderer: Any, keyframe: Any) -> None:
+    add = getattr(renderer, "add_keyframe", None)  # a renderer without keyframe support ignores them
+    if add is None:
+        return
+    try:
+        add(keyframe)
+    except Exception as e:  # a keyframe the renderer cannot use is left out, the call goes on
+        log.warning("the renderer refused a keyframe: %s: %s", type(e).__name__, e)
 
 
 def _lower_priority() -> None:

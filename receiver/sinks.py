@@ -28,6 +28,7 @@ import numpy as np
 from codec.errors import MediaError
 from realtime.drops import Drops
 from realtime.status import percentiles
+from receiver.pictures import PictureStats
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,38 @@ class CallStats:
     fallback_switch_ms: list[float] = field(default_factory=list)
     generated_lag_ms: list[float] = field(default_factory=list)
     generator_restarts: int = 0
+    # The caller's pictures: the last call's state, and totals over calls.
+    picture_state: str = "waiting"
+    reference_bytes: int = 0
+    keyframe_bytes: int = 0
+    keyframes: list[str] = field(default_factory=list)
+    picture_message_bytes: int = 0
+    pictures_dropped: dict[str, int] = field(default_factory=dict)
+    reference_arrival_ms: list[float] = field(default_factory=list)
+    time_to_face_ms: list[float] = field(default_factory=list)
+    face_from_media_ms: list[float] = field(default_factory=list)
+
+    def add_pictures(self, p: PictureStats, time_to_face_ms: float | None, face_after_ms: float | None) -> None:
+        """One call's pictures (see :class:`receiver.pictures.PictureStats`).
+
+        Args:
+            p: the call's picture statistics.
+            time_to_face_ms: from the call's start to the first rendered frame of the caller's picture.
+            face_after_ms: media time after which frames showed the caller's picture (before: the placeholder).
+        """
+        self.picture_state = p.state
+        self.reference_bytes += p.reference_bytes
+        self.keyframe_bytes += p.keyframe_bytes
+        self.keyframes += p.keyframes
+        self.picture_message_bytes += p.message_bytes
+        for k, n in p.dropped.items():
+            self.pictures_dropped[k] = self.pictures_dropped.get(k, 0) + n
+        if p.reference_ms is not None:
+            self.reference_arrival_ms.append(p.reference_ms)
+        if time_to_face_ms is not None:
+            self.time_to_face_ms.append(time_to_face_ms)
+        if face_after_ms is not None:
+            self.face_from_media_ms.append(face_after_ms)
 
     def to_dict(self) -> dict[str, Any]:
         secs = self.motion_media_ms / 1000.0
@@ -267,6 +300,13 @@ class CallStats:
             "frames_generated": self.frames_generated, "fallback_switches": len(self.fallback_switch_ms),
             "fallback_switch_ms": percentiles(self.fallback_switch_ms),
             "generated_lag_ms": percentiles(self.generated_lag_ms), "generator_restarts": self.generator_restarts,
+            # Times run from the sender's call start (its media time 0) on this clock; one entry per call.
+            "picture": {"state": self.picture_state, "reference_bytes": self.reference_bytes,
+                        "keyframe_bytes": self.keyframe_bytes, "keyframes": list(self.keyframes),
+                        "message_bytes": self.picture_message_bytes, "dropped": dict(self.pictures_dropped),
+                        "reference_arrival_ms": [round(x, 1) for x in self.reference_arrival_ms],
+                        "time_to_face_ms": [round(x, 1) for x in self.time_to_face_ms],
+                        "face_after_media_ms": list(self.face_from_media_ms)},
         }
 
     def write_json(self, path: str | Path) -> None:

@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.realtime.harness import SAMPLE_CLIP, free_port, read_json, start_receiver, start_sender, stop, wait_listening
+from tests.realtime.harness import (
+    SAMPLE_CLIP,
+    SAMPLE_PORTRAIT,
+    free_port,
+    read_json,
+    start_receiver,
+    start_sender,
+    stop,
+    wait_listening,
+)
 
 TOKEN = "browser-test-token"
 CHROMIUM = os.environ.get("TALKCODEC_CHROMIUM", "/usr/bin/chromium")
@@ -106,7 +115,9 @@ def write_y4m(path: Path, frames: list[np.ndarray], size: int = 320, fps: int = 
 def receiver() -> Iterator[tuple[int, subprocess.Popen[str]]]:
     _playwright()
     port = free_port()
-    proc = start_receiver(port, TOKEN, "--serve-browser", "--device", "cpu")
+    # A portrait of its own: the page shows a face from the first frame (without one, a placeholder until the
+    # caller's picture has arrived, tests/receiver/test_pictures.py).
+    proc = start_receiver(port, TOKEN, "--serve-browser", "--device", "cpu", "--portrait", str(SAMPLE_PORTRAIT))
     try:
         yield port, proc
     finally:
