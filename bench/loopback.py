@@ -8,7 +8,11 @@ capture on the sender to its rendered frame on the receiver (both processes
 stamp frames with the same wall clock; over loopback it is the same clock),
 and to its playout (decoded, out of the jitter buffer, before rendering).
 
-    python -m bench.loopback CLIP [--seconds 10] [--layers 4]
+``talk-recv`` is given no portrait: it renders the caller's own picture, sent
+at the call's start (a placeholder before it arrives); the result says when
+the caller's face was first on screen and what the pictures cost.
+
+    python -m bench.loopback CLIP [--seconds 10] [--layers 4] [--link-kbps 32]
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ class CallConfig:
         device: the receiver's render device.
         renderer: the receiver's renderer (``warp`` or ``neural``).
         start_timeout_s: how long the receiver may take to start listening.
+        portrait: a portrait for the receiver (avatar mode), or None for the caller's own picture.
+        sender_args: more ``talk-send`` flags (``--link-kbps 32``, ``--no-portrait``, ...).
+        record: where the receiver records the call (``--record``), or None.
     """
 
     seconds: float = 10.0
@@ -49,6 +56,9 @@ class CallConfig:
     device: str = "auto"
     renderer: str = "warp"
     start_timeout_s: float = 90.0
+    portrait: Path | None = None
+    sender_args: tuple[str, ...] = ()
+    record: Path | None = None
 
 
 def free_port() -> int:
@@ -84,7 +94,9 @@ def measure_call(clip: Path, config: CallConfig = CallConfig()) -> dict[str, Any
         ``"playout_latency_ms"``: capture -> playout, ``"frames_sent"``,
         ``"frames_received"``, ``"frames_rendered"``, ``"motion_kbps"`` (token
         payload), ``"packet_loss"``, ``"seconds"``,
-        ``"layers"``, ``"device"``, ``"renderer"``}.
+        ``"layers"``, ``"device"``, ``"renderer"``, ``"picture"`` (the receiver's: bytes, time to the
+        caller's face), ``"pictures_sent"`` (the sender's: bytes, keyframes, reference timings),
+        ``"link"`` (the simulated link's per-message delays, with ``--link-kbps``)}.
     Raises:
         MediaError: the clip does not exist.
         TalkcodecError: either end failed (its last error line is in the message).
@@ -95,17 +107,19 @@ def measure_call(clip: Path, config: CallConfig = CallConfig()) -> dict[str, Any
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory(prefix="talk-bench-call-") as tmp:
         recv_json, send_json = Path(tmp) / "recv.json", Path(tmp) / "send.json"
+        extra = ([] if config.portrait is None else ["--portrait", str(config.portrait)]) + (
+            [] if config.record is None else ["--record", str(config.record)])
         recv = subprocess.Popen(
             [sys.executable, "-m", "receiver.cli", "--listen", f"127.0.0.1:{port}", "--token", token, "--quiet",
              "--once", "--serve-browser", "--stats-json", str(recv_json), "--device", config.device,
-             "--renderer", config.renderer],
+             "--renderer", config.renderer, *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
         try:
             wait_listening(port, recv, config.start_timeout_s)
             send = subprocess.run(
                 [sys.executable, "-m", "sender.cli", "--connect", f"ws://127.0.0.1:{port}", "--token", token,
                  "--quiet", "--video", str(clip), "--loop", "--duration", f"{config.seconds:g}", "--wait", "30",
-                 "--layers", str(config.layers), "--stats-json", str(send_json)],
+                 "--layers", str(config.layers), "--stats-json", str(send_json), *config.sender_args],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO,
                 timeout=config.seconds + 180)
             if send.returncode != 0:
@@ -125,8 +139,11 @@ def measure_call(clip: Path, config: CallConfig = CallConfig()) -> dict[str, Any
     return {"latency_ms": r.get("latency_ms"), "playout_latency_ms": r.get("playout_latency_ms"),
             "frames_sent": _find(s, "frames_sent"), "frames_received": r.get("frames_received"),
             "frames_rendered": r.get("frames_rendered"), "motion_kbps": r.get("motion_kbps"),
+            "motion_packet_kbps": r.get("motion_packet_kbps"),
             "packet_loss": r.get("packet_loss"), "seconds": config.seconds,
-            "layers": config.layers, "device": r.get("device", config.device), "renderer": config.renderer}
+            "layers": config.layers, "device": r.get("device", config.device), "renderer": config.renderer,
+            "picture": r.get("picture"), "pictures_sent": s.get("pictures"), "link": s.get("link"),
+            "send_delay_ms": s.get("send_delay_ms")}
 
 
 def _find(doc: Any, key: str) -> Any:
@@ -152,9 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--layers", type=int, default=4, choices=(1, 2, 3, 4))
     p.add_argument("--device", default="auto")
+    p.add_argument("--link-kbps", type=float, help="send through a simulated link of this rate (talk-send --link-kbps)")
     args = p.parse_args(argv)
+    link = () if args.link_kbps is None else ("--link-kbps", f"{args.link_kbps:g}")
     try:
-        out = measure_call(args.clip, CallConfig(seconds=args.seconds, layers=args.layers, device=args.device))
+        out = measure_call(args.clip, CallConfig(seconds=args.seconds, layers=args.layers, device=args.device,
+                                                 sender_args=link))
     except TalkcodecError as e:
         print(f"bench.loopback: error: {e}", file=sys.stderr)
         return 1
