@@ -46,6 +46,8 @@ from codec.paths import DATA_DIR
 
 ENTROPY_PATH = DATA_DIR / "entropy.npz"
 DEFAULT_ALPHA = 0.05
+# Bits of probability constriction's default categorical models quantize to.
+CDF_PRECISION = 24
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 
@@ -238,6 +240,34 @@ class EntropyModel:
             except (AssertionError, ValueError, RuntimeError) as e:
                 raise StreamError(f"corrupt entropy-coded payload: {e}") from None
         return d @ self._powers
+
+    def quantized_cdfs(self) -> np.ndarray:
+        """The integer CDFs ``constriction`` codes with, so other decoders need no float arithmetic.
+
+        ``Categorical(perfect=False)`` quantizes each float32 row lazily
+        (``LazyContiguousCategoricalEntropyModel::from_floating_point_probabilities_fast``,
+        24-bit precision): with float32 running sums ``c_i = p_0 + ... + p_{i-1}``
+        and ``scale = (2**24 - L) / c_L``, symbol ``i`` starts at
+        ``trunc(c_i * scale) + i`` and the last ends at ``2**24``. Every step
+        is repeated here in float32, in constriction's order, so the table is exact.
+
+        Returns:
+            ``[R * G * D * (L+1)**2, L + 1]`` uint32 (rows in :attr:`probs` order), ``cdf[:, 0] == 0``,
+            ``cdf[:, L] == 2**24``.
+        """
+        base = self.probs.shape[-1]
+        p = self.probs.reshape(-1, base)
+        total = np.zeros(len(p), np.float32)
+        for i in range(base):
+            total = total + p[:, i]
+        scale = np.float32(2**CDF_PRECISION - base) / total
+        cdf = np.empty((len(p), base + 1), np.uint32)
+        running = np.zeros(len(p), np.float32)
+        for i in range(base):
+            cdf[:, i] = (running * scale).astype(np.uint32) + i
+            running = running + p[:, i]
+        cdf[:, base] = 2**CDF_PRECISION
+        return cdf
 
     def cross_entropy_bits(self, tokens: np.ndarray, prev: np.ndarray | None) -> float:
         """Ideal code length of one frame in bits (what :meth:`encode` costs before coder overhead)."""
