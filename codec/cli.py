@@ -5,6 +5,7 @@
     talk-codec info OUT.tok [--json]
     talk-codec decode IN.tok (--landmarks OUT.npy | -o OUT.mp4) [--portrait P.png] [--device auto]
                      [--renderer warp|neural] [--size 512] [--layers R]
+    talk-codec export-web -o DIR [--portrait P.png]
 
 A ``.tok`` file holds the stream header, one packet per frame, the caller's
 picture (the reference frame's crop and a few keyframes, unless encoded with
@@ -152,6 +153,21 @@ def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_web(args: argparse.Namespace) -> int:
+    from codec.webexport import export_web
+
+    renderer = None
+    if args.portrait:
+        from codec.portrait import prepare_portrait
+        from codec.render import RenderConfig, Renderer
+
+        renderer = Renderer(prepare_portrait(args.portrait, size=args.size),
+                            RenderConfig(device="cpu", size=args.size))
+    for name, f in export_web(args.output, renderer).items():
+        print(f"{f['path']}: {f['bytes']} bytes, hash {f['hash']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="talk-codec", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -189,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--layers", type=int, default=None, choices=range(1, 5), metavar="1..4",
                    help="decode only the first R residual layers")
     d.set_defaults(func=_decode)
+    w = sub.add_parser("export-web", help="the browser decoder's weights and constants (and a portrait bundle)")
+    w.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write decoder.bin into")
+    w.add_argument("--portrait", help="also write portrait.bin, this portrait prepared for the page's renderer")
+    w.add_argument("--size", type=int, default=512, help="rendered frame side (default: %(default)s)")
+    w.set_defaults(func=_export_web)
     return p
 
 

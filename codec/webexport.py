@@ -1,0 +1,318 @@
+"""What a browser needs to decode and render a call itself, generated from this package.
+
+The page (``realtime/static/decoder/*.js``) holds no weights and no constants
+of its own: it reads two files made here, so the Python codec stays the one
+source of truth and a test fails when the two drift apart.
+
+- the **decoder assets** (:func:`decoder_assets`, ``talk-codec export-web``):
+  the byte format's constants, the tokenizer's decoder (GRFSQ codebook
+  projections and the decoder MLP), the motion template, the landmark
+  regions, the mesh layout and the entropy model as integer CDFs
+  (:meth:`codec.entropy.EntropyModel.quantized_cdfs`), identified by the
+  same hashes stream headers carry;
+- the **portrait bundle** (:func:`portrait_bundle`): one prepared portrait
+  as the warp renderer sees it (denoised image, person alpha, background
+  plate, landmarks, motion state, mesh, depth biases, mouth colours), sent to
+  a page once when it joins.
+
+Both are one container::
+
+    b"TKWB" | version u8 | index length u32 LE | index (UTF-8 JSON) | zero padding | blobs
+
+The index is ``{"kind", "meta", "arrays": {name: {"dtype", "shape", "offset",
+"bytes"}}, "files": {name: {"type", "offset", "bytes"}}}``; offsets count from
+the start of the blobs and are 8-byte aligned, arrays are little-endian
+(``f16``, ``f32``, ``f64``, ``u8``, ``u16``, ``u32``, ``i32``), files are PNG
+images. Arrays take the smallest of those types that holds them exactly (the
+tokenizer's weights ship in float16, so they travel in float16).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from codec import bitstream as B
+from codec import regions as R
+from codec.errors import StreamError
+
+if TYPE_CHECKING:
+    from codec.render import Renderer
+
+WEB_MAGIC = b"TKWB"
+WEB_FORMAT_VERSION = 1
+DECODER_FILE = "decoder.bin"
+PORTRAIT_FILE = "portrait.bin"
+
+_PREFIX = struct.Struct("<4sBI")
+_ALIGN = 8
+# Exact types tried in order for floating-point and integer arrays.
+_FLOAT_TYPES = (("f16", np.float16), ("f32", np.float32), ("f64", np.float64))
+_INT_TYPES = (("u8", np.uint8), ("u16", np.uint16), ("i32", np.int32), ("u32", np.uint32))
+DTYPES = {name: np.dtype(t).newbyteorder("<") for name, t in _FLOAT_TYPES + _INT_TYPES}
+
+
+# --------------------------------------------------------------------------- container
+
+
+def _compact(a: np.ndarray) -> tuple[str, np.ndarray]:
+    """The smallest container type that holds ``a`` exactly, and ``a`` in it."""
+    a = np.asarray(a)
+    types = _FLOAT_TYPES if np.issubdtype(a.dtype, np.floating) else _INT_TYPES
+    if a.dtype == bool:
+        a = a.astype(np.uint8)
+    for name, t in types:
+        with np.errstate(over="ignore", invalid="ignore"):
+            c = a.astype(DTYPES[name])
+        if np.array_equal(c.astype(a.dtype), a) and (not np.issubdtype(a.dtype, np.floating)
+                                                     or np.isfinite(c[np.isfinite(a)]).all()):
+            return name, c
+    raise ValueError(f"no container type holds an array of {a.dtype} exactly")
+
+
+def pack_container(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                   files: dict[str, tuple[str, bytes]] | None = None) -> bytes:
+    """Serializes one container (see the module docstring).
+
+    Args:
+        kind: what it holds (``"decoder"`` or ``"portrait"``).
+        meta: JSON-serializable values.
+        arrays: name -> array, stored in the smallest exact type.
+        files: name -> (MIME type, bytes).
+    """
+    index: dict[str, Any] = {"kind": kind, "meta": meta, "arrays": {}, "files": {}}
+    blobs: list[bytes] = []
+    offset = 0
+
+    def add(data: bytes) -> int:
+        nonlocal offset
+        start = offset
+        pad = -len(data) % _ALIGN
+        blobs.append(data + b"\0" * pad)
+        offset += len(data) + pad
+        return start
+
+    for name in sorted(arrays):
+        dtype, a = _compact(arrays[name])
+        data = np.ascontiguousarray(a).tobytes()
+        index["arrays"][name] = {"dtype": dtype, "shape": list(a.shape), "offset": add(data), "bytes": len(data)}
+    for name in sorted(files or {}):
+        mime, data = (files or {})[name]
+        index["files"][name] = {"type": mime, "offset": add(data), "bytes": len(data)}
+    body = json.dumps(index, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    head = _PREFIX.pack(WEB_MAGIC, WEB_FORMAT_VERSION, len(body)) + body
+    head += b"\0" * (-len(head) % _ALIGN)
+    return head + b"".join(blobs)
+
+
+def unpack_container(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+    """Inverse of :func:`pack_container`: the index, the arrays and the files.
+
+    Raises:
+        StreamError: not a container, another version, or truncated.
+    """
+    if len(data) < _PREFIX.size:
+        raise StreamError("web asset truncated")
+    magic, version, length = _PREFIX.unpack_from(data)
+    if magic != WEB_MAGIC:
+        raise StreamError(f"not a talkcodec web asset (magic {bytes(magic)!r})")
+    if version != WEB_FORMAT_VERSION:
+        raise StreamError(f"web asset version {version}, this talkcodec reads {WEB_FORMAT_VERSION}")
+    end = _PREFIX.size + length
+    if len(data) < end:
+        raise StreamError("web asset index truncated")
+    index = json.loads(data[_PREFIX.size:end].decode())
+    base = end + (-end % _ALIGN)
+    arrays, files = {}, {}
+    for name, a in index["arrays"].items():
+        start = base + a["offset"]
+        if start + a["bytes"] > len(data):
+            raise StreamError(f"web asset array {name} truncated")
+        arrays[name] = np.frombuffer(data, DTYPES[a["dtype"]], a["bytes"] // DTYPES[a["dtype"]].itemsize,
+                                     start).reshape(a["shape"])
+    for name, f in index["files"].items():
+        start = base + f["offset"]
+        if start + f["bytes"] > len(data):
+            raise StreamError(f"web asset file {name} truncated")
+        files[name] = data[start:start + f["bytes"]]
+    return index, arrays, files
+
+
+def content_hash(data: bytes) -> str:
+    """16 hex digits of SHA-256: how a page names the assets it loaded."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- decoder assets
+
+
+def _stream_constants() -> dict[str, Any]:
+    """The byte format (:mod:`codec.bitstream`) as numbers the page parses with."""
+    from codec.grfsq import GRFSQConfig
+
+    cfg = GRFSQConfig()
+    return {
+        "version": B.STREAM_VERSION, "magic": B.MAGIC.decode("ascii"), "header_prefix_bytes": B._HEADER_PREFIX.size,
+        "max_header_bytes": B.MAX_HEADER_BYTES, "packet_header_bytes": B.PACKET_HEADER_BYTES,
+        "max_packet_bytes": B.MAX_PACKET_BYTES, "max_layers": B.MAX_LAYERS, "modes": list(B.MODES),
+        "flags": {"layers_mask": 0b11, "face": B._FACE, "keyframe": B._KEYFRAME, "entropy": B._ENTROPY,
+                  "reserved": B._RESERVED},
+        "fixed_payload_bytes": [B.fixed_payload_bytes(r, cfg.groups, cfg.codebook_size)
+                                for r in range(1, cfg.residuals + 1)],
+    }
+
+
+def _tokenizer_arrays() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The decoder half of the tokenizer: tokens -> latent -> features -> motion delta."""
+    from codec.motion import DELTA_PARTS
+    from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
+
+    tok = load_tokenizer()
+    state = {k: v.detach().cpu().numpy() for k, v in tok.state_dict().items()}
+    scales = tok.quantizer.get_buffer("scales").cpu().numpy()  # each residual stage's step (not saved)
+    meta = {"config": tok.config.to_dict(), "hash": weights_hash(TOKENIZER_PATH),
+            "feature_dim": tok.config.feature_dim, "scales": [float(s) for s in scales],
+            "delta_parts": [[name, n] for name, n in DELTA_PARTS], "activation": "gelu_erf"}
+    names = ["quantizer.w_out", "quantizer.b_out", "decoder.linear.weight", "decoder.linear.bias",
+             "decoder.mlp.0.weight", "decoder.mlp.0.bias", "decoder.mlp.2.weight", "decoder.mlp.2.bias",
+             "decoder.mlp.4.weight", "decoder.mlp.4.bias", "feat_mean", "feat_std", "exp_mean", "exp_basis"]
+    return meta, {f"tokenizer.{n}": state[n] for n in names}
+
+
+def _entropy_arrays() -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+    from codec.entropy import CDF_PRECISION, ENTROPY_PATH, load_entropy_model
+
+    if not ENTROPY_PATH.exists():
+        return None, {}
+    model = load_entropy_model()
+    base = model.probs.shape[-1]
+    meta = {"hash": model.hash, "config": model.config.to_dict(), "base": base,
+            "digits": len(model.config.levels), "precision": CDF_PRECISION,
+            "shape": list(model.probs.shape[:-1]), "word_bytes": 4}
+    return meta, {"entropy.cdf": model.quantized_cdfs()}
+
+
+def _region_arrays() -> dict[str, np.ndarray]:
+    names = ("LIPS_INNER", "LIPS_OUTER", "FACE_OVAL", "RIGHT_EYE_CONTOUR", "LEFT_EYE_CONTOUR",
+             "RIGHT_IRIS", "LEFT_IRIS")
+    return {f"regions.{n.lower()}": np.asarray(getattr(R, n)) for n in names}
+
+
+def decoder_assets() -> bytes:
+    """The decoder assets (see the module docstring); deterministic for one set of shipped weights."""
+    from codec.mesh import EYE, FACE, MOUTH, OUTSIDE, MeshConfig
+    from codec.motion import load_template
+
+    tok_meta, arrays = _tokenizer_arrays()
+    entropy_meta, entropy = _entropy_arrays()
+    arrays.update(entropy)
+    arrays.update(_region_arrays())
+    tpl = load_template()
+    arrays["template.shape"] = tpl.shape
+    arrays["template.stable"] = tpl.stable
+    meta = {
+        "stream": _stream_constants(), "tokenizer": tok_meta,
+        "entropy": entropy_meta, "landmarks": R.NUM_LANDMARKS,
+        "regions": {"right_eye_corners": list(R.RIGHT_EYE_CORNERS), "left_eye_corners": list(R.LEFT_EYE_CORNERS),
+                    "mouth_inner_lips": list(R.MOUTH_INNER_LIPS)},
+        "mesh": {"kinds": {"face": FACE, "eye": EYE, "mouth": MOUTH, "outside": OUTSIDE},
+                 "config": asdict(MeshConfig())},
+    }
+    return pack_container("decoder", meta, arrays)
+
+
+def export_web(out_dir: str | Path, renderer: "Renderer | None" = None) -> dict[str, Any]:
+    """Writes the decoder assets (and, given a renderer, its portrait bundle) into ``out_dir``.
+
+    Returns:
+        per file written: ``{"path", "bytes", "hash"}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    blobs = {DECODER_FILE: decoder_assets()}
+    if renderer is not None:
+        blobs[PORTRAIT_FILE] = portrait_bundle(renderer)
+    for name, data in blobs.items():
+        path = out / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # a page never reads half a file
+        written[name] = {"path": str(path), "bytes": len(data), "hash": content_hash(data)}
+    return written
+
+
+# --------------------------------------------------------------------------- portrait bundle
+
+
+def _png(image: np.ndarray) -> bytes:
+    """Lossless PNG bytes of ``[H, W, 3]`` RGB or ``[H, W]`` grey uint8."""
+    import cv2
+
+    bgr = image[..., ::-1] if image.ndim == 3 else image
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise ValueError("could not encode a PNG")
+    return buf.tobytes()
+
+
+def _state_arrays(prefix: str, landmarks: np.ndarray) -> dict[str, np.ndarray]:
+    from codec.motion import motion_from_landmarks
+
+    st = motion_from_landmarks(np.asarray(landmarks, np.float64))
+    return {f"{prefix}.rotation": st.rotation, f"{prefix}.translation": st.translation,
+            f"{prefix}.scale": np.asarray(st.scale).reshape(1), f"{prefix}.expression": st.expression}
+
+
+def portrait_bundle(renderer: "Renderer") -> bytes:
+    """One portrait as the warp renderer holds it, for a page to render it alike.
+
+    Everything is read off the renderer's :class:`~codec.warp.GeometricWarp`
+    (the denoised image it samples, its alpha and plate, its mesh and
+    biases), so the page draws what the Python renderer would draw.
+
+    Args:
+        renderer: a warp :class:`~codec.render.Renderer` (its refiner, if any, is not exported).
+    Returns:
+        the container bytes (kind ``"portrait"``).
+    """
+    warp = renderer.warp
+    mesh = warp.mesh
+    rgba = warp.image[0].permute(1, 2, 0).cpu().numpy()
+    image = np.round(rgba[..., :3] * 255).astype(np.uint8)
+    alpha = np.round(np.clip(rgba[..., 3], 0, 1) * 255).astype(np.uint8)
+    files = {"image": ("image/png", _png(image)), "alpha": ("image/png", _png(alpha))}
+    if warp.background is not None:
+        plate = np.round(warp.background[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+        files["plate"] = ("image/png", _png(plate))
+    portrait = renderer.portrait
+    arrays = {
+        # Decoding: the portrait's own landmarks and motion, in its pixels (as FrameDecoder holds them).
+        "portrait.landmarks": np.asarray(portrait.landmarks, np.float32),
+        **_state_arrays("portrait.state", portrait.landmarks),
+        # Rendering: the warp's landmarks and mesh, at the rendered size.
+        "warp.landmarks": warp.landmarks,
+        **_state_arrays("warp.state", warp.landmarks),
+        "mesh.vertices": mesh.vertices, "mesh.triangles": mesh.triangles, "mesh.kind": mesh.kind,
+        "mesh.ring_follow": mesh.ring_follow, "mesh.bias": warp._bias,
+    }
+    config = warp.config
+    meta = {
+        "size": warp.size, "portrait_size": portrait.size, "landmark_scale": float(renderer._scale),
+        "layered": warp.background is not None,
+        "mesh": {"mouth_centre": mesh.mouth_centre, "ring_start": mesh.ring_start,
+                 "centres": [[int(v), [int(i) for i in contour]] for v, contour in mesh.centres],
+                 "irises": [[int(a), int(n), int(c)] for a, n, c in mesh.irises]},
+        "warp": {"ring_depth": warp._ring_depth, "head_centre": [float(x) for x in warp._head_centre],
+                 "body_follow": config.body_follow if config.layered else 0.0,
+                 "mouth_area": warp._mouth_area,
+                 "mouth_edge": [float(x) for x in warp._mouth_edge.flatten().cpu().numpy()],
+                 "mouth_deep": [float(x) for x in warp._mouth_deep.flatten().cpu().numpy()]},
+    }
+    return pack_container("portrait", meta, arrays, files)
