@@ -1,0 +1,18 @@
+// talkcodec's decoder in the browser: the token stream in, the avatar drawn with WebGL2.
+//
+//   fetchContainer("decoder.bin") -> Assets                    (weights and constants, from Python)
+//   fetchContainer("portrait.bin") -> portrait bundle           (the receiver's portrait, once at join)
+//   MotionDecoder(assets, bundle, header).decode(packet)        -> tokens -> delta -> target landmarks
+//   JitterBuffer / tickLandmarks                                 -> the landmarks of each render tick
+//   WarpGeometry.targetVertices(landmarks) -> WarpRenderer.draw  -> the 512x512 frame
+
+export { AssetError, fetchContainer, parseContainer } from "./container.js";
+export { IncompatibleStreamError, ReferenceLostError, StreamError, StreamReader, checkCompatible, parseHeader,
+         parsePacket, unpackFixed } from "./bitstream.js";
+export { EntropyDecoder } from "./entropy.js";
+export { TokenDecoder } from "./tokenizer.js";
+export { similarity2d, similarityFit, transferLandmarks } from "./motion.js";
+export { Assets, MotionDecoder } from "./decoder.js";
+export { JitterBuffer, tickLandmarks, unwrapSeq } from "./jitterbuffer.js";
+export { WarpGeometry } from "./geometry.js";
+export { WarpRenderer, loadImages, webgl2Available } from "./renderer.js";

@@ -1,0 +1,224 @@
+// The warp renderer in WebGL2, mirroring codec/warp.py (GeometricWarp.warp):
+// every mesh triangle is drawn at its target position, sampling the portrait at its source
+// position (bilinear, clamped at the border: grid_sample's align_corners=False and
+// padding_mode="border"); a depth test keeps the nearest surface (eye and mouth openings
+// lie behind the lids and lips, hair and background behind the face); the person is laid
+// over the background plate by its alpha; where the mouth opens wider than the portrait's,
+// the opening is shaded as a dark interior. Output: the canvas, size x size.
+
+const VERTEX = `#version 300 es
+in vec3 aTarget;
+in vec2 aSource;
+in float aMouth;
+in float aKind;
+in float aBias;
+uniform float uSize;
+uniform vec4 uDepth;  // face: (offset, scale); outside: (offset, scale), each onto [0, 1)
+uniform float uOutside;
+out vec2 vSource;
+out float vMouth;
+flat out int vKind;
+void main() {
+  vSource = aSource;
+  vMouth = aMouth;
+  vKind = int(aKind + 0.5);
+  bool outside = abs(aKind - uOutside) < 0.5;
+  float d = outside ? 0.5 + 0.49 * clamp((aTarget.z - uDepth.z) * uDepth.w, 0.0, 1.0)
+                    : 0.49 * clamp((aTarget.z + aBias - uDepth.x) * uDepth.y, 0.0, 1.0);
+  gl_Position = vec4(aTarget.x / uSize * 2.0 - 1.0, 1.0 - aTarget.y / uSize * 2.0, d * 2.0 - 1.0, 1.0);
+}`;
+
+const FRAGMENT = `#version 300 es
+precision highp float;
+uniform sampler2D uImage;
+uniform sampler2D uAlpha;
+uniform sampler2D uPlate;
+uniform float uSize;
+uniform bool uLayered;
+uniform float uNewness;
+uniform int uMouthKind;
+uniform vec3 uMouthEdge;
+uniform vec3 uMouthDeep;
+in vec2 vSource;
+in float vMouth;
+flat in int vKind;
+out vec4 colour;
+void main() {
+  vec2 uv = vSource / uSize;
+  vec3 rgb = texture(uImage, uv).rgb;
+  if (uLayered) {
+    ivec2 p = ivec2(int(gl_FragCoord.x), int(uSize) - 1 - int(gl_FragCoord.y));
+    rgb = mix(texelFetch(uPlate, p, 0).rgb, rgb, texture(uAlpha, uv).r);
+  }
+  if (vKind == uMouthKind) rgb = mix(rgb, mix(uMouthEdge, uMouthDeep, clamp(vMouth, 0.0, 1.0)), uNewness);
+  colour = vec4(rgb, 1.0);
+}`;
+
+export function webgl2Available() {
+  try {
+    return !!document.createElement("canvas").getContext("webgl2");
+  } catch (e) {
+    return false;
+  }
+}
+
+function compile(gl, type, source) {
+  const s = gl.createShader(type);
+  gl.shaderSource(s, source);
+  gl.compileShader(s);
+  if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(`shader: ${gl.getShaderInfoLog(s)}`);
+  return s;
+}
+
+// The portrait bundle's images as ImageBitmaps, exactly as sent (no colour management, no premultiplication).
+export async function loadImages(bundle) {
+  const options = { colorSpaceConversion: "none", premultiplyAlpha: "none", imageOrientation: "none" };
+  const out = {};
+  for (const [name, blob] of Object.entries(bundle.files)) out[name] = await createImageBitmap(blob, options);
+  return out;
+}
+
+export class WarpRenderer {
+  constructor(canvas, bundle, assets, images) {
+    const m = bundle.meta, a = bundle.arrays, kinds = assets.meta.mesh.kinds;
+    this.size = m.size;
+    canvas.width = canvas.height = this.size;
+    const gl = canvas.getContext("webgl2", { antialias: false, depth: true, alpha: false,
+                                             preserveDrawingBuffer: true, premultipliedAlpha: false });
+    if (!gl) throw new Error("this browser has no WebGL2");
+    if (gl.getParameter(gl.DEPTH_BITS) < 24) throw new Error("WebGL2 without a 24-bit depth buffer");
+    this.gl = gl;
+    const prog = gl.createProgram();
+    gl.attachShader(prog, compile(gl, gl.VERTEX_SHADER, VERTEX));
+    gl.attachShader(prog, compile(gl, gl.FRAGMENT_SHADER, FRAGMENT));
+    gl.linkProgram(prog);
+    if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(`program: ${gl.getProgramInfoLog(prog)}`);
+    this.prog = prog;
+    gl.useProgram(prog);
+
+    // One vertex per triangle corner, so that a corner carries its triangle's kind and bias.
+    const tris = a["mesh.triangles"], kind = a["mesh.kind"], bias = a["mesh.bias"], src = a["mesh.vertices"];
+    const F = kind.length;
+    this.triangles = tris;
+    this.kind = kind;
+    this.bias = bias;
+    this.outsideKind = kinds.outside;
+    // Corner 0 of the full-frame quad (two triangles) then the mesh: the quad shows the portrait
+    // unwarped where no triangle lands, as the Python grid's identity does.
+    const n = 6 + 3 * F, S = this.size;
+    this.corners = n;
+    const source = new Float32Array(2 * n), mouth = new Float32Array(n), kindA = new Float32Array(n),
+      biasA = new Float32Array(n);
+    this.target = new Float32Array(3 * n);
+    const quad = [0, 0, S, 0, 0, S, S, 0, S, S, 0, S];
+    for (let c = 0; c < 6; c++) {
+      source[2 * c] = quad[2 * c]; source[2 * c + 1] = quad[2 * c + 1];
+      this.target[3 * c] = quad[2 * c]; this.target[3 * c + 1] = quad[2 * c + 1];
+      kindA[c] = -1;
+    }
+    for (let f = 0; f < F; f++) {
+      for (let c = 0; c < 3; c++) {
+        const j = 6 + 3 * f + c, v = tris[3 * f + c];
+        source[2 * j] = src[3 * v];
+        source[2 * j + 1] = src[3 * v + 1];
+        kindA[j] = kind[f];
+        biasA[j] = bias[f];
+        // The mouth fan's third corner is the opening's centre: depth into the mouth 1 there, 0 at the lips.
+        mouth[j] = kind[f] === kinds.mouth && c === 2 ? 1 : 0;
+      }
+    }
+    const attribute = (name, data, size, usage) => {
+      const buf = gl.createBuffer();
+      gl.bindBuffer(gl.ARRAY_BUFFER, buf);
+      gl.bufferData(gl.ARRAY_BUFFER, data, usage);
+      const loc = gl.getAttribLocation(prog, name);
+      gl.enableVertexAttribArray(loc);
+      gl.vertexAttribPointer(loc, size, gl.FLOAT, false, 0, 0);
+      return buf;
+    };
+    this.vao = gl.createVertexArray();
+    gl.bindVertexArray(this.vao);
+    this.targetBuffer = attribute("aTarget", this.target, 3, gl.DYNAMIC_DRAW);
+    attribute("aSource", source, 2, gl.STATIC_DRAW);
+    attribute("aMouth", mouth, 1, gl.STATIC_DRAW);
+    attribute("aKind", kindA, 1, gl.STATIC_DRAW);
+    attribute("aBias", biasA, 1, gl.STATIC_DRAW);
+
+    gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE);
+    gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, false);
+    gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);
+    const texture = (unit, name, bitmap) => {
+      const t = gl.createTexture();
+      gl.activeTexture(gl.TEXTURE0 + unit);
+      gl.bindTexture(gl.TEXTURE_2D, t);
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, gl.RGBA, gl.UNSIGNED_BYTE, bitmap);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+      gl.uniform1i(gl.getUniformLocation(prog, name), unit);
+    };
+    texture(0, "uImage", images.image);
+    texture(1, "uAlpha", images.alpha);
+    texture(2, "uPlate", images.plate || images.image);
+    const u = (name) => gl.getUniformLocation(prog, name);
+    gl.uniform1f(u("uSize"), S);
+    gl.uniform1i(u("uLayered"), m.layered ? 1 : 0);
+    gl.uniform1f(u("uOutside"), kinds.outside);
+    gl.uniform1i(u("uMouthKind"), kinds.mouth);
+    gl.uniform3fv(u("uMouthEdge"), m.warp.mouth_edge);
+    gl.uniform3fv(u("uMouthDeep"), m.warp.mouth_deep);
+    this.uDepth = u("uDepth");
+    this.uNewness = u("uNewness");
+    gl.viewport(0, 0, S, S);
+    gl.disable(gl.CULL_FACE);
+    gl.disable(gl.BLEND);
+    gl.depthFunc(gl.LESS);  // the first triangle drawn wins ties, as in the Python rasterizer
+  }
+
+  // Draws one frame: tv [V * 3] target vertex positions, newness the mouth's.
+  draw(tv, newness) {
+    const gl = this.gl, tris = this.triangles, F = this.kind.length, target = this.target;
+    let fLo = Infinity, fHi = -Infinity, oLo = Infinity, oHi = -Infinity;
+    for (let f = 0; f < F; f++) {
+      const outside = this.kind[f] === this.outsideKind;
+      for (let c = 0; c < 3; c++) {
+        const j = 3 * (6 + 3 * f + c), v = 3 * tris[3 * f + c];
+        const z = tv[v + 2];
+        target[j] = tv[v];
+        target[j + 1] = tv[v + 1];
+        target[j + 2] = z;
+        if (outside) { if (z < oLo) oLo = z; if (z > oHi) oHi = z; } else {
+          const zb = z + this.bias[f];
+          if (zb < fLo) fLo = zb;
+          if (zb > fHi) fHi = zb;
+        }
+      }
+    }
+    gl.bindBuffer(gl.ARRAY_BUFFER, this.targetBuffer);
+    gl.bufferSubData(gl.ARRAY_BUFFER, 0, target);
+    gl.uniform4f(this.uDepth, fLo, 1 / Math.max(fHi - fLo, 1e-6), oLo, 1 / Math.max(oHi - oLo, 1e-6));
+    gl.uniform1f(this.uNewness, newness);
+    gl.clearDepth(1);
+    gl.clear(gl.DEPTH_BUFFER_BIT);
+    gl.disable(gl.DEPTH_TEST);
+    gl.drawArrays(gl.TRIANGLES, 0, 6);
+    gl.enable(gl.DEPTH_TEST);
+    gl.drawArrays(gl.TRIANGLES, 6, this.corners - 6);
+  }
+
+  // The frame drawn last, [size * size * 4] RGBA, top row first.
+  readPixels() {
+    const gl = this.gl, S = this.size;
+    const raw = new Uint8Array(S * S * 4), out = new Uint8Array(S * S * 4);
+    gl.readPixels(0, 0, S, S, gl.RGBA, gl.UNSIGNED_BYTE, raw);
+    for (let y = 0; y < S; y++) out.set(raw.subarray((S - 1 - y) * S * 4, (S - y) * S * 4), y * S * 4);
+    return out;
+  }
+
+  // Waits until the GPU has drawn (for timing): reading one pixel blocks on it.
+  sync() {
+    const px = new Uint8Array(4);
+    this.gl.readPixels(0, 0, 1, 1, this.gl.RGBA, this.gl.UNSIGNED_BYTE, px);
+  }
+}
