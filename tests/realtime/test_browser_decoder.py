@@ -20,11 +20,13 @@ from decoder_page import b64, from_b64, open_page, sync_playwright, webgl_browse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "codec" / "fixtures"
 
+LOAD_JS = """async () => {
+  window.D = await import('/decoder/index.js');
+  window.assets = new D.Assets(await D.fetchContainer('/assets/decoder.bin', 'decoder'));
+  window.bundle = await D.fetchContainer('/assets/portrait.bin', 'portrait');
+}"""
+
 DECODE_JS = """async ({header, packets}) => {
-  const D = await import('/decoder/index.js');
-  window.D = D;
-  window.assets = window.assets || new D.Assets(await D.fetchContainer('/assets/decoder.bin', 'decoder'));
-  window.bundle = window.bundle || await D.fetchContainer('/assets/portrait.bin', 'portrait');
   const dec = new D.MotionDecoder(assets, bundle, unb64(header));
   const rest = bundle.arrays['portrait.landmarks'];
   const out = new Float64Array(packets.length * rest.length);
@@ -105,6 +107,7 @@ def setup(sample_landmarks: np.ndarray, sample_portrait: Path, tmp_path_factory:
 def page(setup: Setup) -> Iterator[Any]:
     with webgl_browser() as browser:
         page = open_page(browser, setup.assets)
+        page.evaluate(LOAD_JS)
         yield page
         page.close()
 
@@ -153,3 +156,135 @@ def test_page_renders_the_same_frames(page: Any, setup: Setup) -> None:
     assert scores.mean() >= 0.97 and scores.min() >= 0.95
     # Frames differ from each other, so the agreement is not that of a still image.
     assert ssim(py[:1], py[-1:])[0] < scores.min()
+
+
+JITTER_JS = """async (script) => {
+  const { JitterBuffer } = await import('/decoder/jitterbuffer.js');
+  const jb = new JitterBuffer({targetDelayMs: 40, frameIntervalMs: 40});
+  return script.map(([op, a, b, c]) => {
+    if (op === 'push') return jb.push(a, b, a, c);
+    const d = jb.pop(a);
+    return [d.kind, d.frame && d.frame.value, d.after && d.after.value, d.alpha, jb.delayMs, jb.playoutTime(a),
+            jb.stats.expected, jb.stats.received, jb.stats.late, jb.stats.duplicates];
+  });
+}"""
+
+
+def _jitter_script(seed: int) -> list[list[float]]:
+    """Arrivals with jitter, loss, duplicates, reordering and a sequence wrap; a pop every 40 ms."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for i in range(300):
+        if rng.random() < 0.08:
+            continue  # lost
+        ts = 40 * i
+        arrival = 1000.0 + ts + 30 + float(rng.gamma(1.5, 15 if i < 150 else 40))
+        events.append((arrival, 0, ["push", (65500 + i) & 0xFFFF, ts, arrival]))
+        if rng.random() < 0.05:
+            events.append((arrival + 5, 0, ["push", (65500 + i) & 0xFFFF, ts, arrival + 5]))
+    for k in range(300):
+        events.append((1000.0 + 110 + 40 * k, 1, ["pop", 40 * k]))
+    return [e for _, _, e in sorted(events, key=lambda e: (e[0], e[1]))]
+
+
+def _python_jitter(script: list[list[float]]) -> list[Any]:
+    from realtime.jitterbuffer import JitterBuffer
+
+    jb: JitterBuffer[int] = JitterBuffer(40.0, 40.0)
+    out: list[Any] = []
+    for op, a, *rest in script:
+        if op == "push":
+            out.append(jb.push(int(a), int(rest[0]), int(a), rest[1]).value)
+            continue
+        d = jb.pop(a)
+        s = jb.stats
+        out.append([d.kind.value, d.frame.value if d.frame else None, d.after.value if d.after else None, d.alpha,
+                    jb.delay_ms, jb.playout_time(a), s.expected, s.received, s.late, s.duplicates])
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_page_jitter_buffer_decides_as_the_receivers(page: Any, seed: int) -> None:
+    script = _jitter_script(seed)
+    got, want = page.evaluate(JITTER_JS, script), _python_jitter(script)
+    kinds = [w[0] for w in want if isinstance(w, list)]
+    assert {"fresh", "interpolated", "held"} <= set(kinds)  # the script exercises concealment
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if isinstance(w, list):
+            assert g[:3] == w[:3] and g[6:] == w[6:]
+            assert np.allclose(g[3:6], w[3:6], rtol=0, atol=1e-9)
+        else:
+            assert g == w
+
+
+PACKETS_JS = """async ({header, packets}) => {
+  const reader = new D.StreamReader(D.parseHeader(unb64(header), assets.stream), assets.stream, assets.entropy);
+  return packets.map((p) => { try { const f = reader.decode(unb64(p));
+      return f.face ? Array.from(f.tokens) : 'noface'; }
+    catch (e) {
+      return e instanceof D.ReferenceLostError ? 'lost' : e instanceof D.StreamError ? 'error' : String(e);
+    } });
+}"""
+
+
+def _python_outcomes(header: bytes, packets: list[bytes]) -> list[Any]:
+    from codec.bitstream import ReferenceLostError, StreamHeader, StreamReader
+    from codec.errors import StreamError
+
+    reader = StreamReader(StreamHeader.from_bytes(header))
+    out: list[Any] = []
+    for p in packets:
+        try:
+            d = reader.decode(p)
+            out.append(d.tokens.ravel().tolist() if d.face and d.tokens is not None else "noface")
+        except ReferenceLostError:
+            out.append("lost")
+        except StreamError:
+            out.append("error")
+    return out
+
+
+def _outcomes(page: Any, header: bytes, packets: list[bytes]) -> list[Any]:
+    return list(page.evaluate(PACKETS_JS, {"header": b64(header), "packets": [b64(p) for p in packets]}))
+
+
+def test_page_refuses_the_broken_packets_python_refuses(page: Any) -> None:
+    header = (FIXTURES / "header_fixed.bin").read_bytes()
+    packets = [f.read_bytes() for f in sorted(FIXTURES.glob("packet_*.bin"))]
+    want = _python_outcomes(header, packets)
+    assert "error" in want and "noface" in want and any(isinstance(w, list) for w in want)
+    assert _outcomes(page, header, packets) == want
+
+
+def test_page_conceals_entropy_frames_until_a_keyframe(page: Any, setup: Setup) -> None:
+    stream = setup.streams["entropy"]
+    # Lose packets 50 and 51, deliver 60 late (after 61) and 70 twice, corrupt 80's payload.
+    packets = [p for i, p in enumerate(stream.packets) if i not in (50, 51, 60)]
+    packets.insert(packets.index(stream.packets[61]) + 1, stream.packets[60])
+    packets.insert(packets.index(stream.packets[70]) + 1, stream.packets[70])
+    k = packets.index(stream.packets[80])
+    packets[k] = packets[k][:7] + bytes(b ^ 0x5A for b in packets[k][7:])
+    want = _python_outcomes(stream.header, packets)
+    assert want.count("lost") > 5
+    assert _outcomes(page, stream.header, packets) == want
+
+
+@pytest.mark.parametrize("change", ["version", "tokenizer_hash", "entropy_hash"])
+def test_page_says_when_a_stream_is_incompatible(page: Any, setup: Setup, change: str) -> None:
+    import json
+
+    from codec.bitstream import STREAM_VERSION, StreamHeader
+
+    header = StreamHeader.from_bytes(setup.streams["entropy"].header)
+    body = json.loads(header.to_bytes()[9:])
+    version = STREAM_VERSION + 1 if change == "version" else STREAM_VERSION
+    if change != "version":
+        body[change] = "0123456789abcdef"
+    raw = json.dumps(body).encode()
+    data = b"TKCD" + bytes([version]) + len(raw).to_bytes(4, "big") + raw
+    kind, message = page.evaluate("""async (h) => { try { await new D.MotionDecoder(assets, bundle, unb64(h));
+        return ['ok', '']; } catch (e) { return [e.constructor.name, e.message]; } }""", b64(data))
+    assert kind == "IncompatibleStreamError"
+    assert {"version": "version", "tokenizer_hash": "tokenizer weights", "entropy_hash": "entropy model"}[change] \
+        in message
