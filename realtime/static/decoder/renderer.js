@@ -23,7 +23,7 @@ void main() {
   vMouth = aMouth;
   vKind = int(aKind + 0.5);
   bool outside = abs(aKind - uOutside) < 0.5;
-  float d = outside ? 0.5 + 0.49 * clamp((aTarget.z - uDepth.z) * uDepth.w, 0.0, 1.0)
+  float d = aKind < -0.5 ? 1.0 : outside ? 0.5 + 0.49 * clamp((aTarget.z - uDepth.z) * uDepth.w, 0.0, 1.0)
                     : 0.49 * clamp((aTarget.z + aBias - uDepth.x) * uDepth.y, 0.0, 1.0);
   gl_Position = vec4(aTarget.x / uSize * 2.0 - 1.0, 1.0 - aTarget.y / uSize * 2.0, d * 2.0 - 1.0, 1.0);
 }`;
@@ -84,7 +84,7 @@ export class WarpRenderer {
     this.size = m.size;
     canvas.width = canvas.height = this.size;
     const gl = canvas.getContext("webgl2", { antialias: false, depth: true, alpha: false,
-                                             preserveDrawingBuffer: true, premultipliedAlpha: false });
+                                             preserveDrawingBuffer: false, premultipliedAlpha: false });
     if (!gl) throw new Error("this browser has no WebGL2");
     if (gl.getParameter(gl.DEPTH_BITS) < 24) throw new Error("WebGL2 without a 24-bit depth buffer");
     this.gl = gl;
@@ -201,10 +201,12 @@ export class WarpRenderer {
     gl.uniform1f(this.uNewness, newness);
     gl.clearDepth(1);
     gl.clear(gl.DEPTH_BUFFER_BIT);
-    gl.disable(gl.DEPTH_TEST);
-    gl.drawArrays(gl.TRIANGLES, 0, 6);
     gl.enable(gl.DEPTH_TEST);
+    gl.depthFunc(gl.LESS);  // the first triangle drawn wins ties, as in the Python rasterizer
     gl.drawArrays(gl.TRIANGLES, 6, this.corners - 6);
+    // Last, at the far plane: only pixels no triangle covered (still at the cleared depth) pass.
+    gl.depthFunc(gl.LEQUAL);
+    gl.drawArrays(gl.TRIANGLES, 0, 6);
   }
 
   // The frame drawn last, [size * size * 4] RGBA, top row first.
