@@ -288,3 +288,82 @@ def test_page_says_when_a_stream_is_incompatible(page: Any, setup: Setup, change
     assert kind == "IncompatibleStreamError"
     assert {"version": "version", "tokenizer_hash": "tokenizer weights", "entropy_hash": "entropy model"}[change] \
         in message
+
+
+PLAYER_JS = """async ({header, arrivals, nows}) => {
+  // Packets arrive at simulated times; animation frames come at simulated times too.
+  window.geometry = window.geometry || new D.WarpGeometry(bundle, assets);
+  window.renderer = window.renderer ||
+    new D.WarpRenderer(document.getElementById('c'), bundle, assets, await D.loadImages(bundle));
+  const player = new D.CallPlayer(assets, bundle, geometry, renderer, {jitterMs: 40});
+  player.setHeader(unb64(header));
+  const ticks = [];
+  let next = 0;
+  for (const now of nows) {
+    for (; next < arrivals.length && arrivals[next][1] <= now; next++) {
+      player.push(unb64(arrivals[next][0]), arrivals[next][1]);
+    }
+    const t = player.frame(now);
+    if (t) ticks.push([t.mediaMs, t.kind, f64b64(t.landmarks)]);
+  }
+  return {ticks, stats: player.stats};
+}"""
+
+
+def _arrivals(stream: Stream, seed: int) -> list[tuple[int, bytes, float]]:
+    """(index, packet, arrival ms): jittered, reordered, with a burst lost."""
+    rng = np.random.default_rng(seed)
+    out = [(i, p, 500.0 + 40 * i + float(rng.gamma(2.0, 12.0))) for i, p in enumerate(stream.packets)
+           if not 70 <= i < 74]
+    return sorted(out, key=lambda a: a[2])
+
+
+def _python_ticks(stream: Stream, arrivals: list[tuple[int, bytes, float]], nows: list[float]) -> list[Any]:
+    """receiver/call.py's playout loop on the same timeline (drawing the last tick due at each frame)."""
+    from codec.api import FrameDecoder
+    from codec.bitstream import StreamHeader
+    from codec.errors import StreamError
+    from realtime.jitterbuffer import JitterBuffer
+    from receiver.playout import tick_landmarks
+
+    dec = FrameDecoder(StreamHeader.from_bytes(stream.header), stream.landmarks[20])  # 20: no face, the rest
+    rest = stream.landmarks[20].astype(np.float32)
+    jb: JitterBuffer[np.ndarray | None] = JitterBuffer(40.0, 40.0)
+    ticks, nxt, p = [], 0, None
+    for now in nows:
+        while nxt < len(arrivals) and arrivals[nxt][2] <= now:
+            try:
+                f = dec.decode(arrivals[nxt][1])
+                value = f.landmarks.astype(np.float32) if f.face and f.landmarks is not None else None
+                jb.push(f.seq, f.timestamp_ms, value, arrivals[nxt][2])
+            except StreamError:
+                pass
+            nxt += 1
+        if not jb.started:
+            continue
+        if p is None:
+            p = float(jb.first_timestamp_ms or 0)
+        last = None
+        while jb.playout_time(p) <= now:
+            d = jb.pop(p)
+            last = (p, d.kind.value, tick_landmarks(d, rest)[0])
+            p += 40.0
+        if last is not None:
+            ticks.append(last)
+    return ticks
+
+
+def test_page_plays_out_a_call_as_the_receiver_does(page: Any, setup: Setup) -> None:
+    stream = setup.streams["entropy"]
+    arrivals = _arrivals(stream, 5)
+    nows = [500.0 + 1000 / 60 * k for k in range(int(125 * 40 / (1000 / 60)) + 30)]
+    out = page.evaluate(PLAYER_JS, {"header": b64(stream.header), "nows": nows,
+                                    "arrivals": [[b64(p), t] for _, p, t in arrivals]})
+    want = _python_ticks(stream, arrivals, nows)
+    got = out["ticks"]
+    assert [(g[0], g[1]) for g in got] == [(w[0], w[1]) for w in want]
+    kinds = {w[1] for w in want}
+    assert {"fresh", "interpolated"} <= kinds or {"fresh", "held"} <= kinds
+    err = max(float(np.abs(from_b64(g[2], np.float64) - w[2].ravel()).max()) for g, w in zip(got, want))
+    assert err < 0.05
+    assert out["stats"]["drawn"] == len(got) and out["stats"]["errors"] == 0

@@ -16,3 +16,4 @@ export { Assets, MotionDecoder } from "./decoder.js";
 export { JitterBuffer, tickLandmarks, unwrapSeq } from "./jitterbuffer.js";
 export { WarpGeometry } from "./geometry.js";
 export { WarpRenderer, loadImages, webgl2Available } from "./renderer.js";
+export { CallPlayer, FRAME_INTERVAL_MS } from "./player.js";
