@@ -154,16 +154,16 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _export_web(args: argparse.Namespace) -> int:
+    # lazy: pulls in torch; the arguments are checked first
+    from codec.render.pipeline import RenderConfig, Renderer
+    from codec.render.portrait import prepare_portrait
     from codec.webexport import export_web
 
     renderer = None
     if args.portrait:
-        from codec.portrait import prepare_portrait
-        from codec.render import RenderConfig, Renderer
-
         renderer = Renderer(prepare_portrait(args.portrait, size=args.size),
                             RenderConfig(device="cpu", size=args.size))
-    for name, f in export_web(args.output, renderer).items():
+    for f in export_web(args.output, renderer).values():
         print(f"{f['path']}: {f['bytes']} bytes, hash {f['hash']}")
     return 0
 

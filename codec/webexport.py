@@ -36,14 +36,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from codec import bitstream as B
 from codec import regions as R
+from codec.entropy import CDF_PRECISION, ENTROPY_PATH, load_entropy_model
 from codec.errors import StreamError
+from codec.grfsq import GRFSQConfig
+from codec.motion import DELTA_PARTS, load_template, motion_from_landmarks
+from codec.render.mesh import EYE, FACE, MOUTH, OUTSIDE, MeshConfig
+from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
 
 if TYPE_CHECKING:
-    from codec.render import Renderer
+    from codec.render.pipeline import Renderer
 
 WEB_MAGIC = b"TKWB"
 WEB_FORMAT_VERSION = 1
@@ -154,8 +160,6 @@ def content_hash(data: bytes) -> str:
 
 def _stream_constants() -> dict[str, Any]:
     """The byte format (:mod:`codec.bitstream`) as numbers the page parses with."""
-    from codec.grfsq import GRFSQConfig
-
     cfg = GRFSQConfig()
     return {
         "version": B.STREAM_VERSION, "magic": B.MAGIC.decode("ascii"), "header_prefix_bytes": B._HEADER_PREFIX.size,
@@ -170,9 +174,6 @@ def _stream_constants() -> dict[str, Any]:
 
 def _tokenizer_arrays() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The decoder half of the tokenizer: tokens -> latent -> features -> motion delta."""
-    from codec.motion import DELTA_PARTS
-    from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
-
     tok = load_tokenizer()
     state = {k: v.detach().cpu().numpy() for k, v in tok.state_dict().items()}
     scales = tok.quantizer.get_buffer("scales").cpu().numpy()  # each residual stage's step (not saved)
@@ -186,8 +187,6 @@ def _tokenizer_arrays() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def _entropy_arrays() -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
-    from codec.entropy import CDF_PRECISION, ENTROPY_PATH, load_entropy_model
-
     if not ENTROPY_PATH.exists():
         return None, {}
     model = load_entropy_model()
@@ -206,9 +205,6 @@ def _region_arrays() -> dict[str, np.ndarray]:
 
 def decoder_assets() -> bytes:
     """The decoder assets (see the module docstring); deterministic for one set of shipped weights."""
-    from codec.mesh import EYE, FACE, MOUTH, OUTSIDE, MeshConfig
-    from codec.motion import load_template
-
     tok_meta, arrays = _tokenizer_arrays()
     entropy_meta, entropy = _entropy_arrays()
     arrays.update(entropy)
@@ -253,8 +249,6 @@ def export_web(out_dir: str | Path, renderer: "Renderer | None" = None) -> dict[
 
 def _png(image: np.ndarray) -> bytes:
     """Lossless PNG bytes of ``[H, W, 3]`` RGB or ``[H, W]`` grey uint8."""
-    import cv2
-
     bgr = image[..., ::-1] if image.ndim == 3 else image
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
@@ -263,8 +257,6 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _state_arrays(prefix: str, landmarks: np.ndarray) -> dict[str, np.ndarray]:
-    from codec.motion import motion_from_landmarks
-
     st = motion_from_landmarks(np.asarray(landmarks, np.float64))
     return {f"{prefix}.rotation": st.rotation, f"{prefix}.translation": st.translation,
             f"{prefix}.scale": np.asarray(st.scale).reshape(1), f"{prefix}.expression": st.expression}
@@ -273,7 +265,7 @@ def _state_arrays(prefix: str, landmarks: np.ndarray) -> dict[str, np.ndarray]:
 def portrait_bundle(renderer: "Renderer") -> bytes:
     """One portrait as the warp renderer holds it, for a page to render it alike.
 
-    Everything is read off the renderer's :class:`~codec.warp.GeometricWarp`
+    Everything is read off the renderer's :class:`~codec.render.warp.GeometricWarp`
     (the denoised image it samples, its alpha and plate, its mesh and
     biases), so the page draws what the Python renderer would draw.
 

@@ -93,7 +93,7 @@ def _stream(mode: str) -> tuple[bytes, list[bytes]]:
     import numpy as np
 
     from codec.api import EncoderConfig, encode_landmarks
-    from codec.corpus import clip_landmarks
+    from codec.train.corpus import clip_landmarks
 
     cl = clip_landmarks(REPO / "samples" / "clip.mp4")
     stream = encode_landmarks(cl.landmarks.astype(np.float64), cl.valid, EncoderConfig(entropy=mode == "entropy"))
@@ -105,8 +105,8 @@ def run(mode: str, seconds: float) -> dict[str, Any]:
 
     from playwright.sync_api import sync_playwright
 
-    from codec.portrait import prepare_portrait
-    from codec.render import RenderConfig, Renderer
+    from codec.render.pipeline import RenderConfig, Renderer
+    from codec.render.portrait import prepare_portrait
     from codec.webexport import decoder_assets, portrait_bundle
 
     renderer = Renderer(prepare_portrait(REPO / "samples" / "portrait.jpg"), RenderConfig(device="cpu"))

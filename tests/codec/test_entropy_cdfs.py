@@ -12,10 +12,10 @@ import bisect
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from token_walks import random_walk, walk_model
 
-from codec.entropy import CDF_PRECISION, EntropyModel, _layer_context, _words, load_entropy_model
+from codec.entropy import CDF_PRECISION, EntropyModel, _words, layer_context, load_entropy_model
 from codec.errors import StreamError
+from tests.codec.token_walks import random_walk, walk_model
 
 MASK = (1 << 64) - 1
 
@@ -65,7 +65,7 @@ def int_decode(model: EntropyModel, data: bytes, layers: int, prev: np.ndarray |
     cell = np.arange(cfg.groups * ndig).reshape(cfg.groups, ndig) * (base + 1) ** 2
     per_layer = cfg.groups * ndig * (base + 1) ** 2
     for k in range(layers):
-        rows = k * per_layer + cell + _layer_context(k, d[k - 1] if k else None, pd, base)
+        rows = k * per_layer + cell + layer_context(k, d[k - 1] if k else None, pd, base)
         for g in range(cfg.groups):
             for i in range(ndig):
                 d[k, g, i] = dec.decode(cdfs[rows[g, i]])

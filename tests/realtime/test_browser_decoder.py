@@ -9,6 +9,7 @@ The same stream decoded by the page and by :func:`codec.api.decode_stream`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,21 @@ from typing import Any
 
 import numpy as np
 import pytest
-from decoder_page import b64, from_b64, open_page, sync_playwright, webgl_browser
+
+from bench.metrics.pixels import ssim
+from codec.api import EncoderConfig, FrameDecoder, MotionEncoder, decode_stream, reference_info
+from codec.bitstream import STREAM_VERSION, StreamHeader
+from codec.container import read_tok, write_tok
+from codec.entropy import load_entropy_model
+from codec.errors import StreamError
+from codec.render.pipeline import RenderConfig, Renderer
+from codec.render.portrait import prepare_portrait
+from codec.stream import ReferenceLostError, StreamReader, StreamWriter
+from codec.tokenizer import weights_hash
+from codec.webexport import DECODER_FILE, PORTRAIT_FILE, decoder_assets, portrait_bundle
+from realtime.jitterbuffer import JitterBuffer
+from receiver.playout import tick_landmarks
+from tests.realtime.decoder_page import b64, from_b64, open_page, sync_playwright, webgl_browser
 
 FIXTURES = Path(__file__).resolve().parents[1] / "codec" / "fixtures"
 
@@ -68,10 +83,6 @@ class Setup:
 
 def _stream(tokens: np.ndarray, header: Any, portrait_landmarks: np.ndarray, tmp: Path) -> Stream:
     """A stream with frames without a face and adaptive layer counts, through a .tok file."""
-    from codec.api import decode_stream
-    from codec.bitstream import StreamWriter
-    from codec.container import read_tok, write_tok
-
     writer = StreamWriter(header)
     packets = []
     for t in range(len(tokens)):
@@ -87,10 +98,6 @@ def _stream(tokens: np.ndarray, header: Any, portrait_landmarks: np.ndarray, tmp
 @pytest.fixture(scope="module")
 def setup(sample_landmarks: np.ndarray, sample_portrait: Path, tmp_path_factory: Any) -> Setup:
     sync_playwright()  # skip before the slow part when there is no browser
-    from codec.api import EncoderConfig, MotionEncoder, reference_info
-    from codec.portrait import prepare_portrait
-    from codec.render import RenderConfig, Renderer
-    from codec.webexport import DECODER_FILE, PORTRAIT_FILE, decoder_assets, portrait_bundle
 
     portrait = prepare_portrait(sample_portrait)
     renderer = Renderer(portrait, RenderConfig(device="cpu"))
@@ -118,9 +125,6 @@ def _decode(page: Any, stream: Stream) -> np.ndarray:
 
 
 def test_page_reports_the_exported_weights(page: Any, setup: Setup) -> None:
-    from codec.bitstream import STREAM_VERSION
-    from codec.entropy import load_entropy_model
-    from codec.tokenizer import weights_hash
 
     _decode(page, setup.streams["fixed"])
     got = page.evaluate("() => [assets.tokens.hash, assets.entropy.hash, assets.stream.version, "
@@ -140,7 +144,6 @@ def test_page_decodes_the_same_landmarks(page: Any, setup: Setup, mode: str) -> 
 
 
 def test_page_renders_the_same_frames(page: Any, setup: Setup) -> None:
-    from bench.metrics import ssim
 
     stream = setup.streams["entropy"]
     _decode(page, stream)
@@ -188,7 +191,6 @@ def _jitter_script(seed: int) -> list[list[float]]:
 
 
 def _python_jitter(script: list[list[float]]) -> list[Any]:
-    from realtime.jitterbuffer import JitterBuffer
 
     jb: JitterBuffer[int] = JitterBuffer(40.0, 40.0)
     out: list[Any] = []
@@ -229,8 +231,6 @@ PACKETS_JS = """async ({header, packets}) => {
 
 
 def _python_outcomes(header: bytes, packets: list[bytes]) -> list[Any]:
-    from codec.bitstream import ReferenceLostError, StreamHeader, StreamReader
-    from codec.errors import StreamError
 
     reader = StreamReader(StreamHeader.from_bytes(header))
     out: list[Any] = []
@@ -272,9 +272,7 @@ def test_page_conceals_entropy_frames_until_a_keyframe(page: Any, setup: Setup) 
 
 @pytest.mark.parametrize("change", ["version", "tokenizer_hash", "entropy_hash"])
 def test_page_says_when_a_stream_is_incompatible(page: Any, setup: Setup, change: str) -> None:
-    import json
 
-    from codec.bitstream import STREAM_VERSION, StreamHeader
 
     header = StreamHeader.from_bytes(setup.streams["entropy"].header)
     body = json.loads(header.to_bytes()[9:])
@@ -320,12 +318,6 @@ def _arrivals(stream: Stream, seed: int) -> list[tuple[int, bytes, float]]:
 
 def _python_ticks(stream: Stream, arrivals: list[tuple[int, bytes, float]], nows: list[float]) -> list[Any]:
     """receiver/call.py's playout loop on the same timeline (drawing the last tick due at each frame)."""
-    from codec.api import FrameDecoder
-    from codec.bitstream import StreamHeader
-    from codec.errors import StreamError
-    from realtime.jitterbuffer import JitterBuffer
-    from receiver.playout import tick_landmarks
-
     dec = FrameDecoder(StreamHeader.from_bytes(stream.header), stream.landmarks[20])  # 20: no face, the rest
     rest = stream.landmarks[20].astype(np.float32)
     jb: JitterBuffer[np.ndarray | None] = JitterBuffer(40.0, 40.0)
