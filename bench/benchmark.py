@@ -26,11 +26,13 @@ from bench.baselines import CODECS, SIZES, BaselineSearch, sample_frames
 from bench.metrics.reference import Reference
 from bench.metrics.scores import score_clip
 from bench.metrics.sharpness import cpbd
+from bench.pictures import clip_pictures
 from codec.api import EncoderConfig, FrameEncoder, decode_stream, encode_landmarks, track_video
 from codec.errors import MediaError, StreamError, TalkcodecError
 from codec.media import probe_video, read_video
 from codec.render.pipeline import RENDERERS, RenderConfig, Renderer
-from codec.render.portrait import prepare_portrait
+from codec.render.portrait import portrait_from_picture
+from codec.render.video import hand_keyframe
 from codec.train.corpus import corpus_dir, corpus_split
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
@@ -121,6 +123,9 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
                   grow: Callable[[int], None]) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Self-reenactment: the clip's motion through talkcodec, rendered on its first face frame.
 
+    The first face frame travels as a sender sends it (:mod:`bench.pictures`): compressed, its bytes counted,
+    and talkcodec renders on the decoded picture with its keyframes (from the clip's first 5 s).
+
     Args:
         path: the clip (the sender tracks it as :func:`codec.api.track_video` does).
         frames: its ``[T, H, W, 3]`` frames.
@@ -140,7 +145,8 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
     if not face.any():
         raise MediaError(f"{path}: no face in any frame")
     ref_index = int(np.argmax(face))
-    portrait = prepare_portrait(frames[ref_index], size=frames.shape[1], crop=False)
+    pictures = clip_pictures(frames, landmarks, face, fps, ref_index)
+    portrait = portrait_from_picture(pictures.reference)
     records: list[dict] = []
     headline_frames: dict[str, np.ndarray] = {}
     for renderer_name in [r for r in ("warp", "neural") if r in RENDERERS]:
@@ -151,6 +157,8 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
                 raise
             print(f"talk-bench: skipping the {renderer_name} renderer: {e}", file=sys.stderr)
             continue
+        for kf in pictures.keyframes:
+            hand_keyframe(renderer, kf)
         layer_counts = (1, 2, 3, 4) if renderer_name == "warp" else cfg.neural_layers
         if renderer_name != "warp":
             grow(2 * len(layer_counts))
@@ -186,7 +194,8 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
                 records.append({"clip": path.name, "codec": "talkcodec",
                                 "setting": f"talkcodec {layers} layers {mode} {renderer_name}",
                                 "kbps": kbps, **scores, "encode_ms": encode_ms, "render_ms": render_ms,
-                                "device": device, "layers": layers, "mode": mode, "renderer": renderer_name})
+                                "device": device, "layers": layers, "mode": mode, "renderer": renderer_name,
+                                **pictures.record(kbps, t / fps)})
                 if layers == 4 and not entropy:
                     headline_frames[renderer_name] = out[strip_index(t)]
                 tick()
@@ -325,15 +334,35 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
     return write(call)
 
 
+LINK_KBPS = 32.0
+"""The narrow link of the second ``--latency`` call: how long the caller's face takes to come there."""
+
+
 def _call(clip: Path, cfg: BenchConfig) -> dict[str, Any]:
-    """``--latency``: a 10 s loopback call with the real talk-send and talk-recv (see :mod:`bench.loopback`)."""
+    """``--latency``: a 10 s loopback call with the real talk-send and talk-recv (see :mod:`bench.loopback`),
+    then a 15 s one over a simulated :data:`LINK_KBPS` link (motion and pictures; no speech, which alone would
+    fill it) for the time to the caller's face and the motion packets' delay there."""
     print(f"talk-bench: timing a 10 s loopback call on {clip.name}", file=sys.stderr)
     device = "cuda" if has_cuda(cfg.device) else "cpu"
     try:
-        return {"clip": clip.name, **loopback.measure_call(clip, loopback.CallConfig(seconds=10.0, device=device))}
+        out = {"clip": clip.name, **loopback.measure_call(clip, loopback.CallConfig(seconds=10.0, device=device))}
     except TalkcodecError as e:  # the quality results stand without it
         print(f"talk-bench: the loopback call failed: {e}", file=sys.stderr)
         return {"clip": clip.name, "error": str(e)}
+    print(f"talk-bench: a 15 s call over a simulated {LINK_KBPS:g} kbps link", file=sys.stderr)
+    try:
+        link = loopback.measure_call(clip, loopback.CallConfig(
+            seconds=15.0, device=device, sender_args=("--no-audio", "--link-kbps", f"{LINK_KBPS:g}")))
+        picture = link.get("picture") or {}
+        out["narrow_link"] = {"kbps": LINK_KBPS, "time_to_face_ms": picture.get("time_to_face_ms"),
+                              "reference_arrival_ms": picture.get("reference_arrival_ms"),
+                              "motion_delay_ms": ((link.get("link") or {}).get("delay_ms") or {}).get("motion"),
+                              "pictures_sent": link.get("pictures_sent"),
+                              "playout_latency_ms": link.get("playout_latency_ms")}
+    except TalkcodecError as e:
+        print(f"talk-bench: the narrow-link call failed: {e}", file=sys.stderr)
+        out["narrow_link"] = {"kbps": LINK_KBPS, "error": str(e)}
+    return out
 
 
 def strip_index(t: int, n: int = 4) -> np.ndarray:

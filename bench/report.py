@@ -24,6 +24,9 @@ RECORD_KEYS = {
 
 CODECS = ("talkcodec", "h264", "vp8")
 
+PICTURE_KEYS = ("reference_bytes", "keyframe_bytes", "keyframes", "kbps_with_pictures", "kbps_with_pictures_5min")
+"""What talkcodec's records say of the caller's picture (see :mod:`bench.pictures`)."""
+
 HEADLINE = {"layers": 4, "mode": "fixed"}
 """The talkcodec setting the summary compares against (its full-quality fixed-rate stream)."""
 
@@ -137,6 +140,7 @@ def summarize(records: list[dict], meta: dict[str, Any]) -> dict[str, Any]:
                 key: next((r["kbps"] for r in rs if _matches(r, ref, ((key, way),))), None)
                 for key, way in MATCH_KEYS}
         entry["truth_cpbd"] = meta.get("truth_cpbd", {}).get(clip)
+        entry["pictures"] = {k: ref.get(k) for k in PICTURE_KEYS}
         per_clip[clip] = entry
 
     def mean(path: tuple[str, str]) -> float | None:
@@ -144,6 +148,7 @@ def summarize(records: list[dict], meta: dict[str, Any]) -> dict[str, Any]:
         return float(np.mean(vals)) if vals else None
 
     overall: dict[str, Any] = {c: {k: mean((c, k)) for k in keys} for c in CODECS}
+    overall["pictures"] = {k: mean(("pictures", k)) for k in PICTURE_KEYS if k != "keyframes"}
     for codec in ("h264", "vp8"):
         eqs = [e[f"{codec}_equivalent_kbps"] for e in per_clip.values()]
         overall[f"{codec}_equivalent_kbps"] = (float(np.mean(eqs)) if eqs and all(v is not None for v in eqs)
@@ -244,6 +249,30 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def _first(v: Any) -> Any:
+    return v[0] if isinstance(v, list) and v else None
+
+
+def _picture_lines(summary: dict[str, Any]) -> list[str]:
+    """The caller's picture: its bytes and talkcodec's bitrate with them, per clip."""
+    rows = [(clip, e.get("pictures") or {}) for clip, e in summary.get("per_clip", {}).items()]
+    if not any(p.get("reference_bytes") for _, p in rows):
+        return []
+    lines = ["## The caller's picture (4 layers, fixed)", "",
+             "The receiver renders the sender's own picture: the reference frame (compressed as sent; talkcodec's "
+             "scores above are rendered on the decoded picture) and keyframes picked from the clip's first 5 s. "
+             "Their bytes, and talkcodec's bitrate with them spread over the clip and over a 5-minute call:", "",
+             "| clip | reference bytes | keyframes | keyframe bytes | kbps | + pictures over the clip | "
+             "+ pictures over 5 min |", "|---|---|---|---|---|---|---|"]
+    per_clip = summary.get("per_clip", {})
+    for clip, p in rows:
+        kbps = (per_clip[clip].get("talkcodec") or {}).get("kbps")
+        lines.append(f"| {clip} | {p.get('reference_bytes')} | {', '.join(p.get('keyframes') or []) or '–'} | "
+                     f"{p.get('keyframe_bytes')} | {_fmt(kbps, 1)} | {_fmt(p.get('kbps_with_pictures'), 1)} | "
+                     f"{_fmt(p.get('kbps_with_pictures_5min'), 1)} |")
+    return lines + [""]
+
+
 def write_markdown(records: list[dict], summary: dict[str, Any], path: Path) -> None:
     """``report.md``: the headline comparison, then every record side by side."""
     lines = ["# talk-bench report", ""]
@@ -284,6 +313,7 @@ def write_markdown(records: list[dict], summary: dict[str, Any], path: Path) -> 
                              f"detail {_fmt(by.get('detail'), 1)})")
             lines.append(f"- {clip} (truth's CPBD {_fmt(e.get('truth_cpbd'))}): " + "; ".join(parts))
         lines.append("")
+        lines += _picture_lines(summary)
     call = summary.get("call")
     if call:
         lines += ["## A call over loopback (--latency)", ""]
@@ -298,6 +328,18 @@ def write_markdown(records: list[dict], summary: dict[str, Any], path: Path) -> 
                       f"{call.get('frames_sent')} frames sent, {call.get('frames_received')} received, "
                       f"{call.get('frames_rendered')} rendered; motion {_fmt(call.get('motion_kbps'), 1)} kbps, "
                       f"packet loss {_fmt(call.get('packet_loss'))}.", ""]
+            narrow = call.get("narrow_link") or {}
+            if narrow.get("error"):
+                lines += [f"The call over a simulated {_fmt(narrow.get('kbps'), 0)} kbps link failed: "
+                          f"{narrow['error']}", ""]
+            elif narrow:
+                delay = narrow.get("motion_delay_ms") or {}
+                sent = narrow.get("pictures_sent") or {}
+                lines += [f"Over a simulated {_fmt(narrow.get('kbps'), 0)} kbps link (data-channel bytes, no "
+                          f"speech): the caller's face on screen {_fmt(_first(narrow.get('time_to_face_ms')), 0)} ms "
+                          f"after the call began (reference {sent.get('reference_bytes')} bytes, arrived after "
+                          f"{_fmt(_first(narrow.get('reference_arrival_ms')), 0)} ms); motion packets' delay on "
+                          f"the link p50 {_fmt(delay.get('p50'), 1)} ms, p95 {_fmt(delay.get('p95'), 1)} ms.", ""]
     cols = ("clip", "codec", "setting", "kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist", "detail", "cpbd",
             "face_detected", "encode_ms", "render_ms")
     lines += ["## All records", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -86,7 +86,13 @@ def test_smoke_run_writes_valid_outputs(tmp_path, monkeypatch):
             assert r["kbps"] <= r["target_kbps"] * 1.1
     assert "at_talkcodec_bitrate" in doc["summary"] and doc["summary"]["complete"] is True
     if doc["summary"]["talkcodec"] == "ok":
-        assert calls == [SAMPLE] and doc["summary"]["call"]["latency_ms"]["p95"] == 120.0
+        # The call, then the one over a narrow link for the time to the caller's face.
+        assert calls == [SAMPLE, SAMPLE] and doc["summary"]["call"]["latency_ms"]["p95"] == 120.0
+        tc4 = [r for r in doc["records"] if r["codec"] == "talkcodec" and r["layers"] == 4]
+        assert all(r["reference_bytes"] > 0 and r["kbps_with_pictures"] > r["kbps"] > r["kbps_with_pictures_5min"]
+                   - (r["reference_bytes"] + r["keyframe_bytes"]) * 8 / 300 / 1000 - 1e-6 for r in tc4)
+        assert doc["summary"]["per_clip"]["clip.mp4"]["pictures"]["reference_bytes"] == tc4[0]["reference_bytes"]
+        assert "## The caller's picture" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "rd.png").stat().st_size > 1000
     assert (tmp_path / "strips" / "clip.png").exists()
     assert "| clip | codec |" in (tmp_path / "report.md").read_text()

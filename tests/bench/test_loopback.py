@@ -28,6 +28,8 @@ def test_call_reports_latency_of_rendered_frames():
     # A frame is rendered after it is played out, which is after it was captured.
     assert 0 < play["p50"] <= lat["p50"] <= lat["p95"]
     assert 0 < out["motion_kbps"] <= 11.2
+    # talk-recv had no portrait: it rendered the caller's own picture once it had come (or the placeholder).
+    assert out["picture"]["state"] in ("caller", "waiting") and out["pictures_sent"]["reference_bytes"] > 0
 
 
 def test_report_shows_the_call(tmp_path):
@@ -38,5 +40,10 @@ def test_report_shows_the_call(tmp_path):
     report.write_markdown([], {"call": call}, tmp_path / "r.md")
     text = (tmp_path / "r.md").read_text()
     assert "p50 81 ms, p95 117 ms" in text and "245 frames sent" in text
+    narrow = {"kbps": 32.0, "time_to_face_ms": [7400.0], "reference_arrival_ms": [6900.0],
+              "motion_delay_ms": {"p50": 15.8, "p95": 19.6}, "pictures_sent": {"reference_bytes": 9337}}
+    report.write_markdown([], {"call": call | {"narrow_link": narrow}}, tmp_path / "n.md")
+    text = (tmp_path / "n.md").read_text()
+    assert "simulated 32 kbps link" in text and "on screen 7400 ms" in text and "p95 19.6 ms" in text
     report.write_markdown([], {"call": {"clip": "a.mp4", "error": "talk-recv failed: boom"}}, tmp_path / "e.md")
     assert "failed: talk-recv failed: boom" in (tmp_path / "e.md").read_text()

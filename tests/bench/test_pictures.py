@@ -1,0 +1,30 @@
+"""talk-bench's account of the caller's picture (bench.pictures)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.pictures import FIVE_MINUTES_S, clip_pictures
+from codec.picture import PictureKind
+
+
+def test_pictures_are_counted_and_keyframes_come_from_the_first_seconds(sample_frames: list[np.ndarray],
+                                                                        sample_landmarks: np.ndarray) -> None:
+    frames = np.stack(sample_frames)
+    lm = sample_landmarks[: len(frames)]
+    valid = np.ones(len(frames), bool)
+    p = clip_pictures(frames, lm, valid, 25.0, 0)
+    assert p.reference.kind is PictureKind.REFERENCE and p.reference.image.shape == frames[0].shape
+    assert 1000 < p.reference_bytes <= 40_000
+    assert all(k.media_ms < 5000 for k in p.keyframes)
+    assert p.bytes == p.reference_bytes + p.keyframe_bytes
+    # The decoded picture is what talkcodec renders on: close to the frame, not the frame itself.
+    diff = np.abs(p.reference.image.astype(int) - frames[0].astype(int)).mean()
+    assert 0 < diff < 4
+    rec = p.record(11.2, 10.0)
+    assert rec["kbps_with_pictures"] == pytest.approx(11.2 + p.bytes * 8 / 10.0 / 1000)
+    assert rec["kbps_with_pictures_5min"] == pytest.approx(11.2 + p.bytes * 8 / FIVE_MINUTES_S / 1000)
+    # A clip whose first face comes after the keyframe window: no keyframes, still a reference.
+    late = clip_pictures(frames[:3], lm[:3], valid[:3], 0.5, 2)
+    assert late.keyframes == [] and late.reference_bytes > 0
