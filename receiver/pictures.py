@@ -82,6 +82,7 @@ class CallPictures:
         self._have_reference = False
         self._early_keyframes: list[Picture] = []
         self.no_picture: NoPictureReason | None = None
+        self.records: list[bytes] = []  # the caller's pictures as received and checked, the reference first
 
     def on_message(self, msg: PictureBegin | PictureData | NoPicture) -> None:
         """A picture message from the control channel (on the event loop)."""
@@ -122,6 +123,7 @@ class CallPictures:
                 self._drop(StreamError("a second reference picture in one call"))
                 return
             self._have_reference = True
+            self.records.insert(0, record)
             self.stats.reference_bytes = len(record)
             self.stats.reference_ms = self._media_now_ms()
             if not self.use:
@@ -138,6 +140,7 @@ class CallPictures:
                 self._on_keyframe(kf)
             self._early_keyframes.clear()
             return
+        self.records.append(record)
         self.stats.keyframe_bytes += len(record)
         self.stats.keyframes.append(picture.kind.label)
         if not self.use:

@@ -150,6 +150,13 @@ function connect(token, role, setup, onStatus) {
 }
 
 // ---- viewer (talk-recv --serve-browser) --------------------------------------
+// What talk-recv shows until it has the caller's picture (its status "picture"; "caller" and "portrait" need no word).
+const PICTURE_STATES = {
+  waiting: " (a placeholder until the caller's picture has arrived)",
+  private: " (the caller keeps their picture private: a placeholder; talk-recv --portrait IMG animates a face)",
+  none: " (the caller sends no picture: a placeholder; talk-recv --portrait IMG animates a face)",
+};
+
 function watch(token) {
   const video = document.getElementById("avatar");
   const unmute = document.getElementById("unmute");
@@ -162,8 +169,8 @@ function watch(token) {
     pc.ontrack = (e) => { stream.addTrack(e.track); video.srcObject = stream; };
   }, () => {
     if (stateEl.dataset.state === "error" || stateEl.dataset.state === "closed") return;
-    if (server.sender) say("live", "live: a sender is connected");
-    else if (server.sender === false) say("waiting", "no sender connected: showing the portrait at rest");
+    if (server.sender) say("live", "live: a sender is connected" + (PICTURE_STATES[server.picture] || ""));
+    else if (server.sender === false) say("waiting", "no sender connected");
   });
 }
 

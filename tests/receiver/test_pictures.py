@@ -129,7 +129,7 @@ def test_placeholder_first_then_the_callers_picture_then_keyframes(records: list
         renderer = CallerRenderer.made[0]
         await until(lambda: len(renderer.keyframes) == 1 and call.time_to_face_ms is not None)
         out = {"stats": call.pictures.stats, "renderer": renderer, "after": call._face_after_ms,
-               "rest": call.rest.copy()}
+               "rest": call.rest.copy(), "records": list(call.pictures.records)}
         await s.close()
         await until(lambda: rec.call is None)
         return out
@@ -145,6 +145,7 @@ def test_placeholder_first_then_the_callers_picture_then_keyframes(records: list
     assert r["stats"].reference_bytes == len(records[0]) and r["stats"].keyframe_bytes == len(records[1])
     assert r["stats"].keyframes == ["mouth"] and r["stats"].dropped == {}
     assert r["after"] is not None and r["after"] >= 0  # frames up to the switch kept the placeholder
+    assert r["records"] == records  # as received, for whoever needs the bytes (browser viewers)
 
 
 def test_a_private_caller_keeps_the_placeholder_and_the_receiver_says_so(caplog: pytest.LogCaptureFixture) -> None:
