@@ -6,6 +6,11 @@ Examples::
     talk-send --connect ws://192.168.1.20:8765 --token TOKEN --camera 0 --mic
     talk-send --connect ws://192.168.1.20:8765 --token TOKEN --from-browser   # then open the printed page
     talk-send --connect ws://192.168.1.20:8765 --token TOKEN --audio-only --mic   # no camera: motion from speech
+    talk-send --connect ws://192.168.1.20:8765 --token TOKEN --camera 0 --no-portrait   # keep your picture private
+
+The receiver renders the caller's own picture: the crop of the reference frame,
+sent at the start of the call, then a few keyframes (open mouth, closed eyes,
+head turns), all paced behind the motion packets (--picture-kbps).
 
 Exit status: 0 when the call ran to its end (or Ctrl-C), 1 when it failed or
 was refused, 2 for bad arguments or unusable media.

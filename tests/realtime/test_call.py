@@ -214,7 +214,9 @@ def test_audio_only_call_sends_decodable_motion_and_speech(tmp_path: Path) -> No
     recv = start_receiver(port, TOKEN, "--record", str(tmp_path / "call.mp4"), "--stats-json",
                           str(tmp_path / "recv.json"), "--once", "--device", "cpu", "--size", "64")
     try:
+        # No camera: the photo given is the caller's picture (fast: loopback has no narrow link).
         send = run_sender(port, TOKEN, "--audio-only", "--audio", str(wav), "--duration", "6", "--seed", "1",
+                          "--portrait", str(SAMPLE_PORTRAIT), "--picture-kbps", "200",
                           "--stats-json", str(tmp_path / "send.json"))
         _, err = recv.communicate(timeout=180)
     finally:
@@ -232,6 +234,7 @@ def test_audio_only_call_sends_decodable_motion_and_speech(tmp_path: Path) -> No
     assert r["frames_received"] >= 0.9 * s["frames_sent"]
     assert 0 < r["motion_kbps"] <= MOTION_KBPS_4_LAYERS
     assert r["frames_generated"] == 0  # no --animate-from-audio: the receiver only shows what it got
+    assert r["picture"]["state"] == "caller" and s["pictures"]["keyframes"] == []  # a photo: no keyframes
     with av.open(str(tmp_path / "call.mp4")) as c:
         video = sum(1 for _ in c.decode(video=0))
     with av.open(str(tmp_path / "call.mp4")) as c:
