@@ -5,6 +5,9 @@ probability ``loss``, else delivered after ``jitter_ms ± jitter_ms`` (uniform
 in ``[0, 2 * jitter_ms]``), which also reorders packets. An ``outage``
 drops every packet sent within a time window (motion stops, speech goes on). Delays are event
 loop timers owned by the object and cancelled by :meth:`Netem.close`.
+
+:class:`LinkShaper` simulates a narrow link instead (a FIFO at a fixed rate), and :class:`ShapedLink` puts
+a call's messages through it (``talk-send --link-kbps``), measuring each one's delay.
 """
 
 from __future__ import annotations
@@ -93,6 +96,10 @@ class Netem:
         self._pending.clear()
 
 
+MAX_TRACE = 200_000
+"""Messages a :class:`ShapedLink` remembers (about two hours of a call)."""
+
+
 class LinkShaper:
     """A narrow link, simulated: messages leave one after another at ``kbps``, each waiting for those before it.
 
@@ -136,11 +143,18 @@ class ShapedLink:
     def __init__(self, shaper: LinkShaper) -> None:
         self.shaper = shaper
         self.delays_ms: dict[str, list[float]] = {}
+        # (seconds since the first message, kind, bytes) of every message, to replay the same traffic offline.
+        self.trace: list[tuple[float, str, int]] = []
+        self._t0: float | None = None
         self._pending: set[asyncio.TimerHandle] = set()
 
     def send(self, kind: str, data: bytes, deliver: Callable[[bytes], None]) -> None:
         """Hands ``data`` (a message of class ``kind``, e.g. "motion") to ``deliver`` once the link has carried it."""
-        delay = self.shaper.delay_s(len(data), time.monotonic())
+        now = time.monotonic()
+        self._t0 = now if self._t0 is None else self._t0
+        if len(self.trace) < MAX_TRACE:
+            self.trace.append((now - self._t0, kind, len(data)))
+        delay = self.shaper.delay_s(len(data), now)
         self.delays_ms.setdefault(kind, []).append(delay * 1000)
         handle: asyncio.TimerHandle
 

@@ -67,9 +67,15 @@ class PacingConfig:
             raise ValueError(f"picture chunks must be {MIN_CHUNK}..{MAX_PICTURE_CHUNK} bytes, got {self.max_chunk}")
 
     @property
+    def message_bytes(self) -> int:
+        """The largest message, bytes: one frame interval of the rate, so that a chunk sent behind a motion
+        packet has left a link of twice the rate before the next frame's packet comes."""
+        return max(int(self.kbps * 1000 / 8 * FRAME_INTERVAL_S), MIN_CHUNK + CHUNK_HEADER_BYTES, BEGIN_BYTES)
+
+    @property
     def depth(self) -> float:
-        """The token bucket's size, bytes: two frame intervals of the rate (a message never exceeds it)."""
-        return max(2 * self.kbps * 1000 / 8 * FRAME_INTERVAL_S, float(MIN_CHUNK + CHUNK_HEADER_BYTES))
+        """The token bucket's size, bytes: two messages (one per frame keeps flowing when a frame is late)."""
+        return 2.0 * self.message_bytes
 
 
 @dataclass
@@ -83,9 +89,10 @@ class _Outgoing:
 class PictureOutbox:
     """The sender's queue of pictures, released as paced control messages.
 
-    Each message takes the bytes the token bucket holds: asked once per motion packet, a chunk carries what
-    the rate allows since the last one (about ``kbps`` x one frame interval), so the pictures get their rate
-    whatever the frame rate, and a chunk is never larger than two frames' worth.
+    Each message takes the bytes the token bucket holds, up to one frame interval's worth of the rate
+    (:attr:`PacingConfig.message_bytes`): asked once per motion packet, a chunk carries what the rate allows
+    since the last one, and is never large enough to hold back the next frame's packet on a link of twice
+    the rate.
 
     Args:
         config: the pacing.
@@ -154,7 +161,8 @@ class PictureOutbox:
             msg = PictureBegin(o.picture_id, len(o.data), hashlib.sha256(o.data).digest())
             o.sent = 0
         else:
-            n = min(self.config.max_chunk, int(self._tokens) - CHUNK_HEADER_BYTES, len(o.data) - o.sent)
+            room = min(int(self._tokens), self.config.message_bytes) - CHUNK_HEADER_BYTES
+            n = min(self.config.max_chunk, room, len(o.data) - o.sent)
             msg = PictureData(o.picture_id, o.sent, o.data[o.sent:o.sent + n])
             o.sent += n
         if o.sent >= len(o.data):

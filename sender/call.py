@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from aiortc import RTCSessionDescription
 
 from codec.api import EncoderConfig, FrameEncoder
@@ -49,6 +50,9 @@ MAX_BUFFERED_PICTURE_BYTES = 512
 # Motion packets flow every frame (a no-face packet when the face is out of view); only when none has gone for
 # this long (the encoder stalled) do pictures go on their own, where they might meet the next one on the link.
 PICTURES_ALONE_AFTER_S = 0.5
+# A motion packet that left this much later than usual after its capture is followed by the next one sooner
+# than a frame interval: no picture chunk behind it.
+LATE_FOR_PICTURES_MS = 4.0
 
 
 class CallRefused(TalkcodecError):
@@ -190,6 +194,8 @@ class Sender:
         self.pictures = SenderPictures(config.pictures, time.monotonic)
         self.shaped: ShapedLink | None = None
         self._last_motion_s = 0.0
+        self._last_picture_s = 0.0
+        self._recent_delays: deque[float] = deque(maxlen=25)  # capture -> send, ms, of the last packets
 
     @property
     def accepted(self) -> bool:
@@ -352,16 +358,27 @@ class Sender:
     def _send(self, packet: bytes, media_ms: int | None) -> None:
         assert self._netem is not None
         self._netem.send(packet)
+        late_ms = 0.0
         if self._clock is not None and media_ms is not None:
-            self.totals.send_delay_ms.append(self._clock.now_ms() - media_ms)
+            delay = self._clock.now_ms() - media_ms
+            self.totals.send_delay_ms.append(delay)
+            if len(self._recent_delays) >= 5:
+                late_ms = delay - float(np.median(self._recent_delays))
+            self._recent_delays.append(delay)
         self.totals.frames_sent += 1
         self.totals.motion_bytes += len(packet)
         self.totals.payload_bytes += len(packet) - PACKET_HEADER_BYTES
         if len(packet) == PACKET_HEADER_BYTES:
             self.totals.frames_no_face += 1
-        # A picture chunk rides right behind the motion packet, in the gap before the next frame's.
         self._last_motion_s = time.monotonic()
-        self._send_picture()
+        # A picture chunk rides right behind the motion packet, in the gap before the next frame's packet. Not
+        # when that gap will be short: another frame already waits for the encoder, or this one left late
+        # (the next, on time, follows sooner than a frame interval); but at least every other frame, so that a
+        # busy encoder does not starve the pictures.
+        short_gap = bool(self._pending) or late_ms > LATE_FOR_PICTURES_MS
+        starved = self._last_motion_s - self._last_picture_s >= 2 * FRAME_INTERVAL_S
+        if media_ms is not None and (starved or not short_gap):
+            self._send_picture()
 
     def _send_picture(self) -> None:
         """Sends the next picture message if the pacing allows one and the channel is not backed up."""
@@ -373,6 +390,7 @@ class Sender:
         raw = self.pictures.next_message()
         if raw is not None:
             link.send_encoded(raw, "picture")
+            self._last_picture_s = time.monotonic()
 
     async def _picture_timer(self) -> None:
         """Sends picture messages while no motion packets carry them along (no face in view, say)."""

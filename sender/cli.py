@@ -229,7 +229,8 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
                 "pictures": _picture_stats(sender),
                 "link": None if sender.shaped is None else {
                     "kbps": args.link_kbps, "overhead_bytes": args.link_overhead,
-                    "delay_ms": {k: percentiles(v) for k, v in sender.shaped.delays_ms.items()}},
+                    "delay_ms": {k: percentiles(v) for k, v in sender.shaped.delays_ms.items()},
+                    "trace": [[round(t * 1000, 2), kind, n] for t, kind, n in sender.shaped.trace]},
             }, indent=2) + "\n")
 
 

@@ -11,6 +11,11 @@ sending every data-channel message through a simulated link (``--link-kbps``: a 
    motion without picture bytes, for the motion packets' delay without them;
 3. ``unpaced``: pictures at 3x the link's spare rate (``--picture-kbps``), to show what the pacing prevents.
 
+The motion packets' delay on the link differs between live calls with the machine's load (the encoder's
+timing), so the calls' messages are also replayed offline through the same link (:func:`replay`): the
+pictures call with and without its picture messages, and the no-pictures call with the pictures added as
+the sender adds them.
+
 Identity: dlib's descriptor distance (:mod:`bench.metrics.identity`) between the recording's frames that
 show the caller's picture and the true frames, cut with the sender's reference crop box (the recording is
 framed as the picture is), every 5th frame.
@@ -45,6 +50,9 @@ from codec.errors import MediaError, TalkcodecError
 from codec.media import probe_video, read_video
 from codec.render.portrait import crop_to_box
 from codec.train.corpus import corpus_dir
+from realtime.netem import LinkShaper
+from realtime.pictures import PacingConfig, PictureOutbox
+from realtime.status import percentiles
 
 FIVE_MINUTES_S = 300.0
 
@@ -89,6 +97,39 @@ def identity_to_truth(recording: Path, clip: Path, box: tuple[float, float, floa
             "frames": len(frames)}
 
 
+def replay(trace: list[list[Any]], link_kbps: float, drop: str | None = None,
+           pictures: list[int] | None = None, start_s: float = 0.0, kbps: float = 16.0) -> dict[str, Any]:
+    """Motion packets' delay on the simulated link, replaying a call's messages at the times they were sent.
+
+    The same motion timing with and without pictures tells their effect apart from the machine's load.
+
+    Args:
+        trace: ``[ms, kind, bytes]`` of every message (talk-send's stats, ``link.trace``).
+        link_kbps: the link.
+        drop: leave out messages of this kind (``"picture"``: the call without its pictures).
+        pictures: picture sizes to add as the sender does (a chunk behind each motion packet, from
+            ``start_s`` on), or None.
+        kbps: their pacing.
+    """
+    shaper = LinkShaper(link_kbps)
+    outbox = PictureOutbox(PacingConfig(kbps), start_s)
+    for n in pictures or []:
+        outbox.add(b"\0" * n)
+    delays = []
+    for ms, kind, n in trace:
+        t = ms / 1000.0
+        if kind == drop:
+            continue
+        d = shaper.delay_s(int(n), t)
+        if kind == "motion":
+            delays.append(d * 1000)
+            if pictures is not None and t >= start_s:
+                raw = outbox.next_message(t)
+                if raw is not None:
+                    shaper.delay_s(len(raw), t)
+    return percentiles(delays)
+
+
 def spread_kbps(motion_kbps: float, picture_bytes: int, seconds: float) -> float:
     """Motion plus pictures sent once, over a call of ``seconds``."""
     return motion_kbps + picture_bytes * 8 / seconds / 1000
@@ -129,6 +170,18 @@ def run(clip: Path, seconds: float, link_kbps: float) -> dict[str, Any]:
         unpaced = _call(clip, seconds, (*link, "--picture-kbps", f"{3 * spare:g}"), None, None)
         loads.append(os.getloadavg())
     motion_packet_kbps = float(with_pictures["motion_packet_kbps"] or 0)
+    trace_with = (with_pictures.get("link") or {}).get("trace") or []
+    trace_without = (without.get("link") or {}).get("trace") or []
+    sizes = [int(sent.get("reference_bytes") or 0)] + [int(k["bytes"]) for k in sent.get("keyframes") or []]
+    first_motion = next((ms / 1000 for ms, kind, _ in trace_without if kind == "motion"), 0.0)
+    replayed = {
+        "pictures_call_as_sent": replay(trace_with, link_kbps),
+        "pictures_call_without_its_pictures": replay(trace_with, link_kbps, drop="picture"),
+        "no_pictures_call_as_sent": replay(trace_without, link_kbps),
+        # A chunk behind every motion packet (the sender skips those behind late packets: this is the worst case).
+        "no_pictures_call_with_a_chunk_behind_every_packet": replay(trace_without, link_kbps, pictures=sizes,
+                                                                    start_s=first_motion),
+    }
     sent_total = int(sent.get("reference_bytes") or 0) + int(sent.get("keyframe_bytes") or 0)
     return {
         "clip": clip.name, "seconds": seconds, "link_kbps": link_kbps,
@@ -142,6 +195,9 @@ def run(clip: Path, seconds: float, link_kbps: float) -> dict[str, Any]:
         "identity": identity,
         "motion_delay_ms": {"pictures": _motion_delay(with_pictures), "no_pictures": _motion_delay(without),
                             "unpaced": _motion_delay(unpaced)},
+        # The same calls' messages replayed through the same link: with and without pictures on identical
+        # motion timing (the live calls above differ in the machine's load as well).
+        "motion_delay_replayed_ms": replayed,
         "unpaced_picture_kbps": round(3 * spare, 1),
         "unpaced_time_to_face_ms": (unpaced["picture"] or {}).get("time_to_face_ms"),
         "playout_latency_ms": {"pictures": with_pictures["playout_latency_ms"],

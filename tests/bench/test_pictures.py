@@ -28,3 +28,18 @@ def test_pictures_are_counted_and_keyframes_come_from_the_first_seconds(sample_f
     # A clip whose first face comes after the keyframe window: no keyframes, still a reference.
     late = clip_pictures(frames[:3], lm[:3], valid[:3], 0.5, 2)
     assert late.keyframes == [] and late.reference_bytes > 0
+
+
+def test_chunks_behind_regular_motion_packets_never_delay_them_on_a_32_kbps_link() -> None:
+    from bench.measure.caller_picture import replay
+
+    # 20 s of 63-byte motion packets every 40 ms, a ping twice a second.
+    trace: list[list[object]] = [[40.0 * k, "motion", 63] for k in range(500)]
+    trace += [[500.0 * k + 7, "control", 14] for k in range(40)]
+    trace.sort(key=lambda m: float(m[0]))  # type: ignore[arg-type]
+    alone = replay(trace, 32.0)
+    with_pictures = replay(trace, 32.0, pictures=[12_000, 11_000, 11_000])
+    assert alone["p95"] == pytest.approx(63 / 4000 * 1000, abs=0.1)
+    assert with_pictures["p95"] == pytest.approx(alone["p95"], abs=0.1)
+    # Pictures faster than the link's spare rate do delay them.
+    assert replay(trace, 32.0, pictures=[12_000], kbps=40.0)["p95"] > 5 * alone["p95"]
