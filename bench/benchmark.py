@@ -27,6 +27,7 @@ from bench.metrics.reference import Reference
 from bench.metrics.scores import score_clip
 from bench.metrics.sharpness import cpbd
 from bench.pictures import clip_pictures
+from bench.wire import rtp_video_wire_kbps, talkcodec_wire_kbps
 from codec.api import EncoderConfig, FrameEncoder, decode_stream, encode_landmarks, track_video
 from codec.errors import MediaError, StreamError, TalkcodecError
 from codec.media import probe_video, read_video
@@ -177,6 +178,8 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
                     continue
                 encode_ms = track_ms + (time.perf_counter() - t0) * 1000 / t
                 kbps = sum(len(p) for p in stream.packets) * 8 / (t / fps) / 1000
+                wire = {"wire_kbps": talkcodec_wire_kbps(stream.packets, t / fps),
+                        "wire_kbps_3fpp": talkcodec_wire_kbps(stream.packets, t / fps, 3)}
                 t0 = time.perf_counter()
                 target = decode_stream(stream.header, stream.packets, portrait.landmarks)
                 decode_ms = (time.perf_counter() - t0) * 1000 / t
@@ -193,7 +196,7 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
                     encode_ms, render_ms = _latency(path, frames, layers, entropy, fps, renderer, target)
                 records.append({"clip": path.name, "codec": "talkcodec",
                                 "setting": f"talkcodec {layers} layers {mode} {renderer_name}",
-                                "kbps": kbps, **scores, "encode_ms": encode_ms, "render_ms": render_ms,
+                                "kbps": kbps, **wire, **scores, "encode_ms": encode_ms, "render_ms": render_ms,
                                 "device": device, "layers": layers, "mode": mode, "renderer": renderer_name,
                                 **pictures.record(kbps, t / fps)})
                 if layers == 4 and not entropy:
@@ -319,7 +322,10 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
                     continue
                 decoded, decode_ms = search.decoded(c)
                 records.append({"clip": path.name, "codec": codec, "setting": c.setting.describe(fps),
-                                "kbps": c.kbps, **score(decoded), "encode_ms": c.encoded.encode_ms,
+                                "kbps": c.kbps,
+                                "wire_kbps": rtp_video_wire_kbps([len(p) for p in c.encoded.packets],
+                                                                 len(frames) / fps),
+                                **score(decoded), "encode_ms": c.encoded.encode_ms,
                                 "render_ms": decode_ms, "device": "cpu", "target_kbps": kbps,
                                 "multiple": mult})
                 if mult == 1 and codec not in strip_frames:

@@ -93,7 +93,8 @@ def measure_call(clip: Path, config: CallConfig = CallConfig()) -> dict[str, Any
         ``{"latency_ms": {p50, p95, mean, n}`` capture -> rendered frame,
         ``"playout_latency_ms"``: capture -> playout, ``"frames_sent"``,
         ``"frames_received"``, ``"frames_rendered"``, ``"motion_kbps"`` (token
-        payload), ``"packet_loss"``, ``"seconds"``,
+        payload), ``"packet_loss"``, ``"seconds"``, ``"wire"`` (the sender's
+        datagram rates: ``motion_kbps``, ``audio_kbps``, ``total_kbps``, ``reverse_kbps``),
         ``"layers"``, ``"device"``, ``"renderer"``, ``"picture"`` (the receiver's: bytes, time to the
         caller's face), ``"pictures_sent"`` (the sender's: bytes, keyframes, reference timings),
         ``"link"`` (the simulated link's per-message delays, with ``--link-kbps``)}.
@@ -141,6 +142,8 @@ def measure_call(clip: Path, config: CallConfig = CallConfig()) -> dict[str, Any
             "frames_rendered": r.get("frames_rendered"), "motion_kbps": r.get("motion_kbps"),
             "motion_packet_kbps": r.get("motion_packet_kbps"),
             "packet_loss": r.get("packet_loss"), "seconds": config.seconds,
+            "wire": {k: (s.get("wire") or {}).get(k) for k in ("motion_kbps", "audio_kbps", "total_kbps",
+                                                               "reverse_kbps")},
             "layers": config.layers, "device": r.get("device", config.device), "renderer": config.renderer,
             "picture": r.get("picture"), "pictures_sent": s.get("pictures"), "link": s.get("link"),
             "send_delay_ms": s.get("send_delay_ms")}

@@ -16,11 +16,16 @@ import cv2
 import numpy as np
 
 RECORD_KEYS = {
-    "clip": str, "codec": str, "setting": str, "kbps": float, "psnr": float, "ssim": float, "nme": float,
+    "clip": str, "codec": str, "setting": str, "kbps": float, "wire_kbps": float, "psnr": float, "ssim": float,
+    "nme": float,
     "mouth_ssim": float, "id_dist": float, "detail": float, "cpbd": float, "face_detected": float,
     "encode_ms": float, "render_ms": float, "device": str,
 }
-"""Keys every record of ``bench.json`` holds, with their types (numbers may be null when not measured)."""
+"""Keys every record of ``bench.json`` holds, with their types (numbers may be null when not measured).
+
+``kbps`` is the codec's own rate (talkcodec: its packets; the baselines: their frames);
+``wire_kbps`` the same frames on the wire of a WebRTC call, transport headers included
+(:mod:`bench.wire`). talkcodec's records also hold ``wire_kbps_3fpp``: three frames a message."""
 
 CODECS = ("talkcodec", "h264", "vp8")
 
@@ -120,7 +125,7 @@ def summarize(records: list[dict], meta: dict[str, Any]) -> dict[str, Any]:
         records: every record of the run.
         meta: run facts copied into the summary (clips, frames, device, ...).
     """
-    keys = ("kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist", "detail", "cpbd", "face_detected")
+    keys = ("kbps", "wire_kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist", "detail", "cpbd", "face_detected")
     per_clip: dict[str, Any] = {}
     for clip in sorted({r["clip"] for r in records}):
         ref = _headline(records, clip)
@@ -172,51 +177,69 @@ def _curve_key(r: dict) -> tuple:
     return (r["codec"], "", r.get("multiple", 0), "")
 
 
-def rd_points(records: list[dict]) -> dict[str, list[tuple[float, float, float]]]:
+def rd_points(records: list[dict], rate: str = "kbps") -> dict[str, list[tuple[float, float, float]]]:
     """Rate-distortion points averaged over clips.
 
+    Args:
+        rate: ``"kbps"`` (the codec's own rate) or ``"wire_kbps"`` (on the wire of a call).
     Returns:
         ``{curve name: [(kbps, ssim, nme), ...]}`` sorted by bitrate; talkcodec's
         fixed and entropy modes are separate curves (the same frames at two rates).
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        if r["nme"] is not None and r["ssim"] is not None:
+        if r["nme"] is not None and r["ssim"] is not None and r.get(rate) is not None:
             groups[_curve_key(r)].append(r)
     curves: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for key, rs in groups.items():
         name = key[0] if key[0] != "talkcodec" else f"talkcodec {key[1]} {key[3]}"
-        kbps, ssim, nme = (float(np.mean([r[k] for r in rs])) for k in ("kbps", "ssim", "nme"))
+        kbps, ssim, nme = (float(np.mean([r[k] for r in rs])) for k in (rate, "ssim", "nme"))
         curves[name].append((kbps, ssim, nme))
     return {k: sorted(v) for k, v in sorted(curves.items())}
 
 
+def frontier(points: list[tuple[float, float]], higher_is_better: bool) -> list[tuple[float, float]]:
+    """The best-quality frontier of ``(rate, quality)`` points: each point better than every cheaper one."""
+    out: list[tuple[float, float]] = []
+    for rate, q in sorted(points):
+        if not out or (q > out[-1][1] if higher_is_better else q < out[-1][1]):
+            out.append((rate, q))
+    return out
+
+
 def plot_rd(records: list[dict], path: Path) -> None:
-    """Bitrate (log axis) against SSIM and against NME, one curve per codec."""
+    """Quality against bitrate (log axis): SSIM and NME, against the codec's rate and the rate on the wire.
+
+    Each codec is drawn as its best-quality frontier (a line through the points that beat every cheaper
+    one), with all its points as small markers.
+    """
     # lazy: slow to import; only the plot needs it
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, pts in rd_points(records).items():
-        k, s, n = zip(*pts)
-        style = "o-" if name in ("h264", "vp8") else "s--"
-        a.plot(k, s, style, label=name)
-        b.plot(k, n, style, label=name)
     from matplotlib.ticker import FixedLocator, NullFormatter, StrMethodFormatter
 
-    for ax, label in ((a, "SSIM (higher is better)"), (b, "landmark NME (lower is better)")):
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]))
-        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("kbps")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-    a.legend(fontsize=8)
-    fig.suptitle("talk-bench: rate-distortion, mean over clips")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.4))
+    for row, (rate, what) in enumerate((("kbps", "codec's own kbps (payload)"),
+                                        ("wire_kbps", "kbps on the wire (SCTP/DTLS or RTP/SRTP, UDP/IP)"))):
+        for name, pts in rd_points(records, rate).items():
+            style = "o-" if name in ("h264", "vp8") else "s--"
+            for col, higher in ((1, True), (2, False)):
+                ax = axes[row][col - 1]
+                xy = [(p[0], p[col]) for p in pts]
+                line = ax.plot(*zip(*frontier(xy, higher)), style, label=name)[0]
+                ax.plot(*zip(*xy), ".", color=line.get_color(), alpha=0.4)
+        for ax, label in ((axes[row][0], "SSIM (higher is better)"), (axes[row][1], "landmark NME (lower is better)")):
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]))
+            ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(what)
+            ax.set_ylabel(label)
+            ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("talk-bench: rate-distortion, mean over clips (lines: best-quality frontiers)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -293,13 +316,16 @@ def write_markdown(records: list[dict], summary: dict[str, Any], path: Path) -> 
     overall = summary.get("at_talkcodec_bitrate", {})
     if overall:
         lines += ["## At talkcodec's bitrate (mean over clips)", "",
-                  "| codec | kbps | PSNR | SSIM | NME | mouth SSIM | id_dist | detail | CPBD |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| codec | kbps | wire kbps | PSNR | SSIM | NME | mouth SSIM | id_dist | detail | CPBD |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for c in CODECS:
             m = overall.get(c) or {}
             lines.append(f"| {c} | " + " | ".join(_fmt(m.get(k), 4 if k == "nme" else 3) for k in
-                                                   ("kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist",
-                                                    "detail", "cpbd")) + " |")
+                                                   ("kbps", "wire_kbps", "psnr", "ssim", "nme", "mouth_ssim",
+                                                    "id_dist", "detail", "cpbd")) + " |")
+        lines += ["", "wire kbps: the same frames on the wire of a WebRTC call, transport headers included "
+                      "(talkcodec: a data-channel message a frame; H.264/VP8: RTP/SRTP, without header "
+                      "extensions or RTCP), UDP/IP included (bench/wire.py)."]
         lines += ["", f"H.264 equivalent bitrate (matches talkcodec on NME, id_dist and detail together): "
                       f"{_fmt(overall.get('h264_equivalent_kbps'), 1)} kbps; VP8: "
                       f"{_fmt(overall.get('vp8_equivalent_kbps'), 1)} kbps (– = not reached on the ladder).", ""]
@@ -340,14 +366,20 @@ def write_markdown(records: list[dict], summary: dict[str, Any], path: Path) -> 
                           f"after the call began (reference {sent.get('reference_bytes')} bytes, arrived after "
                           f"{_fmt(_first(narrow.get('reference_arrival_ms')), 0)} ms); motion packets' delay on "
                           f"the link p50 {_fmt(delay.get('p50'), 1)} ms, p95 {_fmt(delay.get('p95'), 1)} ms.", ""]
-    cols = ("clip", "codec", "setting", "kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist", "detail", "cpbd",
-            "face_detected", "encode_ms", "render_ms")
+            wire = call.get("wire") or {}
+            if wire:
+                lines += [f"On the wire (UDP datagrams counted by both programs): forward "
+                          f"{_fmt(wire.get('total_kbps'), 1)} kbps (motion and control "
+                          f"{_fmt(wire.get('motion_kbps'), 1)}, speech {_fmt(wire.get('audio_kbps'), 1)}), "
+                          f"reverse {_fmt(wire.get('reverse_kbps'), 1)} kbps.", ""]
+    cols = ("clip", "codec", "setting", "kbps", "wire_kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist",
+            "detail", "cpbd", "face_detected", "encode_ms", "render_ms")
     lines += ["## All records", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in sorted(records, key=lambda r: (r["clip"], CODECS.index(r["codec"]), r["kbps"])):
         cells = []
         for c in cols:
             v = r.get(c)
-            digits = 4 if c == "nme" else 1 if c in ("kbps", "psnr", "encode_ms", "render_ms") else 3
+            digits = 4 if c == "nme" else 1 if c in ("kbps", "wire_kbps", "psnr", "encode_ms", "render_ms") else 3
             cells.append(_fmt(_num(v) if isinstance(v, float) else v, digits))
         lines.append("| " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")

@@ -10,6 +10,7 @@ Receiver side::
 
     dec = FrameDecoder(header, portrait_landmarks)
     frame = dec.decode(packet)                 # DecodedFrame with target landmarks
+    frames = dec.decode_message(message)       # a message of several frames (codec.bitstream.bundle)
 
 Whole files: :func:`encode_video` and :func:`decode_stream` (``talk-codec``).
 """
@@ -39,7 +40,7 @@ from codec.motion import (
     relative,
 )
 from codec.speech import speech_to_tokens
-from codec.stream import DecodedPacket, StreamReader, StreamWriter
+from codec.stream import DecodedPacket, ReferenceLostError, StreamReader, StreamWriter
 from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
 
 
@@ -75,6 +76,7 @@ class DecodedFrame:
         delta: the decoded motion delta, or None without a face.
         landmarks: ``[478, 3]`` target landmarks in the portrait image, when
             the decoder holds a portrait (the portrait at rest without a face).
+        payload_bytes: size of the coded tokens (the packet less its header).
     """
 
     seq: int
@@ -84,6 +86,7 @@ class DecodedFrame:
     tokens: np.ndarray | None
     delta: MotionDelta | None
     landmarks: np.ndarray | None
+    payload_bytes: int = 0
 
 
 def _entropy_hash() -> str | None:
@@ -241,12 +244,33 @@ class FrameDecoder:
 
     def decode(self, packet: bytes) -> DecodedFrame:
         """Decodes one packet. Raises StreamError for a corrupt or undecodable packet."""
-        p = self.read(packet)
+        return self._frame(self.read(packet))
+
+    def decode_message(self, message: bytes, media_now_ms: float | None = None) -> list[DecodedFrame | StreamError]:
+        """Decodes every frame of a message (one or more frames).
+
+        Args:
+            message: the message's bytes.
+            media_now_ms: the sender's media clock now, as the receiver estimates it
+                (unwraps the 16-bit capture times whatever gap came before); None: the last frame's.
+        Returns:
+            per frame, the decoded frame or the :class:`~codec.stream.ReferenceLostError` that says
+            to conceal it.
+        Raises:
+            StreamError: the message is corrupt.
+        """
+        self._reader.time_hint_ms = media_now_ms
+        out: list[DecodedFrame | StreamError] = []
+        for p in self._reader.decode_message(message):
+            out.append(p if isinstance(p, ReferenceLostError) else self._frame(p))
+        return out
+
+    def _frame(self, p: DecodedPacket) -> DecodedFrame:
         delta = None
         if p.face and p.tokens is not None:
             delta = MotionDelta.from_vector(self._tok.decode(p.tokens[None])[0])
         lm = None if self._portrait is None else self.landmarks(delta)
-        return DecodedFrame(p.seq, p.timestamp_ms, p.face, p.layers, p.tokens, delta, lm)
+        return DecodedFrame(p.seq, p.timestamp_ms, p.face, p.layers, p.tokens, delta, lm, p.payload_bytes)
 
 
 @dataclass

@@ -19,14 +19,30 @@ from codec.errors import MediaError
 
 OPUS_RATE = 48_000
 DEFAULT_BITRATE = 24_000
+# What a call's speech may be set to (talk-send --audio-kbps, --audio-ms). Below 6 kbps Opus
+# falls to narrowband SILK; speech gains nothing above 32. Longer frames carry the same speech
+# in fewer packets (each packet costs about 60 bytes of RTP, SRTP and UDP/IP headers), at the
+# price of as much more latency.
+SPEECH_KBPS_RANGE = (6.0, 32.0)
+OPUS_FRAME_MS = (20, 40, 60)
 # Ogg Opus of a long call is a few MB; a larger blob is not ours.
 MAX_BLOB_BYTES = 256 * 1024 * 1024
 
 
-def opus_encoder(bitrate: int = DEFAULT_BITRATE) -> AudioCodecContext:
-    """A streaming Opus encoder for speech: 48 kHz mono s16 frames in, one 20 ms packet each out.
+def check_speech_settings(kbps: float, frame_ms: int) -> None:
+    """Raises ValueError unless a call's speech bitrate and Opus frame length are ones it may use."""
+    lo, hi = SPEECH_KBPS_RANGE
+    if not lo <= kbps <= hi:
+        raise ValueError(f"--audio-kbps must be in {lo:g}..{hi:g}, got {kbps:g}")
+    if frame_ms not in OPUS_FRAME_MS:
+        raise ValueError(f"--audio-ms must be one of {', '.join(map(str, OPUS_FRAME_MS))}, got {frame_ms}")
+
+
+def opus_encoder(bitrate: int = DEFAULT_BITRATE, frame_ms: int = 20) -> AudioCodecContext:
+    """A streaming Opus encoder for speech: 48 kHz mono s16 frames in, one ``frame_ms`` packet out.
 
     What calls send (``talk-send``'s speech, ``talk-recv``'s viewers); pts count samples at 48 kHz.
+    Input frames may be shorter than a packet (PyAV regroups them).
     """
     ctx = cast(AudioCodecContext, av.CodecContext.create("libopus", "w"))
     ctx.sample_rate = OPUS_RATE
@@ -34,7 +50,7 @@ def opus_encoder(bitrate: int = DEFAULT_BITRATE) -> AudioCodecContext:
     ctx.format = "s16"
     ctx.bit_rate = bitrate
     ctx.time_base = fractions.Fraction(1, OPUS_RATE)
-    ctx.options = {"application": "voip", "frame_duration": "20"}
+    ctx.options = {"application": "voip", "frame_duration": str(frame_ms)}
     return ctx
 
 

@@ -1,17 +1,32 @@
 """The talkcodec byte format: stream header, per-frame packets, fixed payloads.
 
 A call starts with a stream header that holds everything a receiver needs to
-decode, then sends one packet per captured frame::
+decode, then sends its frames in messages of one or more frames::
 
-    header  b"TKCD" | version u8 | length u32 | compact UTF-8 JSON (length bytes)
-    packet  seq u16 | timestamp_ms u32 | flags u8 | payload
-    flags   bits 0-1 layers - 1, bit 2 face, bit 3 keyframe, bit 4 entropy,
-            bits 5-7 reserved (0)
+    header   b"TKCD" | version u8 | length u32 | compact UTF-8 JSON (length bytes)
 
-All integers are big-endian. A packet's payload is either the fixed packing
-of its ``[r, G]`` tokens (:func:`pack_fixed`, the reference path) or, in
-entropy mode, a range-coded payload (:mod:`codec.entropy`). A frame without a
-face is a 7-byte packet with an empty payload.
+    version 2 (written now):
+    message  seq u16 | time u16 | frame+
+    frame    flags u8 | [dt u8] | [length u8] | payload
+    flags    bits 0-1 layers - 1, bit 2 face, bit 3 keyframe, bit 4 entropy,
+             bit 5 more (another frame follows), bits 6-7 reserved (0)
+
+    version 1 (read only):
+    packet   seq u16 | timestamp_ms u32 | flags u8 | payload      (one frame; bits 5-7 reserved)
+
+All integers are big-endian. In version 2, frame ``i`` of a message has
+sequence number ``seq + i``; ``time`` is the low 16 bits of the first frame's
+capture time in ms, which a reader unwraps to the value nearest the previous
+frame's (or a clock it is given), and every later frame says how many ms
+after the one before it it was captured (``dt``). ``length`` is there only for
+an entropy-coded frame that is not the last: a fixed payload's size follows
+from its layers, and the last frame's payload runs to the end of the message.
+A one-frame message has a 5-byte header (version 1: 7 bytes).
+
+A payload is either the fixed packing of the frame's ``[r, G]`` tokens
+(:func:`pack_fixed`, the reference path) or, in entropy mode, a range-coded
+payload (:mod:`codec.entropy`). A frame without a face has no payload and no
+flags but ``more``.
 
 This module is the byte format alone; :mod:`codec.stream` combines it with the
 entropy coder into the writer and reader of a whole stream. Every parse error
@@ -23,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -32,14 +48,19 @@ import numpy as np
 from codec.errors import StreamError
 from codec.grfsq import GRFSQConfig
 
-STREAM_VERSION = 1
+STREAM_VERSION = 2
+# Versions this reader decodes: a .tok written by an earlier release still plays.
+READABLE_VERSIONS = (1, 2)
 MAGIC = b"TKCD"
 MODES = ("fixed", "entropy")
 # Headers are a few hundred bytes; the cap keeps a corrupt length from
 # making a reader allocate or wait for gigabytes.
 MAX_HEADER_BYTES = 64 * 1024
-# The largest legal packet is 7 + 56 bytes; anything near a kilobyte is corrupt.
+# The largest legal one-frame packet is 5 + 56 bytes, a message of 3 frames under 200;
+# anything near a kilobyte is corrupt.
 MAX_PACKET_BYTES = 1024
+# Frames one message may carry.
+MAX_FRAMES_PER_MESSAGE = 8
 # Two flag bits carry the layer count.
 MAX_LAYERS = 4
 # Bounds on the tokenizer a header may declare, so that a corrupt header cannot
@@ -48,13 +69,18 @@ MAX_GROUPS = 64
 MAX_CODEBOOK = 2**16
 
 _HEADER_PREFIX = struct.Struct(">4sBI")
-_PACKET_HEADER = struct.Struct(">HIB")
-PACKET_HEADER_BYTES = _PACKET_HEADER.size
+_V1_PACKET_HEADER = struct.Struct(">HIB")
+_MESSAGE_HEADER = struct.Struct(">HH")
+V1_PACKET_HEADER_BYTES = _V1_PACKET_HEADER.size
+MESSAGE_HEADER_BYTES = _MESSAGE_HEADER.size
+# Header bytes of a one-frame packet of the version written now.
+PACKET_HEADER_BYTES = MESSAGE_HEADER_BYTES + 1
 
 _FACE = 1 << 2
 _KEYFRAME = 1 << 3
 _ENTROPY = 1 << 4
-_RESERVED = 0b1110_0000
+_MORE = 1 << 5
+_RESERVED = {1: 0b1110_0000, 2: 0b1100_0000}
 
 
 @dataclass(frozen=True)
@@ -180,9 +206,9 @@ class StreamHeader:
         magic, version, length = _HEADER_PREFIX.unpack_from(data)
         if magic != MAGIC:
             raise StreamError(f"not a talkcodec stream: starts with {bytes(magic)!r}, expected {MAGIC!r}")
-        if version != STREAM_VERSION:
-            raise StreamError(f"stream version {version} is not supported: this talkcodec reads "
-                              f"version {STREAM_VERSION}; use a talkcodec release of the sender's version")
+        if version not in READABLE_VERSIONS:
+            raise StreamError(f"stream version {version} is not supported: this talkcodec reads versions "
+                              f"{_versions()}; use a talkcodec release of the sender's version")
         if length > MAX_HEADER_BYTES:
             raise StreamError(f"stream header claims {length} bytes, more than the "
                               f"{MAX_HEADER_BYTES}-byte limit: corrupt stream")
@@ -235,9 +261,9 @@ def check_compatible(header: StreamHeader, tokenizer_config: GRFSQConfig, tokeni
         tokenizer_config, tokenizer_hash: the receiver's tokenizer.
         entropy_hash: the receiver's entropy model; checked in entropy mode when given.
     """
-    if header.version != STREAM_VERSION:
-        raise StreamError(f"sender uses stream version {header.version}, this receiver "
-                          f"version {STREAM_VERSION}: run the same talkcodec release on both ends")
+    if header.version not in READABLE_VERSIONS:
+        raise StreamError(f"sender uses stream version {header.version}, this receiver reads "
+                          f"versions {_versions()}: run the same talkcodec release on both ends")
     if header.tokenizer != tokenizer_config:
         raise StreamError(f"sender's tokenizer {header.tokenizer.to_dict()} differs from this receiver's "
                           f"{tokenizer_config.to_dict()}: run the same talkcodec release on both ends")
@@ -336,7 +362,8 @@ class Packet:
 
     Attributes:
         seq: sequence number, u16, wraps.
-        timestamp_ms: capture time in ms, u32, wraps.
+        timestamp_ms: capture time in ms, u32, wraps (version 2 carries its low
+            16 bits; parsing unwraps them, see :func:`unwrap_ms`).
         layers: residual layers in the payload, ``1 .. 4``; 0 for a frame without a face.
         face: a face was found; otherwise the payload is empty.
         keyframe: the payload decodes without any earlier packet.
@@ -361,52 +388,191 @@ class Packet:
                 raise ValueError("a face packet needs a payload")
         elif self.layers or self.keyframe or self.entropy or self.payload:
             raise ValueError("a packet without a face has layers=0, no keyframe/entropy flag and no payload")
-        if PACKET_HEADER_BYTES + len(self.payload) > MAX_PACKET_BYTES:
+        if V1_PACKET_HEADER_BYTES + len(self.payload) > MAX_PACKET_BYTES:
             raise ValueError(f"packet exceeds {MAX_PACKET_BYTES} bytes")
 
-    def to_bytes(self) -> bytes:
-        flags = ((self.layers - 1) if self.face else 0) | (_FACE if self.face else 0) \
+    @property
+    def flags(self) -> int:
+        """The flags byte, without ``more``."""
+        return ((self.layers - 1) if self.face else 0) | (_FACE if self.face else 0) \
             | (_KEYFRAME if self.keyframe else 0) | (_ENTROPY if self.entropy else 0)
-        return _PACKET_HEADER.pack(self.seq, self.timestamp_ms, flags) + bytes(self.payload)
+
+    def to_bytes(self, version: int = STREAM_VERSION) -> bytes:
+        """The packet as a one-frame message of byte-format ``version``."""
+        if version == 1:
+            return _V1_PACKET_HEADER.pack(self.seq, self.timestamp_ms, self.flags) + bytes(self.payload)
+        _check_version(version)
+        return _MESSAGE_HEADER.pack(self.seq, self.timestamp_ms & 0xFFFF) + bytes([self.flags]) + bytes(self.payload)
 
     @staticmethod
-    def from_bytes(data: bytes, groups: int = 12, codebook_size: int = 625) -> "Packet":
-        """Parses and checks a packet.
+    def from_bytes(data: bytes, groups: int = 12, codebook_size: int = 625, version: int = STREAM_VERSION,
+                   reference_ms: float = 0) -> "Packet":
+        """Parses and checks a one-frame packet (see :func:`parse_message` for messages of several).
 
         Args:
             groups, codebook_size: the stream's tokenizer, to check fixed payload sizes.
+            version: the stream's byte-format version.
+            reference_ms: version 2: the time its 16-bit timestamp is unwrapped nearest to.
         Raises:
-            StreamError: truncated, oversized, reserved bits set, or a payload
-                whose size does not match its flags.
+            StreamError: truncated, oversized, reserved bits set, a payload
+                whose size does not match its flags, or several frames.
         """
-        n = len(data)
-        if n < PACKET_HEADER_BYTES:
-            raise StreamError(f"packet truncated: {n} bytes, the header alone is {PACKET_HEADER_BYTES}")
-        if n > MAX_PACKET_BYTES:
-            raise StreamError(f"packet of {n} bytes exceeds the {MAX_PACKET_BYTES}-byte limit: corrupt stream")
-        seq, ts, flags = _PACKET_HEADER.unpack_from(data)
-        if flags & _RESERVED:
-            raise StreamError(f"packet {seq} has reserved flag bits set (flags 0x{flags:02x}): "
-                              "corrupt, or from a newer talkcodec")
-        payload = bytes(data[PACKET_HEADER_BYTES:])
-        face, keyframe, entropy = bool(flags & _FACE), bool(flags & _KEYFRAME), bool(flags & _ENTROPY)
-        if not face:
-            if flags or payload:
-                raise StreamError(f"packet {seq} without a face must have no flags and no payload "
-                                  f"(flags 0x{flags:02x}, {len(payload)} payload bytes)")
-            return Packet(seq, ts, 0, False, False, False, b"")
-        layers = (flags & 0b11) + 1
-        if entropy:
-            if not payload:
-                raise StreamError(f"entropy-coded packet {seq} has an empty payload")
+        frames = parse_message(data, groups, codebook_size, version, reference_ms)
+        if len(frames) != 1:
+            raise StreamError(f"message {frames[0].seq} holds {len(frames)} frames where one packet was expected")
+        return frames[0]
+
+
+def unwrap_ms(low16: int, reference_ms: float) -> int:
+    """The capture time whose low 16 bits are ``low16`` nearest ``reference_ms`` (never negative)."""
+    ref = int(round(max(0.0, reference_ms)))
+    value = (ref & ~0xFFFF) | (low16 & 0xFFFF)
+    best = min((v for v in (value - 0x10000, value, value + 0x10000) if v >= 0), key=lambda v: abs(v - ref))
+    return best & 0xFFFFFFFF
+
+
+def parse_message(data: bytes, groups: int = 12, codebook_size: int = 625, version: int = STREAM_VERSION,
+                  reference_ms: float = 0) -> list[Packet]:
+    """Parses one message (a data-channel message, or a ``.tok`` packet chunk) into its frames.
+
+    Args:
+        data: the message.
+        groups, codebook_size: the stream's tokenizer, to check fixed payload sizes.
+        version: the stream's byte-format version (1: exactly one frame).
+        reference_ms: version 2: the capture time (ms) the message's 16-bit
+            time is unwrapped nearest to: the previous frame's, or a clock's.
+    Returns:
+        the frames, in order (sequence numbers ``seq, seq + 1, ...``).
+    Raises:
+        StreamError: truncated, oversized, reserved bits set, or a payload
+            whose size does not match its flags.
+    """
+    n = len(data)
+    if n > MAX_PACKET_BYTES:
+        raise StreamError(f"packet of {n} bytes exceeds the {MAX_PACKET_BYTES}-byte limit: corrupt stream")
+    if version == 1:
+        if n < V1_PACKET_HEADER_BYTES:
+            raise StreamError(f"packet truncated: {n} bytes, the header alone is {V1_PACKET_HEADER_BYTES}")
+        seq, ts, flags = _V1_PACKET_HEADER.unpack_from(data)
+        return [_frame(seq, ts, flags, bytes(data[V1_PACKET_HEADER_BYTES:]), groups, codebook_size, 1)]
+    _check_version(version)
+    if n < PACKET_HEADER_BYTES:
+        raise StreamError(f"packet truncated: {n} bytes, the header alone is {PACKET_HEADER_BYTES}")
+    seq, low = _MESSAGE_HEADER.unpack_from(data)
+    ts = unwrap_ms(low, reference_ms)
+    pos = MESSAGE_HEADER_BYTES
+    frames: list[Packet] = []
+    while True:
+        if len(frames) == MAX_FRAMES_PER_MESSAGE:
+            raise StreamError(f"message {seq} holds more than {MAX_FRAMES_PER_MESSAGE} frames: corrupt stream")
+        this_seq = (seq + len(frames)) & 0xFFFF
+        if pos >= n:
+            raise StreamError(f"message {seq} is truncated before frame {len(frames)}")
+        flags = data[pos]
+        pos += 1
+        more = bool(flags & _MORE)
+        flags &= ~_MORE
+        if frames:
+            if pos >= n:
+                raise StreamError(f"message {seq} is truncated in frame {len(frames)}")
+            ts = (ts + data[pos]) & 0xFFFFFFFF
+            pos += 1
+        if not more:
+            size = n - pos
+        elif flags & _FACE and flags & _ENTROPY:
+            if pos >= n:
+                raise StreamError(f"message {seq} is truncated in frame {len(frames)}")
+            size = data[pos]
+            pos += 1
+        elif flags & _FACE:
+            size = fixed_payload_bytes((flags & 0b11) + 1, groups, codebook_size)
         else:
-            size = fixed_payload_bytes(layers, groups, codebook_size)
-            if len(payload) != size:
-                raise StreamError(f"fixed packet {seq} with {layers} layer(s) needs a {size}-byte payload, "
-                                  f"got {len(payload)}")
-            if not keyframe:
-                raise StreamError(f"fixed packet {seq} is not marked as a keyframe: corrupt stream")
-        return Packet(seq, ts, layers, True, keyframe, entropy, payload)
+            size = 0
+        if pos + size > n:
+            raise StreamError(f"message {seq} is truncated: frame {len(frames)} needs {size} payload bytes, "
+                              f"{n - pos} are left")
+        frames.append(_frame(this_seq, ts, flags, bytes(data[pos:pos + size]), groups, codebook_size, 2))
+        pos += size
+        if not more:
+            return frames
+
+
+def bundle(messages: Sequence[bytes], groups: int = 12, codebook_size: int = 625) -> bytes:
+    """One version-2 message holding the frames of several one-frame messages, in order.
+
+    The frames must have consecutive sequence numbers and be captured at most
+    255 ms apart (as one writer's frames are); a single message is returned
+    as it is.
+
+    Raises:
+        ValueError: not consecutive, too far apart, or more than :data:`MAX_FRAMES_PER_MESSAGE` frames.
+    """
+    if not 1 <= len(messages) <= MAX_FRAMES_PER_MESSAGE:
+        raise ValueError(f"a message holds 1..{MAX_FRAMES_PER_MESSAGE} frames, got {len(messages)}")
+    if len(messages) == 1:
+        return bytes(messages[0])
+    frames = []
+    prev_low: int | None = None
+    for m in messages:
+        try:
+            (f,) = parse_message(m, groups, codebook_size, 2)
+        except (StreamError, ValueError) as e:
+            raise ValueError(f"not a one-frame message: {e}") from None
+        frames.append(f)
+    out = bytearray(_MESSAGE_HEADER.pack(frames[0].seq, frames[0].timestamp_ms & 0xFFFF))
+    for i, f in enumerate(frames):
+        last = i == len(frames) - 1
+        out.append(f.flags | (0 if last else _MORE))
+        low = f.timestamp_ms & 0xFFFF
+        if prev_low is not None:
+            if f.seq != (frames[i - 1].seq + 1) & 0xFFFF:
+                raise ValueError(f"frames {frames[i - 1].seq} and {f.seq} are not consecutive")
+            dt = (low - prev_low) & 0xFFFF
+            if dt > 255:
+                raise ValueError(f"frames {frames[i - 1].seq} and {f.seq} are {dt} ms apart, more than 255")
+            out.append(dt)
+        prev_low = low
+        if not last and f.face and f.entropy:
+            out.append(len(f.payload))
+        out += f.payload
+    if len(out) > MAX_PACKET_BYTES:
+        raise ValueError(f"the message would exceed {MAX_PACKET_BYTES} bytes")
+    return bytes(out)
+
+
+def _frame(seq: int, ts: int, flags: int, payload: bytes, groups: int, codebook_size: int,
+           version: int) -> Packet:
+    """Checks one frame's flags against its payload."""
+    if flags & _RESERVED[version]:
+        raise StreamError(f"packet {seq} has reserved flag bits set (flags 0x{flags:02x}): "
+                          "corrupt, or from a newer talkcodec")
+    face, keyframe, entropy = bool(flags & _FACE), bool(flags & _KEYFRAME), bool(flags & _ENTROPY)
+    if not face:
+        if flags or payload:
+            raise StreamError(f"packet {seq} without a face must have no flags and no payload "
+                              f"(flags 0x{flags:02x}, {len(payload)} payload bytes)")
+        return Packet(seq, ts, 0, False, False, False, b"")
+    layers = (flags & 0b11) + 1
+    if entropy:
+        if not payload:
+            raise StreamError(f"entropy-coded packet {seq} has an empty payload")
+    else:
+        size = fixed_payload_bytes(layers, groups, codebook_size)
+        if len(payload) != size:
+            raise StreamError(f"fixed packet {seq} with {layers} layer(s) needs a {size}-byte payload, "
+                              f"got {len(payload)}")
+        if not keyframe:
+            raise StreamError(f"fixed packet {seq} is not marked as a keyframe: corrupt stream")
+    return Packet(seq, ts, layers, True, keyframe, entropy, payload)
+
+
+def _check_version(version: int) -> None:
+    if version not in READABLE_VERSIONS:
+        raise StreamError(f"stream version {version} is not supported: this talkcodec reads versions {_versions()}")
+
+
+def _versions() -> str:
+    return ", ".join(map(str, READABLE_VERSIONS))
 
 
 # --------------------------------------------------------------------------- validation helpers

@@ -75,7 +75,7 @@ def tok_info(path: str | Path) -> dict:
 
     tok = read_tok(path)
     h = tok.header
-    packets = [Packet.from_bytes(p) for p in tok.packets]
+    packets = [Packet.from_bytes(p, h.tokenizer.groups, h.tokenizer.codebook_size, h.version) for p in tok.packets]
     payload = sum(len(p.payload) for p in packets)
     wire = sum(len(p) for p in tok.packets)
     secs = max(len(packets), 1) / h.fps

@@ -7,7 +7,7 @@ Layout::
 
 Chunk types:
 
-- ``b"P"``: one motion packet exactly as sent on the wire, in send order;
+- ``b"P"``: one motion packet (one frame) of the header's byte-format version, in send order;
 - ``b"A"``: the call's audio as one Ogg Opus blob (:mod:`codec.audio`), at most one;
 - ``b"i"``: one picture of the caller (:mod:`codec.picture`): the reference, which the stream's motion
   is relative to, first; then keyframes. Ancillary (lowercase): an older reader skips it, and a file
@@ -44,7 +44,8 @@ class TokFile:
 
     Attributes:
         header: the stream header.
-        packets: each packet's bytes (7-byte packet header and payload), in order.
+        packets: each packet's bytes (packet header and payload: 5 + payload bytes in
+            byte-format version 2, 7 + in version 1), in order.
         audio: the Ogg Opus blob, or ``None``.
         pictures: picture records (:mod:`codec.picture`), in the order written.
     """
@@ -99,7 +100,7 @@ def tok_bytes(header: StreamHeader, packets: list[bytes], audio: bytes | None = 
         parts.append(_CHUNK.pack(PICTURE_CHUNK, len(pic)) + bytes(pic))
     for n, p in enumerate(packets):
         try:
-            Packet.from_bytes(p, cfg.groups, cfg.codebook_size)
+            Packet.from_bytes(p, cfg.groups, cfg.codebook_size, header.version)
         except StreamError as e:
             raise ValueError(f"packet {n} is not a valid packet: {e}") from None
         parts.append(_CHUNK.pack(PACKET_CHUNK, len(p)) + bytes(p))
@@ -145,7 +146,7 @@ def parse_tok(data: bytes, name: str = "<bytes>") -> TokFile:
         body = data[start:pos]
         if kind == PACKET_CHUNK:
             try:
-                Packet.from_bytes(body, cfg.groups, cfg.codebook_size)
+                Packet.from_bytes(body, cfg.groups, cfg.codebook_size, header.version)
             except StreamError as e:
                 raise StreamError(f"{name}: packet {len(packets)} at offset {start}: {e}") from None
             packets.append(bytes(body))

@@ -6,6 +6,10 @@ sits on its ``binary.py`` and arithmetic coder::
 
     tokens [r, G] -> StreamWriter.encode -> packet bytes -> StreamReader.decode -> tokens [r, G]
 
+A writer writes the byte-format version of its header (2 unless told
+otherwise); a reader reads versions 1 and 2, and messages of several frames
+(:func:`codec.bitstream.bundle`) with :meth:`StreamReader.decode_message`.
+
 Every parse error raises :class:`~codec.errors.StreamError`; nothing here
 returns garbage tokens.
 """
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codec.bitstream import STREAM_VERSION, Packet, StreamHeader, pack_fixed, unpack_fixed
+from codec.bitstream import READABLE_VERSIONS, Packet, StreamHeader, pack_fixed, parse_message, unpack_fixed
 from codec.entropy import EntropyModel, load_entropy_model
 from codec.errors import StreamError
 
@@ -41,6 +45,7 @@ class DecodedPacket:
         seq, timestamp_ms, face, keyframe: as in :class:`Packet`.
         layers: residual layers decoded (0 without a face).
         tokens: ``[layers, G]`` int64, or ``None`` without a face.
+        payload_bytes: size of the coded tokens.
     """
 
     seq: int
@@ -49,6 +54,7 @@ class DecodedPacket:
     keyframe: bool
     layers: int
     tokens: np.ndarray | None
+    payload_bytes: int = 0
 
 
 class StreamWriter:
@@ -95,7 +101,7 @@ class StreamWriter:
         self._since_keyframe += 1
         if tokens is None:
             self._prev = None
-            return Packet(seq, ts, 0, False, False, False, b"").to_bytes()
+            return Packet(seq, ts, 0, False, False, False, b"").to_bytes(self.header.version)
         t = np.asarray(tokens)
         if t.ndim != 2 or not 1 <= t.shape[0] <= self.header.layers or t.shape[1] != cfg.groups:
             raise ValueError(f"tokens must be [1..{self.header.layers}, {cfg.groups}], got {t.shape}")
@@ -114,7 +120,7 @@ class StreamWriter:
         if keyframe:
             self._since_keyframe = 1
         self._prev = t
-        return Packet(seq, ts, t.shape[0], True, keyframe, entropy, payload).to_bytes()
+        return Packet(seq, ts, t.shape[0], True, keyframe, entropy, payload).to_bytes(self.header.version)
 
 
 class StreamReader:
@@ -123,26 +129,58 @@ class StreamReader:
     Fixed payloads always decode. An entropy-coded predicted frame decodes only
     when the packet right before it (by sequence number) was decoded; otherwise
     :meth:`decode` raises :class:`ReferenceLostError` until the next keyframe.
+
+    Version 2 carries 16 bits of each capture time; the reader unwraps them
+    nearest :attr:`time_hint_ms` when set (a call sets it to the sender's clock
+    now, which survives any outage), else nearest the last frame it decoded.
     """
 
     def __init__(self, header: StreamHeader, entropy_model: EntropyModel | None = None) -> None:
-        if header.version != STREAM_VERSION:
+        if header.version not in READABLE_VERSIONS:
             raise StreamError(f"stream version {header.version} is not supported: this talkcodec reads "
-                              f"version {STREAM_VERSION}")
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))}")
         self.header = header
+        self.time_hint_ms: float | None = None
         self._model = _entropy_model_for(header, entropy_model)
         self._last_seq: int | None = None
+        self._last_ts = 0
         self._prev: np.ndarray | None = None
 
     def decode(self, packet: bytes) -> DecodedPacket:
-        """Decodes one packet.
+        """Decodes a one-frame packet.
 
         Raises:
             ReferenceLostError: a predicted frame after a lost packet (conceal it).
-            StreamError: anything corrupt.
+            StreamError: anything corrupt, or a message of several frames.
         """
         cfg = self.header.tokenizer
-        pkt = Packet.from_bytes(packet, cfg.groups, cfg.codebook_size)
+        pkt = Packet.from_bytes(packet, cfg.groups, cfg.codebook_size, self.header.version, self._reference_ms())
+        return self._decode_packet(pkt)
+
+    def decode_message(self, message: bytes) -> list[DecodedPacket | ReferenceLostError]:
+        """Decodes every frame of a message, in order.
+
+        Returns:
+            per frame, its tokens, or the :class:`ReferenceLostError` that says
+            it predicts from a lost frame (conceal it); the frames after it in
+            the message still decode when they stand alone.
+        Raises:
+            StreamError: the message is corrupt (none of its frames is used).
+        """
+        cfg = self.header.tokenizer
+        frames = parse_message(message, cfg.groups, cfg.codebook_size, self.header.version, self._reference_ms())
+        out: list[DecodedPacket | ReferenceLostError] = []
+        for pkt in frames:
+            try:
+                out.append(self._decode_packet(pkt))
+            except ReferenceLostError as e:
+                out.append(e)
+        return out
+
+    def _reference_ms(self) -> float:
+        return self._last_ts if self.time_hint_ms is None else self.time_hint_ms
+
+    def _decode_packet(self, pkt: Packet) -> DecodedPacket:
         if pkt.face and pkt.layers > self.header.layers:
             raise StreamError(f"packet {pkt.seq} has {pkt.layers} layers but the stream was "
                               f"encoded with {self.header.layers}")
@@ -157,6 +195,7 @@ class StreamReader:
                                          "this reader has passed; conceal it")
             return self._decode(pkt, None)
         self._last_seq = pkt.seq
+        self._last_ts = pkt.timestamp_ms
         prev, self._prev = self._prev, None  # a failure below leaves no reference
         if pkt.face and pkt.entropy and not pkt.keyframe and (delta != 1 or prev is None):
             raise ReferenceLostError(f"packet {pkt.seq} predicts from a frame that was lost; "
@@ -168,13 +207,13 @@ class StreamReader:
     def _decode(self, pkt: Packet, prev: np.ndarray | None) -> DecodedPacket:
         cfg = self.header.tokenizer
         if not pkt.face:
-            return DecodedPacket(pkt.seq, pkt.timestamp_ms, False, False, 0, None)
+            return DecodedPacket(pkt.seq, pkt.timestamp_ms, False, False, 0, None, 0)
         if not pkt.entropy:
             tokens = unpack_fixed(pkt.payload, pkt.layers, cfg.groups, cfg.codebook_size)
         else:
             assert self._model is not None
             tokens = self._model.decode(pkt.payload, pkt.layers, None if pkt.keyframe else prev)
-        return DecodedPacket(pkt.seq, pkt.timestamp_ms, True, pkt.keyframe, pkt.layers, tokens)
+        return DecodedPacket(pkt.seq, pkt.timestamp_ms, True, pkt.keyframe, pkt.layers, tokens, len(pkt.payload))
 
 
 def _entropy_model_for(header: StreamHeader, model: EntropyModel | None) -> EntropyModel | None:

@@ -28,7 +28,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError
 
 from codec.api import FrameDecoder
-from codec.bitstream import PACKET_HEADER_BYTES, StreamHeader
+from codec.bitstream import StreamHeader
 from codec.errors import StreamError
 from codec.picture import Picture
 from codec.render.keyframes import Keyframe
@@ -36,7 +36,7 @@ from codec.render.portrait import Portrait, portrait_from_picture
 from realtime.clock import monotonic_ms, wall_us
 from realtime.drops import Drops, error_kind
 from realtime.jitterbuffer import JitterBuffer, PlayoutKind, PushResult
-from realtime.peer import PeerLink
+from realtime.peer import AUDIO_JITTER_MS, PeerLink, fit_audio_jitter_buffer
 from realtime.protocol import (
     Accept,
     Hello,
@@ -132,14 +132,26 @@ class Call:
 
     def _on_track(self, track: Any) -> None:
         if track.kind == "audio":
+            # Hold one packet until the first says how long they are: a buffer that starts deeper
+            # than it needs never drains (aiortc hands out one frame per packet that arrives).
+            fit_audio_jitter_buffer(self.link.pc, track, AUDIO_JITTER_MS)
             self._spawn(self._audio(track), "audio")
 
     async def _audio(self, track: Any) -> None:
+        packet_ms = 0.0
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            ms = frame.samples * 1000.0 / frame.sample_rate
+            if ms != packet_ms:  # the sender's Opus packets are this long (--audio-ms)
+                packet_ms = ms
+                fit_audio_jitter_buffer(self.link.pc, track, ms)
+            if frame.pts is not None:
+                captured = self.capture_wall_us(frame.pts * 1000.0 / frame.sample_rate)
+                if captured is not None:
+                    self.stats.audio_latency_ms.append((wall_us() - captured) / 1000.0)
             self.stats.audio_frames += 1
             self.stats.audio_media_ms += frame.samples * 1000.0 / frame.sample_rate
             if self.fallback is not None:
@@ -156,15 +168,23 @@ class Call:
         if self._decoder is None:
             self.drops.note("before the stream header", "no accepted stream header yet")
             return
-        fut = asyncio.get_running_loop().run_in_executor(self._pool, self._decode, data)
+        fut = asyncio.get_running_loop().run_in_executor(self._pool, self._decode, data, self.sender_media_ms())
         self._decoding.add(fut)
         fut.add_done_callback(lambda f: self._decoded(f, data))
 
-    def _decode(self, data: bytes) -> Any:
-        """On the decoder thread: one packet, noting the newest timestamp decoded (see :meth:`_use_picture`)."""
-        frame = self._decoder.decode(data)
-        self._max_decoded_ts = max(self._max_decoded_ts, int(frame.timestamp_ms))
-        return frame
+    def _decode(self, data: bytes, media_now_ms: float | None) -> Any:
+        """On the decoder thread: one message's frames, noting the newest timestamp decoded (see :meth:`_use_picture`)."""
+        frames = self._decoder.decode_message(data, media_now_ms)
+        for frame in frames:
+            if not isinstance(frame, StreamError):
+                self._max_decoded_ts = max(self._max_decoded_ts, int(frame.timestamp_ms))
+        return frames
+
+    def sender_media_ms(self) -> float | None:
+        """The sender's media clock now, as estimated here (None before its START)."""
+        if self.epoch_wall_us is None:
+            return None
+        return (wall_us() - self.epoch_wall_us + self.link.clock.offset_us) / 1000.0
 
     def _decoded(self, fut: asyncio.Future[Any], data: bytes) -> None:
         # A frame is here when it is decoded: the jitter buffer's transit includes decoding,
@@ -180,7 +200,15 @@ class Call:
         if err is not None:  # a bug in decoding must not end the call: drop and say so once
             self.drops.note(f"decoder failure {type(err).__name__}", str(err))
             return
-        frame = fut.result()
+        self.stats.motion_packet_bytes += len(data)
+        self.stats.motion_messages += 1
+        for frame in fut.result():  # a message holds one frame, or several (--frames-per-packet)
+            if isinstance(frame, StreamError):  # predicts from a lost frame: concealed like a lost one
+                self.drops.note(error_kind(frame), str(frame))
+                continue
+            self._arrived_frame(frame, arrival)
+
+    def _arrived_frame(self, frame: Any, arrival: float) -> None:
         value = frame.landmarks.astype(np.float32) if frame.face and frame.landmarks is not None else None
         result = self.buffer.push(frame.seq, frame.timestamp_ms, value, arrival)
         if result is PushResult.OUT_OF_RANGE:
@@ -190,8 +218,7 @@ class Call:
             return
         self.stats.frames_received += 1
         self.stats.frames_no_face += 0 if frame.face else 1
-        self.stats.motion_packet_bytes += len(data)
-        self.stats.motion_payload_bytes += len(data) - PACKET_HEADER_BYTES
+        self.stats.motion_payload_bytes += frame.payload_bytes
         ts = frame.timestamp_ms
         self._first_ts = ts if self._first_ts is None else min(self._first_ts, ts)
         self._last_ts = ts if self._last_ts is None else max(self._last_ts, ts)
@@ -390,5 +417,7 @@ class Call:
             self.stats.generated_lag_ms.extend(fb.lag_ms)
             self.stats.generator_restarts += fb.restarts
         self.stats.clock_offset_ms = self.link.clock.offset_us / 1000.0
+        self.stats.wire.merge(self.link.wire.stop(monotonic_ms() / 1000.0))
+        self.stats.ice = self.link.ice_pair or self.stats.ice
         await self.link.close(self.link.end_reason)
         self._pool.shutdown(wait=True)

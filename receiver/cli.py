@@ -31,7 +31,7 @@ import numpy as np
 
 from codec.errors import MediaError, PortraitError, TalkcodecError
 from codec.logs import quiet_native_logs
-from realtime.peer import is_loopback, restrict_ice_to_loopback
+from realtime.peer import add_ice_arguments, ice_config, is_loopback, restrict_ice_to_loopback
 from realtime.signaling import new_token, parse_listen
 from realtime.status import StatusLine
 from receiver.fallback import FallbackConfig
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(experimental speech-driven mode; costs about half a CPU core during the call)")
     p.add_argument("--seed", type=int, help="with --animate-from-audio: repeatable generated motion")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    add_ice_arguments(p)
     return p
 
 
@@ -110,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         quiet_native_logs()  # before logging binds sys.stderr
     logging.basicConfig(level=logging.WARNING, format="talk-recv: %(message)s")
+    try:
+        ice = ice_config(args)
+    except ValueError as e:
+        print(f"talk-recv: {e}", file=sys.stderr)
+        return 2
     # lazy: torch takes seconds to import; loaded only when this runs
     import torch
 
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     except TalkcodecError as e:  # the speech models are not installed
         print(f"talk-recv: {e}", file=sys.stderr)
         return 1
-    receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration, fallback),
+    receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration, fallback, ice),
                         rest_landmarks, renderer, recorder, Window() if args.show else None, status, viewers,
                         make_renderer=make_renderer, placeholder=placeholder)
     code = 0

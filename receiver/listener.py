@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from aiortc import RTCSessionDescription
 
 from codec.render.portrait import Portrait
-from realtime.peer import PeerLink, gathered_description, new_peer_connection
+from realtime.peer import IceConfig, PeerLink, gathered_description, new_peer_connection, prefer_short_srtp_tags
 from realtime.signaling import SignalingError, SignalingServer
 from realtime.status import StatusLine, format_status
 from realtime.webpage import VIEWER_PAGE
@@ -56,6 +56,7 @@ class ReceiverConfig:
         duration_s: exit this long after the first call starts.
         fallback: animate from the received speech while motion packets are missing
             (``--animate-from-audio``), or None.
+        ice: STUN/TURN servers and the relay-only policy.
     """
 
     host: str = "127.0.0.1"
@@ -65,6 +66,7 @@ class ReceiverConfig:
     once: bool = False
     duration_s: float | None = None
     fallback: FallbackConfig | None = None
+    ice: IceConfig = field(default_factory=IceConfig)
 
 
 class Receiver:
@@ -112,7 +114,7 @@ class Receiver:
     async def _on_offer(self, sdp: str) -> str:
         if self.call is not None:
             raise SignalingError("busy: another sender is connected")
-        pc = new_peer_connection()
+        pc = new_peer_connection(self.config.ice)
         link = PeerLink(pc)
         call = Call(link, self.portrait_landmarks, self.render, self.stats, self.recorder, self.config.jitter_ms,
                     on_audio=None if self.viewers is None else self.viewers.audio.push,
@@ -120,6 +122,7 @@ class Receiver:
         self.call = call
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            prefer_short_srtp_tags(pc)
             answer = await gathered_description(pc, offer=False)
         except Exception as e:  # an offer aiortc cannot use: this call fails, the receiver goes on
             self.call = None

@@ -29,6 +29,7 @@ from codec.errors import MediaError
 from realtime.drops import Drops
 from realtime.status import percentiles
 from receiver.pictures import PictureStats
+from realtime.wire import RECEIVED, WireTotals
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,7 @@ class CallStats:
     packets_dropped: dict[str, int] = field(default_factory=dict)
     motion_payload_bytes: int = 0
     motion_packet_bytes: int = 0
+    motion_messages: int = 0
     motion_media_ms: float = 0.0
     audio_bytes: int = 0
     audio_frames: int = 0
@@ -236,6 +238,8 @@ class CallStats:
     clock_offset_ms: float = 0.0
     playout_latency_ms: list[float] = field(default_factory=list)
     render_latency_ms: list[float] = field(default_factory=list)
+    # capture of a speech packet's first sample -> its decoded frame here
+    audio_latency_ms: list[float] = field(default_factory=list)
     # --animate-from-audio: ticks showing motion generated from speech, and its timing.
     frames_generated: int = 0
     fallback_switch_ms: list[float] = field(default_factory=list)
@@ -273,6 +277,9 @@ class CallStats:
             self.time_to_face_ms.append(time_to_face_ms)
         if face_after_ms is not None:
             self.face_from_media_ms.append(face_after_ms)
+    # Datagrams of all calls (realtime.wire), and the ICE path of the last one.
+    wire: WireTotals = field(default_factory=WireTotals)
+    ice: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         secs = self.motion_media_ms / 1000.0
@@ -288,15 +295,18 @@ class CallStats:
             "packets_expected": self.packets_expected, "packets_late": self.packets_late,
             "packets_duplicate": self.packets_duplicate, "packets_dropped": dict(self.packets_dropped),
             "packet_loss": round(loss, 4),
-            # Token payload only, the codec's rate; the packet rate adds the 7-byte packet headers.
+            # Token payload only, the codec's rate; the packet rate adds the packet headers (5 bytes a
+            # message, and 1-2 per further frame of one), the wire rate (below) all the transport's.
             "motion_kbps": round(self.motion_payload_bytes * 8 / 1000 / secs, 3) if secs > 0 else None,
             "motion_packet_kbps": round(self.motion_packet_bytes * 8 / 1000 / secs, 3) if secs > 0 else None,
             "audio_kbps": round(self.audio_bytes * 8 / 1000 / audio_secs, 3) if audio_secs > 0 else None,
+            "motion_messages": self.motion_messages,
             "audio_frames": self.audio_frames, "audio_seconds": round(audio_secs, 2),
             "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 2),
             "clock_offset_ms": round(self.clock_offset_ms, 2),
             "latency_ms": percentiles(self.render_latency_ms),
             "playout_latency_ms": percentiles(self.playout_latency_ms),
+            "audio_latency_ms": percentiles(self.audio_latency_ms),
             "frames_generated": self.frames_generated, "fallback_switches": len(self.fallback_switch_ms),
             "fallback_switch_ms": percentiles(self.fallback_switch_ms),
             "generated_lag_ms": percentiles(self.generated_lag_ms), "generator_restarts": self.generator_restarts,
@@ -307,6 +317,7 @@ class CallStats:
                         "reference_arrival_ms": [round(x, 1) for x in self.reference_arrival_ms],
                         "time_to_face_ms": [round(x, 1) for x in self.time_to_face_ms],
                         "face_after_media_ms": list(self.face_from_media_ms)},
+            "wire": self.wire.report(RECEIVED) if self.calls else None, "ice": self.ice,
         }
 
     def write_json(self, path: str | Path) -> None:

@@ -28,15 +28,23 @@ import numpy as np
 from aiortc import RTCSessionDescription
 
 from codec.api import EncoderConfig, FrameEncoder
-from codec.bitstream import PACKET_HEADER_BYTES
+from codec.bitstream import PACKET_HEADER_BYTES, bundle
 from codec.errors import TalkcodecError
 from realtime import signaling
 from realtime.clock import MediaClock
 from realtime.netem import LinkShaper, Netem, NetemConfig, ShapedLink
-from realtime.peer import PeerLink, gathered_description, new_peer_connection
+from realtime.peer import (
+    IceConfig,
+    PeerLink,
+    gathered_description,
+    new_peer_connection,
+    prefer_short_srtp_tags,
+    strip_audio_header_extensions,
+)
 from realtime.protocol import Accept, Hello, NoPicture, NoPictureReason, Refuse, Report, SenderStats, Start
 from realtime.ratecontrol import RateConfig, RateController
 from realtime.status import StatusLine, format_status
+from realtime.wire import SENT
 from sender.pictures import PictureConfig, SenderPictures
 from sender.sources import CapturedFrame, FrameSource, OpusTrack, PcmSource
 
@@ -53,6 +61,8 @@ PICTURES_ALONE_AFTER_S = 0.5
 # A motion packet that left this much later than usual after its capture is followed by the next one sooner
 # than a frame interval: no picture chunk behind it.
 LATE_FOR_PICTURES_MS = 4.0
+# SenderStats go every this many status ticks (each costs ~120 bytes on the wire), and once more at the end.
+SENDER_STATS_EVERY = 2
 
 
 class CallRefused(TalkcodecError):
@@ -73,14 +83,18 @@ class SenderConfig:
         duration_s: end the call after this much media time (None: when the source ends).
         layers: residual layers at most (1..4).
         max_kbps: cap on the motion rate (packets, headers included), None for none.
+        max_wire_kbps: cap on the motion's rate on the wire (SCTP, DTLS and UDP/IP headers included).
+        frames_per_packet: frames per message, or None to let the wire cap choose (1..3).
         entropy: range-code the tokens (smaller, but a lost packet spoils frames until the next keyframe).
         netem: loss/jitter injected on the motion channel (testing).
         audio_bitrate: Opus bitrate, bits/s.
+        audio_frame_ms: speech per Opus packet (20, 40, 60 ms).
         wait_s: keep trying to reach the receiver this long (it may still be starting).
         pictures: what the call shows of the caller (reference picture, keyframes; see :mod:`sender.pictures`).
         link_kbps: testing: send every data-channel message through a simulated link of this rate
             (:class:`realtime.netem.LinkShaper`), None for none.
         link_overhead: bytes the simulated link adds to each message (headers below the data channel).
+        ice: STUN/TURN servers and the relay-only policy.
     """
 
     url: str
@@ -88,13 +102,17 @@ class SenderConfig:
     duration_s: float | None = None
     layers: int = 4
     max_kbps: float | None = None
+    max_wire_kbps: float | None = None
+    frames_per_packet: int | None = 1
     entropy: bool = False
     netem: NetemConfig = field(default_factory=NetemConfig)
     audio_bitrate: int = 24_000
+    audio_frame_ms: int = 20
     wait_s: float = 0.0
     pictures: PictureConfig = field(default_factory=PictureConfig)
     link_kbps: float | None = None
     link_overhead: int = 0
+    ice: IceConfig = field(default_factory=IceConfig)
 
 
 @dataclass
@@ -104,11 +122,13 @@ class SenderTotals:
     Attributes:
         frames_captured: frames the source delivered.
         frames_encoded: frames that went through face tracking.
-        frames_sent: motion packets handed to the channel.
-        frames_no_face: of those, packets saying the face is out of frame.
-        motion_bytes: bytes of motion packets (headers included).
+        frames_sent: motion frames handed to the channel.
+        frames_no_face: of those, frames saying the face is out of frame.
+        messages_sent: data-channel messages they went in (one per frame, or fewer when bundled).
+        motion_bytes: bytes of those messages (headers included).
         payload_bytes: of those, token payload bytes.
         layers: residual layers sent at the end.
+        frames_per_packet: frames per message at the end.
         send_delay_ms: per packet, capture to hand-off to the channel (face tracking and queueing).
     """
 
@@ -116,9 +136,11 @@ class SenderTotals:
     frames_encoded: int = 0
     frames_sent: int = 0
     frames_no_face: int = 0
+    messages_sent: int = 0
     motion_bytes: int = 0
     payload_bytes: int = 0
     layers: int = 4
+    frames_per_packet: int = 1
     send_delay_ms: list[float] = field(default_factory=list)
 
 
@@ -175,7 +197,10 @@ class Sender:
         self.pcm = pcm
         self.status = status or StatusLine(enabled=False)
         self.totals = SenderTotals(layers=config.layers)
-        self.rate = RateController(RateConfig(max_layers=config.layers, max_kbps=config.max_kbps))
+        counts = (1, 2, 3) if config.frames_per_packet is None else (config.frames_per_packet,)
+        self.rate = RateController(RateConfig(max_layers=config.layers, max_kbps=config.max_kbps,
+                                              max_wire_kbps=config.max_wire_kbps, frames_per_packet=counts))
+        self.totals.frames_per_packet = self.rate.frames_per_packet
         self.link: PeerLink | None = None
         self.loss = 0.0
         self._clock: MediaClock | None = None
@@ -187,6 +212,9 @@ class Sender:
         self._capture_done = asyncio.Event()
         self._hello_sent = False
         self._held: list[bytes] = []
+        self._bundle: list[bytes] = []  # frames waiting for the rest of their message
+        self._bundle_late_ms, self._bundle_timed = 0.0, False  # of the last frame held
+        self._bundle_timer: asyncio.TimerHandle | None = None
         self._track: OpusTrack | None = None
         self._netem: Netem | None = None
         self._encoder: Any = None
@@ -206,6 +234,12 @@ class Sender:
     def audio_bytes(self) -> int:
         """Opus payload bytes sent so far."""
         return self._track.bytes_sent if self._track is not None else 0
+
+    def wire_stats(self) -> dict[str, Any]:
+        """The call's datagrams as ``--stats-json`` reports them: ``{"wire": ..., "ice": ...}``."""
+        if self.link is None:
+            return {"wire": None, "ice": None}
+        return {"wire": self.link.wire.totals.report(SENT), "ice": self.link.ice_pair}
 
     @property
     def netem_dropped(self) -> int:
@@ -231,14 +265,16 @@ class Sender:
         if self.config.pictures.send and self.config.pictures.photo is not None:
             await self.pictures.start_photo()
         self._apply_layers(self.rate.layers)  # a rate cap applies from the first frame
-        pc = new_peer_connection()
+        pc = new_peer_connection(self.config.ice)
         link = self.link = PeerLink(pc)
         if self.config.link_kbps is not None:
             link.shaped = self.shaped = ShapedLink(LinkShaper(self.config.link_kbps, self.config.link_overhead))
         started = asyncio.Event()
         if self.pcm is not None:
-            self._track = OpusTrack(self.pcm, lambda: self._clock, started, self.config.audio_bitrate)
+            self._track = OpusTrack(self.pcm, lambda: self._clock, started, self.config.audio_bitrate,
+                                    self.config.audio_frame_ms)
             pc.addTrack(self._track)
+        prefer_short_srtp_tags(pc)
         tasks: list[asyncio.Task[Any]] = []
         reason = "the call ended"
         try:
@@ -284,6 +320,8 @@ class Sender:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._flush()
+            self._send_stats(link)  # the receiver's totals, exact at the end
             if self._netem is not None:
                 self._netem.close()
             await link.close("sender finished" if self._refused is None else "refused")
@@ -302,12 +340,14 @@ class Sender:
         deadline = loop.time() + self.config.wait_s
         while True:
             try:
-                return await signaling.call(self.config.url, self.config.token,
-                                            lambda: gathered_description(pc, offer=True))
+                return await signaling.call(self.config.url, self.config.token, lambda: self._offer(pc))
             except signaling.ReceiverUnreachable:
                 if loop.time() >= deadline:
                     raise
                 await asyncio.sleep(0.5)
+
+    async def _offer(self, pc: Any) -> str:
+        return strip_audio_header_extensions(await gathered_description(pc, offer=True))
 
     async def _capture(self, clock: MediaClock) -> None:
         limit = None if self.config.duration_s is None else self.config.duration_s * 1000.0
@@ -356,8 +396,7 @@ class Sender:
         self._send(packet, media_ms)
 
     def _send(self, packet: bytes, media_ms: int | None) -> None:
-        assert self._netem is not None
-        self._netem.send(packet)
+        """One frame's packet: sent at once, or held until its message has ``frames_per_packet`` frames."""
         late_ms = 0.0
         if self._clock is not None and media_ms is not None:
             delay = self._clock.now_ms() - media_ms
@@ -366,18 +405,42 @@ class Sender:
                 late_ms = delay - float(np.median(self._recent_delays))
             self._recent_delays.append(delay)
         self.totals.frames_sent += 1
-        self.totals.motion_bytes += len(packet)
         self.totals.payload_bytes += len(packet) - PACKET_HEADER_BYTES
         if len(packet) == PACKET_HEADER_BYTES:
             self.totals.frames_no_face += 1
+        self._bundle.append(packet)
+        self._bundle_late_ms, self._bundle_timed = late_ms, media_ms is not None
+        if len(self._bundle) >= self.rate.frames_per_packet:
+            self._flush()
+        elif self._bundle_timer is None:
+            # Frames come every 40 ms; should they stop (a stalled camera), the message goes anyway.
+            wait = self.rate.frames_per_packet * FRAME_INTERVAL_S
+            self._bundle_timer = asyncio.get_running_loop().call_later(wait, self._flush)
+
+    def _flush(self) -> None:
+        """Sends the frames held as one message (as single ones, should they not go together)."""
+        if self._bundle_timer is not None:
+            self._bundle_timer.cancel()
+            self._bundle_timer = None
+        frames, self._bundle = self._bundle, []
+        if not frames or self._netem is None:
+            return
+        try:
+            messages = [bundle(frames)]
+        except ValueError:  # not consecutive, or too far apart in time
+            messages = frames
+        for m in messages:
+            self._netem.send(m)
+            self.totals.messages_sent += 1
+            self.totals.motion_bytes += len(m)
         self._last_motion_s = time.monotonic()
-        # A picture chunk rides right behind the motion packet, in the gap before the next frame's packet. Not
-        # when that gap will be short: another frame already waits for the encoder, or this one left late
+        # A picture chunk rides right behind the motion message, in the gap before the next one. Not
+        # when that gap will be short: another frame already waits for the encoder, or the last frame left late
         # (the next, on time, follows sooner than a frame interval); but at least every other frame, so that a
         # busy encoder does not starve the pictures.
-        short_gap = bool(self._pending) or late_ms > LATE_FOR_PICTURES_MS
+        short_gap = bool(self._pending) or self._bundle_late_ms > LATE_FOR_PICTURES_MS
         starved = self._last_motion_s - self._last_picture_s >= 2 * FRAME_INTERVAL_S
-        if media_ms is not None and (starved or not short_gap):
+        if self._bundle_timed and (starved or not short_gap):
             self._send_picture()
 
     def _send_picture(self) -> None:
@@ -420,19 +483,32 @@ class Sender:
                 self._apply_layers(self.rate.on_loss(msg.loss))
 
     def _apply_layers(self, layers: int) -> None:
+        cap = f", cap {self.config.max_kbps:g} kbps" if self.config.max_kbps else ""
+        if self.config.max_wire_kbps:
+            cap += f", wire cap {self.config.max_wire_kbps:g} kbps"
         if layers != self.totals.layers:
-            cap = f", cap {self.config.max_kbps:g} kbps" if self.config.max_kbps else ""
             self.status.message(f"motion layers {self.totals.layers} -> {layers} (loss {self.loss * 100:.1f}%{cap})")
             self.totals.layers = layers
             self._encoder.set_layers(layers)
+        per = self.rate.frames_per_packet
+        if per != self.totals.frames_per_packet:
+            self.status.message(f"frames per message {self.totals.frames_per_packet} -> {per}{cap}")
+            self.totals.frames_per_packet = per
+
+    def _send_stats(self, link: PeerLink) -> None:
+        t = self.totals
+        link.send(SenderStats(t.frames_sent, t.motion_bytes, self.audio_bytes, t.layers))
 
     async def _report(self, link: PeerLink, clock: MediaClock) -> None:
         last_bytes, last_frames, last_audio = 0, 0, 0
+        tick = 0
         while True:
             await asyncio.sleep(STATS_INTERVAL_S)
+            tick += 1
             t = self.totals
             audio = self.audio_bytes
-            link.send(SenderStats(t.frames_sent, t.motion_bytes, audio, t.layers))
+            if tick % SENDER_STATS_EVERY == 0:
+                self._send_stats(link)
             kbps = (t.motion_bytes - last_bytes) * 8 / 1000 / STATS_INTERVAL_S
             fps = (t.frames_sent - last_frames) / STATS_INTERVAL_S
             audio_kbps = (audio - last_audio) * 8 / 1000 / STATS_INTERVAL_S

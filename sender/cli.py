@@ -27,10 +27,11 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from codec.audio import OPUS_FRAME_MS, SPEECH_KBPS_RANGE, check_speech_settings
 from codec.errors import MediaError, PortraitError, TalkcodecError
 from codec.logs import quiet_native_logs
 from realtime.netem import NetemConfig
-from realtime.peer import is_loopback, restrict_ice_to_loopback
+from realtime.peer import add_ice_arguments, ice_config, is_loopback, restrict_ice_to_loopback
 from realtime.pictures import PacingConfig
 from realtime.signaling import parse_listen
 from realtime.status import StatusLine, percentiles
@@ -49,6 +50,14 @@ def _outage(text: str) -> tuple[float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected START:END in seconds, got {text!r}") from None
     return start, end
+
+
+def _frames_per_packet(text: str) -> int | None:
+    if text == "auto":
+        return None
+    if text in ("1", "2", "3"):
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected 1, 2, 3 or auto, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,9 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="with --audio-only: repeatable generated motion")
     p.add_argument("--layers", type=int, default=4, choices=(1, 2, 3, 4), help="residual layers at most")
     p.add_argument("--max-kbps", type=float, help="cap the motion rate (drops residual layers to fit)")
+    p.add_argument("--max-wire-kbps", type=float, metavar="K",
+                   help="cap the motion's rate on the wire, transport headers included: met by putting more "
+                   "frames in each message (with --frames-per-packet auto), then by dropping layers")
+    p.add_argument("--frames-per-packet", type=_frames_per_packet, default=1, metavar="1|2|3|auto",
+                   help="motion frames per data-channel message: each message costs ~97 bytes of SCTP, DTLS "
+                   "and UDP/IP headers, each frame more waits 40 ms longer; auto: the fewest that fit "
+                   "--max-wire-kbps (default: 1)")
     p.add_argument("--entropy", action="store_true", help="range-code the tokens (smaller; a lost packet "
                    "spoils frames until the next keyframe)")
-    p.add_argument("--audio-kbps", type=float, default=24.0, help="Opus bitrate (default: %(default)s)")
+    p.add_argument("--audio-kbps", type=float, default=24.0,
+                   help=f"Opus bitrate of the speech, {SPEECH_KBPS_RANGE[0]:g}..{SPEECH_KBPS_RANGE[1]:g} "
+                   "(default: %(default)s; from 9 Opus codes speech as wideband SILK)")
+    p.add_argument("--audio-ms", type=int, default=20, choices=OPUS_FRAME_MS,
+                   help="speech per Opus packet: longer packets cost fewer header bytes, and as much more "
+                   "latency (default: %(default)s)")
     pic = p.add_argument_group("the caller's picture (the receiver animates it unless it was given --portrait)")
     pic.add_argument("--no-portrait", action="store_true",
                      help="keep your picture private: send no picture of your face (the receiver then "
@@ -94,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     pic.add_argument("--picture-kbps", type=float, default=16.0, metavar="K",
                      help="pictures' share of the link, paced behind the motion packets (default: %(default)s)")
     p.add_argument("--stats-json", type=Path, metavar="FILE", help="write what was sent at exit")
+    add_ice_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no live status line")
     test = p.add_argument_group("testing: impair the motion channel")
     test.add_argument("--netem-loss", type=float, default=0.0, metavar="P", help="drop packets with probability P")
@@ -195,11 +217,12 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
         else:
             video, pcm = _sources(args)
         config = SenderConfig(url=args.connect, token=args.token, duration_s=args.duration, layers=args.layers,
-                              max_kbps=args.max_kbps, entropy=args.entropy,
-                              audio_bitrate=int(args.audio_kbps * 1000),
+                              max_kbps=args.max_kbps, max_wire_kbps=args.max_wire_kbps,
+                              frames_per_packet=args.frames_per_packet, entropy=args.entropy,
+                              audio_bitrate=int(args.audio_kbps * 1000), audio_frame_ms=args.audio_ms,
                               netem=NetemConfig(args.netem_loss, args.netem_jitter_ms, args.netem_seed,
                                                 args.netem_outage),
-                              wait_s=args.wait,
+                              wait_s=args.wait, ice=ice_config(args),
                               pictures=PictureConfig(send=not args.no_portrait, photo=args.portrait,
                                                      keyframes=not args.no_keyframes,
                                                      pacing=PacingConfig(args.picture_kbps)),
@@ -223,6 +246,7 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
             args.stats_json.write_text(json.dumps({
                 "frames_captured": t.frames_captured, "frames_encoded": t.frames_encoded,
                 "frames_sent": t.frames_sent, "frames_no_face": t.frames_no_face,
+                "messages_sent": t.messages_sent, "frames_per_packet": t.frames_per_packet,
                 "motion_bytes": t.motion_bytes, "payload_bytes": t.payload_bytes, "layers": t.layers,
                 "audio_bytes": sender.audio_bytes, "netem_dropped": sender.netem_dropped,
                 "send_delay_ms": percentiles(t.send_delay_ms),
@@ -231,6 +255,7 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
                     "kbps": args.link_kbps, "overhead_bytes": args.link_overhead,
                     "delay_ms": {k: percentiles(v) for k, v in sender.shaped.delays_ms.items()},
                     "trace": [[round(t * 1000, 2), kind, n] for t, kind, n in sender.shaped.trace]},
+                **sender.wire_stats(),
             }, indent=2) + "\n")
 
 
@@ -253,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="talk-send: %(message)s")
     try:
         NetemConfig(args.netem_loss, args.netem_jitter_ms, outage_s=args.netem_outage)
+        ice_config(args)
+        check_speech_settings(args.audio_kbps, args.audio_ms)
+        if args.max_wire_kbps is not None and not args.max_wire_kbps > 0:
+            raise ValueError(f"--max-wire-kbps must be positive, got {args.max_wire_kbps:g}")
     except ValueError as e:
         print(f"talk-send: {e}", file=sys.stderr)
         return 2

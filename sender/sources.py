@@ -270,8 +270,8 @@ class OpusTrack(MediaStreamTrack):
     """Speech as an aiortc audio track of pre-encoded Opus packets.
 
     aiortc would encode raw frames itself at 96 kbps; handing it packets keeps
-    speech at a speech bitrate. Packet ``k`` carries media time ``20 k`` ms
-    and waits for it, so the receiver (which counts RTP time from the first
+    speech at a speech bitrate. Packet ``k`` carries media time ``frame_ms k``
+    ms and waits for it, so the receiver (which counts RTP time from the first
     packet) sees audio on the same timeline as motion.
 
     Args:
@@ -279,18 +279,20 @@ class OpusTrack(MediaStreamTrack):
         clock: the media clock, once started.
         started: set when media time 0 has been fixed.
         bitrate: Opus bitrate, bits/s.
+        frame_ms: speech per packet (20, 40 or 60 ms).
     """
 
     kind = "audio"
 
     def __init__(self, pcm: PcmSource, clock: Callable[[], MediaClock | None], started: asyncio.Event,
-                 bitrate: int = SPEECH_BITRATE) -> None:
+                 bitrate: int = SPEECH_BITRATE, frame_ms: int = 20) -> None:
         super().__init__()
         self._pcm = pcm
         self._clock = clock
         self._started = started
 
-        self._encoder = opus_encoder(bitrate)
+        self._encoder = opus_encoder(bitrate, frame_ms)
+        self._packet_samples = frame_ms * OPUS_RATE // 1000
         self._pending: list[Any] = []
         self._blocks = 0
         self._packets = 0
@@ -316,7 +318,7 @@ class OpusTrack(MediaStreamTrack):
             self._pending.extend(self._encoder.encode(frame))
         packet = self._pending.pop(0)
         # Stamp packets in the order they leave: the encoder's lookahead shifts them by a few ms.
-        packet.pts = self._packets * OPUS_FRAME
+        packet.pts = self._packets * self._packet_samples
         packet.time_base = fractions.Fraction(1, OPUS_RATE)
         self._packets += 1
         self.bytes_sent += packet.size

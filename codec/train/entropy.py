@@ -54,7 +54,7 @@ def measure_kbps(model: EntropyModel, seqs: list[np.ndarray], layers: int, fps: 
     """Bitrates of real packets over token sequences, through :class:`~codec.stream.StreamWriter`.
 
     Returns:
-        ``payload_kbps`` (payloads only), ``packet_kbps`` (with 7-byte packet
+        ``payload_kbps`` (payloads only), ``packet_kbps`` (with 5-byte packet
         headers), ``ideal_kbps`` (model cross-entropy, no coder overhead) and
         ``fixed_kbps`` (fixed packing payloads).
     """

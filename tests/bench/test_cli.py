@@ -48,7 +48,7 @@ def test_console_script_exits_non_zero_without_traceback(tmp_path):
 
 
 def test_validate_rejects_broken_documents():
-    good = {"clip": "a.mp4", "codec": "h264", "setting": "h264 crf=30 128px 25fps", "kbps": 11.0,
+    good = {"clip": "a.mp4", "codec": "h264", "setting": "h264 crf=30 128px 25fps", "kbps": 11.0, "wire_kbps": 14.0,
             "psnr": 30.0, "ssim": 0.9, "nme": 0.02, "mouth_ssim": 0.8, "id_dist": None, "detail": 0.5,
             "cpbd": 0.1, "face_detected": 1.0, "encode_ms": 1.0, "render_ms": 1.0, "device": "cpu"}
     report.validate({"records": [good], "summary": {}})
@@ -84,6 +84,9 @@ def test_smoke_run_writes_valid_outputs(tmp_path, monkeypatch):
         assert set(report.RECORD_KEYS) <= set(r)
         if r["codec"] != "talkcodec":
             assert r["kbps"] <= r["target_kbps"] * 1.1
+        assert r["wire_kbps"] > r["kbps"]  # transport headers on top
+        if r["codec"] == "talkcodec":
+            assert r["wire_kbps_3fpp"] < r["wire_kbps"]  # fewer messages, fewer headers
     assert "at_talkcodec_bitrate" in doc["summary"] and doc["summary"]["complete"] is True
     if doc["summary"]["talkcodec"] == "ok":
         # The call, then the one over a narrow link for the time to the caller's face.

@@ -61,3 +61,14 @@ def test_truncated_and_corrupt_blobs_decode_or_raise_media_error():
         except MediaError:
             continue
         assert np.isfinite(y).all()
+
+
+def test_call_speech_settings_are_checked() -> None:
+    from codec.audio import check_speech_settings
+
+    check_speech_settings(6, 60)
+    check_speech_settings(32, 20)
+    with pytest.raises(ValueError, match="audio-kbps must be in 6..32"):
+        check_speech_settings(5.9, 20)
+    with pytest.raises(ValueError, match="audio-ms must be one of 20, 40, 60"):
+        check_speech_settings(12, 30)

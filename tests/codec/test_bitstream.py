@@ -4,14 +4,22 @@ Fixtures under ``fixtures/`` were written once by this module's format and are
 checked byte for byte, so an accidental format change fails here:
 
 - ``header_fixed.bin``, ``header_entropy.bin``: valid headers (fields below);
-- ``header_wrong_version.bin`` (version 2), ``header_wrong_magic.bin`` (a
+- ``header_wrong_version.bin`` (version 3), ``header_wrong_magic.bin`` (a
   WebM file's first bytes), ``header_truncated.bin``, ``header_oversized.bin``
   (length field 1 MiB), ``header_bad_layers.bin`` (``"layers":5``);
 - ``packet_fixed_r4.bin`` (seq 65534, 4 layers), ``packet_fixed_r1.bin``
-  (1 layer, all tokens 624), ``packet_noface.bin``: valid packets;
+  (1 layer, all tokens 624), ``packet_noface.bin``: valid packets of version 1
+  (the headers above are version 1 too), which this release still reads;
 - ``packet_truncated.bin``, ``packet_reserved_bits.bin`` (bit 7 set),
   ``packet_out_of_range.bin`` (payload 2**112 - 1 >= 625**12),
-  ``packet_noface_with_payload.bin``: broken packets.
+  ``packet_noface_with_payload.bin``: broken version-1 packets;
+- ``v2_packet_fixed_r4.bin`` (the same frame as ``packet_fixed_r4.bin`` in
+  version 2), ``v2_message_3_frames.bin`` (seq 65535, 0, 1 at 65500, 65540,
+  65580 ms: 4 layers fixed, no face, 1 layer fixed), ``v2_message_entropy.bin``
+  (two entropy-coded frames of ``random_walk(seed 11)`` under ``walk_model()``,
+  the first with its length byte): valid version-2 messages;
+- ``v2_message_truncated.bin`` (the 3-frame message less its last byte),
+  ``v2_message_reserved_bits.bin`` (bit 6 of the first flags set): broken ones.
 """
 
 from __future__ import annotations
@@ -29,13 +37,17 @@ from codec.bitstream import (
     MAX_PACKET_BYTES,
     PACKET_HEADER_BYTES,
     STREAM_VERSION,
+    V1_PACKET_HEADER_BYTES,
     Packet,
     ReferenceInfo,
     StreamHeader,
+    bundle,
     check_compatible,
     fixed_payload_bytes,
     pack_fixed,
+    parse_message,
     unpack_fixed,
+    unwrap_ms,
 )
 from codec.entropy import EntropyModel
 from codec.errors import StreamError
@@ -138,7 +150,7 @@ def test_header_fixtures_parse_to_expected_fields():
 
 
 @pytest.mark.parametrize("name,message", [
-    ("header_wrong_version.bin", "version 2 .*version 1"),
+    ("header_wrong_version.bin", "version 3 .*versions 1, 2"),
     ("header_wrong_magic.bin", "not a talkcodec stream"),
     ("header_truncated.bin", "truncated"),
     ("header_oversized.bin", "limit"),
@@ -264,17 +276,17 @@ def test_check_compatible():
 
 
 def test_packet_fixtures_parse_to_expected_fields():
-    p = Packet.from_bytes(fixture("packet_fixed_r4.bin"))
+    p = Packet.from_bytes(fixture("packet_fixed_r4.bin"), version=1)
     assert (p.seq, p.timestamp_ms, p.layers, p.face, p.keyframe, p.entropy) == (65534, 123456789, 4, True, True,
                                                                                 False)
     assert np.array_equal(unpack_fixed(p.payload, 4), FIXTURE_TOKENS_R4)
-    assert p.to_bytes() == fixture("packet_fixed_r4.bin")
-    p1 = Packet.from_bytes(fixture("packet_fixed_r1.bin"))
+    assert p.to_bytes(1) == fixture("packet_fixed_r4.bin")
+    p1 = Packet.from_bytes(fixture("packet_fixed_r1.bin"), version=1)
     assert (p1.seq, p1.timestamp_ms, p1.layers) == (7, 40, 1)
     assert np.array_equal(unpack_fixed(p1.payload, 1), np.full((1, 12), 624))
-    n = Packet.from_bytes(fixture("packet_noface.bin"))
+    n = Packet.from_bytes(fixture("packet_noface.bin"), version=1)
     assert (n.seq, n.timestamp_ms, n.face, n.layers, n.payload) == (9, 360, False, 0, b"")
-    assert len(fixture("packet_noface.bin")) == PACKET_HEADER_BYTES
+    assert len(fixture("packet_noface.bin")) == V1_PACKET_HEADER_BYTES
 
 
 @pytest.mark.parametrize("name,message", [
@@ -284,28 +296,31 @@ def test_packet_fixtures_parse_to_expected_fields():
 ])
 def test_broken_packet_fixtures_raise_stream_error(name, message):
     with pytest.raises(StreamError, match=message):
-        Packet.from_bytes(fixture(name))
+        Packet.from_bytes(fixture(name), version=1)
 
 
 def test_out_of_range_fixture_fails_in_the_reader():
-    reader = StreamReader(header())
+    reader = StreamReader(header(version=1))
     with pytest.raises(StreamError, match="out of range"):
         reader.decode(fixture("packet_out_of_range.bin"))
 
 
-def test_packet_limits():
+@pytest.mark.parametrize("version", [1, 2])
+def test_packet_limits(version):
+    head = V1_PACKET_HEADER_BYTES if version == 1 else PACKET_HEADER_BYTES
     with pytest.raises(StreamError, match="truncated"):
-        Packet.from_bytes(b"\x00" * 6)
-    big = Packet.from_bytes(fixture("packet_fixed_r4.bin"))
-    oversized = big.to_bytes()[:6] + bytes([0b11000]) + b"\x01" * MAX_PACKET_BYTES
+        Packet.from_bytes(b"\x00" * (head - 1), version=version)
+    big = Packet.from_bytes(fixture("packet_fixed_r4.bin"), version=1).to_bytes(version)
+    assert len(big) == head + 56
+    oversized = big[:head - 1] + bytes([0b11000]) + b"\x01" * MAX_PACKET_BYTES
     with pytest.raises(StreamError, match="limit"):
-        Packet.from_bytes(oversized)
+        Packet.from_bytes(oversized, version=version)
     with pytest.raises(StreamError, match="empty payload"):
-        Packet.from_bytes(big.to_bytes()[:6] + bytes([0b10100]))
-    not_key = bytearray(fixture("packet_fixed_r4.bin"))
-    not_key[6] &= ~0b1000
+        Packet.from_bytes(big[:head - 1] + bytes([0b10100]), version=version)
+    not_key = bytearray(big)
+    not_key[head - 1] &= ~0b1000
     with pytest.raises(StreamError, match="keyframe"):
-        Packet.from_bytes(bytes(not_key))
+        Packet.from_bytes(bytes(not_key), version=version)
 
 
 @given(st.binary(max_size=1100))
@@ -456,6 +471,7 @@ def test_fixed_mode_decodes_every_packet_after_losses():
 def test_sequence_numbers_and_timestamps_wrap(model, mode):
     h = header(mode, model if mode == "entropy" else None)
     writer, reader = StreamWriter(h, model, first_seq=65533), StreamReader(h, model)
+    reader.time_hint_ms = 2**32 - 100  # version 2 carries 16 bits of time: a call knows roughly when it is
     walk = random_walk(np.random.default_rng(7), 6)
     out = [reader.decode(writer.encode(t, 2**32 - 80 + 40 * n)) for n, t in enumerate(walk)]
     assert [o.seq for o in out] == [65533, 65534, 65535, 0, 1, 2]
@@ -489,4 +505,121 @@ def test_writer_and_reader_check_the_entropy_model(model):
 def test_reader_refuses_another_stream_version():
     with pytest.raises(StreamError, match="version 3"):
         StreamReader(header(version=3))
-    assert STREAM_VERSION == 1
+    assert STREAM_VERSION == 2
+
+
+# --------------------------------------------------------------------------- version 2 messages
+
+
+def test_v2_fixtures_parse_to_expected_fields(model):
+    p = Packet.from_bytes(fixture("v2_packet_fixed_r4.bin"), reference_ms=123456789)
+    assert p == Packet.from_bytes(fixture("packet_fixed_r4.bin"), version=1)  # time unwrapped near the reference
+    assert len(fixture("v2_packet_fixed_r4.bin")) == PACKET_HEADER_BYTES + 56 == V1_PACKET_HEADER_BYTES + 54
+    frames = parse_message(fixture("v2_message_3_frames.bin"), reference_ms=65000)
+    assert [(f.seq, f.timestamp_ms, f.layers, f.face) for f in frames] == [
+        (65535, 65500, 4, True), (0, 65540, 0, False), (1, 65580, 1, True)]
+    assert np.array_equal(unpack_fixed(frames[0].payload, 4), FIXTURE_TOKENS_R4)
+    assert bundle([f.to_bytes() for f in frames]) == fixture("v2_message_3_frames.bin")
+    reader = StreamReader(header("entropy", model), model)
+    out = reader.decode_message(fixture("v2_message_entropy.bin"))
+    walk = random_walk(np.random.default_rng(11), 2)
+    assert [o.keyframe for o in out] == [True, False]  # type: ignore[union-attr]
+    for o, t in zip(out, walk):
+        assert np.array_equal(o.tokens, t)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name,message", [
+    ("v2_message_truncated.bin", "needs a 14-byte payload"),
+    ("v2_message_reserved_bits.bin", "reserved"),
+])
+def test_broken_v2_fixtures_raise_stream_error(name, message):
+    with pytest.raises(StreamError, match=message):
+        parse_message(fixture(name))
+
+
+@given(low=st.integers(0, 0xFFFF), reference=st.integers(0, 2**32 - 1))
+def test_unwrapped_time_is_the_nearest_with_those_low_bits(low, reference):
+    t = unwrap_ms(low, reference)
+    assert t & 0xFFFF == low
+    if reference < 0x8000 and t == low:
+        return  # near the start of a stream, never a time before it
+    assert min(abs(t - reference), abs(t + 2**32 - reference), abs(t - 2**32 - reference)) <= 0x8000
+
+
+@pytest.mark.parametrize("mode", ["fixed", "entropy"])
+@given(seed=st.integers(0, 2**32 - 1), per=st.integers(1, 3), start=st.integers(0, 2**32 - 1))
+@settings(max_examples=20, deadline=None)
+def test_bundled_messages_decode_to_the_frames_of_single_ones(model, mode, seed, per, start):
+    h = header(mode, model if mode == "entropy" else None)
+    writer = StreamWriter(h, model, first_seq=seed % 65536)
+    frames = frames_with_gaps(seed, 30)
+    stamps = [(start + 40 * t) & 0xFFFFFFFF for t in range(len(frames))]
+    singles = [writer.encode(tokens, ts) for tokens, ts in zip(frames, stamps)]
+    one, many = StreamReader(h, model), StreamReader(h, model)
+    one.time_hint_ms = many.time_hint_ms = start
+    expected = [one.decode(p) for p in singles]
+    got = []
+    for i in range(0, len(singles), per):
+        message = bundle(singles[i:i + per])
+        # A message costs one 4-byte header, a byte of flags per frame, a time step per later frame,
+        # and a length byte per entropy-coded frame that is not its last.
+        assert len(message) <= sum(len(p) for p in singles[i:i + per]) - 2 * (len(singles[i:i + per]) - 1)
+        got += many.decode_message(message)
+        many.time_hint_ms = stamps[min(i + per, len(stamps) - 1)]
+        one.time_hint_ms = many.time_hint_ms
+    assert len(got) == len(expected)
+    for e, g in zip(expected, got):
+        assert not isinstance(g, Exception)
+        assert (g.seq, g.timestamp_ms, g.face, g.keyframe, g.layers) == (e.seq, e.timestamp_ms, e.face, e.keyframe,
+                                                                         e.layers)
+        assert (g.tokens is None and e.tokens is None) or np.array_equal(g.tokens, e.tokens)
+
+
+def test_bundle_needs_consecutive_frames_close_in_time():
+    w = StreamWriter(header())
+    a, b = w.encode(FIXTURE_TOKENS_R4, 0), w.encode(FIXTURE_TOKENS_R4, 40)
+    far = w.encode(FIXTURE_TOKENS_R4, 1000)
+    with pytest.raises(ValueError, match="not consecutive"):
+        bundle([b, a])
+    with pytest.raises(ValueError, match="255"):
+        bundle([b, far])
+    assert bundle([a]) == a
+
+
+def test_a_lost_message_of_entropy_frames_is_concealed_frame_by_frame(model):
+    h = header("entropy", model, keyframe_interval=5)
+    writer, reader = StreamWriter(h, model), StreamReader(h, model)
+    walk = random_walk(np.random.default_rng(3), 12)
+    singles = [writer.encode(t, 40 * n) for n, t in enumerate(walk)]
+    assert [n for n, p in enumerate(singles) if Packet.from_bytes(p).keyframe] == [0, 5, 10]
+    messages = [bundle(singles[i:i + 3]) for i in range(0, 12, 3)]
+    assert all(not isinstance(o, Exception) for o in reader.decode_message(messages[0]))
+    # messages[1] (frames 3-5, the keyframe 5 with them) is lost: frames 6-9 predict from lost frames,
+    # the keyframe 10 decodes on its own and frame 11 from it.
+    out = reader.decode_message(messages[2]) + reader.decode_message(messages[3])
+    assert [type(o).__name__ for o in out] == ["ReferenceLostError"] * 4 + ["DecodedPacket"] * 2
+    for o, t in zip(out[4:], walk[10:]):
+        assert np.array_equal(o.tokens, t)  # type: ignore[union-attr]
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_garbage_messages_raise_only_stream_error(data):
+    for reader in (StreamReader(header()),):
+        try:
+            out = reader.decode_message(data)
+        except StreamError:
+            continue
+        for o in out:
+            assert isinstance(o, StreamError) or o.tokens is None or (o.tokens.min() >= 0 and o.tokens.max() < 625)
+
+
+def test_a_version_1_stream_still_writes_and_reads():
+    h = header(version=1)
+    writer, reader = StreamWriter(h), StreamReader(h)
+    packet = writer.encode(FIXTURE_TOKENS_R4, 123456789)
+    assert len(packet) == V1_PACKET_HEADER_BYTES + 56
+    out = reader.decode(packet)
+    assert out.timestamp_ms == 123456789 and np.array_equal(out.tokens, FIXTURE_TOKENS_R4)
+    with pytest.raises(ValueError):
+        bundle([packet, writer.encode(FIXTURE_TOKENS_R4, 123456829)])  # version 1 has no messages of frames

@@ -200,3 +200,68 @@ def speech_wav(directory: Path, seconds: float = 8.0) -> Path:
         w.setframerate(rate)
         w.writeframes((x * 32767).astype(np.int16).tobytes())
     return path
+
+
+TURN_USER, TURN_PASSWORD = "talk", "loopback-secret"
+
+
+def stun_answers(port: int, timeout: float = 0.5) -> bool:
+    """Whether a STUN server answers a binding request on 127.0.0.1:``port``."""
+    from aioice import stun
+
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(bytes(request), ("127.0.0.1", port))
+        try:
+            data, _ = s.recvfrom(2048)
+        except OSError:
+            return False
+    return stun.parse_message(data).transaction_id == request.transaction_id
+
+
+class TurnServer:
+    """Debian's coturn on loopback, for the NAT-traversal tests (``turnserver`` must be installed).
+
+    A context manager: starts the server on a free UDP port, waits until it
+    answers STUN, and stops it at exit. :attr:`url` is its ``turn:`` URL.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        import shutil
+
+        exe = shutil.which("turnserver")
+        if exe is None:
+            raise FileNotFoundError("turnserver (Debian's coturn) is not installed: apt-get install coturn")
+        self.port = free_port()
+        self.directory = directory
+        self.cmd = [exe, "-n", "--no-cli", "--no-tls", "--no-dtls", "--listening-ip=127.0.0.1",
+                    "--relay-ip=127.0.0.1", f"--listening-port={self.port}", "--min-port=49152",
+                    "--max-port=65535", "--lt-cred-mech", f"--user={TURN_USER}:{TURN_PASSWORD}",
+                    "--realm=talkcodec", "--allow-loopback-peers", f"--pidfile={directory / 'turnserver.pid'}",
+                    f"--userdb={directory / 'turndb'}", f"--log-file={directory / 'turnserver.log'}",
+                    "--no-stdout-log"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"turn:127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "TurnServer":
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not stun_answers(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                log = self.directory / "turnserver.log"
+                raise AssertionError("turnserver did not start:\n" + (log.read_text()[-2000:] if log.exists() else ""))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

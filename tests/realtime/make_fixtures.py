@@ -77,10 +77,11 @@ def main() -> None:
     (HERE / "motion_no_face.bin").write_bytes(no_face)
     good = w.encode(tokens, 160)
     (HERE / "motion_truncated.bin").write_bytes(good[:30])
-    (HERE / "motion_header_only_short.bin").write_bytes(good[:5])
+    # Byte-format version 2: seq u16 | time u16 | flags u8 | payload (codec.bitstream).
+    (HERE / "motion_header_only_short.bin").write_bytes(good[:4])
     (HERE / "motion_oversized.bin").write_bytes(good + b"\x00" * 2000)
-    (HERE / "motion_reserved_flags.bin").write_bytes(good[:6] + bytes([good[6] | 0x80]) + good[7:])
-    (HERE / "motion_payload_out_of_range.bin").write_bytes(good[:7] + b"\xff" * (len(good) - 7))
+    (HERE / "motion_reserved_flags.bin").write_bytes(good[:4] + bytes([good[4] | 0x80]) + good[5:])
+    (HERE / "motion_payload_out_of_range.bin").write_bytes(good[:5] + b"\xff" * (len(good) - 5))
 
 
 if __name__ == "__main__":

@@ -133,9 +133,28 @@ def test_motion_rate_with_four_layers(clean_call: dict[str, Any]) -> None:
     # Per frame as well: a busy CI box sends fewer frames, which alone would lower the rate.
     per_frame_kbps = clean_call["sent"]["payload_bytes"] / clean_call["sent"]["frames_sent"] * 8 * 25 / 1000
     assert per_frame_kbps <= MOTION_KBPS_4_LAYERS
-    assert recv["motion_packet_kbps"] > recv["motion_kbps"]  # the 7-byte packet headers come on top
+    assert recv["motion_packet_kbps"] > recv["motion_kbps"]  # the 5-byte packet headers come on top
     assert recv["packet_loss"] <= 0.01
     assert recv["audio_kbps"] is not None and 10 < recv["audio_kbps"] < 40
+
+
+def test_both_ends_count_the_same_datagrams(clean_call: dict[str, Any]) -> None:
+    sent, recv = clean_call["sent"]["wire"], clean_call["recv"]["wire"]
+    print(f"\nwire: forward {sent['total_kbps']} kbps (motion and control {sent['motion_kbps']}, speech "
+          f"{sent['audio_kbps']}), reverse {sent['reverse_kbps']}; ice {clean_call['sent']['ice']}")
+    assert clean_call["sent"]["ice"] == {"local": "host", "remote": "host"}
+    # Transport headers come on top of the packets: SCTP, DTLS and UDP/IP on every message.
+    assert sent["motion_kbps"] > clean_call["recv"]["motion_packet_kbps"] + 10
+    assert sent["audio_kbps"] > clean_call["recv"]["audio_kbps"]
+    # Loopback loses nothing: what one end sent the other received (the two count over their own
+    # windows, so the rates differ a little, the datagrams hardly).
+    for kind in ("dtls", "rtp"):
+        a, b = sent["forward"]["datagrams"][kind]["packets"], recv["forward"]["datagrams"][kind]["packets"]
+        assert abs(a - b) <= 0.02 * a + 3, (kind, a, b)
+    # Acknowledgements go back for every second packet (or after 200 ms alone), not for each
+    # (aiortc's own way: as many acks as packets).
+    fwd = sent["forward"]["sctp_chunks"]
+    assert 0 < sent["reverse"]["sctp_chunks"]["sack"] <= 0.75 * (fwd["motion"] + fwd["control"])
 
 
 def test_end_to_end_latency(clean_call: dict[str, Any]) -> None:

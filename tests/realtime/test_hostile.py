@@ -125,7 +125,7 @@ def test_broken_and_random_packets_are_dropped_and_logged_once(portrait_landmark
 
 def test_another_stream_version_is_refused_clearly(portrait_landmarks: np.ndarray) -> None:
     raw = bytearray(real_header().to_bytes())
-    raw[4] = 2  # the version byte after the magic
+    raw[4] = 3  # the version byte after the magic
 
     async def body(url: str, rec: Receiver) -> Any:
         s = FakeSender()
@@ -136,7 +136,7 @@ def test_another_stream_version_is_refused_clearly(portrait_landmarks: np.ndarra
         return reply, rec.stats.calls_refused
 
     reply, refused = with_receiver(portrait_landmarks, body)
-    assert isinstance(reply, Refuse) and "version 2" in reply.reason and "release" in reply.reason
+    assert isinstance(reply, Refuse) and "version 3" in reply.reason and "release" in reply.reason
     assert refused == 1
 
 

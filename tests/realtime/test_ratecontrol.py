@@ -52,3 +52,36 @@ def test_config_is_checked() -> None:
         RateConfig(min_layers=0)
     with pytest.raises(ValueError):
         RateConfig(max_kbps=-1)
+
+
+def test_a_wire_cap_bundles_frames_before_it_drops_layers() -> None:
+    auto = (1, 2, 3)
+    # 4 layers at 11.2 + 0.8 kbps of headers; each message adds 97 bytes: 19.4 kbps at 25 a second.
+    rates = {}
+    for cap in (40.0, 25.0, 20.0, 15.0, 9.0, 4.0):
+        rc = RateController(RateConfig(max_wire_kbps=cap, frames_per_packet=auto, nominal_layer_kbps=3.0))
+        rates[cap] = (rc.layers, rc.frames_per_packet)
+        assert rc.wire_kbps(*rates[cap]) <= cap or rates[cap] == (1, 3)
+    assert rates == {40.0: (4, 1), 25.0: (4, 2), 20.0: (4, 3), 15.0: (2, 3), 9.0: (1, 3), 4.0: (1, 3)}
+
+
+def test_without_a_wire_cap_the_fewest_frames_per_message() -> None:
+    assert RateController(RateConfig(frames_per_packet=(1, 2, 3))).frames_per_packet == 1
+    assert RateController(RateConfig(frames_per_packet=(3,))).frames_per_packet == 3
+    # A fixed count stays whatever the cap: only layers give way.
+    rc = RateController(RateConfig(max_wire_kbps=15.0, frames_per_packet=(1,), nominal_layer_kbps=3.0))
+    assert (rc.layers, rc.frames_per_packet) == (1, 1)
+
+
+def test_loss_still_drops_layers_under_a_wire_cap() -> None:
+    rc = RateController(RateConfig(max_wire_kbps=30.0, frames_per_packet=(1, 2, 3), nominal_layer_kbps=3.0))
+    assert (rc.layers, rc.frames_per_packet) == (4, 2)
+    rc.on_loss(0.3)
+    assert (rc.layers, rc.frames_per_packet) == (3, 1)  # fewer layers fit in smaller messages again
+
+
+def test_wire_config_is_checked() -> None:
+    with pytest.raises(ValueError):
+        RateConfig(frames_per_packet=(4,))
+    with pytest.raises(ValueError):
+        RateConfig(max_wire_kbps=0)

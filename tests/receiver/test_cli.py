@@ -31,3 +31,9 @@ def test_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
         code = main(["--token", "t", "--quiet", "--device", "cpu", "--listen", f"127.0.0.1:{port}"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "cannot listen" in err and "\n" not in err
+
+
+def test_a_turn_server_needs_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--token", "t", "--quiet", "--ice-server", "turn:127.0.0.1:3478", "--relay-only"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "needs --ice-user and --ice-password" in err and "\n" not in err

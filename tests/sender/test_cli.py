@@ -104,3 +104,13 @@ def test_audio_only_with_a_photo_without_a_face(capsys: pytest.CaptureFixture[st
     code, err = run(capsys, "--audio-only", "--audio", str(speech_wav(tmp_path)), "--portrait", str(blank),
                     "--connect", "ws://127.0.0.1:9")
     assert code == 2 and "no face" in err and "\n" not in err
+@pytest.mark.parametrize("flags,message", [
+    (["--audio-kbps", "4"], "--audio-kbps must be in 6..32"),
+    (["--max-wire-kbps", "0"], "--max-wire-kbps must be positive"),
+    (["--ice-server", "http://x"], "is not a stun:HOST"),
+    (["--ice-server", "turn:127.0.0.1:3478"], "needs --ice-user and --ice-password"),
+    (["--relay-only"], "--relay-only needs a TURN server"),
+])
+def test_bad_wire_and_ice_settings(capsys: pytest.CaptureFixture[str], flags: list[str], message: str) -> None:
+    code, err = run(capsys, "--video", "x.mp4", *flags)
+    assert code == 2 and message in err and "\n" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,6 +76,27 @@ def test_file_speech_becomes_timed_opus_packets() -> None:
     packets = asyncio.run(run())
     assert [p.pts for p in packets] == [k * OPUS_FRAME for k in range(10)]  # type: ignore[attr-defined]
     assert all(0 < p.size < 200 for p in packets)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("frame_ms,kbps", [(40, 12_000), (60, 8_000)])
+def test_longer_speech_packets_at_low_rates(frame_ms: int, kbps: int) -> None:
+    pcm = FilePcm(CLIP)
+
+    async def run() -> list[Any]:
+        started = asyncio.Event()
+        clock = MediaClock()
+        track = OpusTrack(pcm, lambda: clock, started, bitrate=kbps, frame_ms=frame_ms)
+        started.set()
+        packets = [await track.recv() for _ in range(12)]
+        track.stop()
+        return packets
+
+    packets = asyncio.run(run())
+    samples = frame_ms * 48
+    assert [p.pts for p in packets] == [k * samples for k in range(12)]  # media time of each packet's start
+    # About the bitrate asked for (the first packets carry the encoder's start-up).
+    mean_kbps = sum(p.size for p in packets[2:]) * 8 / (10 * frame_ms)
+    assert 0.4 * kbps / 1000 < mean_kbps < 1.6 * kbps / 1000
 
 
 def test_file_speech_ends_in_silence_not_an_error(tmp_path: Path) -> None:
