@@ -173,7 +173,7 @@ class Call:
         fut.add_done_callback(lambda f: self._decoded(f, data))
 
     def _decode(self, data: bytes, media_now_ms: float | None) -> Any:
-        """On the decoder thread: one message's frames, noting the newest timestamp decoded (see :meth:`_use_picture`)."""
+        """On the decoder thread: one message's frames, noting the newest timestamp (see :meth:`_use_picture`)."""
         frames = self._decoder.decode_message(data, media_now_ms)
         for frame in frames:
             if not isinstance(frame, StreamError):

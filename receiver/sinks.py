@@ -28,8 +28,8 @@ import numpy as np
 from codec.errors import MediaError
 from realtime.drops import Drops
 from realtime.status import percentiles
-from receiver.pictures import PictureStats
 from realtime.wire import RECEIVED, WireTotals
+from receiver.pictures import PictureStats
 
 log = logging.getLogger(__name__)
 
