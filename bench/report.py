@@ -223,8 +223,12 @@ def plot_rd(records: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.4))
     for row, (rate, what) in enumerate((("kbps", "codec's own kbps (payload)"),
                                         ("wire_kbps", "kbps on the wire (SCTP/DTLS or RTP/SRTP, UDP/IP)"))):
-        for name, pts in rd_points(records, rate).items():
-            style = "o-" if name in ("h264", "vp8") else "s--"
+        curves = list(rd_points(records, rate).items())
+        if rate == "wire_kbps":  # talkcodec can also put 3 frames in a message (talk-send --frames-per-packet 3)
+            curves += [(f"{name}, 3 frames a message", pts) for name, pts in
+                       rd_points(records, "wire_kbps_3fpp").items() if name.startswith("talkcodec")]
+        for name, pts in curves:
+            style = "o-" if name in ("h264", "vp8") else "s:" if "3 frames" in name else "s--"
             for col, higher in ((1, True), (2, False)):
                 ax = axes[row][col - 1]
                 xy = [(p[0], p[col]) for p in pts]
@@ -239,6 +243,7 @@ def plot_rd(records: list[dict], path: Path) -> None:
             ax.set_ylabel(label)
             ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
+    axes[1][0].legend(fontsize=7)
     fig.suptitle("talk-bench: rate-distortion, mean over clips (lines: best-quality frontiers)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
