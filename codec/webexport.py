@@ -162,11 +162,14 @@ def _stream_constants() -> dict[str, Any]:
     """The byte format (:mod:`codec.bitstream`) as numbers the page parses with."""
     cfg = GRFSQConfig()
     return {
-        "version": B.STREAM_VERSION, "magic": B.MAGIC.decode("ascii"), "header_prefix_bytes": B._HEADER_PREFIX.size,
+        "version": B.STREAM_VERSION, "readable_versions": list(B.READABLE_VERSIONS),
+        "magic": B.MAGIC.decode("ascii"), "header_prefix_bytes": B._HEADER_PREFIX.size,
         "max_header_bytes": B.MAX_HEADER_BYTES, "packet_header_bytes": B.PACKET_HEADER_BYTES,
+        "v1_packet_header_bytes": B.V1_PACKET_HEADER_BYTES, "message_header_bytes": B.MESSAGE_HEADER_BYTES,
+        "max_frames_per_message": B.MAX_FRAMES_PER_MESSAGE,
         "max_packet_bytes": B.MAX_PACKET_BYTES, "max_layers": B.MAX_LAYERS, "modes": list(B.MODES),
         "flags": {"layers_mask": 0b11, "face": B._FACE, "keyframe": B._KEYFRAME, "entropy": B._ENTROPY,
-                  "reserved": B._RESERVED},
+                  "more": B._MORE, "reserved": {str(v): bits for v, bits in B._RESERVED.items()}},
         "fixed_payload_bytes": [B.fixed_payload_bytes(r, cfg.groups, cfg.codebook_size)
                                 for r in range(1, cfg.residuals + 1)],
     }

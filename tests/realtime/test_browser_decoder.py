@@ -20,7 +20,7 @@ import pytest
 
 from bench.metrics.pixels import ssim
 from codec.api import EncoderConfig, FrameDecoder, MotionEncoder, decode_stream, reference_info
-from codec.bitstream import STREAM_VERSION, StreamHeader
+from codec.bitstream import STREAM_VERSION, StreamHeader, bundle
 from codec.container import read_tok, write_tok
 from codec.entropy import load_entropy_model
 from codec.errors import StreamError
@@ -268,6 +268,55 @@ def test_page_conceals_entropy_frames_until_a_keyframe(page: Any, setup: Setup) 
     want = _python_outcomes(stream.header, packets)
     assert want.count("lost") > 5
     assert _outcomes(page, stream.header, packets) == want
+
+
+MESSAGES_JS = """async ({header, messages}) => {
+  const reader = new D.StreamReader(D.parseHeader(unb64(header), assets.stream), assets.stream, assets.entropy);
+  return messages.map((m) => { try { return reader.decodeMessage(unb64(m)).map((f) =>
+      f instanceof D.ReferenceLostError ? 'lost'
+        : [f.seq, f.timestampMs, f.face ? Array.from(f.tokens) : 'noface']); }
+    catch (e) { return e instanceof D.StreamError ? 'error' : String(e); } });
+}"""
+
+
+def _python_messages(header: bytes, messages: list[bytes]) -> list[Any]:
+
+    reader = StreamReader(StreamHeader.from_bytes(header))
+    out: list[Any] = []
+    for m in messages:
+        try:
+            frames = reader.decode_message(m)
+        except StreamError:
+            out.append("error")
+            continue
+        out.append(["lost" if isinstance(f, ReferenceLostError) else
+                    [f.seq, f.timestamp_ms, f.tokens.ravel().tolist() if f.face and f.tokens is not None else "noface"]
+                    for f in frames])
+    return out
+
+
+@pytest.mark.parametrize("mode", ["fixed", "entropy"])
+def test_page_reads_messages_of_several_frames_as_python_does(page: Any, setup: Setup, mode: str) -> None:
+    stream = setup.streams[mode]
+    messages = [bundle(stream.packets[i:i + 3]) for i in range(0, len(stream.packets), 3)]
+    del messages[17]  # a lost message: in entropy mode its followers are concealed until a keyframe
+    messages[25] = messages[25][:3]  # a truncated one
+    want = _python_messages(stream.header, messages)
+    assert "error" in want and sum(len(m) for m in want if m != "error") > 100
+    assert (mode == "entropy") == any("lost" in m for m in want if m != "error")
+    got = page.evaluate(MESSAGES_JS, {"header": b64(stream.header), "messages": [b64(m) for m in messages]})
+    assert got == want
+
+
+def test_page_reads_the_version_2_fixtures(page: Any) -> None:
+    header = (FIXTURES / "header_fixed.bin").read_bytes()
+    v2 = b"TKCD" + bytes([2]) + header[5:]  # the same header, version 2
+    messages = [(FIXTURES / n).read_bytes() for n in ("v2_packet_fixed_r4.bin", "v2_message_3_frames.bin",
+                                                      "v2_message_truncated.bin", "v2_message_reserved_bits.bin")]
+    want = _python_messages(v2, messages)
+    assert [len(w) if w != "error" else w for w in want] == [1, 3, "error", "error"]
+    got = page.evaluate(MESSAGES_JS, {"header": b64(v2), "messages": [b64(m) for m in messages]})
+    assert got == want
 
 
 @pytest.mark.parametrize("change", ["version", "tokenizer_hash", "entropy_hash"])

@@ -1,7 +1,11 @@
 // The talkcodec byte format (codec/bitstream.py), driven by the exported constants
 // (assets.meta.stream), so that a change there reaches the page through codec/webexport.py:
-//   header  magic | version u8 | length u32 | JSON          (big-endian)
-//   packet  seq u16 | timestamp_ms u32 | flags u8 | payload
+//   header   magic | version u8 | length u32 | JSON          (big-endian)
+//   version 2 (written now; a message holds one or more frames):
+//   message  seq u16 | time u16 | frame+
+//   frame    flags u8 | [dt u8: frames after the first] | [length u8: entropy frames not last] | payload
+//   version 1 (still read):
+//   packet   seq u16 | timestamp_ms u32 | flags u8 | payload
 // Every parse error throws StreamError; nothing returns garbage tokens.
 
 export class StreamError extends Error {}
@@ -20,9 +24,9 @@ export function parseHeader(bytes, C) {
   const magic = String.fromCharCode(...bytes.subarray(0, 4));
   if (magic !== C.magic) throw new StreamError(`not a talkcodec stream: starts with ${JSON.stringify(magic)}`);
   const version = bytes[4];
-  if (version !== C.version) {
-    throw new IncompatibleStreamError(`stream version ${version} is not supported: this page reads version ` +
-      `${C.version}; the sender runs another talkcodec release`);
+  if (!C.readable_versions.includes(version)) {
+    throw new IncompatibleStreamError(`stream version ${version} is not supported: this page reads versions ` +
+      `${C.readable_versions.join(", ")}; the sender runs another talkcodec release`);
   }
   const length = dv.getUint32(5);
   if (length > C.max_header_bytes) throw new StreamError(`stream header claims ${length} bytes: corrupt stream`);
@@ -65,14 +69,21 @@ export function checkCompatible(header, assets) {
   }
 }
 
-export function parsePacket(bytes, header, C) {
-  const n = bytes.length, hb = C.packet_header_bytes, F = C.flags;
-  if (n < hb) throw new StreamError(`packet truncated: ${n} bytes, the header alone is ${hb}`);
-  if (n > C.max_packet_bytes) throw new StreamError(`packet of ${n} bytes exceeds the ${C.max_packet_bytes}-byte limit`);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const seq = dv.getUint16(0), timestampMs = dv.getUint32(2), flags = bytes[6];
-  if (flags & F.reserved) throw new StreamError(`packet ${seq} has reserved flag bits set`);
-  const payload = bytes.subarray(hb);
+// codec.bitstream.unwrap_ms: the capture time whose low 16 bits are `low` nearest `referenceMs` (never negative).
+export function unwrapMs(low, referenceMs) {
+  const ref = Math.round(Math.max(0, referenceMs));
+  const value = ref - (ref % 0x10000) + (low & 0xffff);
+  let best = null;
+  for (const v of [value - 0x10000, value, value + 0x10000]) {
+    if (v >= 0 && (best === null || Math.abs(v - ref) < Math.abs(best - ref))) best = v;
+  }
+  return best % 0x100000000;
+}
+
+// One frame's flags against its payload (codec.bitstream._frame).
+function checkFrame(seq, timestampMs, flags, payload, header, C, version) {
+  const F = C.flags;
+  if (flags & F.reserved[String(version)]) throw new StreamError(`packet ${seq} has reserved flag bits set`);
   const face = !!(flags & F.face), keyframe = !!(flags & F.keyframe), entropy = !!(flags & F.entropy);
   if (!face) {
     if (flags || payload.length) throw new StreamError(`packet ${seq} without a face must have no flags and payload`);
@@ -90,6 +101,56 @@ export function parsePacket(bytes, header, C) {
     if (!keyframe) throw new StreamError(`fixed packet ${seq} is not marked as a keyframe`);
   }
   return { seq, timestampMs, layers, face, keyframe, entropy, payload };
+}
+
+// codec.bitstream.parse_message: one message's frames, in order (version 1: exactly one).
+// referenceMs: version 2 unwraps its 16-bit time nearest it (the previous frame's, or a clock's).
+export function parseMessage(bytes, header, C, referenceMs = 0) {
+  const n = bytes.length, version = header.version;
+  if (n > C.max_packet_bytes) throw new StreamError(`packet of ${n} bytes exceeds the ${C.max_packet_bytes}-byte limit`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (version === 1) {
+    const hb = C.v1_packet_header_bytes;
+    if (n < hb) throw new StreamError(`packet truncated: ${n} bytes, the header alone is ${hb}`);
+    return [checkFrame(dv.getUint16(0), dv.getUint32(2), bytes[6], bytes.subarray(hb), header, C, 1)];
+  }
+  if (n < C.packet_header_bytes) {
+    throw new StreamError(`packet truncated: ${n} bytes, the header alone is ${C.packet_header_bytes}`);
+  }
+  const seq = dv.getUint16(0), F = C.flags;
+  let ts = unwrapMs(dv.getUint16(2), referenceMs);
+  let pos = C.message_header_bytes;
+  const frames = [];
+  for (;;) {
+    if (frames.length === C.max_frames_per_message) throw new StreamError(`message ${seq} holds too many frames`);
+    if (pos >= n) throw new StreamError(`message ${seq} is truncated before frame ${frames.length}`);
+    let flags = bytes[pos++];
+    const more = !!(flags & F.more);
+    flags &= ~F.more;
+    if (frames.length) {
+      if (pos >= n) throw new StreamError(`message ${seq} is truncated in frame ${frames.length}`);
+      ts = (ts + bytes[pos++]) % 0x100000000;
+    }
+    let size;
+    if (!more) size = n - pos;
+    else if ((flags & F.face) && (flags & F.entropy)) {
+      if (pos >= n) throw new StreamError(`message ${seq} is truncated in frame ${frames.length}`);
+      size = bytes[pos++];
+    } else if (flags & F.face) size = C.fixed_payload_bytes[flags & F.layers_mask];
+    else size = 0;
+    if (pos + size > n) throw new StreamError(`message ${seq} is truncated: frame ${frames.length} needs ${size} bytes`);
+    frames.push(checkFrame((seq + frames.length) & 0xffff, ts, flags, bytes.subarray(pos, pos + size), header, C,
+                           2));
+    pos += size;
+    if (!more) return frames;
+  }
+}
+
+// A one-frame packet (parseMessage for messages of several).
+export function parsePacket(bytes, header, C, referenceMs = 0) {
+  const frames = parseMessage(bytes, header, C, referenceMs);
+  if (frames.length !== 1) throw new StreamError(`message ${frames[0].seq} holds ${frames.length} frames`);
+  return frames[0];
 }
 
 // codec.bitstream.unpack_fixed: one base-`codebook` integer, the first token most significant.
@@ -117,11 +178,32 @@ export class StreamReader {
     this.groups = t.groups;
     this.codebook = t.levels.reduce((a, b) => a * b, 1);
     this.lastSeq = null;
+    this.lastTs = 0;
+    this.timeHintMs = null;  // a call's clock: unwraps 16-bit times whatever gap came before
     this.prev = null;  // {tokens, layers}
   }
 
+  referenceMs() { return this.timeHintMs === null ? this.lastTs : this.timeHintMs; }
+
+  // A one-frame packet. Throws ReferenceLostError (conceal it) or StreamError.
   decode(bytes) {
-    const pkt = parsePacket(bytes, this.header, this.C);
+    return this.decodeFrame(parsePacket(bytes, this.header, this.C, this.referenceMs()));
+  }
+
+  // Every frame of a message: per frame, the decoded frame or the ReferenceLostError that says to
+  // conceal it. Throws StreamError when the message is corrupt.
+  decodeMessage(bytes) {
+    return parseMessage(bytes, this.header, this.C, this.referenceMs()).map((pkt) => {
+      try {
+        return this.decodeFrame(pkt);
+      } catch (e) {
+        if (e instanceof ReferenceLostError) return e;
+        throw e;
+      }
+    });
+  }
+
+  decodeFrame(pkt) {
     if (pkt.entropy && !this.entropy) throw new StreamError(`packet ${pkt.seq} is entropy-coded in a fixed-mode stream`);
     const delta = this.lastSeq === null ? null : (pkt.seq - this.lastSeq) & 0xffff;
     if (delta !== null && !(delta > 0 && delta < 0x8000)) {
@@ -131,6 +213,7 @@ export class StreamReader {
       return this.decodePacket(pkt, null);
     }
     this.lastSeq = pkt.seq;
+    this.lastTs = pkt.timestampMs;
     const prev = this.prev;
     this.prev = null;  // a failure below leaves no reference
     if (pkt.face && pkt.entropy && !pkt.keyframe && (delta !== 1 || prev === null)) {

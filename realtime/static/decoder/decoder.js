@@ -57,4 +57,16 @@ export class MotionDecoder {
     this.timing.tokens += performance.now() - t0;
     return { ...p, landmarks: p.face ? this.landmarks(p.tokens, p.layers) : null };
   }
+
+  // Every frame of a message (one or more, talk-send --frames-per-packet): per frame, as decode()
+  // returns it, or the ReferenceLostError that says to conceal it. mediaNowMs: the sender's clock
+  // now when known (unwraps the 16-bit capture times), else null. Throws StreamError.
+  decodeMessage(bytes, mediaNowMs = null) {
+    const t0 = performance.now();
+    this.reader.timeHintMs = mediaNowMs;
+    const frames = this.reader.decodeMessage(bytes);
+    this.timing.tokens += performance.now() - t0;
+    return frames.map((p) => (p instanceof Error ? p
+      : { ...p, landmarks: p.face ? this.landmarks(p.tokens, p.layers) : null }));
+  }
 }

@@ -2,13 +2,13 @@
 //
 //   fetchContainer("decoder.bin") -> Assets                    (weights and constants, from Python)
 //   fetchContainer("portrait.bin") -> portrait bundle           (the receiver's portrait, once at join)
-//   MotionDecoder(assets, bundle, header).decode(packet)        -> tokens -> delta -> target landmarks
+//   MotionDecoder(assets, bundle, header).decodeMessage(message) -> tokens -> delta -> target landmarks, per frame
 //   JitterBuffer / tickLandmarks                                 -> the landmarks of each render tick
 //   WarpGeometry.targetVertices(landmarks) -> WarpRenderer.draw  -> the 512x512 frame
 
 export { AssetError, fetchContainer, parseContainer } from "./container.js";
 export { IncompatibleStreamError, ReferenceLostError, StreamError, StreamReader, checkCompatible, parseHeader,
-         parsePacket, unpackFixed } from "./bitstream.js";
+         parseMessage, parsePacket, unpackFixed, unwrapMs } from "./bitstream.js";
 export { EntropyDecoder } from "./entropy.js";
 export { TokenDecoder } from "./tokenizer.js";
 export { similarity2d, similarityFit, transferLandmarks } from "./motion.js";

@@ -35,24 +35,29 @@ export class CallPlayer {
     return this.decoder.header;
   }
 
-  // One motion packet as it arrives (arrivalMs on the clock later given to frame()).
+  // One motion message (one or more frames) as it arrives (arrivalMs on the clock later given to
+  // frame()). Returns the jitter buffer's word for its last frame, "lost" or "error".
   push(bytes, arrivalMs) {
     if (!this.decoder) return "no header";
     this.stats.packets++;
     this.stats.bytes += bytes.length;
     const t0 = performance.now();
-    let f;
+    let frames;
     try {
-      f = this.decoder.decode(bytes);
+      frames = this.decoder.decodeMessage(bytes);
     } catch (e) {
-      if (e instanceof ReferenceLostError) { this.stats.lost++; return "lost"; }  // concealed at playout
       if (e instanceof StreamError) { this.stats.errors++; this.stats.lastError = e.message; return "error"; }
       throw e;
     } finally {
       this.stats.decodeMs += performance.now() - t0;
     }
-    const value = f.landmarks ? Float32Array.from(f.landmarks) : null;
-    return this.buffer.push(f.seq, f.timestampMs, value, arrivalMs);
+    let result = "lost";
+    for (const f of frames) {
+      if (f instanceof ReferenceLostError) { this.stats.lost++; result = "lost"; continue; }  // concealed at playout
+      const value = f.landmarks ? Float32Array.from(f.landmarks) : null;
+      result = this.buffer.push(f.seq, f.timestampMs, value, arrivalMs);
+    }
+    return result;
   }
 
   // Motion waits this much longer than its own jitter buffer needs, so that it plays with the
