@@ -1,0 +1,284 @@
+"""The geometric warp of many portraits at once, entirely on one torch device.
+
+A GPU serves many calls: each tick, every call's next frame (its own portrait, its own target
+landmarks) is rendered in one batch. :class:`BatchRenderer` holds the portraits' assets on the device
+(:class:`codec.render_assets.PortraitAssets`, all meshes laid out alike, padded to the largest) and
+renders frames ``[B, 3, H, W]`` from portrait indices ``[B]`` and target landmarks ``[B, 478, 3]``:
+
+1. the target mesh vertices (torch, float64, as :meth:`codec.warp.GeometricWarp.target_vertices`);
+2. the mesh rasterized into a sampling grid and region maps (:mod:`codec.raster_torch`);
+3. ``grid_sample`` of each portrait, laid over its background plate, the mouth interior shaded.
+
+It computes what :class:`codec.warp.GeometricWarp` does with the numba rasterizer, to float rounding.
+:class:`DeviceWarp` puts one portrait behind :class:`~codec.warp.GeometricWarp`'s interface, for
+:class:`codec.render.Renderer` on a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from codec import regions as R
+from codec.mesh import RING_POINTS
+from codec.motion import load_template, motion_from_landmarks
+from codec.raster_torch import RasterConfig, rasterize
+from codec.render_assets import PortraitAssets
+from codec.warp import GeometricWarp, WarpResult
+
+CENTRES = 3  # vertices at the centre of a contour: the mouth's, and an eye's whose iris lies outside its lids
+IRISES = 2
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Settings of the batch renderer.
+
+    Attributes:
+        raster: the torch rasterizer's chunking.
+    """
+
+    raster: RasterConfig = field(default_factory=RasterConfig)
+
+
+def _polygon_area(pts: torch.Tensor) -> torch.Tensor:
+    """Areas of polygons ``[..., M, 2]`` -> ``[...]``."""
+    x, y = pts[..., 0], pts[..., 1]
+    return (x * torch.roll(y, -1, -1) - y * torch.roll(x, -1, -1)).sum(-1).abs() / 2
+
+
+def _inter_ocular(lm: torch.Tensor) -> torch.Tensor:
+    """``[..., 478, 2+]`` -> ``[...]`` distance between the outer eye corners."""
+    return (lm[..., R.RIGHT_EYE_CORNERS[0], :2] - lm[..., R.LEFT_EYE_CORNERS[0], :2]).norm(dim=-1)
+
+
+def similarity_fit(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Least-squares ``dst ≈ s · R · src + t`` (Umeyama), as :func:`codec.motion.similarity_fit`.
+
+    Args:
+        src: ``[N, 3]``; dst: ``[B, N, 3]``.
+    Returns:
+        ``R [B, 3, 3]``, ``t [B, 3]``, ``s [B]``.
+    """
+    mu_s, mu_d = src.mean(0), dst.mean(1)
+    xs, xd = src - mu_s, dst - mu_d[:, None]
+    cov = torch.einsum("bni,nj->bij", xd, xs) / src.shape[0]
+    u, sig, vt = torch.linalg.svd(cov)
+    fix = torch.ones_like(sig)
+    fix[:, 2] = torch.sign(torch.linalg.det(u @ vt))
+    rot = u @ (fix[:, :, None] * vt)
+    s = (sig * fix).sum(-1) / ((xs**2).sum() / src.shape[0])
+    t = mu_d - s[:, None] * (rot @ mu_s)
+    return rot, t, s
+
+
+class BatchRenderer:
+    """Renders frames of many portraits on one device.
+
+    Example:
+        >>> r = BatchRenderer([assets_a, assets_b], torch.device("cuda"))
+        >>> frames = r(torch.tensor([0, 1, 1]), targets)   # targets [3, 478, 3] -> [3, 3, H, W]
+    """
+
+    def __init__(self, assets: Sequence[PortraitAssets], device: torch.device,
+                 config: BatchConfig = BatchConfig()) -> None:
+        """
+        Args:
+            assets: the portraits, all of one size and mesh layout.
+            device: where everything runs.
+            config: settings.
+        Raises:
+            ValueError: no portraits, or portraits of different sizes or ring layouts.
+        """
+        if not assets:
+            raise ValueError("BatchRenderer needs at least one portrait")
+        self.config, self.device = config, device
+        self.size = assets[0].size
+        rings = {len(a.mesh.vertices) - a.mesh.ring_start for a in assets}
+        if {a.size for a in assets} != {self.size} or len(rings) != 1:
+            raise ValueError("all portraits of a BatchRenderer must have one size and one mesh layout")
+        self.rings = rings.pop()
+        self.ring_base = R.NUM_LANDMARKS + CENTRES + IRISES * RING_POINTS
+        self.vertices = self.ring_base + self.rings
+        tpl = load_template()
+        self._stable = torch.as_tensor(tpl.stable, device=device)
+        self._template = torch.as_tensor(tpl.shape[tpl.stable], device=device)
+        per = [self._portrait_arrays(a, tpl.stable) for a in assets]
+        faces = max(len(p["tris"]) for p in per)
+        width = max(p["cidx"].shape[1] for p in per)
+
+        def stack(key: str, pad_to: int | None = None, axis: int = 0) -> torch.Tensor:
+            arrays = [p[key] for p in per]
+            if pad_to is not None:
+                arrays = [np.pad(x, [(0, pad_to - x.shape[axis]) if i == axis else (0, 0) for i in range(x.ndim)])
+                          for x in arrays]
+            return torch.as_tensor(np.stack(arrays), device=device)
+
+        self.tris = stack("tris", faces).long()
+        self.bias = stack("bias", faces)
+        self.kind = stack("kind", faces)
+        self.sv = stack("sv")
+        self.cidx = stack("cidx", width, 1).long()
+        self.cw = stack("cw", width, 1)
+        for key in ("src2d", "den", "iris_off", "iris_centre", "ring_canon", "ring_xy", "follow", "head_canon",
+                    "head_xy", "body_follow", "mouth_area", "iod", "mouth"):
+            setattr(self, "_" + key, stack(key))
+        self.image = torch.stack([torch.from_numpy(np.concatenate(
+            [a.image.astype(np.float32) / 255, a.alpha[..., None].astype(np.float32)], -1)).permute(2, 0, 1)
+            for a in assets]).to(device).contiguous()
+        self.layered = any(a.background is not None for a in assets)
+        self.background = None
+        if self.layered:
+            self.background = torch.stack([
+                torch.from_numpy(a.background.astype(np.float32) / 255).permute(2, 0, 1) if a.background is not None
+                else torch.zeros(3, self.size, self.size) for a in assets]).to(device).contiguous()
+
+    def _portrait_arrays(self, a: PortraitAssets, stable: np.ndarray) -> dict[str, np.ndarray]:
+        """One portrait's arrays in the shared vertex layout."""
+        m, lm = a.mesh, a.landmarks.astype(np.float64)
+        slot = np.full(len(m.vertices), -1, np.int64)
+        slot[:R.NUM_LANDMARKS] = np.arange(R.NUM_LANDMARKS)
+        if len(m.centres) > CENTRES or len(m.irises) > IRISES:
+            raise ValueError("unexpected mesh: more contour centres or iris rings than the layout holds")
+        cidx = np.zeros((CENTRES, max(len(c) for _, c in m.centres)), np.int64)
+        cw = np.zeros(cidx.shape, np.float64)
+        for j, (vertex, contour) in enumerate(m.centres):
+            slot[vertex] = R.NUM_LANDMARKS + j
+            cidx[j, :len(contour)] = contour
+            cw[j, :len(contour)] = 1.0 / len(contour)
+        iris_off = np.zeros((IRISES, RING_POINTS, 2), np.float64)
+        iris_centre = np.zeros(IRISES, np.int64)
+        for i, (first, count, centre) in enumerate(m.irises):
+            if count != RING_POINTS:
+                raise ValueError(f"unexpected mesh: an iris ring of {count} points")
+            slot[first:first + count] = R.NUM_LANDMARKS + CENTRES + i * RING_POINTS + np.arange(count)
+            iris_off[i] = m.vertices[first:first + count, :2].astype(np.float64) - lm[centre, :2]
+            iris_centre[i] = centre
+        slot[m.ring_start:] = self.ring_base + np.arange(len(m.vertices) - m.ring_start)
+        if (slot < 0).any():
+            raise ValueError("unexpected mesh: vertices outside the shared layout")
+        sv = np.zeros((self.ring_base + self.rings, 2), np.float32)
+        sv[slot] = m.vertices[:, :2]
+
+        state = motion_from_landmarks(lm)
+        canon = lambda p: (p - state.translation) @ state.rotation / state.scale  # noqa: E731
+        oval = lm[R.FACE_OVAL]
+        ring = m.vertices[m.ring_start:].astype(np.float64)
+        ring[:, 2] = oval[:, 2].mean()
+        head = oval.mean(0)
+        src = lm[stable, :2]
+        src_c = src - src.mean(0)
+        return {
+            "tris": slot[m.triangles], "bias": np.asarray(a.bias, np.float64), "kind": m.kind.astype(np.int64),
+            "sv": sv, "cidx": cidx, "cw": cw, "src2d": src_c, "den": np.array((src_c**2).sum()),
+            "iris_off": iris_off, "iris_centre": iris_centre, "ring_canon": canon(ring), "ring_xy": ring[:, :2],
+            "follow": m.ring_follow.astype(np.float64), "head_canon": canon(head), "head_xy": head[:2],
+            "body_follow": np.array(a.body_follow, np.float64),
+            "mouth_area": np.array(_polygon_area(torch.from_numpy(a.landmarks[R.LIPS_INNER, :2])).item()),
+            "iod": np.array(float(R.inter_ocular(a.landmarks))), "mouth": np.stack([a.mouth_edge, a.mouth_deep]),
+        }
+
+    def target_vertices(self, pid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Positions of every mesh vertex in target frames.
+
+        Args:
+            pid: ``[B]`` int64 portrait of each frame; target: ``[B, 478, 3]`` float32 target landmarks
+                in the portrait's pixels, both on the device.
+        Returns:
+            ``[B, V, 3]`` float32, in the shared vertex layout.
+        """
+        b = len(pid)
+        lm = target.double()
+        tv = torch.zeros((b, self.vertices, 3), dtype=torch.float64, device=self.device)
+        tv[:, :R.NUM_LANDMARKS] = lm
+        rows = torch.arange(b, device=self.device)
+        contour = lm[rows[:, None, None], self.cidx[pid]]                       # [B, C, L, 3]
+        tv[:, R.NUM_LANDMARKS:R.NUM_LANDMARKS + CENTRES] = (contour * self.cw[pid][..., None]).sum(2)
+
+        # Scale and rotation in the image plane (the iris rings turn with the head).
+        dst = lm[:, self._stable, :2]
+        d = dst - dst.mean(1, keepdim=True)
+        s = self._src2d[pid]
+        den = self._den[pid]
+        ar = (d[..., 0] * s[..., 0] + d[..., 1] * s[..., 1]).sum(1) / den
+        ai = (d[..., 1] * s[..., 0] - d[..., 0] * s[..., 1]).sum(1) / den
+        off = self._iris_off[pid]                                              # [B, I, K, 2]
+        centre = lm[rows[:, None], self._iris_centre[pid]]                     # [B, I, 3]
+        ox = ar[:, None, None] * off[..., 0] - ai[:, None, None] * off[..., 1]
+        oy = ar[:, None, None] * off[..., 1] + ai[:, None, None] * off[..., 0]
+        iris = torch.stack([centre[..., None, 0] + ox, centre[..., None, 1] + oy,
+                            centre[..., None, 2].expand_as(ox)], -1)
+        first = R.NUM_LANDMARKS + CENTRES
+        tv[:, first:first + IRISES * RING_POINTS] = iris.reshape(b, -1, 3)
+
+        # Rings: with the head's 3D rigid motion, fading to the body's share of its translation.
+        rot, t, scale = similarity_fit(self._template, lm[:, self._stable])
+        moved = scale[:, None, None] * (self._ring_canon[pid] @ rot.transpose(1, 2)) + t[:, None]
+        head = scale[:, None] * (rot @ self._head_canon[pid][..., None])[..., 0] + t
+        body = (head[:, :2] - self._head_xy[pid]) * self._body_follow[pid][:, None]
+        follow = self._follow[pid][..., None]
+        ring_xy = self._ring_xy[pid]
+        tv[:, self.ring_base:, :2] = ring_xy + follow * (moved[..., :2] - ring_xy) + (1 - follow) * body[:, None]
+        return tv.float()
+
+    def mouth_newness(self, pid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``[B]`` float32 share of each target mouth opening the portrait has no interior for
+        (as :meth:`codec.warp.GeometricWarp.mouth_newness`)."""
+        scale2 = (_inter_ocular(target) / self._iod[pid].float()) ** 2
+        area = _polygon_area(target[:, R.LIPS_INNER, :2])
+        return (1 - self._mouth_area[pid].float() * scale2 / area.clamp(min=1e-6)).clamp(0.0, 1.0)
+
+    def flow(self, pid: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sampling grid ``[B, H, W, 2]`` and region maps ``[B, 3, H, W]`` of target frames
+        (see :meth:`codec.warp.GeometricWarp.flow`)."""
+        tv = self.target_vertices(pid, target)
+        return rasterize(tv, self.sv[pid], self.tris[pid], self.bias[pid], self.kind[pid], self.size,
+                         self.config.raster)
+
+    @torch.inference_mode()
+    def warp(self, pid: torch.Tensor, target: torch.Tensor) -> WarpResult:
+        """Renders target frames, keeping what the neural stage reads.
+
+        Args:
+            pid: ``[B]`` int64 portrait indices; target: ``[B, 478, 3]`` float32 landmarks, on the device.
+        Returns:
+            the :class:`codec.warp.WarpResult`.
+        """
+        pid, target = pid.to(self.device), target.to(self.device, torch.float32)
+        grid, regions = self.flow(pid, target)
+        sampled = F.grid_sample(self.image[pid], grid, mode="bilinear", padding_mode="border", align_corners=False)
+        frames, alpha = sampled[:, :3], sampled[:, 3:]
+        if self.background is not None:
+            frames = torch.lerp(self.background[pid], frames, alpha)
+        newness = self.mouth_newness(pid, target).view(-1, 1, 1, 1)
+        mouth = self._mouth[pid][..., None, None]                              # [B, 2, 3, 1, 1]
+        shade = torch.lerp(mouth[:, 0], mouth[:, 1], regions[:, 1:2].clamp(0, 1))
+        frames = torch.lerp(frames, shade, regions[:, :1].clamp(0, 1) * newness)
+        return WarpResult(frames, grid, regions, alpha, newness)
+
+    def __call__(self, pid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` float32 RGB in [0, 1]: frames of portraits ``pid [B]`` at ``target [B, 478, 3]``."""
+        return self.warp(pid, target).frames
+
+
+class DeviceWarp:
+    """One prepared portrait rendered by :class:`BatchRenderer`, behind :class:`codec.warp.GeometricWarp`'s
+    interface (``warp``, calling, ``image``, ``size``, ``device``)."""
+
+    def __init__(self, warp: GeometricWarp, config: BatchConfig = BatchConfig()) -> None:
+        self.device = warp.device
+        self.size = warp.size
+        self.image = warp.image
+        self.renderer = BatchRenderer([PortraitAssets.from_warp(warp)], warp.device, config)
+
+    def warp(self, target: np.ndarray) -> WarpResult:
+        """Like :meth:`codec.warp.GeometricWarp.warp`: ``target [B, 478, 3]`` in the portrait's pixels."""
+        t = torch.as_tensor(np.asarray(target, np.float32), device=self.device)
+        return self.renderer.warp(torch.zeros(len(t), dtype=torch.long, device=self.device), t)
+
+    def __call__(self, target: np.ndarray) -> torch.Tensor:
+        return self.warp(target).frames
