@@ -117,8 +117,11 @@ def rasterize(tv: torch.Tensor, sv: torch.Tensor, tris: torch.Tensor, bias: torc
     xe = torch.where(hi < 1e29, torch.minimum(tx1, torch.ceil(hi.clamp(-4.0 * size, 4.0 * size) - 0.5).long() + 1), tx1)
     span = torch.where(keep, (xe - xs + 1).clamp(min=0), 0)
 
-    # Pixels, a chunk of frames at a time.
-    frame_of_row = tri // nf
+    # Pixels, a chunk of frames at a time. What a pixel needs of its triangle is gathered by one flat index.
+    source = torch.gather(sv, 1, tris.reshape(n, -1, 1).expand(-1, -1, 2)).view(n * nf, 6)
+    per_tri = torch.cat([corner.view(n * nf, 9).double(), bias.reshape(-1, 1).double(), inv.view(-1, 1),
+                         kind.reshape(-1, 1).double(), source.double()], 1)
+    frame_of_row = torch.div(tri, nf, rounding_mode="floor")
     per_frame = torch.zeros(n, dtype=torch.long, device=dev).index_add_(0, frame_of_row, span).tolist()
     start = 0
     while start < n:
@@ -126,60 +129,60 @@ def rasterize(tv: torch.Tensor, sv: torch.Tensor, tris: torch.Tensor, bias: torc
         while stop < n and pairs + per_frame[stop] <= config.max_pairs:
             pairs += per_frame[stop]
             stop += 1
-        sel = (frame_of_row >= start) & (frame_of_row < stop)
-        _resolve(tv, sv, tris, bias, kind, tri[sel], y[sel], xs[sel], span[sel], t_inv[sel],
-                 start, stop, size, grid, regions)
+        sel = torch.nonzero((frame_of_row >= start) & (frame_of_row < stop)).squeeze(1)
+        _resolve(per_tri, nf, tri[sel], y[sel], xs[sel], span[sel], start, stop, size, grid, regions)
         start = stop
     return grid, regions
 
 
-def _resolve(tv: torch.Tensor, sv: torch.Tensor, tris: torch.Tensor, bias: torch.Tensor, kind: torch.Tensor,
-             tri: torch.Tensor, y: torch.Tensor, xs: torch.Tensor, span: torch.Tensor, inv: torch.Tensor,
-             start: int, stop: int, size: int, grid: torch.Tensor, regions: torch.Tensor) -> None:
+def _resolve(per_tri: torch.Tensor, nf: int, tri: torch.Tensor, y: torch.Tensor, xs: torch.Tensor,
+             span: torch.Tensor, start: int, stop: int, size: int, grid: torch.Tensor, regions: torch.Tensor) -> None:
     """Tests every pixel of the rows' spans of frames ``start .. stop - 1`` and writes the z-buffer's winners.
 
     Args:
-        tri, y, xs, span, inv: ``[R]`` per row: flat triangle index (frame * F + triangle), row, first
-            pixel, pixel count, and the triangle's inverse area.
+        per_tri: ``[B * F, 17]`` float64 per triangle: corners (x, y, z) x 3, depth bias, inverse area,
+            kind, source corners (x, y) x 3.
+        nf: triangles per frame.
+        tri, y, xs, span: ``[R]`` per row: flat triangle index (frame * F + triangle), row, first pixel,
+            pixel count.
         grid, regions: the outputs, written in place.
     """
-    nf = tris.shape[1]
     row, x = _expand(xs, span)
-    t = tri[row]
-    frame, f = t // nf, t % nf
-    yy = y[row]
+    t = tri.index_select(0, row)
+    yy = y.index_select(0, row)
+    del row
     px, py = x.double() + 0.5, yy.double() + 0.5
-    vid = tris.view(-1, 3)[t]
-    a, b, c = (tv[frame, vid[:, i]].double() for i in range(3))
-    w_inv = inv[row]
-    wa = ((b[:, 0] - px) * (c[:, 1] - py) - (b[:, 1] - py) * (c[:, 0] - px)) * w_inv
-    wb = ((c[:, 0] - px) * (a[:, 1] - py) - (c[:, 1] - py) * (a[:, 0] - px)) * w_inv
+    c = per_tri[:, :11].index_select(0, t)
+    ax, ay, az, bx, by, bz, cx, cy, cz, bias, inv = c.unbind(1)
+    wa = ((bx - px) * (cy - py) - (by - py) * (cx - px)) * inv
+    wb = ((cx - px) * (ay - py) - (cy - py) * (ax - px)) * inv
     wc = 1.0 - wa - wb
-    inside = (wa >= EPS) & (wb >= EPS) & (wc >= EPS)
-    idx = torch.nonzero(inside).squeeze(1)
-    frame, f, x, yy, vid, wa, wb, wc = (v[idx] for v in (frame, f, x, yy, vid, wa, wb, wc))
-    a, b, c = a[idx], b[idx], c[idx]
-    z = wa * a[:, 2] + wb * b[:, 2] + wc * c[:, 2] + bias[frame, f]
+    idx = torch.nonzero((wa >= EPS) & (wb >= EPS) & (wc >= EPS)).squeeze(1)
+    t, x, yy, wa, wb, wc = (v.index_select(0, idx) for v in (t, x, yy, wa, wb, wc))
+    az, bz, cz, bias = (v.index_select(0, idx) for v in (az, bz, cz, bias))
+    z = wa * az + wb * bz + wc * cz + bias
 
+    frame = torch.div(t, nf, rounding_mode="floor")
     pix = ((frame - start) * size + yy) * size + x
     cells = (stop - start) * size * size
-    zbuf = torch.full((cells,), float("inf"), dtype=torch.float64, device=tv.device)
+    zbuf = torch.full((cells,), float("inf"), dtype=torch.float64, device=z.device)
     zbuf.scatter_reduce_(0, pix, z, "amin")
-    at_min = z == zbuf[pix]
-    first = torch.full((cells,), nf, dtype=torch.long, device=tv.device)
-    first.scatter_reduce_(0, pix[at_min], f[at_min], "amin")
-    win = torch.nonzero(at_min & (f == first[pix])).squeeze(1)
+    at_min = z == zbuf.index_select(0, pix)
+    first = torch.full((cells,), nf * (stop + 1), dtype=torch.long, device=z.device)
+    first.scatter_reduce_(0, pix[at_min], t[at_min], "amin")
+    win = torch.nonzero(at_min & (t == first.index_select(0, pix))).squeeze(1)
 
-    frame, f, x, yy, vid = frame[win], f[win], x[win], yy[win], vid[win]
+    t, frame, x, yy = t[win], frame[win], x[win], yy[win]
     wa, wb, wc = wa[win], wb[win], wc[win]
-    sa, sb, sc = (sv[frame, vid[:, i]].double() for i in range(3))
+    k, sax, say, sbx, sby, scx, scy = per_tri[:, 11:].index_select(0, t).unbind(1)
     norm = 2.0 / size
-    gx = (wa * sa[:, 0] + wb * sb[:, 0] + wc * sc[:, 0]) * norm - 1
-    gy = (wa * sa[:, 1] + wb * sb[:, 1] + wc * sc[:, 1]) * norm - 1
-    grid[frame, yy, x] = torch.stack([gx, gy], 1).float()
-    k = kind[frame, f]
+    gx = (wa * sax + wb * sbx + wc * scx) * norm - 1
+    gy = (wa * say + wb * sby + wc * scy) * norm - 1
+    flat = (frame * size + yy) * size + x
+    grid.view(-1, 2).index_copy_(0, flat, torch.stack([gx, gy], 1).float())
     hole = k == MOUTH
-    zero = torch.zeros_like(wc)
-    regions[frame, 0, yy, x] = hole.float()
-    regions[frame, 1, yy, x] = torch.where(hole, wc, zero).float()
-    regions[frame, 2, yy, x] = (k == EYE).float()
+    plane = size * size
+    base = frame * (3 * plane) + yy * size + x
+    regions.view(-1).index_copy_(0, base, hole.float())
+    regions.view(-1).index_copy_(0, base + plane, torch.where(hole, wc, 0.0).float())
+    regions.view(-1).index_copy_(0, base + 2 * plane, (k == EYE).float())
