@@ -113,8 +113,9 @@ def rasterize(tv: torch.Tensor, sv: torch.Tensor, tris: torch.Tensor, bias: torc
         empty |= (k == 0) & (m < EPS)
     keep = ~empty & (lo <= hi + 2.0)
     tx0, tx1 = x0.view(-1)[tri], x1.view(-1)[tri]
-    xs = torch.where(lo > -1e29, torch.maximum(tx0, torch.floor(lo.clamp(-4.0 * size, 4.0 * size) - 0.5).long() - 1), tx0)
-    xe = torch.where(hi < 1e29, torch.minimum(tx1, torch.ceil(hi.clamp(-4.0 * size, 4.0 * size) - 0.5).long() + 1), tx1)
+    lo_c, hi_c = lo.clamp(-4.0 * size, 4.0 * size), hi.clamp(-4.0 * size, 4.0 * size)
+    xs = torch.where(lo > -1e29, torch.maximum(tx0, torch.floor(lo_c - 0.5).long() - 1), tx0)
+    xe = torch.where(hi < 1e29, torch.minimum(tx1, torch.ceil(hi_c - 0.5).long() + 1), tx1)
     span = torch.where(keep, (xe - xs + 1).clamp(min=0), 0)
 
     # Pixels, a chunk of frames at a time. What a pixel needs of its triangle is gathered by one flat index.

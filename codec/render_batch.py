@@ -124,9 +124,11 @@ class BatchRenderer:
         self.sv = stack("sv")
         self.cidx = stack("cidx", width, 1).long()
         self.cw = stack("cw", width, 1)
-        for key in ("src2d", "den", "iris_off", "iris_centre", "ring_canon", "ring_xy", "follow", "head_canon",
-                    "head_xy", "body_follow", "mouth_area", "iod", "mouth"):
-            setattr(self, "_" + key, stack(key))
+        self._src2d, self._den = stack("src2d"), stack("den")
+        self._iris_off, self._iris_centre = stack("iris_off"), stack("iris_centre")
+        self._ring_canon, self._ring_xy, self._follow = stack("ring_canon"), stack("ring_xy"), stack("follow")
+        self._head_canon, self._head_xy, self._body_follow = stack("head_canon"), stack("head_xy"), stack("body_follow")
+        self._mouth_area, self._iod, self._mouth = stack("mouth_area"), stack("iod"), stack("mouth")
         self.image = torch.stack([torch.from_numpy(np.concatenate(
             [a.image.astype(np.float32) / 255, a.alpha[..., None].astype(np.float32)], -1)).permute(2, 0, 1)
             for a in assets]).to(device).contiguous()

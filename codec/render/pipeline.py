@@ -21,8 +21,10 @@ import torch
 from codec.render.portrait import Portrait
 from codec.render.refiner import load_refiner, refine
 from codec.render.warp import GeometricWarp, WarpConfig
+from codec.render_batch import DeviceWarp
 
 RENDERERS = ("warp", "neural")
+RASTERS = ("auto", "numba", "torch")
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,15 @@ class RenderConfig:
             weights and is real time on a CPU), or ``"neural"``, the warp refined
             by the network in ``codec/data/renderer.pt`` (see :mod:`codec.render.refiner`).
         warp: settings of the geometric stage.
+        raster: who rasterizes the mesh: ``"numba"`` on the CPU, ``"torch"`` on the device
+            (:mod:`codec.render_batch`), or ``"auto"``: torch on a GPU, numba otherwise.
     """
 
     device: str = "auto"
     size: int = 512
     renderer: str = "warp"
     warp: WarpConfig = WarpConfig()
+    raster: str = "auto"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,6 +83,8 @@ class Renderer:
         """
         if config.renderer not in RENDERERS:
             raise ValueError(f"unknown renderer {config.renderer!r}; choose from {', '.join(RENDERERS)}")
+        if config.raster not in RASTERS:
+            raise ValueError(f"unknown raster {config.raster!r}; choose from {', '.join(RASTERS)}")
         self.config = config
         self.device = resolve_device(config.device)
         self.portrait = portrait
@@ -88,7 +95,9 @@ class Renderer:
             interp = cv2.INTER_AREA if self._scale < 1 else cv2.INTER_CUBIC
             image = cv2.resize(image, (config.size, config.size), interpolation=interp)
             landmarks = landmarks * np.float32(self._scale)
-        self.warp = GeometricWarp(image, landmarks, self.device, config.warp)
+        self.warp: GeometricWarp | DeviceWarp = GeometricWarp(image, landmarks, self.device, config.warp)
+        if config.raster == "torch" or (config.raster == "auto" and self.device.type == "cuda"):
+            self.warp = DeviceWarp(self.warp)
         self.refiner = None
         if config.renderer == "neural":
             self.refiner = load_refiner(device=self.device)

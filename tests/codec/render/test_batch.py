@@ -1,0 +1,93 @@
+"""The device renderer (torch, run here on the CPU) against the numba warp on the bundled sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.metrics import ssim
+from codec.media import read_video
+from codec.portrait import Portrait, prepare_portrait
+from codec.render import RenderConfig, Renderer
+from codec.render_assets import PortraitAssets
+from codec.render_batch import BatchRenderer, DeviceWarp
+from codec.warp import GeometricWarp, WarpResult
+
+
+def _u8(frames: torch.Tensor) -> np.ndarray:
+    return (frames * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _assert_same_warp(a: WarpResult, b: WarpResult) -> None:
+    """Same grid and regions on all but a few pixels, same frames to float rounding, SSIM over 0.99."""
+    off = (a.grid - b.grid).abs().amax(-1) > 1e-4
+    assert off.float().mean() < 1e-4
+    assert ((a.raster - b.raster).abs() > 1e-4).float().mean() < 1e-4
+    assert torch.equal(a.newness, b.newness)
+    s = ssim(_u8(a.frames), _u8(b.frames))
+    assert s.min() >= 0.99 and s.mean() >= 0.999
+    assert (a.frames - b.frames).abs().mean() < 1e-4
+
+
+def test_device_warp_matches_the_numba_warp(cpu_warp: GeometricWarp, targets: np.ndarray) -> None:
+    want = cpu_warp.warp(targets)
+    assert want.newness.max() > 0  # the widest mouth is shaded: that path is compared too
+    _assert_same_warp(want, DeviceWarp(cpu_warp).warp(targets))
+
+
+def test_a_batch_of_portraits_renders_each_as_alone(cpu_warp: GeometricWarp, targets: np.ndarray,
+                                                    sample_clip: Path) -> None:
+    frame = next(iter(read_video(sample_clip, 1)))
+    other = prepare_portrait(frame, size=512, crop=False)
+    other_warp = GeometricWarp(other.image, other.landmarks, torch.device("cpu"))
+    # The second portrait's targets: its own face moved as the first one's targets move.
+    theirs = targets - cpu_warp.landmarks + other.landmarks
+    renderer = BatchRenderer([PortraitAssets.from_warp(cpu_warp), PortraitAssets.from_warp(other_warp)],
+                             torch.device("cpu"))
+    pid = torch.tensor([0, 1, 1, 0])
+    mixed = np.stack([targets[0], theirs[1], theirs[2], targets[3]])
+    got = renderer.warp(pid, torch.from_numpy(mixed))
+    for i, (warp, t) in enumerate(((cpu_warp, targets[0]), (other_warp, theirs[1]), (other_warp, theirs[2]),
+                                   (cpu_warp, targets[3]))):
+        want = warp.warp(t[None])
+        one = WarpResult(got.frames[i:i + 1], got.grid[i:i + 1], got.raster[i:i + 1], got.alpha[i:i + 1],
+                         got.newness[i:i + 1])
+        _assert_same_warp(want, one)
+
+
+@pytest.mark.parametrize("codec", ["raw", "png"])
+def test_assets_written_and_read_render_the_same(cpu_warp: GeometricWarp, targets: np.ndarray, codec: str) -> None:
+    assets = PortraitAssets.from_warp(cpu_warp)
+    back = PortraitAssets.from_arrays(assets.to_arrays("p0_", codec), "p0_")
+    pid, t = torch.zeros(2, dtype=torch.long), torch.from_numpy(targets[:2])
+    a = BatchRenderer([assets], torch.device("cpu"))(pid, t)
+    b = BatchRenderer([back], torch.device("cpu"))(pid, t)
+    assert (a - b).abs().max() < 1e-4  # the alpha is kept to 16 bits in a PNG
+
+
+def test_lossy_assets_stay_close(cpu_warp: GeometricWarp) -> None:
+    assets = PortraitAssets.from_warp(cpu_warp)
+    back = PortraitAssets.from_arrays(assets.to_arrays(codec="webp"))
+    assert np.abs(back.image.astype(int) - assets.image).mean() < 3
+    assert back.background is not None and back.background.shape == assets.image.shape
+    np.testing.assert_array_equal(back.mesh.triangles, assets.mesh.triangles)
+
+
+def test_portraits_of_different_sizes_are_refused(cpu_warp: GeometricWarp, portrait: Portrait) -> None:
+    small = GeometricWarp(portrait.image[::2, ::2].copy(), portrait.landmarks / 2, torch.device("cpu"))
+    with pytest.raises(ValueError, match="one size"):
+        BatchRenderer([PortraitAssets.from_warp(cpu_warp), PortraitAssets.from_warp(small)], torch.device("cpu"))
+
+
+def test_renderer_takes_the_torch_raster_when_asked(portrait: Portrait, targets: np.ndarray) -> None:
+    numba = Renderer(portrait, RenderConfig(device="cpu"))
+    assert isinstance(numba.warp, GeometricWarp)  # the CPU default stays numba
+    device = Renderer(portrait, RenderConfig(device="cpu", raster="torch"))
+    assert isinstance(device.warp, DeviceWarp)
+    a, b = numba.render(targets[:2]), device.render(targets[:2])
+    assert np.abs(a.astype(int) - b).max() <= 1
+    with pytest.raises(ValueError, match="raster"):
+        Renderer(portrait, RenderConfig(device="cpu", raster="opengl"))
