@@ -15,8 +15,8 @@ import numpy as np
 from codec.mesh import PortraitMesh
 from codec.warp import GeometricWarp
 
-# Lossless (PNG) or small (WebP) encodings of the images inside a file.
-IMAGE_CODECS = ("raw", "png", "webp")
+# Images inside a file: as they are, lossless (PNG, WebP), or small (WebP at quality 95).
+IMAGE_CODECS = ("raw", "png", "webp-lossless", "webp")
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,9 @@ class PortraitAssets:
         """
         m = self.mesh
         out = {
-            "image": _encode(self.image, codec),
-            "alpha": self.alpha if codec == "raw" else _encode(np.round(self.alpha * 65535).astype(np.uint16), "png"),
+            "image": encode_image(self.image, codec),
+            "alpha": self.alpha if codec == "raw" else encode_image(np.round(self.alpha * 65535).astype(np.uint16),
+                                                                    "png"),
             "landmarks": self.landmarks, "vertices": m.vertices, "triangles": m.triangles, "kind": m.kind,
             "centres": _pack_centres(m.centres), "irises": np.array(m.irises, np.int64).reshape(-1, 3),
             "ring": np.array([m.ring_start, m.mouth_centre], np.int64), "ring_follow": m.ring_follow,
@@ -80,7 +81,7 @@ class PortraitAssets:
             "body_follow": np.array(self.body_follow, np.float64),
         }
         if self.background is not None:
-            out["background"] = _encode(self.background, codec)
+            out["background"] = encode_image(self.background, codec)
         return {prefix + k: v for k, v in out.items()}
 
     @staticmethod
@@ -94,10 +95,10 @@ class PortraitAssets:
                             ring_start=ring_start, ring_follow=a("ring_follow"))
         alpha = a("alpha")
         if alpha.dtype != np.float32:  # 16-bit PNG
-            alpha = _decode(alpha).astype(np.float32) / np.float32(65535)
-        background = _decode(a("background")) if prefix + "background" in arrays else None
+            alpha = decode_image(alpha).astype(np.float32) / np.float32(65535)
+        background = decode_image(a("background")) if prefix + "background" in arrays else None
         mouth = a("mouth")
-        return PortraitAssets(image=_decode(a("image")), alpha=alpha, background=background,
+        return PortraitAssets(image=decode_image(a("image")), alpha=alpha, background=background,
                               landmarks=a("landmarks"), mesh=mesh, bias=a("bias"), mouth_edge=mouth[0],
                               mouth_deep=mouth[1], body_follow=float(a("body_follow")))
 
@@ -116,8 +117,9 @@ def _unpack_centres(packed: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
     return tuple((int(row[0]), row[1:][row[1:] >= 0].astype(np.int64)) for row in packed)
 
 
-def _encode(image: np.ndarray, codec: str) -> np.ndarray:
-    """``image`` (uint8 RGB or uint16 grey) as a 1-D uint8 array of encoded bytes, or itself for ``raw``."""
+def encode_image(image: np.ndarray, codec: str) -> np.ndarray:
+    """``image`` (``[H, W, 3]`` uint8 RGB or ``[H, W]`` uint16 grey) as a 1-D uint8 array of encoded bytes,
+    or itself for ``raw`` (see :data:`IMAGE_CODECS`)."""
     import cv2
 
     if codec == "raw":
@@ -125,15 +127,17 @@ def _encode(image: np.ndarray, codec: str) -> np.ndarray:
     if codec not in IMAGE_CODECS:
         raise ValueError(f"unknown image codec {codec!r}; choose from {', '.join(IMAGE_CODECS)}")
     img = image[..., ::-1] if image.ndim == 3 else image
-    params = [cv2.IMWRITE_WEBP_QUALITY, 95] if codec == "webp" else [cv2.IMWRITE_PNG_COMPRESSION, 6]
-    ok, buf = cv2.imencode("." + codec, np.ascontiguousarray(img), params)
+    ext, params = {"png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 6]),
+                   "webp-lossless": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+                   "webp": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 95])}[codec]
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(img), params)
     if not ok:
         raise ValueError(f"could not encode an image as {codec}")
     return buf.reshape(-1)
 
 
-def _decode(data: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_encode` (raw images come back as they are)."""
+def decode_image(data: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode_image` (raw images come back as they are)."""
     import cv2
 
     if data.ndim > 1:
@@ -142,3 +146,15 @@ def _decode(data: np.ndarray) -> np.ndarray:
     if img is None:
         raise ValueError("could not decode an image")
     return np.ascontiguousarray(img[..., ::-1]) if img.ndim == 3 else img
+
+
+def pack_images(images: list[np.ndarray] | np.ndarray, codec: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images encoded one after another: ``(bytes [N], offsets [count + 1])`` int64 offsets."""
+    blobs = [encode_image(np.ascontiguousarray(im), codec).reshape(-1).view(np.uint8) for im in images]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    return (np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)), offsets
+
+
+def unpack_images(data: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """Inverse of :func:`pack_images` (encoded images only, not ``raw``)."""
+    return [decode_image(data[offsets[i]:offsets[i + 1]]) for i in range(len(offsets) - 1)]

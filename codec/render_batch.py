@@ -16,6 +16,7 @@ It computes what :class:`codec.warp.GeometricWarp` does with the numba rasterize
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -138,6 +139,22 @@ class BatchRenderer:
             self.background = torch.stack([
                 torch.from_numpy(a.background.astype(np.float32) / 255).permute(2, 0, 1) if a.background is not None
                 else torch.zeros(3, self.size, self.size) for a in assets]).to(device).contiguous()
+
+    def _per_portrait(self) -> list[str]:
+        """Names of the attributes that hold one row per portrait."""
+        return [k for k, v in vars(self).items() if isinstance(v, torch.Tensor) and k not in ("_stable", "_template")]
+
+    def subset(self, index: torch.Tensor) -> BatchRenderer:
+        """A renderer of portraits ``index [N]`` of this one (copies: each row is its own portrait in memory)."""
+        out = copy.copy(self)
+        for k in self._per_portrait():
+            setattr(out, k, getattr(self, k)[index.to(self.device)].contiguous())
+        return out
+
+    def portrait_bytes(self) -> int:
+        """Device memory one portrait takes (its textures, background plate and mesh), in bytes."""
+        tensors = [getattr(self, k) for k in self._per_portrait()]
+        return sum(t[0].numel() * t.element_size() for t in tensors)
 
     def _portrait_arrays(self, a: PortraitAssets, stable: np.ndarray) -> dict[str, np.ndarray]:
         """One portrait's arrays in the shared vertex layout."""
