@@ -33,10 +33,17 @@ class RasterConfig:
 
     Attributes:
         max_pairs: the most candidate (triangle, pixel) pairs held at once; frames are rasterized in
-            chunks that stay under it (a single frame may exceed it).
+            chunks that stay under it (a single frame may exceed it). None: 16 million on a GPU (some
+            40 frames of 512x512, a couple of GB), half a million on a CPU (its caches favour a frame at a time).
     """
 
-    max_pairs: int = 1 << 24
+    max_pairs: int | None = None
+
+    def pairs_on(self, device: torch.device) -> int:
+        """:attr:`max_pairs` on ``device``."""
+        if self.max_pairs is not None:
+            return self.max_pairs
+        return 1 << 24 if device.type == "cuda" else 1 << 19
 
 
 def identity_grid(size: int, device: torch.device) -> torch.Tensor:
@@ -124,10 +131,11 @@ def rasterize(tv: torch.Tensor, sv: torch.Tensor, tris: torch.Tensor, bias: torc
                          kind.reshape(-1, 1).double(), source.double()], 1)
     frame_of_row = torch.div(tri, nf, rounding_mode="floor")
     per_frame = torch.zeros(n, dtype=torch.long, device=dev).index_add_(0, frame_of_row, span).tolist()
+    max_pairs = config.pairs_on(dev)
     start = 0
     while start < n:
         stop, pairs = start + 1, per_frame[start]
-        while stop < n and pairs + per_frame[stop] <= config.max_pairs:
+        while stop < n and pairs + per_frame[stop] <= max_pairs:
             pairs += per_frame[stop]
             stop += 1
         sel = torch.nonzero((frame_of_row >= start) & (frame_of_row < stop)).squeeze(1)

@@ -78,13 +78,15 @@ def _hull_edges(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return p, torch.gather(e, 2, j[..., None, None].expand(-1, -1, 1, 2))[:, :, 0], best > 0
 
 
-def repair_crops(landmarks: torch.Tensor, size: int, margin: int = CROP_MARGIN) -> RepairCrops:
+def repair_crops(landmarks: torch.Tensor, size: int, margin: int = CROP_MARGIN,
+                 shape: tuple[int, int] | None = None) -> RepairCrops:
     """The repair mask of :func:`codec.neural.repair_mask`, drawn inside each frame's crop.
 
     Args:
         landmarks: ``[B, 478, 2 or 3]`` target landmarks in the frame's pixels, on the device.
         size: frame side (a multiple of 8).
         margin: context kept around the mask (pixels).
+        shape: ``(h, w)`` crop size to use (multiples of 8), or None: the largest frame's box.
     Returns:
         the :class:`RepairCrops`, one crop size for the batch.
     """
@@ -99,7 +101,7 @@ def repair_crops(landmarks: torch.Tensor, size: int, margin: int = CROP_MARGIN) 
     hi = torch.stack([p.amax(1) for p in pts]).amax(0) + reach
     start = (torch.div(lo - margin, 8, rounding_mode="floor") * 8).clamp(min=0).long()
     stop = (torch.ceil((hi + 1 + margin) / 8) * 8).clamp(max=size).long()
-    h, w = int((stop[:, 1] - start[:, 1]).max()), int((stop[:, 0] - start[:, 0]).max())
+    h, w = shape or (int((stop[:, 1] - start[:, 1]).max()), int((stop[:, 0] - start[:, 0]).max()))
     y0 = torch.minimum(start[:, 1], torch.full_like(start[:, 1], size - h))
     x0 = torch.minimum(start[:, 0], torch.full_like(start[:, 0], size - w))
 
@@ -122,12 +124,11 @@ def repair_crops(landmarks: torch.Tensor, size: int, margin: int = CROP_MARGIN) 
 def _feather(mask: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """``mask [B, 1, h, w]`` blurred with each frame's Gaussian ``sigma [B]`` as
     ``cv2.GaussianBlur(mask, (0, 0), sigma)`` does on float32 (kernel of ``round(8 sigma + 1) | 1`` taps)."""
-    taps = [int(round(float(s) * 8 + 1)) | 1 for s in sigma]
-    width = max(taps)
+    taps = torch.round(sigma * 8 + 1).long() | 1  # rounded half to even, as OpenCV's cvRound
+    width = int(taps.max())
     x = torch.arange(width, device=mask.device, dtype=torch.float64) - (width - 1) / 2
     kernel = torch.exp(-(x**2)[None] / (2 * sigma[:, None] ** 2))
-    kernel = torch.where(x.abs()[None] <= torch.tensor([(n - 1) / 2 for n in taps], device=mask.device)[:, None],
-                         kernel, 0.0)
+    kernel = torch.where(x.abs()[None] <= (taps[:, None] - 1) / 2, kernel, 0.0)
     kernel = (kernel / kernel.sum(1, keepdim=True)).float()
     b, _, h, w = mask.shape
     pad = width // 2

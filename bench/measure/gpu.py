@@ -332,10 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget (default 480; rehearsal 240)")
     p.add_argument("--rehearse", action="store_true", help="every stage, small: a check on the CPU")
     p.add_argument("--no-refiner", action="store_true", help="skip the neural refiner")
+    p.add_argument("--max-streams", type=int, default=0, help="try at most this many streams at once (0: no cap)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     config = GpuBenchConfig.rehearsal() if args.rehearse else GpuBenchConfig()
-    config = GpuBenchConfig(**{**asdict(config), "neural": not args.no_refiner,
+    batches = tuple(b for b in config.batches if not args.max_streams or b <= args.max_streams)
+    config = GpuBenchConfig(**{**asdict(config), "neural": not args.no_refiner, "batches": batches or (1,),
                                **({"budget_s": args.budget_s} if args.budget_s else {})})
     args.json = args.json or ("docs/gpu_rehearsal.json" if args.rehearse else "docs/gpu.json")
     signal.signal(signal.SIGALRM, _alarm)

@@ -68,7 +68,7 @@ def clip_entry(prefix: str, frames: np.ndarray, landmarks: np.ndarray, args: arg
 
     portrait = prepare_portrait(frames[0], size=frames.shape[1], crop=False)
     warp = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
-    out = PortraitAssets.from_warp(warp).to_arrays(prefix + "portrait_", "png")
+    out = PortraitAssets.from_warp(warp).to_arrays(prefix + "portrait_", "webp-lossless")
     targets = clip_targets(portrait.landmarks, landmarks)
     ref = _reference_frames(landmarks, args.references)
     rendered = warp.warp(targets[ref])
@@ -76,11 +76,11 @@ def clip_entry(prefix: str, frames: np.ndarray, landmarks: np.ndarray, args: arg
     out[prefix + "landmarks"] = landmarks.astype(np.float32)
     out[prefix + "ref_index"] = np.array(ref, np.int64)
     out[prefix + "ref_targets"] = targets[ref]
-    out[prefix + "ref_warp"], out[prefix + "ref_warp_offsets"] = pack_images(to_u8(rendered.frames), "png")
+    out[prefix + "ref_warp"], out[prefix + "ref_warp_offsets"] = pack_images(to_u8(rendered.frames), "webp-lossless")
     if refiner is not None:
         with torch.inference_mode():
             refined = refine(refiner, warp.warp(targets[ref[:1]]), warp.image[:, :3], targets[ref[:1]])
-        out[prefix + "ref_neural"], out[prefix + "ref_neural_offsets"] = pack_images(to_u8(refined), "png")
+        out[prefix + "ref_neural"], out[prefix + "ref_neural_offsets"] = pack_images(to_u8(refined), "webp-lossless")
     evals = np.arange(0, len(frames), args.eval_stride)
     out[prefix + "eval_index"] = evals
     out[prefix + "truth"], out[prefix + "truth_offsets"] = pack_images(frames[evals], "webp")

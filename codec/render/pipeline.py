@@ -12,6 +12,7 @@ computed once when the renderer is made.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numba
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from codec.render.portrait import Portrait
-from codec.render.refiner import load_refiner, refine
+from codec.render.refiner import RENDERER_PATH, load_refiner, refine
 from codec.render.warp import GeometricWarp, WarpConfig
 from codec.render_batch import DeviceWarp
 
@@ -41,6 +42,7 @@ class RenderConfig:
         warp: settings of the geometric stage.
         raster: who rasterizes the mesh: ``"numba"`` on the CPU, ``"torch"`` on the device
             (:mod:`codec.render_batch`), or ``"auto"``: torch on a GPU, numba otherwise.
+        refiner_path: weights of the neural stage; empty: the shipped ``codec/data/renderer.pt``.
     """
 
     device: str = "auto"
@@ -48,6 +50,7 @@ class RenderConfig:
     renderer: str = "warp"
     warp: WarpConfig = WarpConfig()
     raster: str = "auto"
+    refiner_path: str = ""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,7 +103,7 @@ class Renderer:
             self.warp = DeviceWarp(self.warp)
         self.refiner = None
         if config.renderer == "neural":
-            self.refiner = load_refiner(device=self.device)
+            self.refiner = load_refiner(Path(config.refiner_path or RENDERER_PATH), device=self.device)
 
     @torch.inference_mode()
     def render_tensor(self, target_landmarks: np.ndarray) -> torch.Tensor:

@@ -4,6 +4,7 @@
     talk-train tokenizer    GRFSQ motion tokenizer       codec/data/tokenizer.pt
     talk-train entropy      entropy-coding context model codec/data/entropy.npz
     talk-train renderer     neural rendering stage       codec/data/renderer.pt
+    talk-train renderer-gpu the same on one GPU          (its --out; see codec/neural_train_gpu.py)
     talk-train speech       speech units and generator   codec/data/speech_*.{npz,pt}
 
 Run them in this order: each later model reads the earlier ones.
