@@ -1,8 +1,9 @@
 """The receiver on a GPU: frame time, frames per second, streams per GPU, memory, and agreement with the CPU.
 
-One run, bounded in time (8 minutes by default), on the data of ``bench.measure.gpu_bundle`` (the GPU
-machine needs no MediaPipe, no PyAV and no corpus). It measures, with the device renderer
-(:mod:`codec.render_batch`: rasterization, sampling and compositing on the device):
+One run, bounded in time (8 minutes by default), on the file ``bench.measure.gpu_prepare`` makes
+(:mod:`bench.measure.gpu_bundle`; the GPU machine needs no MediaPipe, PyAV or corpus). It measures, with the
+device renderer
+(:mod:`codec.render.batch`: rasterization, sampling and compositing on the device):
 
 * agreement: the device's frames against the numba warp's and the CPU refiner's, rendered on the CPU
   when the bundle was made (SSIM on luma, as ``bench.metrics``);
@@ -40,11 +41,12 @@ from types import FrameType
 import numpy as np
 import torch
 
-from bench.measure.gpu_bundle import DEFAULT_OUT, Bundle, load_bundle
-from bench.metrics import ssim
-from codec.neural import RENDERER_PATH, Refiner, load_refiner
-from codec.refine_batch import refine_batch
-from codec.render_batch import BatchRenderer
+from bench.measure.gpu_bundle import DEFAULT_PATH, Bundle, clip_targets, load_bundle
+from bench.metrics.pixels import ssim
+from codec.render.batch import BatchRenderer
+from codec.render.raster import rasterize_batch
+from codec.render.refine_batch import refine_batch
+from codec.render.refiner import RENDERER_PATH, Refiner, load_refiner
 
 TICK_MS = 40.0  # one frame per stream every 40 ms: 25 fps
 
@@ -177,15 +179,13 @@ def agreement(bundle: Bundle, bank: BatchRenderer, refiner: Refiner | None) -> d
 
 def raster_alone(bank: BatchRenderer, targets: np.ndarray, device: torch.device, repeats: int) -> dict:
     """Milliseconds per frame of the rasterization alone: numba on this CPU (one thread), torch on the device."""
-    from codec.warp import _rasterize_batch
-
     pid = torch.zeros(1, dtype=torch.long, device=device)
     t = torch.as_tensor(targets[:1], device=device)
     tv = bank.target_vertices(pid, t)
     args = [x[0].cpu().numpy() for x in (bank.sv[pid], bank.tris[pid], bank.bias[pid], bank.kind[pid])]
     sv, tris, bias, kind = args[0], args[1].astype(np.int32), args[2], args[3].astype(np.int8)
     tv_np = tv.cpu().numpy()
-    numba_ms = timed_ms(lambda: _rasterize_batch(tv_np, sv, tris, bias, kind, bank.size), torch.device("cpu"), repeats)
+    numba_ms = timed_ms(lambda: rasterize_batch(tv_np, sv, tris, bias, kind, bank.size), torch.device("cpu"), repeats)
     torch_ms = timed_ms(lambda: bank.flow(pid, t), device, repeats)
     return {"numba_cpu_1_thread": _stats(numba_ms), "torch_device": _stats(torch_ms)}
 
@@ -295,8 +295,6 @@ def run(args: argparse.Namespace, config: GpuBenchConfig) -> dict:
     bank = BatchRenderer(faces, device)
     refiner = load_refiner(RENDERER_PATH, device) if config.neural and RENDERER_PATH.exists() else None
     # Each distinct face moves as one of the clips does (extra portraits borrow the clips' motion).
-    from bench.measure.gpu_bundle import clip_targets
-
     targets = [c.targets for c in bundle.clips]
     targets += [clip_targets(a.landmarks, bundle.clips[j % len(bundle.clips)].landmarks)
                 for j, a in enumerate(bundle.extra)]
@@ -326,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.measure.gpu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="cuda, cpu or auto")
-    p.add_argument("--bundle", default=str(DEFAULT_OUT), help="from bench.measure.gpu_bundle")
+    p.add_argument("--bundle", default=str(DEFAULT_PATH), help="from bench.measure.gpu_prepare")
     p.add_argument("--json", default="",
                    help="where to write (default docs/gpu.json; rehearsals docs/gpu_rehearsal.json)")
     p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget (default 480; rehearsal 240)")

@@ -6,7 +6,7 @@
 #   bash bench/measure/gpu_session.sh rehearse   # the same steps on this CPU, tiny (about 3 minutes)
 #
 # The GPU machine has torch, numba and OpenCV but no MediaPipe, PyAV or corpus, and no network: `prepare` does
-# everything that needs them (bench.measure.gpu_bundle, talk-train renderer-gpu pack) and nothing is installed
+# everything that needs them (bench.measure.gpu_prepare, talk-train renderer-pack) and nothing is installed
 # there. `run` takes about 6 minutes (BENCH_S + TRAIN_MIN + the comparison), so that a 15-minute lease has room
 # to run it twice; it writes into $OUT (at most 5 files, each well under 16 MiB):
 #   session.log          everything printed
@@ -14,7 +14,7 @@
 #   renderer_gpu.pt      the refiner trained on the GPU (never over codec/data/renderer.pt)
 #   train.json           its training figures
 #   refiner_compare.json the new refiner against the shipped one on the bundle's held-out clips; ship only after
-#                        `python -m bench.measure.refiner_compare --candidate renderer_gpu.pt --ship` on the corpus
+#                        `python -m bench.measure.refiner_ship --candidate renderer_gpu.pt --ship` on the corpus
 set -u
 mode=${1:-}
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,8 +26,8 @@ TRAIN_MIN=${TRAIN_MIN:-2.5}
 case "$mode" in
 prepare)
     py=${PYTHON:-python}
-    "$py" -m bench.measure.gpu_bundle --out .gpu/bench.npz || exit 1
-    "$py" -m codec.neural_train_gpu pack --out .gpu/train.npz || exit 1
+    "$py" -m bench.measure.gpu_prepare --out .gpu/bench.npz || exit 1
+    "$py" -m codec.train.refiner_pack --out .gpu/train.npz || exit 1
     tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
     gpu=$(du -cb .gpu/bench.npz .gpu/train.npz | tail -1 | cut -f1)
     echo "working tree $((tree / 1048576)) MiB + .gpu $((gpu / 1048576)) MiB travel (the device tool takes 64 MiB)"
@@ -42,8 +42,8 @@ run)
 rehearse)
     py=${PYTHON:-python}
     device=cpu
-    [ -f .gpu-rehearsal/bench.npz ] || "$py" -m bench.measure.gpu_bundle --quick --out .gpu-rehearsal/bench.npz || exit 1
-    [ -f .gpu-rehearsal/train.npz ] || "$py" -m codec.neural_train_gpu pack --out .gpu-rehearsal/train.npz \
+    [ -f .gpu-rehearsal/bench.npz ] || "$py" -m bench.measure.gpu_prepare --quick --out .gpu-rehearsal/bench.npz || exit 1
+    [ -f .gpu-rehearsal/train.npz ] || "$py" -m codec.train.refiner_pack --out .gpu-rehearsal/train.npz \
         --clips 3 --frames-per-clip 6 --sources 1 || exit 1
     bench=(--bundle .gpu-rehearsal/bench.npz --rehearse)
     train=(--data .gpu-rehearsal/train.npz --minutes 0.8 --batch 4 --patch 96 --log-every 5 --save-reserve-s 3)
@@ -70,7 +70,7 @@ print(f"python {sys.version.split()[0]}, torch {torch.__version__} (CUDA {torch.
 if sys.argv[1] == "cuda":
     assert torch.cuda.is_available(), "torch sees no CUDA GPU"
     print("GPU:", torch.cuda.get_device_name(0))
-import bench.measure.gpu, bench.measure.refiner_compare, codec.neural_train_gpu  # no MediaPipe or PyAV needed
+import bench.measure.gpu, bench.measure.refiner_compare, codec.train.refiner_gpu  # no MediaPipe or PyAV needed
 EOF
 for f in "${bench[1]}" "${train[1]}"; do
     [ -f "$f" ] || { echo "$f is missing: run 'bash bench/measure/gpu_session.sh prepare' on a CPU machine, carry .gpu"; exit 1; }
@@ -82,7 +82,7 @@ echo "bench.measure.gpu exit $?"
 
 stamp "talk-train renderer-gpu train"
 rm -f "$OUT/renderer_gpu.pt"
-timeout "$(awk "BEGIN { print int($TRAIN_MIN * 60 + 120) }")" "$py" -m codec.neural_train_gpu train --device "$device" "${train[@]}" --init codec/data/renderer.pt \
+timeout "$(awk "BEGIN { print int($TRAIN_MIN * 60 + 120) }")" "$py" -m codec.train.refiner_gpu --device "$device" "${train[@]}" --init codec/data/renderer.pt \
     --out "$OUT/renderer_gpu.pt" --stats "$OUT/train.json"
 echo "talk-train renderer-gpu exit $?"
 

@@ -19,10 +19,10 @@ import numba
 import numpy as np
 import torch
 
+from codec.render.batch import DeviceWarp
 from codec.render.portrait import Portrait
 from codec.render.refiner import RENDERER_PATH, load_refiner, refine
 from codec.render.warp import GeometricWarp, WarpConfig
-from codec.render_batch import DeviceWarp
 
 RENDERERS = ("warp", "neural")
 RASTERS = ("auto", "numba", "torch")
@@ -41,7 +41,7 @@ class RenderConfig:
             by the network in ``codec/data/renderer.pt`` (see :mod:`codec.render.refiner`).
         warp: settings of the geometric stage.
         raster: who rasterizes the mesh: ``"numba"`` on the CPU, ``"torch"`` on the device
-            (:mod:`codec.render_batch`), or ``"auto"``: torch on a GPU, numba otherwise.
+            (:mod:`codec.render.batch`), or ``"auto"``: torch on a GPU, numba otherwise.
         refiner_path: weights of the neural stage; empty: the shipped ``codec/data/renderer.pt``.
     """
 

@@ -4,7 +4,8 @@
     talk-train tokenizer    GRFSQ motion tokenizer       codec/data/tokenizer.pt
     talk-train entropy      entropy-coding context model codec/data/entropy.npz
     talk-train renderer     neural rendering stage       codec/data/renderer.pt
-    talk-train renderer-gpu the same on one GPU          (its --out; see codec/neural_train_gpu.py)
+    talk-train renderer-pack its data for a GPU machine  .gpu/train.npz (see codec/train/refiner_pack.py)
+    talk-train renderer-gpu the refiner on one GPU       its --out (see codec/train/refiner_gpu.py)
     talk-train speech       speech units and generator   codec/data/speech_*.{npz,pt}
 
 Run them in this order: each later model reads the earlier ones.
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 from codec.errors import TalkcodecError
 from codec.logs import quiet_native_logs
-from codec.train import entropy, refiner, speech, template, tokenizer
+from codec.train import entropy, refiner, refiner_gpu, refiner_pack, speech, template, tokenizer
 
 # Each subcommand's trainer: main(argv) -> exit code.
 TRAINERS: dict[str, Callable[[list[str]], int]] = {
@@ -26,6 +27,8 @@ TRAINERS: dict[str, Callable[[list[str]], int]] = {
     "tokenizer": tokenizer.main,
     "entropy": entropy.main,
     "renderer": refiner.main,
+    "renderer-pack": refiner_pack.main,
+    "renderer-gpu": refiner_gpu.main,
     "speech": speech.main,
 }
 

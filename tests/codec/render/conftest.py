@@ -10,8 +10,8 @@ import torch
 
 from codec import regions as R
 from codec.motion import motion_from_landmarks, relative, transfer
-from codec.portrait import Portrait, prepare_portrait
-from codec.warp import GeometricWarp
+from codec.render.portrait import Portrait, prepare_portrait
+from codec.render.warp import GeometricWarp
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.metrics import ssim
+from bench.metrics.pixels import ssim
 from codec.media import read_video
-from codec.portrait import Portrait, prepare_portrait
-from codec.render import RenderConfig, Renderer
-from codec.render_assets import PortraitAssets
-from codec.render_batch import BatchRenderer, DeviceWarp
-from codec.warp import GeometricWarp, WarpResult
+from codec.render.assets import PortraitAssets
+from codec.render.batch import BatchRenderer, DeviceWarp
+from codec.render.pipeline import RenderConfig, Renderer
+from codec.render.portrait import Portrait, prepare_portrait
+from codec.render.warp import GeometricWarp, WarpResult
 
 
 def _u8(frames: torch.Tensor) -> np.ndarray:

@@ -5,16 +5,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec.mesh import EYE, MOUTH
-from codec.raster_torch import RasterConfig, identity_grid, rasterize
-from codec.warp import _rasterize_batch
+from codec.render.mesh import EYE, MOUTH
+from codec.render.raster import rasterize_batch
+from codec.render.raster_torch import RasterConfig, identity_grid, rasterize
 
 SIZE = 24
 
 
 def _numba(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray,
            kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _rasterize_batch(tv, sv, tris.astype(np.int32), bias, kind.astype(np.int8), SIZE)
+    return rasterize_batch(tv, sv, tris.astype(np.int32), bias, kind.astype(np.int8), SIZE)
 
 
 def _torch(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray, kind: np.ndarray,

@@ -1,4 +1,4 @@
-"""The batched refiner (repair mask drawn with torch, a crop per frame) against codec.neural.refine."""
+"""The batched refiner (repair mask drawn with torch, a crop per frame) against codec.render.refiner.refine."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.metrics import ssim
-from codec.neural import RENDERER_PATH, load_refiner, repair_mask
-from codec.refine_batch import refine_batch, repair_crops
-from codec.render_batch import DeviceWarp
-from codec.warp import GeometricWarp
+from bench.metrics.pixels import ssim
+from codec.render.batch import DeviceWarp
+from codec.render.refine_batch import refine_batch, repair_crops
+from codec.render.refiner import RENDERER_PATH, load_refiner, repair_mask
+from codec.render.warp import GeometricWarp
 
 
 def test_repair_mask_matches_opencv(targets: np.ndarray) -> None:
@@ -27,7 +27,7 @@ def test_repair_mask_matches_opencv(targets: np.ndarray) -> None:
 
 @pytest.mark.skipif(not RENDERER_PATH.exists(), reason="no refiner weights")
 def test_refined_frames_match_the_cpu_refiner(cpu_warp: GeometricWarp, targets: np.ndarray) -> None:
-    from codec.neural import refine
+    from codec.render.refiner import refine
 
     model = load_refiner()
     device = DeviceWarp(cpu_warp)

@@ -1,6 +1,6 @@
-"""The neural refinement of many frames at once, on the device: :func:`codec.neural.refine` for a batch.
+"""The neural refinement of many frames at once, on the device: :func:`codec.render.refiner.refine` for a batch.
 
-:func:`codec.neural.refine` draws the repair mask with OpenCV on the CPU and runs the network on one
+:func:`codec.render.refiner.refine` draws the repair mask with OpenCV on the CPU and runs the network on one
 box around every frame's mask. Here each frame gets its own crop (one crop size for the batch, the
 largest frame's box), and the mask is drawn on the device, inside the crop:
 
@@ -10,7 +10,7 @@ largest frame's box), and the mask is drawn on the device, inside the crop:
 * the union is feathered with each frame's Gaussian (OpenCV's kernel size and weights).
 
 The mask matches OpenCV's but for pixels on a hull's edge; the refined frames match
-:func:`codec.neural.refine`'s to within what that and the crops' borders change.
+:func:`codec.render.refiner.refine`'s to within what that and the crops' borders change.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from codec import regions as R
-from codec.neural import CROP_MARGIN, FLOW_SCALE, MASK_FEATHER, MASK_GROW, Refiner
-from codec.warp import WarpResult
+from codec.render.refiner import CROP_MARGIN, FLOW_SCALE, MASK_FEATHER, MASK_GROW, Refiner
+from codec.render.warp import WarpResult
 
 MASK_REGIONS = (R.LIPS_OUTER, R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR)
 TAIL = 3.1  # the feathered mask falls below 1e-3 about this many sigmas outside the hull
@@ -80,7 +80,7 @@ def _hull_edges(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 def repair_crops(landmarks: torch.Tensor, size: int, margin: int = CROP_MARGIN,
                  shape: tuple[int, int] | None = None) -> RepairCrops:
-    """The repair mask of :func:`codec.neural.repair_mask`, drawn inside each frame's crop.
+    """The repair mask of :func:`codec.render.refiner.repair_mask`, drawn inside each frame's crop.
 
     Args:
         landmarks: ``[B, 478, 2 or 3]`` target landmarks in the frame's pixels, on the device.
@@ -139,7 +139,7 @@ def _feather(mask: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 def crop_inputs(result: WarpResult, portraits: torch.Tensor, crops: RepairCrops,
                 index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The refiner's inputs (:func:`codec.neural.refiner_inputs`) inside each crop.
+    """The refiner's inputs (:func:`codec.render.refiner.refiner_inputs`) inside each crop.
 
     Args:
         result: the warp of ``B`` frames.

@@ -1,8 +1,8 @@
 """What the device renderer keeps of a portrait: plain arrays, prepared once on the CPU.
 
 Preparing a portrait (denoising, the person's segmentation, the background plate, the mesh) needs
-OpenCV, MediaPipe and SciPy and is done once per call by :class:`codec.warp.GeometricWarp`.
-:class:`PortraitAssets` is its result as arrays: a GPU server (:mod:`codec.render_batch`) renders every
+OpenCV, MediaPipe and SciPy and is done once per call by :class:`codec.render.warp.GeometricWarp`.
+:class:`PortraitAssets` is its result as arrays: a GPU server (:mod:`codec.render.batch`) renders every
 frame from them alone, and they can be written to a file and rendered on a machine without MediaPipe.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-from codec.mesh import PortraitMesh
-from codec.warp import GeometricWarp
+from codec.render.mesh import PortraitMesh
+from codec.render.warp import GeometricWarp
 
 # Images inside a file: as they are, lossless (PNG, WebP), or small (WebP at quality 95).
 IMAGE_CODECS = ("raw", "png", "webp-lossless", "webp")
@@ -28,7 +29,7 @@ class PortraitAssets:
         alpha: ``[H, H]`` float32 the person's alpha (all ones when not layered).
         background: ``[H, H, 3]`` uint8 the background plate, or None (not layered).
         landmarks: ``[478, 3]`` float32 the portrait's landmarks in its pixels.
-        mesh: the portrait's :class:`codec.mesh.PortraitMesh`.
+        mesh: the portrait's :class:`codec.render.mesh.PortraitMesh`.
         bias: ``[F]`` float64 depth added per triangle.
         mouth_edge, mouth_deep: ``[3]`` float32 RGB of the mouth interior at the lips and at its centre.
         body_follow: share of the head's translation the body follows (0 when not layered).
@@ -120,8 +121,6 @@ def _unpack_centres(packed: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
 def encode_image(image: np.ndarray, codec: str) -> np.ndarray:
     """``image`` (``[H, W, 3]`` uint8 RGB or ``[H, W]`` uint16 grey) as a 1-D uint8 array of encoded bytes,
     or itself for ``raw`` (see :data:`IMAGE_CODECS`)."""
-    import cv2
-
     if codec == "raw":
         return image
     if codec not in IMAGE_CODECS:
@@ -138,8 +137,6 @@ def encode_image(image: np.ndarray, codec: str) -> np.ndarray:
 
 def decode_image(data: np.ndarray) -> np.ndarray:
     """Inverse of :func:`encode_image` (raw images come back as they are)."""
-    import cv2
-
     if data.ndim > 1:
         return data
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)

@@ -2,16 +2,16 @@
 
 A GPU serves many calls: each tick, every call's next frame (its own portrait, its own target
 landmarks) is rendered in one batch. :class:`BatchRenderer` holds the portraits' assets on the device
-(:class:`codec.render_assets.PortraitAssets`, all meshes laid out alike, padded to the largest) and
+(:class:`codec.render.assets.PortraitAssets`, all meshes laid out alike, padded to the largest) and
 renders frames ``[B, 3, H, W]`` from portrait indices ``[B]`` and target landmarks ``[B, 478, 3]``:
 
-1. the target mesh vertices (torch, float64, as :meth:`codec.warp.GeometricWarp.target_vertices`);
-2. the mesh rasterized into a sampling grid and region maps (:mod:`codec.raster_torch`);
+1. the target mesh vertices (torch, float64, as :meth:`codec.render.warp.GeometricWarp.target_vertices`);
+2. the mesh rasterized into a sampling grid and region maps (:mod:`codec.render.raster_torch`);
 3. ``grid_sample`` of each portrait, laid over its background plate, the mouth interior shaded.
 
-It computes what :class:`codec.warp.GeometricWarp` does with the numba rasterizer, to float rounding.
-:class:`DeviceWarp` puts one portrait behind :class:`~codec.warp.GeometricWarp`'s interface, for
-:class:`codec.render.Renderer` on a GPU.
+It computes what :class:`codec.render.warp.GeometricWarp` does with the numba rasterizer, to float rounding.
+:class:`DeviceWarp` puts one portrait behind :class:`~codec.render.warp.GeometricWarp`'s interface, for
+:class:`codec.render.pipeline.Renderer` on a GPU.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from codec import regions as R
-from codec.mesh import RING_POINTS
 from codec.motion import load_template, motion_from_landmarks
-from codec.raster_torch import RasterConfig, rasterize
-from codec.render_assets import PortraitAssets
-from codec.warp import GeometricWarp, WarpResult
+from codec.render.assets import PortraitAssets
+from codec.render.mesh import RING_POINTS
+from codec.render.raster_torch import RasterConfig, rasterize
+from codec.render.warp import GeometricWarp, WarpResult
 
 CENTRES = 3  # vertices at the centre of a contour: the mouth's, and an eye's whose iris lies outside its lids
 IRISES = 2
@@ -246,14 +246,14 @@ class BatchRenderer:
 
     def mouth_newness(self, pid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[B]`` float32 share of each target mouth opening the portrait has no interior for
-        (as :meth:`codec.warp.GeometricWarp.mouth_newness`)."""
+        (as :meth:`codec.render.warp.GeometricWarp.mouth_newness`)."""
         scale2 = (_inter_ocular(target) / self._iod[pid].float()) ** 2
         area = _polygon_area(target[:, R.LIPS_INNER, :2])
         return (1 - self._mouth_area[pid].float() * scale2 / area.clamp(min=1e-6)).clamp(0.0, 1.0)
 
     def flow(self, pid: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The sampling grid ``[B, H, W, 2]`` and region maps ``[B, 3, H, W]`` of target frames
-        (see :meth:`codec.warp.GeometricWarp.flow`)."""
+        (see :meth:`codec.render.warp.GeometricWarp.flow`)."""
         tv = self.target_vertices(pid, target)
         return rasterize(tv, self.sv[pid], self.tris[pid], self.bias[pid], self.kind[pid], self.size,
                          self.config.raster)
@@ -265,7 +265,7 @@ class BatchRenderer:
         Args:
             pid: ``[B]`` int64 portrait indices; target: ``[B, 478, 3]`` float32 landmarks, on the device.
         Returns:
-            the :class:`codec.warp.WarpResult`.
+            the :class:`codec.render.warp.WarpResult`.
         """
         pid, target = pid.to(self.device), target.to(self.device, torch.float32)
         grid, regions = self.flow(pid, target)
@@ -285,7 +285,7 @@ class BatchRenderer:
 
 
 class DeviceWarp:
-    """One prepared portrait rendered by :class:`BatchRenderer`, behind :class:`codec.warp.GeometricWarp`'s
+    """One prepared portrait rendered by :class:`BatchRenderer`, behind :class:`codec.render.warp.GeometricWarp`'s
     interface (``warp``, calling, ``image``, ``size``, ``device``)."""
 
     def __init__(self, warp: GeometricWarp, config: BatchConfig = BatchConfig()) -> None:
@@ -295,7 +295,7 @@ class DeviceWarp:
         self.renderer = BatchRenderer([PortraitAssets.from_warp(warp)], warp.device, config)
 
     def warp(self, target: np.ndarray) -> WarpResult:
-        """Like :meth:`codec.warp.GeometricWarp.warp`: ``target [B, 478, 3]`` in the portrait's pixels."""
+        """Like :meth:`codec.render.warp.GeometricWarp.warp`: ``target [B, 478, 3]`` in the portrait's pixels."""
         t = torch.as_tensor(np.asarray(target, np.float32), device=self.device)
         return self.renderer.warp(torch.zeros(len(t), dtype=torch.long, device=self.device), t)
 

@@ -1,4 +1,4 @@
-"""talk-train renderer-gpu packed from the bundled sample and trained a few steps on the CPU."""
+"""talk-train renderer-pack and renderer-gpu: the bundled sample packed, then a few training steps on the CPU."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from codec import neural_train_gpu as T
-from codec.neural import RENDERER_PATH, load_refiner
+from codec.render.refiner import RENDERER_PATH, load_refiner
+from codec.train import refiner_gpu as T
+from codec.train import refiner_pack
 
 
 @pytest.fixture(scope="module")
 def pack(sample_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pack") / "train.npz"
-    assert T.main(["pack", "--clip", str(sample_clip), "--frames-per-clip", "5", "--sources", "1",
+    assert refiner_pack.main(["--clip", str(sample_clip), "--frames-per-clip", "5", "--sources", "1",
                    "--out", str(out)]) == 0
     return out
 
@@ -33,7 +34,7 @@ def test_pairs_load_with_truth_around_every_mask(pack: Path) -> None:
 
 def test_a_few_steps_write_loadable_weights(pack: Path, tmp_path: Path) -> None:
     out, stats = tmp_path / "r.pt", tmp_path / "stats.json"
-    args = ["train", "--data", str(pack), "--out", str(out), "--device", "cpu", "--minutes", "2", "--steps", "3",
+    args = ["--data", str(pack), "--out", str(out), "--device", "cpu", "--minutes", "2", "--steps", "3",
             "--batch", "2", "--patch", "64", "--stats", str(stats), "--log-every", "1"]
     assert T.main(args) == 0
     assert json.loads(stats.read_text())["steps"] == 3
@@ -43,12 +44,12 @@ def test_a_few_steps_write_loadable_weights(pack: Path, tmp_path: Path) -> None:
 
 def test_the_shipped_weights_are_not_overwritten(pack: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = RENDERER_PATH.stat().st_mtime_ns if RENDERER_PATH.exists() else None
-    assert T.main(["train", "--data", str(pack), "--out", str(RENDERER_PATH), "--steps", "1"]) == 1
+    assert T.main(["--data", str(pack), "--out", str(RENDERER_PATH), "--steps", "1"]) == 1
     assert "shipped" in capsys.readouterr().err
     assert (RENDERER_PATH.stat().st_mtime_ns if RENDERER_PATH.exists() else None) == before
 
 
 def test_a_missing_pack_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert T.main(["train", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "r.pt")]) == 1
+    assert T.main(["--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "r.pt")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pack" in err

@@ -1,22 +1,23 @@
 """``talk-train renderer-gpu``: the neural refiner trained on one GPU in minutes, the training data in its memory.
 
-The CPU recipe (:mod:`codec.neural_train`) renders one warp per patch on the CPU. Here every training
+The CPU recipe (:mod:`codec.train.losses`) renders one warp per patch on the CPU. Here every training
 pair (a portrait of a clip, another frame of the same clip) is warped once, on the device, by the
-device renderer (:mod:`codec.render_batch`), and the refiner's inputs inside each pair's repair-mask
-crop (:mod:`codec.refine_batch`, the crop the renderer refines at run time) stay in GPU memory with
+device renderer (:mod:`codec.render.batch`), and the refiner's inputs inside each pair's repair-mask
+crop (:mod:`codec.render.refine_batch`, the crop the renderer refines at run time) stay in GPU memory with
 the true frames. Steps then only cut patches out of them: mixed precision (bfloat16), a large batch,
 horizontal flips, a time-based cosine learning rate, an average of the weights (EMA) as the result.
 Losses are the CPU recipe's: L1 weighted on the mouth and eyes, SSIM at three scales, a patch
 discriminator's hinge loss after a share of the budget.
 
-The GPU machine has no MediaPipe and no corpus, so the data are packed on the CPU first:
+The GPU machine has no MediaPipe, PyAV or corpus, so the data are packed on a CPU machine first
+(:mod:`codec.train.refiner_pack`), and nothing here reads a video:
 
-    talk-train renderer-gpu pack [--out .gpu/train.npz] [--frames-per-clip 20] [--sources 2]
-    talk-train renderer-gpu train --data .gpu/train.npz --out renderer_gpu.pt [--minutes 6] [--device cuda]
-                                  [--init codec/data/renderer.pt]
+    talk-train renderer-pack [--out .gpu/train.npz] [--frames-per-clip 20] [--sources 2]
+    talk-train renderer-gpu --data .gpu/train.npz --out renderer_gpu.pt [--minutes 6] [--device cuda]
+                            [--init codec/data/renderer.pt]
 
-``train`` writes only to ``--out`` (atomically, after success) and refuses the shipped
-``codec/data/renderer.pt`` unless ``--replace-shipped``: ``python -m bench.measure.refiner_compare``
+It writes only to ``--out`` (atomically, after success) and refuses the shipped
+``codec/data/renderer.pt`` unless ``--replace-shipped``: ``python -m bench.measure.refiner_ship``
 decides whether new weights are shipped.
 """
 
@@ -38,77 +39,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codec.neural import RENDERER_PATH, Refiner, RefinerConfig, load_refiner, save_refiner
-from codec.neural_train import PatchDiscriminator, _weight_map, ms_ssim_loss
-from codec.refine_batch import crop_inputs, repair_crops
-from codec.render_assets import PortraitAssets, decode_image, pack_images
-from codec.render_batch import BatchRenderer
+from codec.render.assets import PortraitAssets, decode_image
+from codec.render.batch import BatchRenderer
+from codec.render.refine_batch import crop_inputs, repair_crops
+from codec.render.refiner import RENDERER_PATH, Refiner, RefinerConfig, load_refiner, save_refiner
+from codec.train.losses import PatchDiscriminator, ms_ssim_loss, weight_map
 
 DEFAULT_DATA = Path(".gpu") / "train.npz"
 LANDMARK_SCALE = 32.0  # landmarks are packed as int16 in 1/32 pixel
 TRUTH_MARGIN = 8  # true frames are kept this far around the repair mask (the SSIM window's reach)
 FLOW_X = 6  # the refiner input channel holding the flow's x (negated when a pair is flipped)
 
-
-# ---------------------------------------------------------------- packing (CPU, corpus, MediaPipe)
-
-def pack(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
-    """The training pairs' data: per clip its portraits (assets) and, per kept frame, landmarks and the true
-    frame around its repair mask."""
-    from codec.corpus import clip_landmarks, corpus_dir, corpus_split
-    from codec.media import read_video
-    from codec.warp import GeometricWarp
-
-    rng = np.random.default_rng(args.seed)
-    root = corpus_dir()
-    clips = [str(c) for c in args.clip] or list(corpus_split(root).train)[: args.clips or None]
-    if not clips:
-        raise ValueError(f"no training clips under {root}; set TALKCODEC_CORPUS")
-    out: dict[str, np.ndarray] = {}
-    landmarks: list[np.ndarray] = []
-    crops: list[np.ndarray] = []
-    boxes: list[tuple[int, int]] = []
-    sources: list[tuple[int, int]] = []
-    clip_of: list[int] = []
-    names: list[str] = []
-    for clip in clips:
-        cl = clip_landmarks(root / clip)
-        step = max(1, len(cl.landmarks) // args.frames_per_clip)
-        keep, frames = [], []
-        for i, f in enumerate(read_video(root / clip)):
-            if i % step == 0 and cl.valid[i] and f.shape[:2] == (512, 512):
-                keep.append(i)
-                frames.append(f)
-            if len(keep) >= args.frames_per_clip:
-                break
-        if len(keep) < 4:
-            continue
-        lm = cl.landmarks[keep].astype(np.float32)
-        first = len(landmarks)
-        box = repair_crops(torch.from_numpy(lm), 512, margin=TRUTH_MARGIN)
-        h, w = box.mask.shape[-2:]
-        for k, f in enumerate(frames):
-            y0, x0 = int(box.y0[k]), int(box.x0[k])
-            crops.append(f[y0:y0 + h, x0:x0 + w])
-            boxes.append((y0, x0))
-        landmarks += list(lm)
-        clip_of += [len(names)] * len(frames)
-        for s in sorted(rng.choice(len(keep), size=min(args.sources, len(keep)), replace=False).tolist()):
-            warp = GeometricWarp(frames[s], lm[s], torch.device("cpu"))
-            out |= PortraitAssets.from_warp(warp).to_arrays(f"s{len(sources)}_", "webp")
-            sources.append((len(names), first + s))
-        names.append(Path(clip).stem)
-        log(f"  {clip}: {len(frames)} frames, {min(args.sources, len(keep))} portraits")
-    out["clips"] = np.array(names)
-    out["landmarks"] = np.round(np.stack(landmarks) * LANDMARK_SCALE).astype(np.int16)
-    out["clip_of"] = np.array(clip_of, np.int32)
-    out["sources"] = np.array(sources, np.int32)          # [S, 2]: clip, frame of each portrait
-    out["truth_box"] = np.array(boxes, np.int16)           # [N, 2]: top-left of each true crop
-    out["truth"], out["truth_offsets"] = pack_images(crops, "webp")
-    return out
-
-
-# ---------------------------------------------------------------- training (one device)
 
 @dataclass
 class PairData:
@@ -133,7 +74,7 @@ class PairData:
 def load_pairs(path: Path, device: torch.device, log: Callable[[str], None] = print, chunk: int = 64) -> PairData:
     """Reads a pack, warps every pair on the device and keeps the crops there."""
     if not path.exists():
-        raise ValueError(f"{path} is missing: run `talk-train renderer-gpu pack --out {path}` on a CPU machine")
+        raise ValueError(f"{path} is missing: run `talk-train renderer-pack --out {path}` on a CPU machine")
     z = np.load(path)
     lm = z["landmarks"].astype(np.float32) / LANDMARK_SCALE
     clip_of, sources, boxes = z["clip_of"], z["sources"], z["truth_box"].astype(np.int64)
@@ -174,7 +115,7 @@ def load_pairs(path: Path, device: torch.device, log: Callable[[str], None] = pr
         part = crop[ys.start - dy:ys.stop - dy, xs.start - dx:xs.stop - dx]
         truth[n, :, ys, xs] = part.transpose(2, 0, 1)
         known[n, :, ys, xs] = True
-        weight[n, 0] = _weight_map(lm[n], int(origin_np[n, 1]), int(origin_np[n, 0]), max(h, w))[:h, :w]
+        weight[n, 0] = weight_map(lm[n], int(origin_np[n, 1]), int(origin_np[n, 0]), max(h, w))[:h, :w]
     identity = torch.tensor([i for i, p in enumerate(pairs) if sources[p[0]][1] == p[1]], dtype=torch.long,
                             device=device)
     return PairData(inputs, target, identity, torch.from_numpy(truth).to(device), torch.from_numpy(known).to(device),
@@ -273,7 +214,7 @@ def _train_main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.resolve() == RENDERER_PATH.resolve() and not args.replace_shipped:
         raise ValueError(f"--out is the shipped {RENDERER_PATH.name}: write elsewhere, compare with "
-                         "bench.measure.refiner_compare, or pass --replace-shipped")
+                         "bench.measure.refiner_ship, or pass --replace-shipped")
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but torch finds no CUDA GPU")
@@ -308,51 +249,30 @@ def _train_main(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="talk-train renderer-gpu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    pk = sub.add_parser("pack", help="pack the training data (CPU, corpus, MediaPipe)")
-    pk.add_argument("--out", type=Path, default=DEFAULT_DATA)
-    pk.add_argument("--frames-per-clip", type=int, default=20)
-    pk.add_argument("--sources", type=int, default=2, help="portraits per clip")
-    pk.add_argument("--clips", type=int, default=0, help="only the first N training clips (0: all)")
-    pk.add_argument("--clip", type=Path, action="append", default=[], help="pack this video instead (repeatable)")
-    pk.add_argument("--seed", type=int, default=0)
-    tr = sub.add_parser("train", help="train on one device from a pack")
-    tr.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    tr.add_argument("--out", type=Path, required=True, help="where to write the weights")
-    tr.add_argument("--stats", type=Path, default=None, help="also write the training figures here (JSON)")
-    tr.add_argument("--replace-shipped", action="store_true", help="allow --out to be the shipped weights")
-    tr.add_argument("--device", default="auto", help="cuda, cpu or auto")
-    tr.add_argument("--minutes", type=float, default=6.0, help="wall-clock budget of the whole command")
-    tr.add_argument("--save-reserve-s", type=float, default=10.0, help="kept from the budget for writing")
-    tr.add_argument("--steps", type=int, default=10_000_000)
-    tr.add_argument("--batch", type=int, default=64)
-    tr.add_argument("--patch", type=int, default=160, help="patch side (a multiple of 8)")
-    tr.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (cosine to 0 over the budget)")
-    tr.add_argument("--ssim", type=float, default=1.0, help="weight of the multi-scale SSIM loss")
-    tr.add_argument("--adv", type=float, default=0.003, help="weight of the adversarial loss (0: off)")
-    tr.add_argument("--adv-start", type=float, default=0.3, help="share of the budget before the adversary joins")
-    tr.add_argument("--ema", type=float, default=0.999, help="decay of the weights' moving average")
-    tr.add_argument("--no-amp", dest="amp", action="store_false", help="float32 instead of bfloat16 autocast")
-    tr.add_argument("--init", type=Path, default=None, help="start from these weights")
-    tr.add_argument("--threads", type=int, default=2)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--log-every", type=int, default=200)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="from talk-train renderer-pack")
+    p.add_argument("--out", type=Path, required=True, help="where to write the weights")
+    p.add_argument("--stats", type=Path, default=None, help="also write the training figures here (JSON)")
+    p.add_argument("--replace-shipped", action="store_true", help="allow --out to be the shipped weights")
+    p.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    p.add_argument("--minutes", type=float, default=6.0, help="wall-clock budget of the whole command")
+    p.add_argument("--save-reserve-s", type=float, default=10.0, help="kept from the budget for writing")
+    p.add_argument("--steps", type=int, default=10_000_000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--patch", type=int, default=160, help="patch side (a multiple of 8)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (cosine to 0 over the budget)")
+    p.add_argument("--ssim", type=float, default=1.0, help="weight of the multi-scale SSIM loss")
+    p.add_argument("--adv", type=float, default=0.003, help="weight of the adversarial loss (0: off)")
+    p.add_argument("--adv-start", type=float, default=0.3, help="share of the budget before the adversary joins")
+    p.add_argument("--ema", type=float, default=0.999, help="decay of the weights' moving average")
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="float32 instead of bfloat16 autocast")
+    p.add_argument("--init", type=Path, default=None, help="start from these weights")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=200)
     args = p.parse_args(argv)
+    if args.patch % 8 or args.patch < 48:
+        p.error("--patch must be a multiple of 8, at least 48")
     try:
-        if args.command == "pack":
-            if args.frames_per_clip < 4 or args.sources < 1:
-                p.error("--frames-per-clip must be at least 4 and --sources at least 1")
-            torch.set_num_threads(1)
-            arrays = pack(args)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.out.with_name(args.out.name + ".tmp.npz")
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, args.out)
-            print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB): {len(arrays['clips'])} clips, "
-                  f"{len(arrays['landmarks'])} frames, {len(arrays['sources'])} portraits")
-            return 0
-        if args.patch % 8 or args.patch < 48:
-            p.error("--patch must be a multiple of 8, at least 48")
         return _train_main(args)
     except (ValueError, OSError) as e:
         print(f"talk-train renderer-gpu: error: {e}", file=sys.stderr)

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.measure import gpu, gpu_bundle, refiner_compare
-from codec.neural import RENDERER_PATH
+from bench.measure import gpu, gpu_bundle, gpu_prepare, refiner_compare, refiner_ship
+from codec.render.refiner import RENDERER_PATH
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gpu") / "bench.npz"
-    assert gpu_bundle.main(["--quick", "--frames", "40", "--eval-stride", "8", "--out", str(out)]) == 0
+    assert gpu_prepare.main(["--quick", "--frames", "40", "--eval-stride", "8", "--out", str(out)]) == 0
     return out
 
 
@@ -44,7 +44,7 @@ def test_rehearsal_runs_every_stage(bundle: Path, tmp_path: Path) -> None:
 def test_missing_bundle_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert gpu.main(["--device", "cpu", "--bundle", str(tmp_path / "none.npz"), "--json", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "gpu_bundle" in err
+    assert len(err.splitlines()) == 1 and "gpu_prepare" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
@@ -72,6 +72,11 @@ def test_the_shipped_refiner_does_not_beat_itself(bundle: Path, tmp_path: Path) 
     assert set(r["mean"]) == {"warp", "current", "candidate"}
 
 
-def test_shipping_needs_the_corpus_measurement(bundle: Path) -> None:
-    with pytest.raises(SystemExit):
-        refiner_compare.main(["--candidate", str(RENDERER_PATH), "--bundle", str(bundle), "--ship"])
+def test_bad_candidates_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not weights")
+    for tool in (refiner_compare, refiner_ship):
+        assert tool.main(["--candidate", str(tmp_path / "none.pt")]) == 1
+        assert tool.main(["--candidate", str(junk)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and "no such weights file" in err[0] and "not refiner weights" in err[1]

@@ -1,6 +1,6 @@
 """The mesh rasterizer in torch: the numba rasterizer's output, computed on any device for many frames at once.
 
-:func:`rasterize` takes the same inputs as :func:`codec.warp._rasterize_batch`, but per frame (each frame
+:func:`rasterize` takes the same inputs as :func:`codec.render.raster.rasterize_batch`, but per frame (each frame
 may come from another portrait, with its own mesh), and returns the same sampling grid and region maps.
 It enumerates candidate (triangle, pixel) pairs instead of looping:
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from codec.mesh import EYE, MOUTH
+from codec.render.mesh import EYE, MOUTH
 
 EPS = -1e-5  # a pixel on an edge belongs to both triangles (the numba loop's tolerance)
 
@@ -69,7 +69,7 @@ def rasterize(tv: torch.Tensor, sv: torch.Tensor, tris: torch.Tensor, bias: torc
         sv: ``[B, V, 2]`` float32 source vertices in output pixels.
         tris: ``[B, F, 3]`` int64 vertex indices (a degenerate triangle, e.g. ``(0, 0, 0)``, draws nothing).
         bias: ``[B, F]`` float64 depth added per triangle.
-        kind: ``[B, F]`` integer triangle kinds (:data:`codec.mesh.MOUTH`, :data:`codec.mesh.EYE`, ...).
+        kind: ``[B, F]`` integer triangle kinds (:data:`codec.render.mesh.MOUTH`, :data:`codec.render.mesh.EYE`, ...).
         size: side of the output in pixels.
         config: chunking.
     Returns:
