@@ -37,8 +37,10 @@ def test_rehearsal_runs_every_stage(bundle: Path, tmp_path: Path) -> None:
     if RENDERER_PATH.exists():
         assert r["agreement"]["neural_ssim_min"] >= 0.99
         assert r["batch1_ms"]["warp_and_refiner"]["count"] > 0
-    assert [row["streams"] for row in r["throughput_warp"]] == [1, 2]
+    assert [row["streams"] for row in r["throughput_warp"]][:2] == [1, 2]
     assert r["warp"]["best_fps"] > 0 and r["raster_alone_ms"]["numba_cpu_1_thread"]["median"] > 0
+    within = [row["streams"] for row in r["throughput_warp"] if row["within_tick"]]
+    assert r["warp"]["streams"] == max(within, default=0)
 
 
 def test_missing_bundle_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
