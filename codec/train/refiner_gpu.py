@@ -1,13 +1,13 @@
 """``talk-train renderer-gpu``: the neural refiner trained on one GPU in minutes, the training data in its memory.
 
-The CPU recipe (:mod:`codec.train.losses`) renders one warp per patch on the CPU. Here every training
+The CPU recipe (:mod:`codec.train.refiner`) renders one warp per patch on the CPU. Here every training
 pair (a portrait of a clip, another frame of the same clip) is warped once, on the device, by the
 device renderer (:mod:`codec.render.batch`), and the refiner's inputs inside each pair's repair-mask
 crop (:mod:`codec.render.refine_batch`, the crop the renderer refines at run time) stay in GPU memory with
 the true frames. Steps then only cut patches out of them: mixed precision (bfloat16), a large batch,
 horizontal flips, a time-based cosine learning rate, an average of the weights (EMA) as the result.
-Losses are the CPU recipe's: L1 weighted on the mouth and eyes, SSIM at three scales, a patch
-discriminator's hinge loss after a share of the budget.
+Losses are the CPU recipe's (:mod:`codec.train.losses`): L1 weighted on the mouth and eyes, SSIM at
+three scales, a patch discriminator's hinge loss after a share of the budget.
 
 The GPU machine has no MediaPipe, PyAV or corpus, so the data are packed on a CPU machine first
 (:mod:`codec.train.refiner_pack`), and nothing here reads a video:

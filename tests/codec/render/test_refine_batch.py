@@ -9,7 +9,7 @@ import torch
 from bench.metrics.pixels import ssim
 from codec.render.batch import DeviceWarp
 from codec.render.refine_batch import refine_batch, repair_crops
-from codec.render.refiner import RENDERER_PATH, load_refiner, repair_mask
+from codec.render.refiner import RENDERER_PATH, load_refiner, refine, repair_mask
 from codec.render.warp import GeometricWarp
 
 
@@ -27,8 +27,6 @@ def test_repair_mask_matches_opencv(targets: np.ndarray) -> None:
 
 @pytest.mark.skipif(not RENDERER_PATH.exists(), reason="no refiner weights")
 def test_refined_frames_match_the_cpu_refiner(cpu_warp: GeometricWarp, targets: np.ndarray) -> None:
-    from codec.render.refiner import refine
-
     model = load_refiner()
     device = DeviceWarp(cpu_warp)
     with torch.inference_mode():
