@@ -98,9 +98,11 @@ class Renderer:
             interp = cv2.INTER_AREA if self._scale < 1 else cv2.INTER_CUBIC
             image = cv2.resize(image, (config.size, config.size), interpolation=interp)
             landmarks = landmarks * np.float32(self._scale)
-        self.warp: GeometricWarp | DeviceWarp = GeometricWarp(image, landmarks, self.device, config.warp)
+        self.warp = GeometricWarp(image, landmarks, self.device, config.warp)
+        # The torch rasterizer renders from the same prepared portrait (self.warp keeps it).
+        self.device_warp = None
         if config.raster == "torch" or (config.raster == "auto" and self.device.type == "cuda"):
-            self.warp = DeviceWarp(self.warp)
+            self.device_warp = DeviceWarp(self.warp)
         self.refiner = None
         if config.renderer == "neural":
             self.refiner = load_refiner(Path(config.refiner_path or RENDERER_PATH), device=self.device)
@@ -113,11 +115,12 @@ class Renderer:
             target = target[None]
         if target.ndim != 3 or target.shape[1:] != (478, 3):
             raise ValueError(f"target landmarks must be [478, 3] or [B, 478, 3], got {target.shape}")
+        warp = self.device_warp or self.warp
         if self.refiner is None:
-            return self.warp(target * np.float32(self._scale))
+            return warp(target * np.float32(self._scale))
 
         target = target * np.float32(self._scale)
-        return refine(self.refiner, self.warp.warp(target), self.warp.image[:, :3], target)
+        return refine(self.refiner, warp.warp(target), warp.image[:, :3], target)
 
     @torch.inference_mode()
     def render(self, target_landmarks: np.ndarray) -> np.ndarray:

@@ -84,9 +84,9 @@ def test_portraits_of_different_sizes_are_refused(cpu_warp: GeometricWarp, portr
 
 def test_renderer_takes_the_torch_raster_when_asked(portrait: Portrait, targets: np.ndarray) -> None:
     numba = Renderer(portrait, RenderConfig(device="cpu"))
-    assert isinstance(numba.warp, GeometricWarp)  # the CPU default stays numba
+    assert numba.device_warp is None  # the CPU default stays numba
     device = Renderer(portrait, RenderConfig(device="cpu", raster="torch"))
-    assert isinstance(device.warp, DeviceWarp)
+    assert isinstance(device.device_warp, DeviceWarp) and isinstance(device.warp, GeometricWarp)
     a, b = numba.render(targets[:2]), device.render(targets[:2])
     assert np.abs(a.astype(int) - b).max() <= 1
     with pytest.raises(ValueError, match="raster"):
