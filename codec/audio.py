@@ -25,6 +25,8 @@ DEFAULT_BITRATE = 24_000
 # price of as much more latency.
 SPEECH_KBPS_RANGE = (6.0, 32.0)
 OPUS_FRAME_MS = (20, 40, 60)
+# What libopus itself accepts, bits/s.
+OPUS_BITRATE_RANGE = (6_000, 510_000)
 # Ogg Opus of a long call is a few MB; a larger blob is not ours.
 MAX_BLOB_BYTES = 256 * 1024 * 1024
 
@@ -43,7 +45,11 @@ def opus_encoder(bitrate: int = DEFAULT_BITRATE, frame_ms: int = 20) -> AudioCod
 
     What calls send (``talk-send``'s speech, ``talk-recv``'s viewers); pts count samples at 48 kHz.
     Input frames may be shorter than a packet (PyAV regroups them).
+
+    Raises:
+        ValueError: a bitrate libopus does not take (it would fail later, on the first frame).
     """
+    _check_bitrate(bitrate)
     ctx = cast(AudioCodecContext, av.CodecContext.create("libopus", "w"))
     ctx.sample_rate = OPUS_RATE
     ctx.layout = "mono"
@@ -52,6 +58,12 @@ def opus_encoder(bitrate: int = DEFAULT_BITRATE, frame_ms: int = 20) -> AudioCod
     ctx.time_base = fractions.Fraction(1, OPUS_RATE)
     ctx.options = {"application": "voip", "frame_duration": str(frame_ms)}
     return ctx
+
+
+def _check_bitrate(bitrate: int) -> None:
+    lo, hi = OPUS_BITRATE_RANGE
+    if not lo <= bitrate <= hi:
+        raise ValueError(f"Opus bitrate must be {lo // 1000}..{hi // 1000} kbps, got {bitrate / 1000:g}")
 
 
 def encode_opus(samples: np.ndarray, rate: int, bitrate: int = DEFAULT_BITRATE) -> bytes:
@@ -77,6 +89,7 @@ def encode_opus(samples: np.ndarray, rate: int, bitrate: int = DEFAULT_BITRATE) 
         raise MediaError(f"audio sample rate must be an integer in 1000..384000 Hz, got {rate!r}")
     buf = io.BytesIO()
     try:
+        _check_bitrate(bitrate)
         with av.open(buf, "w", format="ogg") as out:
             stream = out.add_stream("libopus", rate=OPUS_RATE, layout="mono")
             stream.bit_rate = int(bitrate)

@@ -23,3 +23,7 @@ class StreamError(TalkcodecError):
 
 class MediaError(TalkcodecError):
     """An input file is missing, unreadable, or not the kind of media expected."""
+
+
+class UsageError(TalkcodecError):
+    """What the user typed cannot work: an output that is also an input, a folder that does not exist, ..."""

@@ -9,10 +9,13 @@ writing to the terminal directly and loses nothing at exit.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _NATIVE = re.compile(rb"^(?:[IWE]\d{4} \d\d:\d\d:\d\d|INFO: Created TensorFlow|WARNING: All log messages before absl)")
 _installed = False
@@ -47,3 +50,22 @@ def quiet_native_logs() -> None:
                     os.write(saved, line + b"\n")
 
     threading.Thread(target=pump, name="native-log-filter", daemon=True).start()
+
+
+@contextmanager
+def warnings_to_stderr(prefix: str) -> Iterator[None]:
+    """Shows talkcodec's logged warnings on ``sys.stderr`` as ``PREFIX: warning: MESSAGE`` while the block runs.
+
+    Library code reports what a user should know but need not stop for (an
+    input that ended early, a packet concealed) through :mod:`logging`; a tool
+    wraps its work in this so those lines reach its user, one per warning.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"{prefix}: warning: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
