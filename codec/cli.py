@@ -27,21 +27,38 @@ from codec.api import EncoderConfig, decode_stream, encode_audio, encode_landmar
 from codec.audio import encode_opus
 from codec.bitstream import Packet
 from codec.container import TokFile, read_tok, write_tok
-from codec.errors import NoFaceError, PortraitError, TalkcodecError
+from codec.errors import NoFaceError, PortraitError, StreamError, TalkcodecError, UsageError
 from codec.face import detect_landmarks
 from codec.keyframe_select import clip_pictures, photo_picture
-from codec.logs import quiet_native_logs
+from codec.logs import quiet_native_logs, warnings_to_stderr
 from codec.media import probe_video, read_audio, read_image
+from codec.paths import atomic_output
 from codec.picture import encode_picture, parse_picture
+from codec.validate import (
+    MAX_FRAME_SIZE,
+    MIN_FRAME_SIZE,
+    ArgumentParser,
+    check_paths,
+    check_video_output,
+    device,
+    frame_size,
+    integer_in,
+    seed,
+)
 
 
 def _encode(args: argparse.Namespace) -> int:
-
+    # Everything a user can get wrong is checked before the clip is tracked.
     config = EncoderConfig(layers=args.layers, entropy=args.entropy)
     if args.portrait is not None and not args.from_audio:
-        raise TalkcodecError("--portrait goes with --from-audio (a video sends its own reference frame)")
+        raise UsageError("--portrait goes with --from-audio (a video sends its own reference frame)")
     if args.portrait is not None and args.no_portrait:
-        raise TalkcodecError("--portrait and --no-portrait contradict each other")
+        raise UsageError("--portrait and --no-portrait contradict each other")
+    if args.seed is not None and not args.from_audio:
+        raise UsageError("--seed applies to --from-audio (the generated motion) only")
+    if args.reference_frame is not None and args.from_audio:
+        raise UsageError("--reference-frame picks a video frame's face; --from-audio has none")
+    check_paths({"-o": args.output}, {"INPUT": args.input, "--portrait": args.portrait})
     pictures: list[bytes] = []
     if args.from_audio:
         if args.portrait is not None:  # before the speech model runs: a bad photo fails fast
@@ -49,13 +66,17 @@ def _encode(args: argparse.Namespace) -> int:
         stream = encode_audio(args.input, config, seed=args.seed)
         has_audio = True
     else:
+        info = probe_video(args.input)
+        if args.reference_frame is not None and info.frames and args.reference_frame >= info.frames:
+            raise UsageError(f"--reference-frame {args.reference_frame} is outside {args.input}'s "
+                             f"{info.frames} frames (0..{info.frames - 1})")
         landmarks, face, fps, size = track_video(args.input)
         if abs(fps - config.fps) > 0.5:
             config = EncoderConfig(config.layers, config.entropy, fps)
         stream = encode_landmarks(landmarks, face, config, args.reference_frame, size)
         if not args.no_portrait:
             pictures = clip_pictures(args.input, landmarks, face, stream.header.reference.frame_index)
-        has_audio = probe_video(args.input).has_audio
+        has_audio = info.has_audio
     audio = None
     if has_audio and not args.no_audio:
         audio = encode_opus(read_audio(args.input, 48000), 48000)
@@ -132,23 +153,36 @@ def _reference(args: argparse.Namespace, tok: TokFile) -> bytes:
     return ref
 
 
-def _decode(args: argparse.Namespace) -> int:
+def _npy_name(path: str) -> str:
+    """The file ``np.save`` writes for ``path``: it adds ``.npy`` when the name lacks it."""
+    return path if path.endswith(".npy") else path + ".npy"
 
+
+def _decode(args: argparse.Namespace) -> int:
     if not args.landmarks and not args.output:
-        raise TalkcodecError("say what to write: --landmarks OUT.npy and/or -o OUT.mp4")
+        raise UsageError("say what to write: --landmarks OUT.npy and/or -o OUT.mp4")
+    landmarks_out = _npy_name(args.landmarks) if args.landmarks else None
+    if args.output:
+        check_video_output(args.output, "-o")
+    check_paths({"--landmarks": landmarks_out, "-o": args.output},
+                {"INPUT": args.input, "--portrait": args.portrait})
     tok = read_tok(args.input)
+    if not tok.packets:
+        raise StreamError(f"{args.input} holds a stream header and no motion packets: nothing to decode")
     if args.portrait is None:
         _reference(args, tok)  # says what is missing before any work
-    if args.landmarks:
+    if landmarks_out:
         lm = decode_stream(tok.header, list(tok.packets), _portrait_landmarks(args, tok), args.layers)
-        np.save(args.landmarks, lm.astype(np.float32))
-        print(f"{args.landmarks}: {lm.shape[0]} frames of target landmarks")
+        with atomic_output(landmarks_out) as tmp:
+            np.save(tmp, lm.astype(np.float32))
+        print(f"{landmarks_out}: {lm.shape[0]} frames of target landmarks")
     if args.output:
         # lazy: pulls in torch; the arguments are checked first
         from codec.render.video import render_tok
 
-        n = render_tok(tok, args.portrait, args.output, device=args.device, renderer=args.renderer,
-                       size=args.size, layers=args.layers)
+        with atomic_output(args.output) as tmp:
+            n = render_tok(tok, args.portrait, tmp, device=args.device, renderer=args.renderer,
+                           size=args.size, layers=args.layers)
         print(f"{args.output}: {n} frames rendered")
     return 0
 
@@ -169,21 +203,21 @@ def _export_web(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="talk-codec", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="talk-codec", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("encode", help="a video's face motion -> .tok")
     e.add_argument("input")
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--layers", type=int, default=4, choices=range(1, 5), metavar="1..4")
     e.add_argument("--entropy", action="store_true", help="entropy-code the tokens (smaller, not per-packet)")
-    e.add_argument("--reference-frame", type=int, default=None, metavar="K",
+    e.add_argument("--reference-frame", type=integer_in(0, 2**31 - 1), default=None, metavar="K",
                    help="frame whose face is the reference (default: the first with a face)")
     e.add_argument("--no-audio", action="store_true", help="leave the input's audio out")
     e.add_argument("--from-audio", action="store_true",
                    help="generate the motion from the input's speech (a wav or a video's audio) instead of its "
                         "face (experimental: see docs/speech_mode.md)")
-    e.add_argument("--seed", type=int, default=None, help="with --from-audio: repeatable non-verbal motion")
+    e.add_argument("--seed", type=seed, default=None, help="with --from-audio: repeatable non-verbal motion")
     e.add_argument("--no-portrait", action="store_true",
                    help="keep the face private: store no picture of it (a decoder then needs --portrait)")
     e.add_argument("--portrait", metavar="IMG",
@@ -199,9 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="animate this face instead of the caller's picture in the .tok (any face: relative transfer)")
     d.add_argument("--landmarks", help="write target landmarks [T, 478, 3] (.npy)")
     d.add_argument("-o", "--output", help="write the rendered video (.mp4)")
-    d.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    d.add_argument("--device", default="auto", type=device, help="auto, cpu, cuda or cuda:N (default: auto)")
     d.add_argument("--renderer", default="warp", choices=("warp", "neural"))
-    d.add_argument("--size", type=int, default=512)
+    d.add_argument("--size", type=frame_size, default=512,
+                   help=f"frame side in pixels, a multiple of 8 in {MIN_FRAME_SIZE}..{MAX_FRAME_SIZE}")
     d.add_argument("--layers", type=int, default=None, choices=range(1, 5), metavar="1..4",
                    help="decode only the first R residual layers")
     d.set_defaults(func=_decode)
@@ -214,11 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad argument already reported on one line
+        return int(e.code or 0)
     if argv is None:
         quiet_native_logs()
     try:
-        return args.func(args)
+        with warnings_to_stderr(f"talk-codec {args.command}"):
+            return int(args.func(args))
+    except UsageError as e:
+        print(f"talk-codec {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except TalkcodecError as e:
         print(f"talk-codec {args.command}: error: {e}", file=sys.stderr)
         return 1

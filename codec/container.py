@@ -29,6 +29,7 @@ from pathlib import Path
 
 from codec.bitstream import Packet, StreamHeader
 from codec.errors import MediaError, StreamError
+from codec.paths import write_bytes_atomic
 from codec.picture import PictureKind, PictureRecord, parse_picture
 
 PACKET_CHUNK = b"P"
@@ -119,8 +120,10 @@ def write_tok(path: str | Path, header: StreamHeader, packets: list[bytes], audi
         packets: packet bytes as produced by :class:`~codec.stream.StreamWriter`.
         audio: an Ogg Opus blob (:func:`codec.audio.encode_opus`), or ``None``.
         pictures: picture records (:func:`codec.picture.encode_picture`), the reference first.
+
+    The file appears whole or not at all (:func:`codec.paths.write_bytes_atomic`).
     """
-    Path(path).write_bytes(tok_bytes(header, packets, audio, pictures))
+    write_bytes_atomic(path, tok_bytes(header, packets, audio, pictures))
 
 
 def parse_tok(data: bytes, name: str = "<bytes>") -> TokFile:

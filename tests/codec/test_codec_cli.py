@@ -157,4 +157,100 @@ def test_no_portrait_keeps_the_face_out_and_decode_says_what_it_needs(tmp_path, 
 ])
 def test_picture_flags_that_do_not_go_together(tmp_path, sample_clip, flags, words):
     r = _run("encode", str(sample_clip), "-o", str(tmp_path / "x.tok"), *flags)
-    assert r.returncode == 1 and words in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- bad input (issue 14)
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink", "dot"])
+def test_encode_refuses_to_write_over_its_input(how, tmp_path, sample_clip, capsys, monkeypatch):
+    import os
+    import shutil
+
+    clip = tmp_path / "v.mp4"
+    shutil.copy(sample_clip, clip)
+    out = {"same": clip, "symlink": tmp_path / "link.mp4", "hardlink": tmp_path / "hard.mp4", "dot": "./v.mp4"}[how]
+    if how == "symlink":
+        out.symlink_to(clip)
+    elif how == "hardlink":
+        os.link(clip, out)
+    monkeypatch.chdir(tmp_path)
+    assert main(["encode", str(clip), "-o", str(out)]) == 2
+    assert "is the same file as INPUT" in _one_line_error(capsys)
+    assert clip.read_bytes() == sample_clip.read_bytes()
+
+
+def test_encode_checks_output_and_reference_frame_before_tracking(tmp_path, sample_clip, capsys, monkeypatch):
+    import codec.cli
+
+    def no_tracking(*a: object, **k: object) -> None:
+        raise AssertionError("the clip was tracked before the arguments were checked")
+
+    monkeypatch.setattr(codec.cli, "encode_video", no_tracking)
+    assert main(["encode", str(sample_clip), "-o", str(tmp_path / "nodir" / "x.tok")]) == 2
+    assert "folder" in _one_line_error(capsys)
+    assert main(["encode", str(sample_clip), "-o", str(tmp_path / "x.tok"), "--reference-frame", "9999"]) == 2
+    assert "--reference-frame 9999 is outside" in _one_line_error(capsys)
+    assert main(["encode", str(sample_clip), "-o", str(tmp_path / "x.tok"), "--seed", "3"]) == 2
+    assert "--seed applies to --from-audio" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "7", "513", "20000"])
+def test_decode_size_is_checked_when_parsing(size, tok, tmp_path, sample_portrait, capsys):
+    code = main(["decode", str(tok), "--portrait", str(sample_portrait), "-o", str(tmp_path / "o.mp4"), "--size", size])
+    assert code == 2
+    err = _one_line_error(capsys)
+    assert "--size" in err and "64..2048" in err and not (tmp_path / "o.mp4").exists()
+
+
+def test_decode_names_the_landmarks_file_it_writes(tok, tmp_path, sample_portrait, capsys):
+    name = tmp_path / "lm"
+    assert main(["decode", str(tok), "--portrait", str(sample_portrait), "--landmarks", str(name)]) == 0
+    assert capsys.readouterr().out.startswith(f"{name}.npy: 125 frames")
+    assert (tmp_path / "lm.npy").exists() and not name.exists()
+
+
+def test_decode_refuses_outputs_over_its_inputs(tok, tmp_path, sample_portrait, capsys):
+    import shutil
+
+    portrait = tmp_path / "me.jpg"
+    shutil.copy(sample_portrait, portrait)
+    assert main(["decode", str(tok), "--portrait", str(portrait), "-o", str(portrait)]) == 2
+    assert "must end in .mp4" in _one_line_error(capsys)
+    assert main(["decode", str(tok), "--portrait", str(portrait), "--landmarks", str(tok)]) == 0  # writes clip.tok.npy
+    capsys.readouterr()
+    npy = tmp_path / "in.npy"
+    npy.write_bytes(b"keep")
+    assert main(["decode", str(tok), "--portrait", str(npy), "--landmarks", str(npy)]) == 2
+    assert "same file as --portrait" in _one_line_error(capsys) and npy.read_bytes() == b"keep"
+    assert portrait.read_bytes() == sample_portrait.read_bytes()
+
+
+def test_decode_of_a_tok_without_packets_fails(tok, tmp_path, sample_portrait, capsys):
+    from codec.container import read_tok
+
+    empty = tmp_path / "empty.tok"
+    empty.write_bytes(read_tok(tok).header.to_bytes())
+    out = tmp_path / "e.mp4"
+    assert main(["decode", str(empty), "--portrait", str(sample_portrait), "-o", str(out)]) == 1
+    assert "no motion packets" in _one_line_error(capsys) and not out.exists()
+
+
+def test_a_failed_decode_leaves_no_file(tok, tmp_path, capsys):
+    import cv2
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((300, 300, 3), 200, np.uint8))
+    out = tmp_path / "o.mp4"
+    out.write_bytes(b"an earlier render")
+    assert main(["decode", str(tok), "--portrait", str(blank), "-o", str(out)]) == 1
+    _one_line_error(capsys)
+    assert out.read_bytes() == b"an earlier render" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "blank.png", "o.mp4"]
