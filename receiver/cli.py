@@ -29,8 +29,22 @@ from typing import Any
 
 import numpy as np
 
-from codec.errors import MediaError, PortraitError, TalkcodecError
+from codec.errors import MediaError, PortraitError, TalkcodecError, UsageError
 from codec.logs import quiet_native_logs
+from codec.validate import (
+    MAX_FRAME_SIZE,
+    MAX_JITTER_MS,
+    MIN_FRAME_SIZE,
+    ArgumentParser,
+    check_paths,
+    check_video_output,
+    device,
+    frame_size,
+    jitter_ms,
+    room_token,
+    seconds,
+    seed,
+)
 from realtime.peer import add_ice_arguments, ice_config, is_loopback, restrict_ice_to_loopback
 from realtime.signaling import new_token, parse_listen
 from realtime.status import StatusLine
@@ -40,13 +54,17 @@ from receiver.placeholder import PlaceholderRenderer
 from receiver.sinks import Recorder, Window
 from receiver.viewers import Viewers
 
+# codec.render.pipeline.RENDERERS, named here so that parsing the arguments needs no torch (a test keeps them equal).
+RENDERER_NAMES = ("warp", "neural")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="talk-recv", description="Receive a talk-send call and re-render the "
-                                "sender's face on a portrait.")
+    p = ArgumentParser(prog="talk-recv", description="Receive a talk-send call and re-render the "
+                       "sender's face on a portrait.")
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8765), metavar="HOST:PORT",
                    help="signaling address (default: 127.0.0.1:8765; 0.0.0.0:8765 for other machines)")
-    p.add_argument("--token", help="room token senders must know (default: a new one, printed)")
+    p.add_argument("--token", type=room_token,
+                   help="room token senders must know (default: a new one, printed)")
     p.add_argument("--portrait", type=Path, metavar="IMAGE",
                    help="animate this face for every caller (any face: the caller's motion is transferred); "
                    "default: the caller's own picture, sent at the start of the call")
@@ -55,19 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve a viewer page on the signaling port: browsers that open "
                    "http://HOST:PORT/?token=TOKEN watch the call")
     p.add_argument("--record", type=Path, metavar="OUT.mp4", help="record rendered video and received speech")
-    p.add_argument("--duration", type=float, metavar="S", help="exit S seconds after the first call starts")
+    p.add_argument("--duration", type=seconds, metavar="S", help="exit S seconds after the first call starts")
     p.add_argument("--once", action="store_true", help="exit when the first call ends")
     p.add_argument("--stats-json", type=Path, metavar="FILE", help="write call statistics at exit")
-    p.add_argument("--jitter-ms", type=float, default=40.0,
-                   help="least jitter-buffer delay; it grows with the jitter seen (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="renderer device: auto, cpu, cuda (default: %(default)s)")
-    p.add_argument("--size", type=int, default=512, help="rendered frame side (default: %(default)s)")
-    p.add_argument("--renderer", default="warp", help="renderer of codec.render: warp (default) or neural")
+    p.add_argument("--jitter-ms", type=jitter_ms, default=40.0, metavar="MS",
+                   help=f"least jitter-buffer delay, 0..{MAX_JITTER_MS:g}; it grows with the jitter seen "
+                   "(default: %(default)s)")
+    p.add_argument("--device", type=device, default="auto",
+                   help="renderer device: auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--size", type=frame_size, default=512,
+                   help=f"rendered frame side, a multiple of 8 in {MIN_FRAME_SIZE}..{MAX_FRAME_SIZE} "
+                   "(default: %(default)s)")
+    p.add_argument("--renderer", default="warp", choices=RENDERER_NAMES,
+                   help="renderer of codec.render: warp (default) or neural")
     p.add_argument("--animate-from-audio", action="store_true",
                    help="when motion packets stop (no packet for 200 ms) while speech still arrives, animate "
                    "the portrait from the received speech, and blend back when motion returns "
                    "(experimental speech-driven mode; costs about half a CPU core during the call)")
-    p.add_argument("--seed", type=int, help="with --animate-from-audio: repeatable generated motion")
+    p.add_argument("--seed", type=seed, help="with --animate-from-audio: repeatable generated motion")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     add_ice_arguments(p)
     return p
@@ -107,10 +130,30 @@ def _warm_up(config: Any, placeholder: PlaceholderRenderer) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while starting (importing torch, loading models)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad argument already reported on one line
+        return int(e.code or 0)
     if argv is None:
         quiet_native_logs()  # before logging binds sys.stderr
     logging.basicConfig(level=logging.WARNING, format="talk-recv: %(message)s")
+    if args.seed is not None and not args.animate_from_audio:
+        print("talk-recv: --seed applies to --animate-from-audio (the generated motion) only", file=sys.stderr)
+        return 2
+    try:
+        if args.record is not None:
+            check_video_output(args.record, "--record")
+        check_paths({"--record": args.record, "--stats-json": args.stats_json}, {"--portrait": args.portrait})
+    except UsageError as e:
+        print(f"talk-recv: {e}", file=sys.stderr)
+        return 2
     try:
         ice = ice_config(args)
     except ValueError as e:
@@ -191,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         if receiver.window is not None:
             receiver.window.close()
         if args.stats_json is not None:
-            receiver.stats.write_json(args.stats_json)
+            try:
+                receiver.stats.write_json(args.stats_json)
+            except OSError as e:
+                print(f"talk-recv: cannot write --stats-json: {e}", file=sys.stderr)
+                code = 1
     return code
 
 

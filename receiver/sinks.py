@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from codec.errors import MediaError
+from codec.paths import write_bytes_atomic
 from realtime.drops import Drops
 from realtime.status import percentiles
 from realtime.wire import RECEIVED, WireTotals
@@ -321,4 +322,4 @@ class CallStats:
         }
 
     def write_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_bytes_atomic(path, json.dumps(self.to_dict(), indent=2).encode() + b"\n")

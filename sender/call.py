@@ -123,7 +123,8 @@ class SenderTotals:
         frames_captured: frames the source delivered.
         frames_encoded: frames that went through face tracking.
         frames_sent: motion frames handed to the channel.
-        frames_no_face: of those, frames saying the face is out of frame.
+        frames_no_face: of those, frames in which no face was found (sent as frames saying so,
+            or, before the first face, not sent at all).
         messages_sent: data-channel messages they went in (one per frame, or fewer when bundled).
         motion_bytes: bytes of those messages (headers included).
         payload_bytes: of those, token payload bytes.
@@ -377,7 +378,9 @@ class Sender:
                 if isinstance(self._encoder, CameraEncoder):
                     self.pictures.on_frame(frame.rgb, frame.media_ms, self._encoder.reference_landmarks,
                                            self._encoder.last_landmarks)
-                if packet is not None:  # None: no reference face yet
+                if packet is None or len(packet) == PACKET_HEADER_BYTES:  # None: no reference face yet
+                    self.totals.frames_no_face += 1
+                if packet is not None:
                     self._packet(packet, frame.media_ms)
 
     def _packet(self, packet: bytes, media_ms: int) -> None:
@@ -406,8 +409,6 @@ class Sender:
             self._recent_delays.append(delay)
         self.totals.frames_sent += 1
         self.totals.payload_bytes += len(packet) - PACKET_HEADER_BYTES
-        if len(packet) == PACKET_HEADER_BYTES:
-            self.totals.frames_no_face += 1
         self._bundle.append(packet)
         self._bundle_late_ms, self._bundle_timed = late_ms, media_ms is not None
         if len(self._bundle) >= self.rate.frames_per_packet:

@@ -12,8 +12,9 @@ The receiver renders the caller's own picture: the crop of the reference frame,
 sent at the start of the call, then a few keyframes (open mouth, closed eyes,
 head turns), all paced behind the motion packets (--picture-kbps).
 
-Exit status: 0 when the call ran to its end (or Ctrl-C), 1 when it failed or
-was refused, 2 for bad arguments or unusable media.
+Exit status: 0 when the call ran to its end (or Ctrl-C), 1 when it failed, was
+refused, or no face was found in any frame (nothing but "no face" was sent),
+2 for bad arguments or unusable media.
 """
 
 from __future__ import annotations
@@ -28,8 +29,23 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from codec.audio import OPUS_FRAME_MS, SPEECH_KBPS_RANGE, check_speech_settings
-from codec.errors import MediaError, PortraitError, TalkcodecError
+from codec.errors import MediaError, PortraitError, TalkcodecError, UsageError
 from codec.logs import quiet_native_logs
+from codec.paths import write_bytes_atomic
+from codec.validate import (
+    MAX_JITTER_MS,
+    ArgumentParser,
+    audio_kbps,
+    check_paths,
+    integer_in,
+    motion_kbps,
+    number_in,
+    one_layer_kbps,
+    room_token,
+    seconds,
+    seed,
+    wait_seconds,
+)
 from realtime.netem import NetemConfig
 from realtime.peer import add_ice_arguments, ice_config, is_loopback, restrict_ice_to_loopback
 from realtime.pictures import PacingConfig
@@ -46,9 +62,11 @@ STATUS_INTERVAL_S = 1.0
 
 def _outage(text: str) -> tuple[float, float]:
     try:
-        start, end = (float(x) for x in text.split(":"))
-    except ValueError:
+        start, end = (wait_seconds(x) for x in text.split(":"))
+    except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected START:END in seconds, got {text!r}") from None
+    if not start < end:
+        raise argparse.ArgumentTypeError(f"START must come before END, got {text!r}")
     return start, end
 
 
@@ -61,13 +79,14 @@ def _frames_per_packet(text: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="talk-send", description="Send your face as motion tokens and your "
+    p = ArgumentParser(prog="talk-send", description="Send your face as motion tokens and your "
                                 "voice as Opus to a talk-recv.")
     p.add_argument("--connect", default="ws://127.0.0.1:8765", metavar="URL",
                    help="the receiver's signaling address (default: %(default)s)")
-    p.add_argument("--token", required=True, help="the room token talk-recv printed (or was given)")
+    p.add_argument("--token", type=room_token, required=True,
+                   help="the room token talk-recv printed (or was given)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--camera", type=int, metavar="N", help="capture camera N")
+    src.add_argument("--camera", type=integer_in(0, 255), metavar="N", help="capture camera N")
     src.add_argument("--video", type=Path, metavar="FILE", help="play a video file at real-time pace; "
                      "its soundtrack is sent too unless --audio, --mic or --no-audio")
     src.add_argument("--from-browser", action="store_true",
@@ -82,13 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--no-audio", action="store_true", help="send no speech")
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8766), metavar="HOST:PORT",
                    help="where --from-browser serves its camera page (default: 127.0.0.1:8766)")
-    p.add_argument("--duration", type=float, metavar="S", help="end the call after S seconds")
-    p.add_argument("--wait", type=float, default=0.0, metavar="S",
+    p.add_argument("--duration", type=seconds, metavar="S", help="end the call after S seconds")
+    p.add_argument("--wait", type=wait_seconds, default=0.0, metavar="S",
                    help="keep trying to reach the receiver for S seconds (it may still be starting)")
     p.add_argument("--loop", action="store_true", help="loop the video/audio file")
-    p.add_argument("--seed", type=int, help="with --audio-only: repeatable generated motion")
+    p.add_argument("--seed", type=seed, help="with --audio-only: repeatable generated motion")
     p.add_argument("--layers", type=int, default=4, choices=(1, 2, 3, 4), help="residual layers at most")
-    p.add_argument("--max-kbps", type=float, help="cap the motion rate (drops residual layers to fit)")
+    p.add_argument("--max-kbps", type=motion_kbps, metavar="K",
+                   help=f"cap the motion rate (drops residual layers to fit; at least {one_layer_kbps():.1f}, "
+                   "one layer's rate)")
     p.add_argument("--max-wire-kbps", type=float, metavar="K",
                    help="cap the motion's rate on the wire, transport headers included: met by putting more "
                    "frames in each message (with --frames-per-packet auto), then by dropping layers")
@@ -98,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--max-wire-kbps (default: 1)")
     p.add_argument("--entropy", action="store_true", help="range-code the tokens (smaller; a lost packet "
                    "spoils frames until the next keyframe)")
-    p.add_argument("--audio-kbps", type=float, default=24.0,
+    p.add_argument("--audio-kbps", type=audio_kbps, default=24.0, metavar="K",
                    help=f"Opus bitrate of the speech, {SPEECH_KBPS_RANGE[0]:g}..{SPEECH_KBPS_RANGE[1]:g} "
                    "(default: %(default)s; from 9 Opus codes speech as wideband SILK)")
     p.add_argument("--audio-ms", type=int, default=20, choices=OPUS_FRAME_MS,
@@ -118,10 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_ice_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no live status line")
     test = p.add_argument_group("testing: impair the motion channel")
-    test.add_argument("--netem-loss", type=float, default=0.0, metavar="P", help="drop packets with probability P")
-    test.add_argument("--netem-jitter-ms", type=float, default=0.0, metavar="MS",
+    test.add_argument("--netem-loss", type=number_in(0.0, 0.99), default=0.0, metavar="P",
+                      help="drop packets with probability P")
+    test.add_argument("--netem-jitter-ms", type=number_in(0.0, MAX_JITTER_MS), default=0.0, metavar="MS",
                       help="delay packets by MS ± MS milliseconds (reorders them)")
-    test.add_argument("--netem-seed", type=int, help="seed of the impairments")
+    test.add_argument("--netem-seed", type=seed, help="seed of the impairments")
     test.add_argument("--netem-outage", type=_outage, metavar="START:END",
                       help="drop every motion packet sent between START and END seconds of the call "
                       "(speech goes on; see talk-recv --animate-from-audio)")
@@ -180,16 +202,18 @@ async def _browser_camera(args: argparse.Namespace, stop: asyncio.Event) -> Brow
 
 async def _show_on_page(camera: BrowserCamera, sender: Sender) -> None:
     """Tells the browser page, once a second, what the call does with its camera."""
-    last_bytes, last_frames, last_no_face = 0, 0, 0
+    last_bytes, last_frames, last_encoded, last_no_face = 0, 0, 0, 0
     while True:
         await asyncio.sleep(STATUS_INTERVAL_S)
         t = sender.totals
         sent, no_face = t.frames_sent - last_frames, t.frames_no_face - last_no_face
+        encoded = t.frames_encoded - last_encoded
         kbps = (t.motion_bytes - last_bytes) * 8 / 1000 / STATUS_INTERVAL_S
         last_bytes, last_frames, last_no_face = t.motion_bytes, t.frames_sent, t.frames_no_face
+        last_encoded = t.frames_encoded
         if not sender.accepted:
             state = "waiting for a face" if t.frames_encoded and sender.link is not None else "calling the receiver"
-        elif sent and no_face == sent:
+        elif encoded and no_face == encoded:
             state = "no face in view: the receiver shows the portrait at rest"
         else:
             state = f"{sent / STATUS_INTERVAL_S:.0f} fps of motion to {sender.config.url}"
@@ -232,6 +256,13 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
             page = asyncio.create_task(_show_on_page(camera, sender), name="camera-page")
         reason = await sender.run(stop)
         status.message(f"call ended: {reason}")
+        t = sender.totals
+        if t.frames_encoded and t.frames_no_face == t.frames_encoded:
+            status.clear()
+            print(f"talk-send: no face found in any of the {t.frames_encoded} frames: nothing but the "
+                  "portrait at rest reached the receiver (face the camera, or use a video showing a face)",
+                  file=sys.stderr)
+            return 1
         return 0
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -243,7 +274,7 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
             await camera.close()
         if args.stats_json is not None and sender is not None:
             t = sender.totals
-            args.stats_json.write_text(json.dumps({
+            write_bytes_atomic(args.stats_json, json.dumps({
                 "frames_captured": t.frames_captured, "frames_encoded": t.frames_encoded,
                 "frames_sent": t.frames_sent, "frames_no_face": t.frames_no_face,
                 "messages_sent": t.messages_sent, "frames_per_packet": t.frames_per_packet,
@@ -256,7 +287,7 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
                     "delay_ms": {k: percentiles(v) for k, v in sender.shaped.delays_ms.items()},
                     "trace": [[round(t * 1000, 2), kind, n] for t, kind, n in sender.shaped.trace]},
                 **sender.wire_stats(),
-            }, indent=2) + "\n")
+            }, indent=2).encode() + b"\n")
 
 
 def _picture_stats(sender: Sender) -> dict[str, object]:
@@ -272,7 +303,17 @@ def _picture_stats(sender: Sender) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while starting (importing torch, loading models)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad argument already reported on one line
+        return int(e.code or 0)
     if argv is None:
         quiet_native_logs()  # before logging binds sys.stderr
     logging.basicConfig(level=logging.WARNING, format="talk-send: %(message)s")
@@ -298,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.picture_kbps > 0 or (args.link_kbps is not None and not args.link_kbps > 0) or args.link_overhead < 0:
         print("talk-send: --picture-kbps and --link-kbps must be > 0, --link-overhead >= 0", file=sys.stderr)
         return 2
+    if args.seed is not None and not args.audio_only:
+        print("talk-send: --seed applies to --audio-only (the generated motion) only", file=sys.stderr)
+        return 2
+    try:
+        check_paths({"--stats-json": args.stats_json},
+                    {"--video": args.video, "--audio": args.audio, "--portrait": args.portrait})
+    except UsageError as e:
+        print(f"talk-send: {e}", file=sys.stderr)
+        return 2
     host = urlparse(args.connect).hostname or ""
     # Only when every peer of this process is here: the receiver, and the browser if there is one.
     if is_loopback(host) and (not args.from_browser or is_loopback(args.listen[0])):
@@ -321,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except OSError as e:  # writing --stats-json at exit
+        status.clear()
+        print(f"talk-send: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from codec.errors import TalkcodecError
 from codec.logs import quiet_native_logs
 from codec.train import entropy, refiner, refiner_gpu, refiner_pack, speech, template, tokenizer
+from codec.validate import ArgumentParser
 
 # Each subcommand's trainer: main(argv) -> exit code.
 TRAINERS: dict[str, Callable[[list[str]], int]] = {
@@ -35,8 +36,8 @@ TRAINERS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="talk-train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="talk-train", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(TRAINERS))
     args, rest = parser.parse_known_args(argv)
     quiet_native_logs()

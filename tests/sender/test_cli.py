@@ -114,3 +114,36 @@ def test_audio_only_with_a_photo_without_a_face(capsys: pytest.CaptureFixture[st
 def test_bad_wire_and_ice_settings(capsys: pytest.CaptureFixture[str], flags: list[str], message: str) -> None:
     code, err = run(capsys, "--video", "x.mp4", *flags)
     assert code == 2 and message in err and "\n" not in err
+
+
+
+
+# --------------------------------------------------------------------------- bad input (issue 14)
+
+CLIP = Path(__file__).resolve().parents[2] / "samples" / "clip.mp4"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--max-kbps", "0"], "--max-kbps: must be in [4.2, 1000] kbps"),
+    (["--max-kbps", "inf"], "--max-kbps: expected a finite number"),
+    (["--audio-kbps", "100000"], "--audio-kbps: must be in [6, 32] kbps"),
+    (["--audio-kbps", "0"], "--audio-kbps: must be in [6, 32] kbps"),
+    (["--duration", "0"], "--duration: must be in (0, 86400] seconds"),
+    (["--duration", "-2"], "--duration: must be in (0, 86400] seconds"),
+    (["--wait", "-5"], "--wait: must be in [0, 86400] seconds"),
+    (["--netem-jitter-ms", "nan"], "--netem-jitter-ms: expected a finite number"),
+    (["--netem-outage", "5:1"], "START must come before END"),
+    (["--seed", "4"], "--seed applies to --audio-only"),
+    (["--stats-json", "nodir/s.json"], "--stats-json nodir/s.json: folder nodir does not exist"),
+    (["--stats-json", str(CLIP)], "is the same file as --video"),
+])
+def test_bad_arguments_are_refused_before_the_call(capsys: pytest.CaptureFixture[str], args: list[str],
+                                                   message: str) -> None:
+    code, err = run(capsys, "--connect", "ws://127.0.0.1:9", "--video", str(CLIP), *args)
+    assert code == 2 and message in err and "\n" not in err, err
+
+
+def test_an_empty_token_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--token", "", "--video", str(CLIP)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--token: must not be empty" in err and "\n" not in err
