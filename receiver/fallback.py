@@ -58,11 +58,17 @@ class FallbackConfig:
         stall_ms: no fresh motion frame for this long (media time) counts as motion stopped.
         blend_ms: length of each crossfade (received -> generated and back).
         seed: the generator's seed (repeatable non-verbal motion); None draws one.
+        max_lag_ms: generated frames further behind the tick than this are too stale to show.
+        max_backlog_ms: speech waiting for the generator beyond this (a starved CPU) restarts it
+            at the newest speech. Tests that check the switching, not the timing, raise both so a
+            busy machine cannot starve the generator past them.
     """
 
     stall_ms: float = 200.0
     blend_ms: float = 250.0
     seed: int | None = None
+    max_lag_ms: float = MAX_LAG_MS
+    max_backlog_ms: float = MAX_BACKLOG_MS
 
     def __post_init__(self) -> None:
         if self.stall_ms < FRAME_MS:
@@ -179,7 +185,7 @@ class MotionFallback:
             if gap < -n // 2:
                 return  # audio already heard
             assert self._motion is not None
-            if self._motion.backlog_ms > MAX_BACKLOG_MS:
+            if self._motion.backlog_ms > self.config.max_backlog_ms:
                 self.stats.restarts += 1
                 log.warning("speech-driven motion fell %.0f ms behind the speech: starting it afresh",
                             self._motion.backlog_ms)
@@ -203,7 +209,7 @@ class MotionFallback:
         """The generated frame to show at ``media_ms``: that time's, or, while the generator is behind,
         the frame as far back as it has lately been behind, so its frames play in turn at a steady lag
         rather than jumping to each newest block of three and holding it."""
-        while self._frames and self._frames[0][0] < media_ms - KEEP_MS:
+        while self._frames and self._frames[0][0] < media_ms - max(KEEP_MS, self.config.max_lag_ms):
             self._frames.popleft()
         if not self._frames:
             return None
@@ -211,7 +217,7 @@ class MotionFallback:
         at = media_ms - max(self._behind)
         for ts, lm in reversed(self._frames):
             if ts <= at + FRAME_MS / 2:
-                return (ts, lm) if media_ms - ts <= MAX_LAG_MS else None
+                return (ts, lm) if media_ms - ts <= self.config.max_lag_ms else None
         return None
 
     # -- ticks out ----------------------------------------------------------

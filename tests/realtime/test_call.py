@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ MOTION_KBPS_4_LAYERS = 11.2
 # bounds what would be a defect (a runaway buffer or schedule) and prints the measurement.
 LATENCY_TARGET_P95_MS = 150.0
 LATENCY_BOUND_P95_MS = 600.0
+# How long a call test waits for one event (a defect, not a slow machine, would take longer).
+EVENT_TIMEOUT_S = 120.0
 
 
 @pytest.fixture(scope="module")
@@ -263,42 +266,80 @@ def test_audio_only_call_sends_decodable_motion_and_speech(tmp_path: Path) -> No
 
 
 def test_animate_from_audio_keeps_the_face_moving_when_motion_stops(tmp_path: Path) -> None:
-    """Motion packets stop for 2.5 s mid-call (speech goes on): the receiver shows generated motion, then returns."""
+    """Motion packets stop mid-call (speech goes on): the receiver shows generated motion, then returns.
+
+    Both ends run in this process and the test stops and restarts the sender's motion on events,
+    not on a clock: when the receiver has played fresh motion, when it has shown generated motion
+    at full weight, when fresh motion is back. On a loaded machine the generators fall seconds
+    behind the speech, which in a real call restarts the receiver's (after 1.5 s) and hides frames
+    that stale; here both bounds are lifted, because what is checked is the switching, not the pace.
+    """
     from codec import regions as R
     from codec.render.portrait import prepare_portrait
     from realtime.peer import restrict_ice_to_loopback
     from receiver.fallback import FallbackConfig
     from receiver.listener import Receiver, ReceiverConfig
     from receiver.playout import Tick
+    from sender.call import Sender, SenderConfig
+    from sender.sources import FilePcm
+    from sender.speech import SpeechMotionSource
 
     restrict_ice_to_loopback()
     wav = speech_wav(tmp_path)
     portrait = prepare_portrait(SAMPLE_PORTRAIT).landmarks
     ticks: list[Tick] = []
 
-    async def run() -> tuple[int, str, Any]:
+    class GatedSender(Sender):
+        """Drops every motion packet while :attr:`stopped` (the test's outage); speech goes on."""
+
+        stopped = False
+
+        def _send(self, packet: bytes, media_ms: int | None) -> None:
+            if not self.stopped:
+                super()._send(packet, media_ms)
+
+    async def until(what: str, ok: Callable[[], bool], timeout: float = EVENT_TIMEOUT_S) -> int:
+        """Waits for the receiver's ticks to show ``what``; the tick count then."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not ok():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"waited {timeout:g} s for {what}; {len(ticks)} ticks")
+            await asyncio.sleep(0.05)
+        return len(ticks)
+
+    async def run() -> tuple[Any, int, int]:
         port = free_port()
-        rec = Receiver(ReceiverConfig(port=port, token=TOKEN, once=True, fallback=FallbackConfig(seed=1)),
-                       portrait, FakeRenderer())
+        fallback = FallbackConfig(seed=1, max_lag_ms=60_000.0, max_backlog_ms=60_000.0)
+        rec = Receiver(ReceiverConfig(port=port, token=TOKEN, once=True, fallback=fallback), portrait, FakeRenderer())
         submit = rec.render.submit
         rec.render.submit = lambda tick: (ticks.append(tick), submit(tick))[1]  # type: ignore[method-assign]
-        task = asyncio.create_task(rec.run(asyncio.Event()))
-        while rec.server._server is None:
-            await asyncio.sleep(0.01)
-        send = start_sender(port, TOKEN, "--audio-only", "--audio", str(wav), "--duration", "9", "--seed", "2",
-                            "--netem-outage", "3:5.5")
-        _, err = await asyncio.to_thread(send.communicate, timeout=180)
-        await asyncio.wait_for(task, 60)
-        return send.returncode, err, rec.stats
+        stop_recv, stop_send = asyncio.Event(), asyncio.Event()
+        recv_task = asyncio.create_task(rec.run(stop_recv))
+        source = await asyncio.to_thread(SpeechMotionSource, FilePcm(wav, loop=True), 2)
+        sender = GatedSender(SenderConfig(url=f"ws://127.0.0.1:{port}", token=TOKEN, wait_s=60), source, source.pcm)
+        send_task = asyncio.create_task(sender.run(stop_send))
+        try:
+            await until("fresh motion", lambda: sum(t.kind is PlayoutKind.FRESH for t in ticks) >= 25)
+            sender.stopped = True
+            outage = len(ticks)
+            await until("generated motion at full weight",
+                        lambda: sum(t.generated == 1.0 for t in ticks[outage:]) >= 25)
+            sender.stopped = False
+            back = len(ticks)
+            await until("received motion alone again",
+                        lambda: any(t.kind is PlayoutKind.FRESH and t.generated == 0.0 for t in ticks[back:]))
+        finally:
+            stop_send.set()
+            await asyncio.wait_for(send_task, 60)
+            await asyncio.wait_for(recv_task, 60)  # --once: the receiver ends with the call
+        return rec.stats, outage, back
 
-    rc, err, stats = asyncio.run(run())
-    assert rc == 0, err
-    held = [t for t in ticks if t.kind is PlayoutKind.HELD]
-    full = [t for t in ticks if t.generated == 1.0]
+    stats, outage, back = asyncio.run(run())
+    held = [t for t in ticks[outage:back] if t.kind is PlayoutKind.HELD]
+    full = [t for t in ticks[outage:back] if t.generated == 1.0]
     print(f"\nfallback: {len(held)} held ticks, {stats.frames_generated} with generated motion, switch after "
           f"{stats.fallback_switch_ms} ms, generated lag p50 {np.median(stats.generated_lag_ms or [0]):.0f} ms")
-    assert len(held) >= 30  # the outage: 2.5 s without motion packets
-    assert len(full) >= 20 and stats.frames_generated >= len(full)
+    assert len(held) >= len(full) >= 25 and stats.frames_generated >= len(full)
     # Held ticks alone would repeat one face; the generated ones move the mouth.
     opening = R.mouth_opening(np.stack([t.landmarks for t in full]).astype(np.float64))
     assert float(np.ptp(opening)) > 0.01, opening
@@ -306,7 +347,37 @@ def test_animate_from_audio_keeps_the_face_moving_when_motion_stops(tmp_path: Pa
     # Each switch goes by the crossfade: weights step by at most 40/250 per tick.
     w = np.array([t.generated for t in ticks])
     assert np.abs(np.diff(w)).max() <= 40 / 250 + 1e-6
-    # Motion came back: the call ends on the received motion alone.
-    last_fresh = max(i for i, t in enumerate(ticks) if t.kind is PlayoutKind.FRESH)
-    assert last_fresh > ticks.index(full[-1]) and w[last_fresh] == 0.0
     assert len(stats.fallback_switch_ms) >= 1
+
+
+def _faceless_clip(path: Path, frames: int = 40) -> Path:
+    """A short video of a grey wall: no face anywhere."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width = v.height = 128
+        v.pix_fmt = "yuv420p"
+        for i in range(frames):
+            img = np.full((128, 128, 3), 100 + i, np.uint8)
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+    return path
+
+
+def test_a_clip_without_a_face_is_reported(tmp_path: Path) -> None:
+    """Every frame lacked a face: the sender counts them, says so and exits 1 instead of a silent success."""
+    clip = _faceless_clip(tmp_path / "wall.mp4")
+    port = free_port()
+    recv = start_receiver(port, TOKEN, "--once", "--device", "cpu", "--size", "64")
+    try:
+        send = run_sender(port, TOKEN, "--video", str(clip), "--stats-json", str(tmp_path / "send.json"))
+    finally:
+        stop(recv)
+    assert send.returncode == 1, send.stderr
+    err = send.stderr.strip().splitlines()
+    assert "no face found in any of the" in err[-1] and "Traceback" not in send.stderr
+    s = read_json(tmp_path / "send.json")
+    assert s["frames_encoded"] > 0 and s["frames_no_face"] == s["frames_encoded"] and s["frames_sent"] == 0
