@@ -193,7 +193,7 @@ def test_encode_checks_output_and_reference_frame_before_tracking(tmp_path, samp
     def no_tracking(*a: object, **k: object) -> None:
         raise AssertionError("the clip was tracked before the arguments were checked")
 
-    monkeypatch.setattr(codec.cli, "encode_video", no_tracking)
+    monkeypatch.setattr(codec.cli, "track_video", no_tracking)
     assert main(["encode", str(sample_clip), "-o", str(tmp_path / "nodir" / "x.tok")]) == 2
     assert "folder" in _one_line_error(capsys)
     assert main(["encode", str(sample_clip), "-o", str(tmp_path / "x.tok"), "--reference-frame", "9999"]) == 2
