@@ -69,8 +69,9 @@ def test_both_ends_exit_cleanly(clean_call: dict[str, Any]) -> None:
     assert send.returncode == 0, send.stderr
     assert clean_call["recv_rc"] == 0, clean_call["recv_err"]
     assert "Traceback" not in send.stderr + clean_call["recv_err"]
-    # Face tracking keeps up with 25 fps on an idle machine; a busy CI box skips frames.
-    assert clean_call["sent"]["frames_sent"] > 50
+    # Face tracking keeps up with 25 fps on an idle machine; a busy CI box skips frames (a fifth of
+    # them were sent in the loopback bench's call with two busy loops beside the suite).
+    assert clean_call["sent"]["frames_sent"] > 25
 
 
 def test_recording_has_the_frames_and_the_speech(clean_call: dict[str, Any]) -> None:
