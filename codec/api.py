@@ -369,13 +369,25 @@ def decode_stream(header: StreamHeader, packets: Sequence[bytes], portrait_landm
                   layers: int | None = None) -> np.ndarray:
     """Target landmarks ``[T, 478, 3]`` in the portrait for every packet of a stream.
 
+    A packet that does not decode (corrupt, or in entropy mode predicting from
+    one that did not) costs its own frame only: it is concealed as a lost packet
+    is on a call, by interpolating between the nearest decoded frames, or
+    holding the nearer one at the ends. :func:`codec.stream.undecodable_packets`
+    says which they were.
+
     Args:
         layers: decode with only the first ``layers`` residual layers (default: all sent).
     """
     dec = FrameDecoder(header, portrait_landmarks)
     out: list[np.ndarray | None] = []
-    for pkt in packets:
-        f = dec.read(pkt)
+    lost: list[int] = []
+    for i, pkt in enumerate(packets):
+        try:
+            f = dec.read(pkt)
+        except StreamError:
+            lost.append(i)
+            out.append(None)
+            continue
         if not f.face or f.tokens is None:
             out.append(None)
             continue
@@ -388,7 +400,32 @@ def decode_stream(header: StreamHeader, packets: Sequence[bytes], portrait_landm
             by_layers.setdefault(t.shape[0], []).append(i)
     for idx in by_layers.values():
         result[idx] = dec.landmarks(dec.deltas(np.stack([t for i in idx if (t := out[i]) is not None])))
+    _conceal(result, lost, [t is not None for t in out])
     return result
+
+
+def _conceal(landmarks: np.ndarray, lost: list[int], face: list[bool]) -> None:
+    """Fills lost frames of ``landmarks [T, 478, 3]`` in place from their nearest decoded neighbours.
+
+    Between two frames with a face: linear interpolation (the jitter buffer's
+    INTERPOLATED); next to one: that frame held (HELD); beside frames without a
+    face, or none at all: the portrait at rest, which they already hold.
+    """
+    if not lost:
+        return
+    missing = set(lost)
+    decoded = [i for i in range(len(landmarks)) if i not in missing]
+    for i in lost:
+        k = int(np.searchsorted(decoded, i))
+        before = decoded[k - 1] if k > 0 else None
+        after = decoded[k] if k < len(decoded) else None
+        if before is not None and after is not None and face[before] and face[after]:
+            w = (i - before) / (after - before)
+            landmarks[i] = (1 - w) * landmarks[before] + w * landmarks[after]
+        elif before is not None and face[before]:
+            landmarks[i] = landmarks[before]
+        elif after is not None and face[after]:
+            landmarks[i] = landmarks[after]
 
 
 __all__ = ["DecodedFrame", "EncodedStream", "EncoderConfig", "FrameDecoder", "FrameEncoder", "MediaError",

@@ -18,22 +18,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from codec.api import EncoderConfig, decode_stream, encode_audio, encode_landmarks, track_video
-from codec.audio import encode_opus
+from codec.audio import decode_opus, encode_opus
 from codec.bitstream import Packet
 from codec.container import TokFile, read_tok, write_tok
-from codec.errors import NoFaceError, PortraitError, StreamError, TalkcodecError, UsageError
+from codec.errors import MediaError, NoFaceError, PortraitError, StreamError, TalkcodecError, UsageError
 from codec.face import detect_landmarks
 from codec.keyframe_select import clip_pictures, photo_picture
 from codec.logs import quiet_native_logs, warnings_to_stderr
 from codec.media import probe_video, read_audio, read_image
 from codec.paths import atomic_output
 from codec.picture import encode_picture, parse_picture
+from codec.stream import describe_undecodable, undecodable_packets
 from codec.validate import (
     MAX_FRAME_SIZE,
     MIN_FRAME_SIZE,
@@ -45,6 +47,8 @@ from codec.validate import (
     integer_in,
     seed,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _encode(args: argparse.Namespace) -> int:
@@ -92,17 +96,33 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def tok_info(path: str | Path) -> dict:
-    """The figures ``talk-codec info`` prints."""
+    """The figures ``talk-codec info`` prints, and what in the file is damaged."""
 
     tok = read_tok(path)
     h = tok.header
-    packets = [Packet.from_bytes(p, h.tokenizer.groups, h.tokenizer.codebook_size, h.version) for p in tok.packets]
+    cfg = h.tokenizer
+    packets = []
+    for raw in tok.packets:
+        try:
+            packets.append(Packet.from_bytes(raw, cfg.groups, cfg.codebook_size, h.version))
+        except StreamError:
+            pass  # counted below with the packets that do not decode
+    try:
+        bad: dict[int, str] | None = undecodable_packets(h, tok.packets)
+    except StreamError:  # an entropy model this installation lacks: the packets cannot be checked
+        bad = None
+    audio_error = None
+    if tok.audio:
+        try:
+            decode_opus(tok.audio)
+        except MediaError as e:
+            audio_error = str(e)
     payload = sum(len(p.payload) for p in packets)
     wire = sum(len(p) for p in tok.packets)
-    secs = max(len(packets), 1) / h.fps
+    secs = max(len(tok.packets), 1) / h.fps
     records = tok.records()
     return {
-        "frames": len(packets), "fps": h.fps, "layers": h.layers, "mode": h.mode,
+        "frames": len(tok.packets), "fps": h.fps, "layers": h.layers, "mode": h.mode,
         "bytes": payload, "kbps": round(payload * 8 / secs / 1000, 3),
         "packet_bytes": wire, "wire_kbps": round(wire * 8 / secs / 1000, 3),
         # The pictures spread over the clip: what the stream costs a receiver that starts with no portrait.
@@ -112,10 +132,25 @@ def tok_info(path: str | Path) -> dict:
                       "media_ms": r.media_ms} for r, b in zip(records, tok.pictures)],
         "audio_bytes": len(tok.audio or b""), "file_bytes": Path(path).stat().st_size,
         "faces": sum(p.face for p in packets),
+        # Damage: packets that do not decode (None: not checked), an audio track that does not, skipped chunks.
+        "undecodable_packets": None if bad is None else [{"index": i, "reason": r} for i, r in sorted(bad.items())],
+        "audio_error": audio_error, "damaged": list(tok.damaged),
         "config": {"tokenizer": h.tokenizer.to_dict(), "tokenizer_hash": h.tokenizer_hash,
                    "entropy_hash": h.entropy_hash, "version": h.version,
                    "keyframe_interval": h.keyframe_interval},
     }
+
+
+def _damage(info: dict) -> list[str]:
+    """The lines telling a user what in a .tok is damaged (empty when nothing is)."""
+    lines = []
+    bad = info["undecodable_packets"]
+    if bad:
+        lines.append(describe_undecodable({b["index"]: b["reason"] for b in bad}, info["frames"]))
+    if info["audio_error"]:
+        lines.append(f"the audio track does not decode ({info['audio_error']}): decode renders without sound")
+    lines.extend(info["damaged"])
+    return lines
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -129,6 +164,8 @@ def _info(args: argparse.Namespace) -> int:
               + (f"{len(info['pictures'])} pictures of the caller {info['picture_bytes']} bytes "
                  f"({info['wire_kbps_with_pictures']:.2f} kbps with them spread over the clip)"
                  if info["pictures"] else "no picture of the caller"))
+        for line in _damage(info):
+            print(f"{args.input}: damaged: {line}")
     return 0
 
 
@@ -169,6 +206,14 @@ def _decode(args: argparse.Namespace) -> int:
     tok = read_tok(args.input)
     if not tok.packets:
         raise StreamError(f"{args.input} holds a stream header and no motion packets: nothing to decode")
+    for line in tok.damaged:
+        log.warning("%s: %s", args.input, line)
+    try:
+        bad = undecodable_packets(tok.header, tok.packets)
+    except StreamError:
+        bad = {}  # the stream as a whole does not decode here: decoding says why
+    if bad:
+        log.warning("%s: %s", args.input, describe_undecodable(bad, len(tok.packets)))
     if args.portrait is None:
         _reference(args, tok)  # says what is missing before any work
     if landmarks_out:

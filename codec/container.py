@@ -18,7 +18,9 @@ ASCII lowercase letter is ancillary and skipped, so later versions can add
 optional data that older readers ignore; any other unknown type is critical
 and makes the file unreadable (``StreamError``). There is no trailer, so a
 recording cut exactly between two chunks reads as a shorter recording; a cut
-anywhere else is a ``StreamError``.
+anywhere else is a ``StreamError``. A corrupt packet or picture costs itself
+only: packets are kept as they are (decoding conceals the frame), a picture
+that does not parse is skipped and noted in :attr:`TokFile.damaged`.
 """
 
 from __future__ import annotations
@@ -49,12 +51,15 @@ class TokFile:
             byte-format version 2, 7 + in version 1), in order.
         audio: the Ogg Opus blob, or ``None``.
         pictures: picture records (:mod:`codec.picture`), in the order written.
+        damaged: what was skipped as corrupt while reading (a picture chunk), one line each;
+            corrupt packets stay in ``packets`` and cost their own frame when decoded.
     """
 
     header: StreamHeader
     packets: tuple[bytes, ...]
     audio: bytes | None = None
     pictures: tuple[bytes, ...] = ()
+    damaged: tuple[str, ...] = ()
 
     @property
     def picture_bytes(self) -> int:
@@ -134,9 +139,9 @@ def parse_tok(data: bytes, name: str = "<bytes>") -> TokFile:
         header, pos = StreamHeader.parse_prefix(data)
     except StreamError as e:
         raise StreamError(f"{name}: {e}") from None
-    cfg = header.tokenizer
     packets: list[bytes] = []
     pictures: list[bytes] = []
+    damaged: list[str] = []
     audio: bytes | None = None
     while pos < len(data):
         if len(data) - pos < _CHUNK.size:
@@ -148,10 +153,8 @@ def parse_tok(data: bytes, name: str = "<bytes>") -> TokFile:
                               f"has only {len(data) - start} bytes")
         body = data[start:pos]
         if kind == PACKET_CHUNK:
-            try:
-                Packet.from_bytes(body, cfg.groups, cfg.codebook_size, header.version)
-            except StreamError as e:
-                raise StreamError(f"{name}: packet {len(packets)} at offset {start}: {e}") from None
+            # Kept as it is, even corrupt: like a packet lost on a call it costs its own frame when
+            # decoded (codec.api.decode_stream conceals it), never the whole file.
             packets.append(bytes(body))
         elif kind == AUDIO_CHUNK:
             if audio is not None:
@@ -163,12 +166,13 @@ def parse_tok(data: bytes, name: str = "<bytes>") -> TokFile:
             try:
                 parse_picture(body)
             except StreamError as e:
-                raise StreamError(f"{name}: picture {len(pictures)} at offset {start}: {e}") from None
+                damaged.append(f"picture chunk at offset {start - _CHUNK.size} skipped: {e}")
+                continue
             pictures.append(bytes(body))
         elif not kind.islower():
             raise StreamError(f"{name} has a chunk of unknown type {kind!r} at offset {start - _CHUNK.size}: "
                               "corrupt, or written by a newer talkcodec")
-    return TokFile(header, tuple(packets), audio, tuple(pictures))
+    return TokFile(header, tuple(packets), audio, tuple(pictures), tuple(damaged))
 
 
 def read_tok(path: str | Path) -> TokFile:

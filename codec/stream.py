@@ -16,6 +16,7 @@ returns garbage tokens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,3 +228,34 @@ def _entropy_model_for(header: StreamHeader, model: EntropyModel | None) -> Entr
     if model.config != header.tokenizer:
         raise StreamError("the entropy model was fitted for another tokenizer shape")
     return model
+
+
+def undecodable_packets(header: StreamHeader, packets: Sequence[bytes],
+                        entropy_model: EntropyModel | None = None) -> dict[int, str]:
+    """Which packets of a recorded stream do not decode, and why: ``{index: reason}``.
+
+    A corrupt packet, and in entropy mode every packet that predicts from one,
+    up to the next keyframe (``ReferenceLostError``). A decoder conceals these
+    frames (:func:`codec.api.decode_stream`); this says which they were.
+
+    Raises:
+        StreamError: the stream cannot be read at all (another version, or an
+            entropy model this installation lacks).
+    """
+    reader = StreamReader(header, entropy_model)
+    bad: dict[int, str] = {}
+    for i, packet in enumerate(packets):
+        try:
+            reader.decode(packet)
+        except StreamError as e:
+            bad[i] = str(e)
+    return bad
+
+
+def describe_undecodable(bad: dict[int, str], total: int) -> str:
+    """One line for a user: which packets were concealed and why (the first one's reason)."""
+    indices = sorted(bad)
+    shown = ", ".join(str(i) for i in indices[:10]) + (f" and {len(indices) - 10} more" if len(indices) > 10 else "")
+    first = bad[indices[0]]
+    what = f"packet {shown} of {total} does" if len(indices) == 1 else f"{len(indices)} of {total} packets ({shown}) do"
+    return f"{what} not decode (first: {first}); concealed like lost packets"

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from codec.api import decode_stream
 from codec.audio import decode_opus
 from codec.container import TokFile
-from codec.errors import StreamError
+from codec.errors import MediaError, StreamError
 from codec.media import VideoWriter
-from codec.picture import Picture, PictureKind, decode_picture
+from codec.picture import Picture, decode_picture
 from codec.render.keyframes import Keyframe
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import Portrait, portrait_from_picture, prepare_portrait
+
+log = logging.getLogger(__name__)
 
 
 def render_tok(tok: TokFile, portrait_path: str | Path | None, output: str | Path, device: str = "auto",
@@ -32,9 +35,17 @@ def render_tok(tok: TokFile, portrait_path: str | Path | None, output: str | Pat
     if portrait_path is None:
         if tok.reference is None:
             raise StreamError("the stream carries no picture of the caller: give a portrait")
-        pictures = [decode_picture(p) for p in tok.pictures]
-        reference = next(p for p in pictures if p.kind is PictureKind.REFERENCE)
-        keyframes = [p for p in pictures if p.kind is not PictureKind.REFERENCE]
+        try:
+            reference = decode_picture(tok.reference)
+        except StreamError as e:
+            raise StreamError(f"the stream's picture of the caller is corrupt ({e}): give a portrait") from None
+        for record in tok.pictures:
+            if record is tok.reference:
+                continue
+            try:
+                keyframes.append(decode_picture(record))
+            except StreamError as e:  # a keyframe only refines the mouth or eyes: render without it
+                log.warning("a keyframe picture of the caller is corrupt (%s): rendered without it", e)
         portrait: Portrait = portrait_from_picture(reference)
     else:
         portrait = prepare_portrait(portrait_path, size=size)
@@ -44,7 +55,10 @@ def render_tok(tok: TokFile, portrait_path: str | Path | None, output: str | Pat
         hand_keyframe(r, kf)
     audio = None
     if tok.audio:
-        audio = decode_opus(tok.audio)
+        try:
+            audio = decode_opus(tok.audio)
+        except MediaError as e:  # the speech is lost, not the video
+            log.warning("the audio track is corrupt (%s): the video is rendered without sound", e)
     with VideoWriter(output, fps=tok.header.fps, audio_rate=audio[1] if audio else None) as w:
         for i in range(0, len(landmarks), batch):
             w.write(r.render(landmarks[i:i + batch]))

@@ -254,3 +254,84 @@ def test_a_failed_decode_leaves_no_file(tok, tmp_path, capsys):
     _one_line_error(capsys)
     assert out.read_bytes() == b"an earlier render" and sorted(p.name for p in tmp_path.iterdir()) == [
         "blank.png", "o.mp4"]
+
+
+def _with_packet(tok_path, out, index, payload_byte):
+    """A copy of a .tok whose packet ``index`` has its first payload byte set (0xFF: out of range in fixed mode)."""
+    import struct
+
+    from codec.container import read_tok
+
+    t = read_tok(tok_path)
+    pk = list(t.packets)
+    p = bytearray(pk[index])
+    p[7] = payload_byte
+    pk[index] = bytes(p)
+    parts = [t.header.to_bytes()] + [struct.pack(">cI", b"i", len(x)) + x for x in t.pictures]
+    parts += [struct.pack(">cI", b"P", len(x)) + x for x in pk]
+    if t.audio:
+        parts.append(struct.pack(">cI", b"A", len(t.audio)) + t.audio)
+    out.write_bytes(b"".join(parts))
+    return out
+
+
+def test_a_corrupt_packet_costs_its_own_frame(tok, tmp_path, sample_portrait, capsys):
+    bad = _with_packet(tok, tmp_path / "bad.tok", 10, 0xFF)
+    capsys.readouterr()
+    assert main(["info", str(bad), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [b["index"] for b in info["undecodable_packets"]] == [10] and info["frames"] == 125
+    assert main(["info", str(bad)]) == 0
+    out = capsys.readouterr().out
+    assert "damaged: packet 10 of 125 does not decode" in out
+    lm = tmp_path / "lm.npy"
+    assert main(["decode", str(bad), "--portrait", str(sample_portrait), "--landmarks", str(lm)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "packet 10 of 125 does not decode" in err[0] and "concealed" in err[0]
+    good = tmp_path / "good.npy"
+    assert main(["decode", str(tok), "--portrait", str(sample_portrait), "--landmarks", str(good)]) == 0
+    a, b = np.load(lm), np.load(good)
+    assert np.allclose(np.delete(a, 10, 0), np.delete(b, 10, 0))  # every other frame as decoded
+    assert np.allclose(a[10], (b[9] + b[11]) / 2, atol=1e-3)  # the lost one interpolated
+
+
+def test_a_corrupt_audio_track_renders_without_sound(tok, tmp_path, capsys):
+    import struct
+
+    from codec.container import read_tok
+    from codec.media import probe_video
+
+    t = read_tok(tok)
+    audio = bytearray(t.audio or b"")
+    for i in range(200, len(audio), 50):
+        audio[i] ^= 0x5A
+    parts = [t.header.to_bytes()] + [struct.pack(">cI", b"i", len(x)) + x for x in t.pictures]
+    parts += [struct.pack(">cI", b"P", len(x)) + x for x in t.packets]
+    parts.append(struct.pack(">cI", b"A", len(audio)) + bytes(audio))
+    bad = tmp_path / "badaudio.tok"
+    bad.write_bytes(b"".join(parts))
+    capsys.readouterr()
+    assert main(["info", str(bad)]) == 0
+    assert "the audio track does not decode" in capsys.readouterr().out
+    out = tmp_path / "o.mp4"
+    assert main(["decode", str(bad), "-o", str(out), "--device", "cpu", "--size", "128"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "audio track is corrupt" in err[0] and "without sound" in err[0]
+    info = probe_video(out)
+    assert info.frames == 125 and not info.has_audio
+
+
+def test_entropy_mode_conceals_until_the_next_keyframe(sample_landmarks):
+    from codec.api import EncoderConfig, decode_stream, encode_landmarks
+    from codec.stream import undecodable_packets
+
+    s = encode_landmarks(sample_landmarks, np.ones(len(sample_landmarks), bool), EncoderConfig(entropy=True))
+    pk = list(s.packets)
+    p = bytearray(pk[3])
+    p[7:] = b"\xff" * (len(p) - 7)
+    pk[3] = bytes(p)
+    bad = undecodable_packets(s.header, pk)
+    assert 3 in bad or 4 in bad  # garbage range-coded bytes may decode; what predicts from them may not
+    assert all(i < 25 for i in bad)  # a keyframe every second ends the damage
+    out = decode_stream(s.header, pk, sample_landmarks[0])
+    assert np.isfinite(out).all() and out.shape == sample_landmarks.shape

@@ -22,7 +22,7 @@ from codec.bitstream import Packet, ReferenceInfo, StreamHeader
 from codec.container import MAX_PICTURES, PICTURE_CHUNK, TokFile, parse_tok, read_tok, tok_bytes, write_tok
 from codec.errors import MediaError, StreamError
 from codec.picture import ImageFormat, Picture, PictureKind, decode_picture, encode_picture
-from codec.stream import StreamWriter
+from codec.stream import StreamWriter, undecodable_packets
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REF = ReferenceInfo(0, (0.0, 0.1, 0.2), (0.0, 0.0, 0.0, 0.0), (0.1, 0.1), 0.3, (512, 512))
@@ -108,14 +108,27 @@ def test_every_truncation_is_a_stream_error_or_a_shorter_valid_file(audio):
     assert len(chunk_ends) == 7  # the header alone and after each of the 6 packets
 
 
-def test_two_audio_chunks_and_corrupt_packets_are_errors(audio):
+def test_two_audio_chunks_are_an_error_and_a_corrupt_packet_costs_only_itself(audio):
     data = tok_bytes(HEADER, packets(2), audio)
     with pytest.raises(StreamError, match="more than one audio"):
         parse_tok(data + struct.pack(">cI", b"A", 1) + b"x")
-    with pytest.raises(StreamError, match="packet 2"):
-        parse_tok(data + struct.pack(">cI", b"P", 3) + b"abc")
+    tok = parse_tok(data + struct.pack(">cI", b"P", 3) + b"abc")
+    assert len(tok.packets) == 3 and tok.packets[2] == b"abc"  # kept: decoding conceals its frame
+    assert undecodable_packets(HEADER, tok.packets) == {2: "packet truncated: 3 bytes, the header alone is 7"}
     with pytest.raises(ValueError, match="packet 0"):
         tok_bytes(HEADER, [b"short"])
+
+
+def test_a_corrupt_picture_is_skipped_and_noted():
+    tok = parse_tok((FIXTURES / "tok_picture.bin").read_bytes())
+    good = len(tok.pictures)
+    data = bytearray((FIXTURES / "tok_picture.bin").read_bytes())
+    at = bytes(data).index(b"TKPI")
+    data[at + 4] = 99  # the first picture's version byte
+    broken = parse_tok(bytes(data), "pic.tok")
+    assert len(broken.pictures) == good - 1 and len(broken.damaged) == 1
+    assert "picture chunk at offset" in broken.damaged[0] and "version 99" in broken.damaged[0]
+    assert broken.packets == tok.packets
 
 
 @given(st.binary(max_size=300))
@@ -176,13 +189,13 @@ def test_a_keyframe_alone_is_no_reference():
     assert tok.reference is None and len(tok.pictures) == 1
 
 
-def test_broken_or_too_many_pictures_are_errors():
+def test_broken_pictures_are_skipped_and_too_many_are_errors():
     good = _picture()
     bad = bytearray(good)
     bad[0:4] = b"XXXX"
     data = HEADER.to_bytes() + struct.pack(">cI", PICTURE_CHUNK, len(bad)) + bytes(bad)
-    with pytest.raises(StreamError, match="picture 0 at offset"):
-        parse_tok(data, "x.tok")
+    tok = parse_tok(data, "x.tok")  # a corrupt picture costs itself, not the file
+    assert tok.pictures == () and len(tok.damaged) == 1 and "not a talkcodec picture" in tok.damaged[0]
     with pytest.raises(ValueError):
         tok_bytes(HEADER, [], None, [bytes(bad)])
     with pytest.raises(ValueError):
