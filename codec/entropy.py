@@ -42,7 +42,7 @@ import numpy as np
 
 from codec.errors import StreamError
 from codec.grfsq import GRFSQConfig
-from codec.paths import DATA_DIR
+from codec.paths import DATA_DIR, atomic_output
 
 ENTROPY_PATH = DATA_DIR / "entropy.npz"
 DEFAULT_ALPHA = 0.05
@@ -278,8 +278,9 @@ class EntropyModel:
         return float(-np.log2(p).sum())
 
     def save(self, path: Path = ENTROPY_PATH) -> None:
+        """Writes the tables, whole or not at all (:func:`codec.paths.atomic_output`)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:
+        with atomic_output(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, probs=self.probs, config=np.array(json.dumps(self.config.to_dict())))
 
 

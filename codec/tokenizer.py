@@ -21,7 +21,7 @@ from torch import nn
 from codec.checkpoint import half_state, load_checkpoint
 from codec.grfsq import GRFSQConfig, GroupResidualFSQ
 from codec.motion import DELTA_DIM
-from codec.paths import DATA_DIR
+from codec.paths import DATA_DIR, write_bytes_atomic
 from codec.regions import NUM_LANDMARKS
 
 TOKENIZER_PATH = DATA_DIR / "tokenizer.pt"
@@ -157,7 +157,7 @@ class MotionTokenizer(nn.Module):
 def save_tokenizer(model: MotionTokenizer, path: Path = TOKENIZER_PATH) -> None:
     """Saves weights in float16 (the shipped file stays small)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(model.state_bytes())
+    write_bytes_atomic(path, model.state_bytes())
 
 
 def weights_hash(path: Path = TOKENIZER_PATH) -> str:

@@ -31,7 +31,7 @@ from torch import nn
 
 from codec import regions as R
 from codec.checkpoint import half_state, load_checkpoint
-from codec.paths import DATA_DIR
+from codec.paths import DATA_DIR, atomic_output
 from codec.render.warp import WarpResult
 
 RENDERER_PATH = DATA_DIR / "renderer.pt"
@@ -185,7 +185,8 @@ def save_refiner(model: Refiner, path: Path = RENDERER_PATH, meta: dict | None =
     """Writes weights (as float16, to keep the file small) with the config and ``meta``."""
     state = half_state(model.state_dict())
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": asdict(model.config), "state": state, "meta": meta or {}}, path)
+    with atomic_output(path) as tmp:
+        torch.save({"config": asdict(model.config), "state": state, "meta": meta or {}}, tmp)
 
 
 def load_refiner(path: Path = RENDERER_PATH, device: torch.device | str = "cpu") -> Refiner:

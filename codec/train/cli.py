@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from codec.errors import TalkcodecError
+from codec.errors import TalkcodecError, UsageError
 from codec.logs import quiet_native_logs
 from codec.train import entropy, refiner, refiner_gpu, refiner_pack, speech, template, tokenizer
 from codec.validate import ArgumentParser
@@ -35,18 +35,28 @@ TRAINERS: dict[str, Callable[[list[str]], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_shell = argv is None
     argv = sys.argv[1:] if argv is None else argv
     parser = ArgumentParser(prog="talk-train", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(TRAINERS))
-    args, rest = parser.parse_known_args(argv)
-    quiet_native_logs()
+    try:
+        args, rest = parser.parse_known_args(argv)
+    except SystemExit as e:  # --help, or a bad argument already reported on one line
+        return int(e.code or 0)
+    if from_shell:  # not when called in-process (tests): it rebinds descriptor 2
+        quiet_native_logs()
     try:
         return int(TRAINERS[args.model](rest) or 0)
-    except TalkcodecError as e:
+    except SystemExit as e:  # the trainer's own arguments: --help, or one line on a bad one
+        return int(e.code or 0)
+    except UsageError as e:
+        print(f"talk-train {args.model}: error: {e}", file=sys.stderr)
+        return 2
+    except (TalkcodecError, ValueError, OSError) as e:
         print(f"talk-train {args.model}: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # nothing was written: outputs appear only once training succeeded
         return 130
 
 

@@ -7,16 +7,17 @@ packets give the bitrates the README quotes.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 
 from codec.bitstream import PACKET_HEADER_BYTES, Packet, ReferenceInfo, StreamHeader, fixed_payload_bytes
 from codec.entropy import DEFAULT_ALPHA, ENTROPY_PATH, EntropyModel, digit_base, layer_context, token_digits
 from codec.grfsq import GRFSQConfig
+from codec.motion import TEMPLATE_PATH
 from codec.stream import StreamWriter
+from codec.tokenizer import TOKENIZER_PATH
+from codec.train.output import add_output_arguments, check_model_output, training_split
 from codec.train.tokenizer import corpus_tokens
+from codec.validate import ArgumentParser, number_in
 
 
 def fit_entropy_model(seqs: list[np.ndarray], config: GRFSQConfig = GRFSQConfig(),
@@ -81,20 +82,23 @@ def measure_kbps(model: EntropyModel, seqs: list[np.ndarray], layers: int, fps: 
 
 def main(argv: list[str] | None = None) -> int:
     """``talk-train entropy``: fits the tables on the training split, prints held-out kbps."""
-    parser = argparse.ArgumentParser(prog="talk-train entropy", description=main.__doc__)
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="add-alpha smoothing")
-    parser.add_argument("--fps", type=float, default=25.0, help="frame rate for the kbps figures")
-    parser.add_argument("--out", type=Path, default=ENTROPY_PATH)
+    parser = ArgumentParser(prog="talk-train entropy", description=main.__doc__)
+    parser.add_argument("--alpha", type=number_in(1e-6, 1e6), default=DEFAULT_ALPHA, help="add-alpha smoothing")
+    parser.add_argument("--fps", type=number_in(1.0, 1000.0), default=25.0, help="frame rate for the kbps figures")
+    add_output_arguments(parser, ENTROPY_PATH)
     args = parser.parse_args(argv)
+    check_model_output(args.out, args.overwrite, reads=(TOKENIZER_PATH, TEMPLATE_PATH))
+    training_split(need_held_out=True)
     train = corpus_tokens("train")
     held_out = corpus_tokens("held_out")
     model = fit_entropy_model(train, alpha=args.alpha)
+    # Measured before saving: the file is written only once everything has worked.
+    rates = [measure_kbps(model, held_out, layers, args.fps) for layers in range(1, model.config.residuals + 1)]
     model.save(args.out)
     print(f"wrote {args.out.name} ({args.out.stat().st_size} bytes, hash {model.hash}) from "
           f"{sum(len(s) for s in train)} training frames")
     print(f"held-out: {sum(len(s) for s in held_out)} frames at {args.fps:g} fps")
-    for layers in range(1, model.config.residuals + 1):
-        m = measure_kbps(model, held_out, layers, args.fps)
+    for layers, m in enumerate(rates, 1):
         print(f"  {layers} layer(s): entropy {m['payload_kbps']:.2f} kbps payload "
               f"({m['packet_kbps']:.2f} with packet headers, ideal {m['ideal_kbps']:.2f}), "
               f"fixed {m['fixed_kbps']:.2f} kbps")

@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from codec import regions as R
+from codec.errors import MediaError, TalkcodecError
 from codec.media import read_video
+from codec.motion import TEMPLATE_PATH
 from codec.render.refiner import (
     RENDERER_PATH,
     Refiner,
@@ -37,8 +39,11 @@ from codec.render.refiner import (
     save_refiner,
 )
 from codec.render.warp import GeometricWarp
+from codec.tokenizer import TOKENIZER_PATH
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
 from codec.train.losses import PatchDiscriminator, ms_ssim_loss, weight_map
+from codec.train.output import add_output_arguments, check_model_output, training_split
+from codec.validate import ArgumentParser
 
 
 @dataclass
@@ -161,8 +166,8 @@ def train(data: list[ClipData], args: argparse.Namespace,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="talk-train renderer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="talk-train renderer", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=15.0, help="wall-clock training budget")
     p.add_argument("--steps", type=int, default=1_000_000, help="stop after this many steps")
     p.add_argument("--batch", type=int, default=6)
@@ -176,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None, help="start from these weights instead of from zero")
-    p.add_argument("--out", type=Path, default=RENDERER_PATH)
+    add_output_arguments(p, RENDERER_PATH)
     args = p.parse_args(argv)
     if args.patch % 8:
         p.error("--patch must be a multiple of 8")
+    check_model_output(args.out, args.overwrite, reads=(TOKENIZER_PATH, TEMPLATE_PATH) + (
+        (args.init,) if args.init is not None else ()))
+    training_split()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -187,9 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     clips = list(corpus_split().train)
     print(f"talk-train renderer: {len(clips)} training clips")
     data = load_clips(clips, args.frames_per_clip, args.sources, rng)
+    if not data:
+        raise MediaError("no training clip has 4 frames with a face at 512x512: nothing to train on")
     model, stats = train(data, args)
+    if not math.isfinite(stats["l1_refined_last200"]):
+        raise TalkcodecError(f"training diverged (L1 {stats['l1_refined_last200']}): {args.out} left as it was")
     save_refiner(model, args.out, meta={**stats, "args": {k: str(v) for k, v in vars(args).items()}})
     size = args.out.stat().st_size
     print(f"wrote {args.out} ({size / 1e6:.2f} MB) after {stats['steps']} steps in {stats['minutes']:.1f} min;"
           f" last L1 refined {stats['l1_refined_last200']:.4f} vs warp {stats['l1_warp_last200']:.4f}")
-    return 0 if math.isfinite(stats["l1_refined_last200"]) else 1
+    return 0

@@ -75,6 +75,7 @@ from codec.speech.units import (
 )
 from codec.tokenizer import TOKENIZER_PATH, MotionTokenizer, load_tokenizer, weights_hash
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
+from codec.train.output import training_split
 
 # A few sentences per language for espeak-ng: the units should cover the phones of
 # every language a caller may speak, not only the corpus's mostly English speech.
@@ -477,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate-only", action="store_true",
                         help="keep the shipped generator's weights; only measure its lower-face offset again")
     args = parser.parse_args(argv)
+    training_split()  # a missing corpus is one line, before any model is loaded or file written
     torch.set_num_threads(args.threads)
 
     def log(msg: str) -> None:

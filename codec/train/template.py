@@ -8,15 +8,18 @@ so that an open mouth or a raised brow does not read as a head movement.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from codec import regions as R
+from codec.errors import MediaError
 from codec.motion import TEMPLATE_PATH, Template, similarity_fit
+from codec.paths import atomic_output
 from codec.regions import NUM_LANDMARKS
-from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
+from codec.train.corpus import clip_landmarks, corpus_dir
+from codec.train.output import add_output_arguments, check_model_output, training_split
+from codec.validate import ArgumentParser, integer_in
 
 NUM_STABLE = 120
 _MOBILE = np.concatenate([R.LIPS, R.LIPS_INNER, R.LIPS_OUTER, R.EYES, R.RIGHT_BROW, R.LEFT_BROW,
@@ -69,26 +72,37 @@ def build_template(landmarks: np.ndarray, iterations: int = 4) -> Template:
 
 
 def save_template(template: Template, path: Path = TEMPLATE_PATH) -> None:
+    """Writes the template, whole or not at all (:func:`codec.paths.atomic_output`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, shape=template.shape.astype(np.float32), stable=template.stable.astype(np.int16))
+    with atomic_output(path) as tmp:
+        np.savez_compressed(tmp, shape=template.shape.astype(np.float32), stable=template.stable.astype(np.int16))
 
 
-def train_template(stride: int = 2) -> Template:
-    """Builds the template from the training clips' cached landmarks and saves it."""
+def train_template(stride: int = 2, out: Path = TEMPLATE_PATH) -> Template:
+    """Builds the template from the training clips' cached landmarks and saves it to ``out``.
+
+    Raises:
+        MediaError: no training clips, or none with a face.
+    """
     root = corpus_dir()
     chunks = []
-    for clip in corpus_split(root).train:
+    for clip in training_split(root).train:
         cl = clip_landmarks(root / clip)
         chunks.append(cl.landmarks[cl.valid][::stride])
-    tpl = build_template(np.concatenate(chunks))
-    save_template(tpl)
+    frames = np.concatenate(chunks)
+    if not len(frames):
+        raise MediaError(f"no face in the training clips under {root}")
+    tpl = build_template(frames)
+    save_template(tpl, out)
     return tpl
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="talk-train template", description=train_template.__doc__)
-    parser.add_argument("--stride", type=int, default=2, help="use every Nth frame")
+    parser = ArgumentParser(prog="talk-train template", description=train_template.__doc__)
+    parser.add_argument("--stride", type=integer_in(1, 1000), default=2, help="use every Nth frame")
+    add_output_arguments(parser, TEMPLATE_PATH)
     args = parser.parse_args(argv)
-    tpl = train_template(args.stride)
-    print(f"template: {len(tpl.stable)} stable points -> {TEMPLATE_PATH.name}")
+    check_model_output(args.out, args.overwrite)
+    tpl = train_template(args.stride, args.out)
+    print(f"template: {len(tpl.stable)} stable points -> {args.out}")
     return 0

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from codec import regions as R
-from codec.errors import MediaError
-from codec.motion import DELTA_PARTS, MotionState, load_template, motion_from_landmarks, relative
+from codec.motion import DELTA_PARTS, TEMPLATE_PATH, MotionState, load_template, motion_from_landmarks, relative
 from codec.tokenizer import TOKENIZER_PATH, MotionTokenizer, TokenizerConfig, load_tokenizer, save_tokenizer
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
+from codec.train.output import add_output_arguments, check_model_output, training_split
+from codec.validate import ArgumentParser, integer_in
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,13 @@ def _clip_states(clips: list[Path]) -> list[MotionState]:
 
 
 def training_clips() -> list[Path]:
-    """The corpus's training split (identities not held out)."""
+    """The corpus's training split (identities not held out).
+
+    Raises:
+        MediaError: the corpus has no training clips.
+    """
     root = corpus_dir()
-    clips = [root / c for c in corpus_split(root).train]
-    if not clips:
-        raise MediaError(f"no training clips under {root}: set TALKCODEC_CORPUS to the corpus folder")
-    return clips
+    return [root / c for c in training_split(root).train]
 
 
 def _take(st: MotionState, idx: np.ndarray | int) -> MotionState:
@@ -187,13 +189,16 @@ def train_tokenizer(cfg: TrainConfig = TrainConfig(), clips: list[Path] | None =
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="talk-train tokenizer", description=__doc__)
-    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
-    parser.add_argument("--threads", type=int, default=TrainConfig.threads)
+    parser = ArgumentParser(prog="talk-train tokenizer", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=integer_in(1, 10_000_000), default=TrainConfig.steps)
+    parser.add_argument("--threads", type=integer_in(1, 256), default=TrainConfig.threads)
+    add_output_arguments(parser, TOKENIZER_PATH)
     args = parser.parse_args(argv)
+    check_model_output(args.out, args.overwrite, reads=(TEMPLATE_PATH,))
     model = train_tokenizer(TrainConfig(steps=args.steps, threads=args.threads))
-    save_tokenizer(model, TOKENIZER_PATH)
-    print(f"tokenizer -> {TOKENIZER_PATH.name} ({TOKENIZER_PATH.stat().st_size / 1e6:.1f} MB)")
+    save_tokenizer(model, args.out)
+    print(f"tokenizer -> {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
