@@ -35,6 +35,7 @@ from codec.logs import quiet_native_logs, warnings_to_stderr
 from codec.media import probe_video, read_audio, read_image
 from codec.paths import atomic_output
 from codec.picture import encode_picture, parse_picture
+from codec.render.portrait import check_portrait_image
 from codec.stream import describe_undecodable, undecodable_packets
 from codec.validate import (
     MAX_FRAME_SIZE,
@@ -174,6 +175,7 @@ def _portrait_landmarks(args: argparse.Namespace, tok: TokFile) -> np.ndarray:
     if args.portrait is None:
         return parse_picture(_reference(args, tok)).landmarks
     image = read_image(args.portrait)
+    check_portrait_image(image, args.portrait)
     try:
         return detect_landmarks(image)
     except NoFaceError:

@@ -6,6 +6,7 @@ file's name, so command-line tools can report it on one line.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,6 +17,8 @@ import cv2
 import numpy as np
 
 from codec.errors import MediaError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,22 +65,29 @@ def probe_video(path: str | Path) -> VideoInfo:
                          s.codec_context.height, bool(c.streams.audio))
 
 
-def read_video(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
+def read_video(path: str | Path, max_frames: int | None = None, warn_short: bool = True) -> Iterator[np.ndarray]:
     """Decodes a video's frames in order.
+
+    A file that ends before the frame count its container announces (a
+    truncated or damaged download), or whose data turns corrupt after some
+    frames, yields the frames it has and logs one warning saying how many of
+    how many were read: a user learns that the clip is shorter than it should be.
 
     Args:
         path: any container PyAV reads.
         max_frames: stop after this many frames.
+        warn_short: log the warning above (a looping reader asks on its first pass only).
     Yields:
         ``[H, W, 3]`` uint8 RGB frames.
     Raises:
-        MediaError: missing, unreadable, no video stream, or corrupt data.
+        MediaError: missing, unreadable, no video stream, or no decodable frame at all.
     """
     with _open(path) as c:
         if not c.streams.video:
             raise MediaError(f"{path}: has no video stream")
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
+        announced = int(stream.frames or 0)
         n = 0
         try:
             for frame in c.decode(stream):
@@ -86,9 +96,18 @@ def read_video(path: str | Path, max_frames: int | None = None) -> Iterator[np.n
                 if max_frames is not None and n >= max_frames:
                     return
         except av.FFmpegError as e:
-            raise MediaError(f"{path}: corrupt video data ({e})") from None
+            if n == 0:
+                raise MediaError(f"{path}: corrupt video data ({e})") from None
+            if warn_short:
+                log.warning("%s: corrupt video data after %d%s frames (%s): the rest is left out", path, n,
+                            f" of the {announced} announced" if announced else "", e)
+            return
         if n == 0:
             raise MediaError(f"{path}: video stream holds no frames")
+        # Containers count a frame or two differently from what decodes (edit lists): more is damage.
+        if warn_short and announced and n < announced - 2:
+            log.warning("%s ended after %d of the %d frames its container announces: the file is truncated "
+                        "or damaged, and only those frames are used", path, n, announced)
 
 
 def read_audio(path: str | Path, rate: int = 16000) -> np.ndarray:

@@ -106,7 +106,7 @@ class VideoFileSource:
         while True:
             n = 0
             # Decoding a 512x512 frame takes a millisecond or two: fine on the loop.
-            for rgb in read_video(self.path):
+            for rgb in read_video(self.path, warn_short=offset == 0):  # a looping file warns once
                 due = offset + n * period
                 n += 1
                 wait = (due - clock.now_ms()) / 1000.0

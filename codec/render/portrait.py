@@ -9,6 +9,7 @@ the cropped image's pixels. Nothing here touches the renderer's networks.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,12 @@ from codec.picture import Picture
 # face this way, so a prepared portrait looks like the frames the models saw.
 CROP_SCALE = 2.0
 CROP_SHIFT_UP = 0.05
+# A photo smaller than this holds no face worth animating; one whose crop is enlarged more than
+# MAX_ENLARGEMENT times to the portrait's size works but looks blurred, which a user is told.
+MIN_PORTRAIT_SIDE = 64
+MAX_ENLARGEMENT = 4.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,6 +110,7 @@ def prepare_portrait(image_or_path: np.ndarray | str | Path, size: int = 512, cr
             an image of another size.
     """
     image, name = _load(image_or_path)
+    check_portrait_image(image, name)
     lm = _landmarks(image, name)
     if not crop:
         if image.shape[:2] != (size, size):
@@ -111,7 +119,25 @@ def prepare_portrait(image_or_path: np.ndarray | str | Path, size: int = 512, cr
         box = (0.0, 0.0, float(size), float(size))
         return Portrait(image, lm, motion_from_landmarks(lm), box)
 
-    return crop_to_box(image, lm, crop_box(lm), size)
+    box = crop_box(lm)
+    side = box[2] - box[0]
+    if side * MAX_ENLARGEMENT < size:
+        log.warning("%s: the face is only %.0f px across, so the %d px portrait enlarges it %.0fx and will look "
+                    "blurred (a face of %.0f px or more looks sharp)", name, side / CROP_SCALE, size, size / side,
+                    size / (MAX_ENLARGEMENT * CROP_SCALE))
+    return crop_to_box(image, lm, box, size)
+
+
+def check_portrait_image(image: np.ndarray, name: str) -> None:
+    """Refuses a photo too small to hold a face worth animating.
+
+    Raises:
+        PortraitError: a side under :data:`MIN_PORTRAIT_SIDE` pixels.
+    """
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_PORTRAIT_SIDE:
+        raise PortraitError(f"{name}: is {w}x{h} pixels; a portrait needs at least {MIN_PORTRAIT_SIDE}x"
+                            f"{MIN_PORTRAIT_SIDE} (use a photo where the face is {MIN_PORTRAIT_SIDE} px or more)")
 
 
 def crop_to_box(image: np.ndarray, landmarks: np.ndarray, box: tuple[float, float, float, float],

@@ -335,3 +335,16 @@ def test_entropy_mode_conceals_until_the_next_keyframe(sample_landmarks):
     assert all(i < 25 for i in bad)  # a keyframe every second ends the damage
     out = decode_stream(s.header, pk, sample_landmarks[0])
     assert np.isfinite(out).all() and out.shape == sample_landmarks.shape
+
+
+def test_a_truncated_clip_says_it_ended_early(tmp_path, sample_clip, capsys):
+    cut = tmp_path / "cut.mp4"
+    data = sample_clip.read_bytes()
+    cut.write_bytes(data[: len(data) // 4])  # the sample's index is up front: the frames are cut
+    out = tmp_path / "cut.tok"
+    assert main(["encode", str(cut), "-o", str(out), "--no-portrait"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cut.mp4 ended after" in err[0] and "of the 125 frames its container announces" in err[0]
+    from codec.container import read_tok
+
+    assert 0 < len(read_tok(out).packets) < 125

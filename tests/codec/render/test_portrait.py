@@ -63,3 +63,22 @@ def test_any_photo_is_cropped_around_the_face(sample_portrait):
     # Landmarks agree with the crop's pixels: re-tracking finds the face where they say.
     again = prepare_portrait(p.image, size=512, crop=False).landmarks
     assert np.abs(again[:, :2] - p.landmarks[:, :2]).mean() < 4.0
+
+
+def test_a_tiny_photo_is_refused_and_a_small_face_is_warned_about(sample_portrait, caplog):
+    import cv2
+    import pytest as _pytest
+
+    from codec.errors import PortraitError
+    from codec.media import read_image
+
+    photo = read_image(sample_portrait)
+    with _pytest.raises(PortraitError, match="32x32 pixels; a portrait needs at least 64x64"):
+        prepare_portrait(cv2.resize(photo, (32, 32), interpolation=cv2.INTER_AREA))
+    caplog.clear()
+    small = prepare_portrait(cv2.resize(photo, (96, 96), interpolation=cv2.INTER_AREA), size=512)
+    assert small.size == 512
+    assert any("will look blurred" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    prepare_portrait(photo, size=512)
+    assert not any("blurred" in r.getMessage() for r in caplog.records)
