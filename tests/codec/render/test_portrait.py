@@ -66,14 +66,8 @@ def test_any_photo_is_cropped_around_the_face(sample_portrait):
 
 
 def test_a_tiny_photo_is_refused_and_a_small_face_is_warned_about(sample_portrait, caplog):
-    import cv2
-    import pytest as _pytest
-
-    from codec.errors import PortraitError
-    from codec.media import read_image
-
     photo = read_image(sample_portrait)
-    with _pytest.raises(PortraitError, match="32x32 pixels; a portrait needs at least 64x64"):
+    with pytest.raises(PortraitError, match="32x32 pixels; a portrait needs at least 64x64"):
         prepare_portrait(cv2.resize(photo, (32, 32), interpolation=cv2.INTER_AREA))
     caplog.clear()
     small = prepare_portrait(cv2.resize(photo, (96, 96), interpolation=cv2.INTER_AREA), size=512)
