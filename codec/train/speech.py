@@ -76,6 +76,7 @@ from codec.speech.units import (
 from codec.tokenizer import TOKENIZER_PATH, MotionTokenizer, load_tokenizer, weights_hash
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
 from codec.train.output import training_split
+from codec.validate import ArgumentParser
 
 # A few sentences per language for espeak-ng: the units should cover the phones of
 # every language a caller may speak, not only the corpus's mostly English speech.
@@ -458,8 +459,8 @@ def lower_face_offset(model: MotionGenerator, clips: list[ClipData], hop: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="talk-train speech", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="talk-train speech", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, default=512, help="speech-unit inventory size")
     parser.add_argument("--kmeans-frames", type=int, default=40000)
     parser.add_argument("--kmeans-iters", type=int, default=25)
