@@ -257,5 +257,6 @@ def describe_undecodable(bad: dict[int, str], total: int) -> str:
     indices = sorted(bad)
     shown = ", ".join(str(i) for i in indices[:10]) + (f" and {len(indices) - 10} more" if len(indices) > 10 else "")
     first = bad[indices[0]]
-    what = f"packet {shown} of {total} does" if len(indices) == 1 else f"{len(indices)} of {total} packets ({shown}) do"
-    return f"{what} not decode (first: {first}); concealed like lost packets"
+    if len(indices) == 1:
+        return f"packet {shown} of {total} does not decode ({first}); its frame is concealed like a lost one"
+    return f"{len(indices)} of {total} packets ({shown}) do not decode (the first: {first}); concealed like lost ones"
