@@ -279,7 +279,9 @@ class Sender:
         tasks: list[asyncio.Task[Any]] = []
         reason = "the call ended"
         try:
-            answer = await self._signal(pc)
+            answer = await self._signal_unless(stop, pc)
+            if answer is None:
+                return "stopped before the receiver answered"
             await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
             try:
                 await link.wait_open()
@@ -335,6 +337,19 @@ class Sender:
                 await asyncio.get_running_loop().run_in_executor(self._pool, encoder.close)
             self._pool.shutdown(wait=True)
             self.status.clear()
+
+    async def _signal_unless(self, stop: asyncio.Event, pc: Any) -> str | None:
+        """The receiver's answer, or None when ``stop`` comes first (Ctrl-C while it waits for a receiver)."""
+        signal_task = asyncio.ensure_future(self._signal(pc))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({signal_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not signal_task.done():
+                signal_task.cancel()
+                await asyncio.gather(signal_task, return_exceptions=True)
+        return None if signal_task.cancelled() else signal_task.result()
 
     async def _signal(self, pc: Any) -> str:
         loop = asyncio.get_running_loop()
