@@ -219,6 +219,8 @@ class StreamHeader:
             d = json.loads(bytes(data[_HEADER_PREFIX.size:end]).decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise StreamError(f"stream header is not valid JSON: {e}") from None
+        except RecursionError:  # thousands of nested brackets: json gives up in C, found by fuzzing
+            raise StreamError("stream header is not valid JSON: nested too deeply") from None
         if not isinstance(d, dict):
             raise StreamError("stream header JSON is not an object")
         try:

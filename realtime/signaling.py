@@ -171,7 +171,7 @@ def parse_signal(data: str | bytes) -> Signal:
         raise ProtocolError(f"signaling message of {len(data)} bytes exceeds {MAX_SIGNAL_BYTES}")
     try:
         d = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deeply nested brackets: RecursionError (fuzzing)
         raise ProtocolError("signaling message is not JSON: is this a talkcodec peer?") from None
     if not isinstance(d, dict) or "talkcodec" not in d:
         raise ProtocolError("not a talkcodec signaling message: is this a talkcodec peer?")
