@@ -185,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.patch % 8:
         p.error("--patch must be a multiple of 8")
-    check_model_output(args.out, args.overwrite, reads=(TOKENIZER_PATH, TEMPLATE_PATH) + (
-        (args.init,) if args.init is not None else ()))
+    # --init may be the output (training on from the shipped weights): it is read whole before training,
+    # and the output replaces it only at the end.
+    check_model_output(args.out, args.overwrite, reads=(TOKENIZER_PATH, TEMPLATE_PATH))
     training_split()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
