@@ -260,12 +260,13 @@ def _with_packet(tok_path, out, index, payload_byte):
     """A copy of a .tok whose packet ``index`` has its first payload byte set (0xFF: out of range in fixed mode)."""
     import struct
 
+    from codec.bitstream import PACKET_HEADER_BYTES
     from codec.container import read_tok
 
     t = read_tok(tok_path)
     pk = list(t.packets)
     p = bytearray(pk[index])
-    p[7] = payload_byte
+    p[PACKET_HEADER_BYTES] = payload_byte
     pk[index] = bytes(p)
     parts = [t.header.to_bytes()] + [struct.pack(">cI", b"i", len(x)) + x for x in t.pictures]
     parts += [struct.pack(">cI", b"P", len(x)) + x for x in pk]
@@ -327,8 +328,10 @@ def test_entropy_mode_conceals_until_the_next_keyframe(sample_landmarks):
 
     s = encode_landmarks(sample_landmarks, np.ones(len(sample_landmarks), bool), EncoderConfig(entropy=True))
     pk = list(s.packets)
+    from codec.bitstream import PACKET_HEADER_BYTES
+
     p = bytearray(pk[3])
-    p[7:] = b"\xff" * (len(p) - 7)
+    p[PACKET_HEADER_BYTES:] = b"\xff" * (len(p) - PACKET_HEADER_BYTES)
     pk[3] = bytes(p)
     bad = undecodable_packets(s.header, pk)
     assert 3 in bad or 4 in bad  # garbage range-coded bytes may decode; what predicts from them may not

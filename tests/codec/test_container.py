@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codec.audio import encode_opus
-from codec.bitstream import Packet, ReferenceInfo, StreamHeader
+from codec.bitstream import PACKET_HEADER_BYTES, Packet, ReferenceInfo, StreamHeader
 from codec.container import MAX_PICTURES, PICTURE_CHUNK, TokFile, parse_tok, read_tok, tok_bytes, write_tok
 from codec.errors import MediaError, StreamError
 from codec.picture import ImageFormat, Picture, PictureKind, decode_picture, encode_picture
@@ -114,7 +114,8 @@ def test_two_audio_chunks_are_an_error_and_a_corrupt_packet_costs_only_itself(au
         parse_tok(data + struct.pack(">cI", b"A", 1) + b"x")
     tok = parse_tok(data + struct.pack(">cI", b"P", 3) + b"abc")
     assert len(tok.packets) == 3 and tok.packets[2] == b"abc"  # kept: decoding conceals its frame
-    assert undecodable_packets(HEADER, tok.packets) == {2: "packet truncated: 3 bytes, the header alone is 7"}
+    assert undecodable_packets(HEADER, tok.packets) == {
+        2: f"packet truncated: 3 bytes, the header alone is {PACKET_HEADER_BYTES}"}
     with pytest.raises(ValueError, match="packet 0"):
         tok_bytes(HEADER, [b"short"])
 

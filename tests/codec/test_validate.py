@@ -43,7 +43,7 @@ def test_frame_sizes_refused_with_the_range(text: str) -> None:
     (seconds, "0"), (seconds, "-1"), (seconds, "nan"), (seconds, "inf"), (seconds, "1e308"),
     (jitter_ms, "-5"), (jitter_ms, "NaN"), (jitter_ms, "1e12"),
     (audio_kbps, "0"), (audio_kbps, "5.9"), (audio_kbps, "100000"), (audio_kbps, "-inf"),
-    (motion_kbps, "0"), (motion_kbps, "-3"), (motion_kbps, "inf"), (motion_kbps, "4"), (motion_kbps, "1e9"),
+    (motion_kbps, "0"), (motion_kbps, "-3"), (motion_kbps, "inf"), (motion_kbps, "3"), (motion_kbps, "1e9"),
     (seed, "-1"), (seed, str(2**32)), (seed, "1.5"),
     (device, "foo"), (device, "cuda:"), (device, "gpu"), (device, ""),
     (room_token, ""), (room_token, "   "),
@@ -55,7 +55,7 @@ def test_bad_values_are_refused(parse: Callable[[str], object], text: str) -> No
 
 def test_good_values_pass() -> None:
     assert seconds("0.5") == 0.5 and jitter_ms("0") == 0.0 and audio_kbps("6") == 6 and audio_kbps("32") == 32
-    assert motion_kbps(f"{one_layer_kbps():.3f}") > 4 and seed("0") == 0 and seed(str(2**32 - 1)) == 2**32 - 1
+    assert motion_kbps(f"{one_layer_kbps():.3f}") >= 3 and seed("0") == 0 and seed(str(2**32 - 1)) == 2**32 - 1
     assert device("cuda:1") == "cuda:1" and device("auto") == "auto" and room_token("q3J9") == "q3J9"
 
 

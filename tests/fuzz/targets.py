@@ -88,7 +88,7 @@ def _join(parts: list[bytes]) -> bytes:
 def _build() -> dict[str, Target]:
     import numpy as np
 
-    from codec.bitstream import STREAM_VERSION, ReferenceInfo, StreamHeader
+    from codec.bitstream import STREAM_VERSION, ReferenceInfo, StreamHeader, bundle
     from codec.container import parse_tok, tok_bytes
     from codec.entropy import load_entropy_model
     from codec.errors import TalkcodecError
@@ -136,9 +136,14 @@ def _build() -> dict[str, Target]:
     def motion(reader_header: StreamHeader) -> Callable[[bytes], None]:
         def run(data: bytes) -> None:
             reader = StreamReader(reader_header, model if reader_header.mode == "entropy" else None)
-            for part in _split(data):
+            # Odd first byte: the parts are messages of several frames (the wire's bundles), else one-frame packets.
+            bundled = bool(data[:1]) and data[0] & 1
+            for part in _split(data[1:]):
                 try:
-                    reader.decode(part)
+                    if bundled:
+                        reader.decode_message(part)
+                    else:
+                        reader.decode(part)
                 except TalkcodecError:
                     pass  # one bad packet costs its frame; the reader goes on with the next
         return run
@@ -195,11 +200,17 @@ def _build() -> dict[str, Target]:
         return [fixed.to_bytes(), entropy.to_bytes(), *bodies, *files(fixtures, "header_")]
 
     def fixed_seeds() -> list[bytes]:
-        return [_join(packets(fixed)), _join(files(fixtures, "packet_")), _join(files(rt_fixtures, "motion_"))]
+        return [b"\x00" + _join(packets(fixed)), b"\x00" + _join(files(fixtures, "packet_")),
+                b"\x00" + _join(files(rt_fixtures, "motion_")), b"\x01" + _join(bundles(fixed))]
 
     def entropy_seeds() -> list[bytes]:
         good = packets(entropy, 30)
-        return [_join(good), _join(good[3:] + good[:3]), _join([good[0], good[2], good[1]])]
+        return [b"\x00" + _join(good), b"\x00" + _join(good[3:] + good[:3]),
+                b"\x00" + _join([good[0], good[2], good[1]]), b"\x01" + _join(bundles(entropy))]
+
+    def bundles(header: StreamHeader) -> list[bytes]:
+        frames = packets(header, 12)
+        return [bundle(frames[i:i + 3]) for i in range(0, 12, 3)]
 
     def tok_seeds() -> list[bytes]:
         return [tok_bytes(fixed, packets(fixed), b"OggS-not-really-audio", [picture(ImageFormat.JPEG)]),
