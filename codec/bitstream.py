@@ -545,6 +545,9 @@ def bundle(messages: Sequence[bytes], groups: int = 12, codebook_size: int = 625
 def _frame(seq: int, ts: int, flags: int, payload: bytes, groups: int, codebook_size: int,
            version: int) -> Packet:
     """Checks one frame's flags against its payload."""
+    if V1_PACKET_HEADER_BYTES + len(payload) > MAX_PACKET_BYTES:  # found by fuzzing: was Packet's ValueError
+        raise StreamError(f"packet {seq}: a {len(payload)}-byte payload exceeds the {MAX_PACKET_BYTES}-byte limit: "
+                          "corrupt stream")
     if flags & _RESERVED[version]:
         raise StreamError(f"packet {seq} has reserved flag bits set (flags 0x{flags:02x}): "
                           "corrupt, or from a newer talkcodec")
