@@ -14,13 +14,30 @@ import importlib
 import sys
 
 
+def interrupted(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a Ctrl-C or was caused by one.
+
+    A Ctrl-C that lands inside a native module's initialisation (MediaPipe's,
+    imported lazily when the first portrait is prepared) surfaces as an
+    ``ImportError("initialization failed")`` raised from the KeyboardInterrupt.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _run(module: str) -> int:
     try:
-        main = importlib.import_module(module).main
-    except KeyboardInterrupt:
+        return int(importlib.import_module(module).main() or 0)
+    except BaseException as exc:
+        if isinstance(exc, SystemExit) or not interrupted(exc):
+            raise
         print("", file=sys.stderr)  # the ^C the terminal echoed ends its line
         return 130
-    return int(main() or 0)
 
 
 def talk_codec() -> int:

@@ -28,6 +28,30 @@ def ctrl_c(entry: str, args: list[str], after_s: float) -> tuple[int, str, float
     return p.returncode, out, time.monotonic() - t0
 
 
+def test_a_ctrl_c_inside_a_native_import_counts_as_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MediaPipe's native init turns a Ctrl-C into ImportError("initialization failed") raised from it."""
+    import types
+
+    from codec import launch
+
+    def main() -> int:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setitem(sys.modules, "fake_tool", types.SimpleNamespace(main=main))
+    assert launch._run("fake_tool") == 130
+    assert launch.interrupted(ImportError("x")) is False
+
+    def failing() -> int:
+        raise ImportError("initialization failed")  # not a Ctrl-C: the traceback stays
+
+    monkeypatch.setitem(sys.modules, "fake_tool", types.SimpleNamespace(main=failing))
+    with pytest.raises(ImportError):
+        launch._run("fake_tool")
+
+
 @pytest.mark.parametrize("after_s", [0.3, 1.5, 5.0])
 def test_receiver_ctrl_c_while_importing_starting_or_serving(after_s: float) -> None:
     rc, out, _ = ctrl_c("talk_recv", ["--token", "t", "--quiet", "--listen", f"127.0.0.1:{free_port()}"], after_s)
