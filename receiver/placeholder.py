@@ -44,15 +44,19 @@ class PlaceholderRenderer:
         self.size = size
         self.rest = placeholder_landmarks(size)
         self._scale = size / 512
-        self.message = ""
+        self.message = message
         self._background = np.zeros((size, size, 3), np.uint8)
-        self.set_message(message)
+        self._draw_background(message)
 
     def set_message(self, message: str) -> None:
         """Changes the caption (e.g. once the caller says its picture is private)."""
         if message == self.message:
             return
         self.message = message
+        self._draw_background(message)
+
+    def _draw_background(self, message: str) -> None:
+        """The silhouette and the caption (an empty one too), drawn once per caption."""
         s, bg = self.size, np.empty((self.size, self.size, 3), np.uint8)
         bg[:] = BACKGROUND
         lm = self.rest
