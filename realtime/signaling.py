@@ -39,7 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from codec.errors import TalkcodecError
 from realtime.protocol import ProtocolError
-from realtime.webpage import page_server
+from realtime.webpage import Files, page_server
 
 log = logging.getLogger(__name__)
 
@@ -222,14 +222,17 @@ class SignalingServer:
         page: a page of :mod:`realtime.webpage` to serve to plain HTTP
             requests on the same port (the browser's side of the call);
             None leaves HTTP to the websocket library's own answer.
+        files: more paths served with the page (``{path: (content type, bytes)}``).
     """
 
     def __init__(self, host: str, port: int, token: str, on_offer: OfferHandler,
-                 on_watch: OfferHandler | None = None, page: str | None = None) -> None:
+                 on_watch: OfferHandler | None = None, page: str | None = None,
+                 files: Files | None = None) -> None:
         self.host, self.port, self.token = host, port, token
         self._on_offer = on_offer
         self._on_watch = on_watch
         self._page = page
+        self._files = files
         self._server: Any = None
 
     async def start(self) -> None:
@@ -241,7 +244,8 @@ class SignalingServer:
         try:
             self._server = await serve(self._handle, self.host, self.port, max_size=MAX_SIGNAL_BYTES,
                                        ping_interval=None,
-                                       process_request=None if self._page is None else page_server(self._page))
+                                       process_request=None if self._page is None
+                                       else page_server(self._page, self._files))
         except OSError as e:
             raise SignalingError(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}") from None
 

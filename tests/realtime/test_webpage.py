@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realtime.protocol import ProtocolError
+from realtime.protocol import CONTROL_VERSION, ProtocolError
 from realtime.signaling import (
     WATCH,
     Answer,
@@ -24,7 +24,7 @@ from realtime.signaling import (
     sdp_mac,
     verify_mac,
 )
-from realtime.webpage import CAMERA_PAGE, VIEWER_PAGE, page_for
+from realtime.webpage import CAMERA_PAGE, TOKEN_CHANNELS, VIEWER_PAGE, page_for
 
 
 @given(st.text(max_size=200), st.binary(min_size=32, max_size=32), st.sampled_from(["send", "watch"]))
@@ -117,3 +117,18 @@ def test_a_receiver_without_viewers_refuses_them() -> None:
 
     reply = asyncio.run(run())
     assert isinstance(reply, Reject) and "--serve-browser" in reply.reason
+
+
+def test_decoder_modules_and_generated_files_are_served() -> None:
+    module = page_for("/decoder/index.js")
+    assert module is not None and module[0].startswith("text/javascript") and b"export" in module[1]
+    proto = page_for("/decoder/protocol.json")
+    assert proto is not None and proto[0] == "application/json"
+    d = json.loads(proto[1])
+    assert d["control"]["types"]["HELLO"] == 1 and d["channels"] == TOKEN_CHANNELS
+    assert d["control"]["version"] == CONTROL_VERSION
+    files = {"/decoder.bin": ("application/octet-stream", b"weights")}
+    assert page_for("/decoder.bin", files=files) == files["/decoder.bin"]
+    assert page_for("/decoder.bin") is None  # only what the server adds
+    for bad in ("/decoder/../app.js", "/decoder/Index.js", "/decoder/none.js", "/decoder/index.js.map"):
+        assert page_for(bad) is None, bad
