@@ -79,14 +79,22 @@ class Call:
         make_renderer: renders the caller's own picture once it arrives (``portrait -> renderer``); None when
             the receiver animates a ``--portrait`` of its own.
         placeholder: the placeholder the render stage starts on, when there is one (its caption says why).
+        frames_wanted: whether anyone needs rendered frames now (a window, a recording, a video
+            viewer); ticks nobody needs are not rendered. None: always.
+        on_renderer: told of the caller's renderer once the caller's picture has arrived (browsers that
+            render the call themselves need that portrait too).
     """
 
     def __init__(self, link: PeerLink, portrait_landmarks: np.ndarray, render: RenderStage, stats: CallStats,
                  recorder: Recorder | None = None, jitter_ms: float = 40.0,
                  on_audio: Callable[[Any], None] | None = None, fallback: FallbackConfig | None = None,
                  make_renderer: Callable[[Portrait], Any] | None = None,
-                 placeholder: PlaceholderRenderer | None = None) -> None:
+                 placeholder: PlaceholderRenderer | None = None,
+                 frames_wanted: Callable[[], bool] | None = None,
+                 on_renderer: Callable[[Any], None] | None = None) -> None:
         self.link = link
+        self.frames_wanted = frames_wanted
+        self.on_renderer = on_renderer
         self.on_audio = on_audio
         self.rest = np.asarray(portrait_landmarks, np.float32)
         self.fallback = None if fallback is None else MotionFallback(fallback, self.rest)
@@ -261,6 +269,8 @@ class Call:
             self.fallback.set_portrait(self.rest)
         self._face_after_ms = float(after)
         self.render.switch(renderer, float(after))
+        if self.on_renderer is not None:
+            self.on_renderer(renderer)
 
     def _set_portrait(self, landmarks: np.ndarray) -> int:
         if self._decoder is not None:
@@ -339,7 +349,8 @@ class Call:
                     self.stats.playout_latency_ms.append((wall_us() - captured) / 1000.0)
             elif decision.concealed:
                 self.stats.frames_concealed += 1
-            self.render.submit(tick)
+            if self.frames_wanted is None or self.frames_wanted():
+                self.render.submit(tick)
             p += FRAME_INTERVAL_MS
 
     def on_rendered(self, tick: Tick, frame: np.ndarray, done_wall_us: int) -> None:

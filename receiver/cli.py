@@ -48,9 +48,11 @@ from codec.validate import (
 from realtime.peer import add_ice_arguments, ice_config, is_loopback, restrict_ice_to_loopback
 from realtime.signaling import new_token, parse_listen
 from realtime.status import StatusLine
+from realtime.webpage import BINARY
 from receiver.fallback import FallbackConfig
 from receiver.listener import Receiver, ReceiverConfig
 from receiver.placeholder import PlaceholderRenderer
+from receiver.relay import TokenRelay
 from receiver.sinks import Recorder, Window
 from receiver.viewers import Viewers
 
@@ -116,17 +118,23 @@ def _caller_renderer(portrait: Any, config: Any) -> Any:
     return Renderer(portrait, config)
 
 
-def _warm_up(config: Any, placeholder: PlaceholderRenderer) -> None:
-    """Builds and runs a renderer once, so that the caller's picture is on screen without a compile's delay."""
+def _placeholder_portrait(placeholder: PlaceholderRenderer) -> Any:
+    """The placeholder at rest as a portrait (its lines then move with the warp)."""
     # lazy: pulls in torch; only reached once torch is loaded
     from codec.motion import motion_from_landmarks
-    from codec.render.pipeline import Renderer
     from codec.render.portrait import Portrait
 
     lm = placeholder.rest
-    image = placeholder.render(lm)[0]
     size = float(placeholder.size)
-    Renderer(Portrait(image, lm, motion_from_landmarks(lm), (0.0, 0.0, size, size)), config).render(lm)
+    return Portrait(placeholder.render(lm)[0], lm, motion_from_landmarks(lm), (0.0, 0.0, size, size))
+
+
+def _warm_up(config: Any, placeholder: PlaceholderRenderer) -> None:
+    """Builds and runs a renderer once, so that the caller's picture is on screen without a compile's delay."""
+    # lazy: pulls in torch; only reached once torch is loaded
+    from codec.render.pipeline import Renderer
+
+    Renderer(_placeholder_portrait(placeholder), config).render(placeholder.rest)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,6 +191,7 @@ def _main(argv: list[str] | None) -> int:
         # lazy: pulls in torch; the arguments are checked first
         from codec.render.pipeline import RenderConfig, Renderer
         from codec.render.portrait import prepare_portrait
+        from codec.webexport import decoder_assets, portrait_bundle
 
         config = RenderConfig(device=args.device, size=args.size, renderer=args.renderer)
         make_renderer = None
@@ -206,10 +215,15 @@ def _main(argv: list[str] | None) -> int:
 
             fallback = FallbackConfig(seed=args.seed)
             new_stream(args.seed)  # loads the speech models now, not when the first call needs them
-        viewers = None
+        viewers, files = None, None
         if args.serve_browser:
             rest = renderer.render(rest_landmarks[None].astype(np.float32))[0]
-            viewers = Viewers(rest)
+            # Browsers with WebGL2 decode the call themselves from these (token mode): the decoder's
+            # weights, and the portrait they draw on (the placeholder's, captionless: the page says why).
+            files = {"/decoder.bin": (BINARY, decoder_assets())}
+            shown = Renderer(_placeholder_portrait(PlaceholderRenderer(args.size, "")), config) \
+                if placeholder is not None else renderer
+            viewers = Viewers(rest, TokenRelay(portrait_bundle(shown), portrait_bundle if make_renderer else None))
     except (PortraitError, MediaError, ValueError) as e:
         print(f"talk-recv: {e}", file=sys.stderr)
         return 2
@@ -218,7 +232,7 @@ def _main(argv: list[str] | None) -> int:
         return 1
     receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration, fallback, ice),
                         rest_landmarks, renderer, recorder, Window() if args.show else None, status, viewers,
-                        make_renderer=make_renderer, placeholder=placeholder)
+                        make_renderer=make_renderer, placeholder=placeholder, files=files)
     code = 0
     try:
         asyncio.run(_serve(receiver))

@@ -23,7 +23,7 @@ from codec.render.portrait import Portrait
 from realtime.peer import IceConfig, PeerLink, gathered_description, new_peer_connection, prefer_short_srtp_tags
 from realtime.signaling import SignalingError, SignalingServer
 from realtime.status import StatusLine, format_status
-from realtime.webpage import VIEWER_PAGE
+from realtime.webpage import VIEWER_PAGE, Files
 from receiver.call import Call
 from receiver.fallback import FallbackConfig
 from receiver.placeholder import PlaceholderRenderer
@@ -88,7 +88,7 @@ class Receiver:
                  recorder: Recorder | None = None, window: Window | None = None,
                  status: StatusLine | None = None, viewers: Viewers | None = None,
                  make_renderer: Callable[[Portrait], Any] | None = None,
-                 placeholder: PlaceholderRenderer | None = None) -> None:
+                 placeholder: PlaceholderRenderer | None = None, files: Files | None = None) -> None:
         self.config = config
         self.make_renderer = make_renderer
         self.placeholder = placeholder
@@ -102,7 +102,7 @@ class Receiver:
                                   live=window is not None or viewers is not None)
         self.server = SignalingServer(config.host, config.port, config.token, self._on_offer,
                                       on_watch=None if viewers is None else viewers.on_watch,
-                                      page=None if viewers is None else VIEWER_PAGE)
+                                      page=None if viewers is None else VIEWER_PAGE, files=files)
         self.call: Call | None = None
         self._call_task: asyncio.Task[str] | None = None
         self._calls_done = asyncio.Event()
@@ -116,10 +116,15 @@ class Receiver:
             raise SignalingError("busy: another sender is connected")
         pc = new_peer_connection(self.config.ice)
         link = PeerLink(pc)
+        relay = None if self.viewers is None else self.viewers.relay
         call = Call(link, self.portrait_landmarks, self.render, self.stats, self.recorder, self.config.jitter_ms,
                     on_audio=None if self.viewers is None else self.viewers.audio.push,
-                    fallback=self.config.fallback, make_renderer=self.make_renderer, placeholder=self.placeholder)
+                    fallback=self.config.fallback, make_renderer=self.make_renderer, placeholder=self.placeholder,
+                    frames_wanted=self._frames_wanted,
+                    on_renderer=None if relay is None else relay.use_renderer)
         self.call = call
+        if relay is not None:
+            relay.attach(link)  # before the offer is applied: the caller's tracks come with it
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
             prefer_short_srtp_tags(pc)
@@ -147,11 +152,19 @@ class Receiver:
             return reason
         finally:
             self.call = None
+            if self.viewers is not None and self.viewers.relay is not None:
+                self.viewers.relay.detach()
             if self.viewers is not None:
                 self.viewers.video.show_rest()
                 self.viewers.audio.delay_ms = 0.0
             if self.config.once:
                 self._calls_done.set()
+
+    def _frames_wanted(self) -> bool:
+        """Someone needs rendered frames: a window, a recording, or a browser watching video.
+        Token-mode pages decode and draw the call themselves."""
+        return (self.window is not None or self.recorder is not None or self.viewers is None
+                or self.viewers.video_viewers > 0)
 
     def _on_frame(self, tick: Tick, frame: np.ndarray, done_wall_us: int) -> None:
         self._renders_since += 1
@@ -189,7 +202,11 @@ class Receiver:
                     transit = (s["rtt_ms"] or 0.0) / 2
                     self.viewers.audio.delay_ms = min(MAX_LIPSYNC_MS, max(0.0, s["latency_ms"] - transit))
                 self.viewers.publish({"sender": True, "render_fps": fps, "latency_ms": s["latency_ms"],
-                                      "loss": s["loss"], "motion_kbps": kbps, "picture": picture})
+                                      "loss": s["loss"], "motion_kbps": kbps, "picture": picture,
+                                      **({"placeholder": PICTURE_STATES[picture]} if picture in PICTURE_STATES
+                                         else {})})
+                if self.viewers.relay is not None:
+                    self.viewers.relay.resync_clock()
             watching = "" if self.viewers is None else f" | {len(self.viewers)} watching"
             shown = "" if picture in ("caller", "portrait") else f" | placeholder ({PICTURE_STATES[picture]})"
             self.status.update(format_status(fps, kbps, s["rtt_ms"], s["loss"] or 0.0, s["latency_ms"],

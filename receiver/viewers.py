@@ -28,6 +28,7 @@ from aiortc.sdp import SessionDescription
 
 from realtime.peer import gathered_description, new_peer_connection
 from realtime.signaling import SignalingError
+from receiver.relay import RTP_TAP, TokenRelay
 from receiver.viewer_audio import CallerAudioTrack, SharedAudio
 from receiver.viewer_video import AvatarTrack, SharedVideo, video_codec
 
@@ -40,11 +41,17 @@ MAX_VIEWERS = 16
 class Viewers:
     """The browsers watching this receiver.
 
+    A page whose offer has no video is in token mode: it decodes and draws the
+    call itself, fed by ``relay`` (:class:`receiver.relay.TokenRelay`); the
+    others get the rendered avatar as video.
+
     Args:
         rest: ``[H, W, 3]`` uint8, the rendered portrait at rest.
+        relay: forwards the call's stream to token-mode pages; None serves video only.
     """
 
-    def __init__(self, rest: np.ndarray) -> None:
+    def __init__(self, rest: np.ndarray, relay: TokenRelay | None = None) -> None:
+        self.relay = relay
         self.video = AvatarTrack(rest)
         self.audio = CallerAudioTrack()
         self.shared = SharedVideo(self.video)
@@ -53,9 +60,15 @@ class Viewers:
         self._tracks: dict[Any, list[Any]] = {}  # peer connection -> the tracks it sends
         self._closing: set[asyncio.Task[None]] = set()
         self._status = b"{}"
+        self._published = 0
 
     def __len__(self) -> int:
         return len(self._pcs)
+
+    @property
+    def video_viewers(self) -> int:
+        """Viewers that get the rendered avatar (the others decode the call themselves)."""
+        return len(self.shared)
 
     async def on_watch(self, sdp: str) -> str:
         """Answers a viewer's authenticated offer (a ``SignalingServer`` handler).
@@ -65,8 +78,17 @@ class Viewers:
         """
         if len(self._pcs) >= MAX_VIEWERS:
             raise SignalingError(f"this receiver already serves {MAX_VIEWERS} viewers")
+        try:
+            tokens = self.relay is not None and not any(m.kind == "video" for m in SessionDescription.parse(sdp).media)
+        except Exception as e:
+            raise SignalingError(f"unusable viewer offer ({type(e).__name__}: {e})") from None
         pc = new_peer_connection()
-        channel = pc.createDataChannel(STATUS_LABEL, negotiated=True, id=STATUS_ID)
+        if tokens:
+            assert self.relay is not None
+            page = self.relay.add(pc, None if RTP_TAP else self.shared_audio.subscribe())
+            channel = page.status
+        else:
+            channel = pc.createDataChannel(STATUS_LABEL, negotiated=True, id=STATUS_ID)
         channel.on("open", lambda: self._send(channel, self._status))
         # A closed tab closes the channel at once; the connection state would take until ICE consent fails.
         channel.on("close", lambda: self._drop(pc))
@@ -79,7 +101,7 @@ class Viewers:
 
         pc.on("connectionstatechange", on_state)
         try:
-            codec = self._add_tracks(pc, sdp)
+            codec = None if tokens else self._add_tracks(pc, sdp)
             await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
             answer = await gathered_description(pc, offer=False)
             if codec is not None and _first_video_codec(answer) != codec.lower():
@@ -87,7 +109,7 @@ class Viewers:
         except Exception as e:
             self._drop(pc)
             raise SignalingError(f"unusable viewer offer ({type(e).__name__}: {e})") from None
-        log.info("a browser is watching (%d viewers)", len(self._pcs))
+        log.info("a browser is watching in %s mode (%d viewers)", "token" if tokens else "video", len(self._pcs))
         return answer
 
     def _add_tracks(self, pc: Any, sdp: str) -> str | None:
@@ -116,10 +138,18 @@ class Viewers:
         return codec
 
     def publish(self, status: dict[str, Any]) -> None:
-        """Sends the call's status to every viewer (JSON on the status channel)."""
-        self._status = json.dumps({**status, "viewers": len(self._pcs)}).encode()
-        for channel in self._pcs.values():
-            self._send(channel, self._status)
+        """Sends the call's status to every viewer (JSON on the status channel).
+
+        Token-mode pages get it every other time (once a second): they measure
+        their own frame rate and latency, and on a ~35 kbps stream the status
+        line would otherwise be a noticeable share of what they receive.
+        """
+        rounded = {k: round(v, 1) if isinstance(v, float) else v for k, v in status.items()}
+        self._status = json.dumps({**rounded, "viewers": len(self._pcs)}, separators=(",", ":")).encode()
+        self._published += 1
+        for pc, channel in self._pcs.items():
+            if self._published % 2 == 0 or self.relay is None or pc not in self.relay.pages:
+                self._send(channel, self._status)
 
     @staticmethod
     def _send(channel: Any, data: bytes) -> None:
@@ -132,6 +162,8 @@ class Viewers:
     def _drop(self, pc: Any) -> None:
         if self._pcs.pop(pc, None) is None:
             return
+        if self.relay is not None:
+            self.relay.remove(pc)
         for track in self._tracks.pop(pc, []):
             track.stop()  # a sender that never started would not stop its track
         task = asyncio.create_task(pc.close(), name="viewer-close")
