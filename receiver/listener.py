@@ -202,9 +202,7 @@ class Receiver:
                     transit = (s["rtt_ms"] or 0.0) / 2
                     self.viewers.audio.delay_ms = min(MAX_LIPSYNC_MS, max(0.0, s["latency_ms"] - transit))
                 self.viewers.publish({"sender": True, "render_fps": fps, "latency_ms": s["latency_ms"],
-                                      "loss": s["loss"], "motion_kbps": kbps, "picture": picture,
-                                      **({"placeholder": PICTURE_STATES[picture]} if picture in PICTURE_STATES
-                                         else {})})
+                                      "loss": s["loss"], "motion_kbps": kbps, "picture": picture})
                 if self.viewers.relay is not None:
                     self.viewers.relay.resync_clock()
             watching = "" if self.viewers is None else f" | {len(self.viewers)} watching"

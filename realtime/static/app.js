@@ -99,7 +99,8 @@ function gathered(pc) {
 
 // Authenticates with the room token, then offers what setup(pc) added.
 // role: "watch" (this page receives the avatar) or "send" (it sends its camera).
-function connect(token, role, setup, onStatus) {
+// onConnected(pc) starts the stats line once the offer is out.
+function connect(token, role, setup, onStatus, onConnected = showStats) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${scheme}://${location.host}/`);
   let pc = null, nonce = null;
@@ -135,7 +136,7 @@ function connect(token, role, setup, onStatus) {
       const sdp = pc.localDescription.sdp;
       ws.send(JSON.stringify({ talkcodec: SIGNALING_VERSION, type: "offer", role, sdp,
                                mac: sdpMac(token, role === "send" ? "offer" : role, nonce, sdp) }));
-      showStats(pc);
+      onConnected(pc);
     } else if (msg.type === "answer") {
       ws.close();
       if (msg.mac !== sdpMac(token, "answer", nonce, msg.sdp)) {
@@ -157,7 +158,41 @@ const PICTURE_STATES = {
   none: " (the caller sends no picture: a placeholder; talk-recv --portrait IMG animates a face)",
 };
 
+// Token mode (the default where the browser has WebGL2): the page gets the call's own motion
+// tokens and speech and draws the avatar itself (decoder/watch.js). Video mode (?mode=video,
+// or no WebGL2): talk-recv renders the avatar and sends it as a video stream.
+function hasWebGL2() {
+  try {
+    const gl = document.createElement("canvas").getContext("webgl2");
+    // Give the probe's context back at once: browsers keep only so many (16 in Chromium) alive.
+    if (gl) gl.getExtension("WEBGL_lose_context")?.loseContext();
+    return !!gl;
+  } catch (e) {
+    return false;
+  }
+}
+
 function watch(token) {
+  const asked = new URLSearchParams(location.search).get("mode");
+  const mode = asked === "video" || !hasWebGL2() ? "video" : "token";
+  document.body.dataset.mode = mode;
+  document.getElementById("mode").textContent = mode === "token"
+    ? "token mode: this browser decodes the call and draws the avatar (WebGL2)"
+    : `video mode: the receiver renders the avatar for this browser${asked === "video" ? "" : " (no WebGL2 here)"}`;
+  if (mode === "video") return watchVideo(token);
+  const canvas = document.getElementById("avatar-canvas"), audio = document.getElementById("speech");
+  const unmute = document.getElementById("unmute");
+  document.getElementById("avatar").hidden = true;
+  canvas.hidden = false;
+  unmute.hidden = false;
+  unmute.onclick = () => { audio.muted = false; audio.play(); unmute.hidden = true; };
+  import("./decoder/watch.js")
+    .then((m) => m.watchTokens({ connect, say, server: () => server, canvas, audio, stateEl,
+                                 stats: statsEl, token, pictureStates: PICTURE_STATES }))
+    .catch((e) => say("error", `cannot start the decoder: ${e.message}; try ?mode=video`));
+}
+
+function watchVideo(token) {
   const video = document.getElementById("avatar");
   const unmute = document.getElementById("unmute");
   unmute.onclick = () => { video.muted = false; unmute.hidden = true; };

@@ -47,12 +47,18 @@ def sync_playwright() -> Any:
     return entry
 
 
+# For pages in a call on loopback: real loopback addresses (no mDNS names aiortc would have to
+# resolve), and speech that plays without a click.
+CALL_ARGS = ["--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+             "--autoplay-policy=no-user-gesture-required"]
+
+
 @contextmanager
-def webgl_browser() -> Iterator[Any]:
-    """A headless Chromium with software WebGL2."""
+def webgl_browser(*extra: str) -> Iterator[Any]:
+    """A headless Chromium with software WebGL2 (and ``extra`` flags)."""
     entry = sync_playwright()
     with entry() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=WEBGL_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=WEBGL_ARGS + list(extra))
         try:
             yield browser
         finally:

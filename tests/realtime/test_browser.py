@@ -125,9 +125,10 @@ def receiver() -> Iterator[tuple[int, subprocess.Popen[str]]]:
         assert code == 0, err
 
 
-def _open(browser: Any, port: int, token: str | None = TOKEN) -> Any:
+def _open(browser: Any, port: int, token: str | None = TOKEN, query: str = "&mode=video") -> Any:
+    """A viewer page; video mode unless ``query`` says otherwise (token mode: test_browser_tokens.py)."""
     page = browser.new_page()
-    page.goto(f"http://127.0.0.1:{port}/" + ("" if token is None else f"?token={token}"))
+    page.goto(f"http://127.0.0.1:{port}/" + ("" if token is None else f"?token={token}{query}"))
     return page
 
 
@@ -171,6 +172,17 @@ def test_wrong_token_is_refused(browser: Any, receiver: tuple[int, Any]) -> None
     page = _open(browser, receiver[0], token="not-the-token")
     try:
         assert "wrong token" in _wait_state(page, "error", 20)
+    finally:
+        page.close()
+
+
+def test_a_browser_without_webgl2_chooses_video_mode(chromium: Any, receiver: tuple[int, Any]) -> None:
+    page = _open(chromium("--disable-3d-apis"), receiver[0], query="")
+    try:
+        assert "no sender" in _wait_state(page, "waiting")
+        assert page.evaluate("() => document.body.dataset.mode") == "video"
+        assert "no WebGL2" in page.evaluate("() => document.getElementById('mode').textContent")
+        _wait_playing(page)
     finally:
         page.close()
 
@@ -229,7 +241,7 @@ def test_browser_camera_reaches_a_receiver(chromium: Any, tmp_path: Path) -> Non
     page = None
     try:
         wait_listening(page_port, send)
-        page = _open(browser, page_port)
+        page = _open(browser, page_port, query="")
         assert "fps of motion" in _wait_state(page, "live", 90)
         _, send_err = send.communicate(timeout=120)
         assert send.returncode == 0, send_err

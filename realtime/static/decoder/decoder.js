@@ -31,31 +31,47 @@ export class MotionDecoder {
     this.header = parseHeader(headerBytes, assets.stream);
     checkCompatible(this.header, assets);
     this.reader = new StreamReader(this.header, assets.stream, assets.entropy);
-    this.state = stateOf(bundle.arrays, "portrait.state");
-    this.rest = bundle.arrays["portrait.landmarks"];
     this.template = assets.arrays["template.shape"];
     this.timing = { tokens: 0, landmarks: 0, frames: 0 };
+    this.setPortrait(bundle);
   }
 
-  // Tokens [layers * G] -> motion delta -> target landmarks [478 * 3], float64.
-  landmarks(tokens, layers) {
+  // Decodes onto another portrait from now on (the caller's picture arrived): codec.api.FrameDecoder.set_portrait.
+  setPortrait(bundle) {
+    this.state = stateOf(bundle.arrays, "portrait.state");
+    this.rest = bundle.arrays["portrait.landmarks"];
+  }
+
+  // Tokens [layers * G] -> motion delta [input_dim].
+  delta(tokens, layers) {
     const t0 = performance.now();
     const delta = this.assets.tokens.decode(tokens, layers);
-    const t1 = performance.now();
+    this.timing.tokens += performance.now() - t0;
+    return delta;
+  }
+
+  // Motion delta -> target landmarks [478 * 3] in the portrait, float64.
+  transfer(delta) {
+    const t0 = performance.now();
     const out = transferLandmarks(this.state, delta, this.template, new Float64Array(this.template.length));
-    this.timing.tokens += t1 - t0;
-    this.timing.landmarks += performance.now() - t1;
+    this.timing.landmarks += performance.now() - t0;
     this.timing.frames++;
     return out;
   }
 
-  // One packet: {seq, timestampMs, face, keyframe, layers, tokens, landmarks (null without a face)}.
+  // Tokens [layers * G] -> motion delta -> target landmarks [478 * 3], float64.
+  landmarks(tokens, layers) {
+    return this.transfer(this.delta(tokens, layers));
+  }
+
+  // One packet: {seq, timestampMs, face, keyframe, layers, tokens, delta and landmarks (null without a face)}.
   // Throws ReferenceLostError (conceal the frame) or StreamError.
   decode(bytes) {
     const t0 = performance.now();
     const p = this.reader.decode(bytes);
     this.timing.tokens += performance.now() - t0;
-    return { ...p, landmarks: p.face ? this.landmarks(p.tokens, p.layers) : null };
+    const delta = p.face ? this.delta(p.tokens, p.layers) : null;
+    return { ...p, delta, landmarks: delta ? this.transfer(delta) : null };
   }
 
   // Every frame of a message (one or more, talk-send --frames-per-packet): per frame, as decode()
@@ -66,7 +82,10 @@ export class MotionDecoder {
     this.reader.timeHintMs = mediaNowMs;
     const frames = this.reader.decodeMessage(bytes);
     this.timing.tokens += performance.now() - t0;
-    return frames.map((p) => (p instanceof Error ? p
-      : { ...p, landmarks: p.face ? this.landmarks(p.tokens, p.layers) : null }));
+    return frames.map((p) => {
+      if (p instanceof Error) return p;
+      const delta = p.face ? this.delta(p.tokens, p.layers) : null;
+      return { ...p, delta, landmarks: delta ? this.transfer(delta) : null };
+    });
   }
 }

@@ -1,7 +1,6 @@
-// Playout of a call in the page: what receiver/call.py's playout loop does, driven by the
-// page's own clock (performance.now()) or by the speech it plays (a media clock), and drawn
-// by the WebGL2 warp. Transport-agnostic: feed it the stream header, motion packets with
-// their arrival times, and call frame(now) on every animation frame.
+// Playout of a call in the page: what receiver/call.py's playout loop does, on the page's own
+// clock (performance.now()), drawn by the WebGL2 warp. Transport-agnostic: feed it the stream
+// header and motion packets with their arrival times, and call frame(now) when nextDue() comes.
 
 import { ReferenceLostError, StreamError } from "./bitstream.js";
 import { MotionDecoder } from "./decoder.js";
@@ -10,6 +9,13 @@ import { JitterBuffer, tickLandmarks } from "./jitterbuffer.js";
 export const FRAME_INTERVAL_MS = 40;
 // A playout this far behind its schedule (a background tab, say) jumps ahead instead of catching up.
 export const MAX_BEHIND_MS = 5000;
+export const MAX_SPEECH_WAIT_MS = 1000;
+
+// A jitter-buffer decision with each frame's landmarks for its value (entries hold {delta, landmarks}).
+function landmarksOf(d) {
+  const v = (e) => (e ? { ...e, value: e.value ? e.value.landmarks : null } : null);
+  return { ...d, frame: v(d.frame), after: v(d.after) };
+}
 
 export class CallPlayer {
   constructor(assets, bundle, geometry, renderer, { jitterMs = 40 } = {}) {
@@ -17,34 +23,38 @@ export class CallPlayer {
     this.rest = bundle.arrays["portrait.landmarks"];
     this.scale = bundle.meta.landmark_scale;
     this.decoder = null;
+    // Totals since the page opened (over calls): what it decoded, drew and concealed.
+    this.stats = { fresh: 0, concealed: 0, empty: 0, drawn: 0, skipped: 0, lost: 0, errors: 0, packets: 0,
+                   bytes: 0, decodeMs: 0, drawMs: 0, lastError: null, face: false, mediaMs: null, calls: 0 };
     this.reset();
   }
 
+  // A new stream: an empty jitter buffer, playout from its first frame.
   reset() {
     this.buffer = new JitterBuffer({ targetDelayMs: this.jitterMs, frameIntervalMs: FRAME_INTERVAL_MS });
     this.p = null;           // sender media time of the next tick
     this.extraDelayMs = 0;   // added so that motion waits for the speech (see setSpeechDelay)
-    this.stats = { fresh: 0, concealed: 0, empty: 0, drawn: 0, skipped: 0, lost: 0, errors: 0, packets: 0,
-                   bytes: 0, decodeMs: 0, drawMs: 0, lastError: null, face: false, mediaMs: null };
   }
 
   // The stream header (bytes). Throws IncompatibleStreamError or StreamError.
   setHeader(bytes) {
     this.decoder = new MotionDecoder(this.assets, this.bundle, bytes);
     this.reset();
+    this.stats.calls++;
     return this.decoder.header;
   }
 
   // One motion message (one or more frames) as it arrives (arrivalMs on the clock later given to
-  // frame()). Returns the jitter buffer's word for its last frame, "lost" or "error".
-  push(bytes, arrivalMs) {
+  // frame(); mediaNowMs the sender's clock now, when known). Returns the jitter buffer's word for
+  // its last frame, "lost" or "error".
+  push(bytes, arrivalMs, mediaNowMs = null) {
     if (!this.decoder) return "no header";
     this.stats.packets++;
     this.stats.bytes += bytes.length;
     const t0 = performance.now();
     let frames;
     try {
-      frames = this.decoder.decodeMessage(bytes);
+      frames = this.decoder.decodeMessage(bytes, mediaNowMs);
     } catch (e) {
       if (e instanceof StreamError) { this.stats.errors++; this.stats.lastError = e.message; return "error"; }
       throw e;
@@ -54,17 +64,26 @@ export class CallPlayer {
     let result = "lost";
     for (const f of frames) {
       if (f instanceof ReferenceLostError) { this.stats.lost++; result = "lost"; continue; }  // concealed at playout
-      const value = f.landmarks ? Float32Array.from(f.landmarks) : null;
+      // The delta too: should the portrait change, the frames waiting are moved onto the new one.
+      const value = f.landmarks ? { delta: f.delta, landmarks: Float32Array.from(f.landmarks) } : null;
       result = this.buffer.push(f.seq, f.timestampMs, value, arrivalMs);
     }
     return result;
   }
 
   // Motion waits this much longer than its own jitter buffer needs, so that it plays with the
-  // speech that was captured with it (the browser's audio buffer holds speech back too).
-  setSpeechDelay(ms) { this.extraDelayMs = Math.max(0, ms); }
+  // speech that was captured with it (the browser's audio buffer holds speech back too); at most
+  // MAX_SPEECH_WAIT_MS, as talk-recv holds speech back for its video viewers at most that long.
+  setSpeechDelay(ms) { this.extraDelayMs = Math.min(MAX_SPEECH_WAIT_MS, Math.max(0, ms)); }
 
-  // Called on every animation frame: pops every tick due by `now` and draws the last one.
+  // When the next tick is due (on the clock given to frame()), or null before the first packet.
+  nextDue() {
+    if (!this.buffer.started) return null;
+    const p = this.p === null ? (this.buffer.firstTimestampMs ?? 0) : this.p;
+    return this.buffer.playoutTime(p) + this.extraDelayMs;
+  }
+
+  // Pops every tick due by `now` and draws the last one (call it when nextDue() has come).
   // Returns the tick drawn ({mediaMs, kind, face}) or null when no tick was due.
   frame(now) {
     const buffer = this.buffer;
@@ -81,7 +100,7 @@ export class CallPlayer {
         continue;
       }
       const decision = buffer.pop(this.p);
-      const [landmarks, face] = tickLandmarks(decision, this.rest);
+      const [landmarks, face] = tickLandmarks(landmarksOf(decision), this.rest);
       if (decision.kind === "fresh") this.stats.fresh++;
       else if (decision.kind === "empty") this.stats.empty++;
       else this.stats.concealed++;
@@ -91,6 +110,21 @@ export class CallPlayer {
     if (tick !== null) this.draw(tick.landmarks);
     if (tick !== null) { this.stats.face = tick.face; this.stats.mediaMs = tick.mediaMs; }
     return tick;
+  }
+
+  // Another portrait from now on (the caller's picture arrived): what is drawn, and the frames waiting,
+  // are moved onto it; the stream goes on decoding where it was.
+  setPortrait(bundle, geometry, renderer) {
+    Object.assign(this, { bundle, geometry, renderer });
+    this.rest = bundle.arrays["portrait.landmarks"];
+    this.scale = bundle.meta.landmark_scale;
+    if (!this.decoder) return;
+    this.decoder.setPortrait(bundle);
+    const move = (e) => {
+      if (e && e.value) e.value.landmarks = Float32Array.from(this.decoder.transfer(e.value.delta));
+    };
+    this.buffer.entries.forEach(move);
+    move(this.buffer.lastPlayed);
   }
 
   // Draws target landmarks [478 * 3] given in the portrait's pixels.

@@ -56,7 +56,10 @@ void main() {
 
 export function webgl2Available() {
   try {
-    return !!document.createElement("canvas").getContext("webgl2");
+    const gl = document.createElement("canvas").getContext("webgl2");
+    // Give the probe's context back at once: browsers keep only so many (16 in Chromium) alive.
+    if (gl) gl.getExtension("WEBGL_lose_context")?.loseContext();
+    return !!gl;
   } catch (e) {
     return false;
   }
@@ -127,8 +130,11 @@ export class WarpRenderer {
         mouth[j] = kind[f] === kinds.mouth && c === 2 ? 1 : 0;
       }
     }
+    this.buffers = [];
+    this.textures = [];
     const attribute = (name, data, size, usage) => {
       const buf = gl.createBuffer();
+      this.buffers.push(buf);
       gl.bindBuffer(gl.ARRAY_BUFFER, buf);
       gl.bufferData(gl.ARRAY_BUFFER, data, usage);
       const loc = gl.getAttribLocation(prog, name);
@@ -149,6 +155,7 @@ export class WarpRenderer {
     gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);
     const texture = (unit, name, bitmap) => {
       const t = gl.createTexture();
+      this.textures.push(t);
       gl.activeTexture(gl.TEXTURE0 + unit);
       gl.bindTexture(gl.TEXTURE_2D, t);
       gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, gl.RGBA, gl.UNSIGNED_BYTE, bitmap);
@@ -207,6 +214,15 @@ export class WarpRenderer {
     // Last, at the far plane: only pixels no triangle covered (still at the cleared depth) pass.
     gl.depthFunc(gl.LEQUAL);
     gl.drawArrays(gl.TRIANGLES, 0, 6);
+  }
+
+  // Frees the GL objects (before another renderer takes the canvas).
+  dispose() {
+    const gl = this.gl;
+    for (const t of this.textures) gl.deleteTexture(t);
+    for (const b of this.buffers) gl.deleteBuffer(b);
+    gl.deleteVertexArray(this.vao);
+    gl.deleteProgram(this.prog);
   }
 
   // The frame drawn last, [size * size * 4] RGBA, top row first.
