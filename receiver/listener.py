@@ -162,9 +162,14 @@ class Receiver:
 
     def _frames_wanted(self) -> bool:
         """Someone needs rendered frames: a window, a recording, or a browser watching video.
-        Token-mode pages decode and draw the call themselves."""
-        return (self.window is not None or self.recorder is not None or self.viewers is None
-                or self.viewers.video_viewers > 0)
+
+        Token-mode pages decode and draw the call themselves: while only they watch, nothing is
+        rendered. With nobody watching yet the receiver renders live as it always has, so that a
+        video viewer has frames at once (and ``bench.loopback`` times them).
+        """
+        if self.window is not None or self.recorder is not None or self.viewers is None:
+            return True
+        return self.viewers.video_viewers > 0 or len(self.viewers) == 0
 
     def _on_frame(self, tick: Tick, frame: np.ndarray, done_wall_us: int) -> None:
         self._renders_since += 1
