@@ -35,7 +35,8 @@ from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
-from codec.bitstream import Packet, StreamHeader
+from codec import bitstream
+from codec.bitstream import StreamHeader
 from codec.errors import StreamError
 from realtime.clock import wall_us
 from realtime.peer import PeerLink
@@ -312,7 +313,7 @@ class TokenRelay:
             page.send_control(data)
 
     def on_motion(self, data: bytes | str) -> None:
-        """A motion packet from the sender: to every page, once it can decode from there."""
+        """A motion message (one or more frames) from the sender: to every page, once it can decode from there."""
         if not isinstance(data, bytes) or not self.pages:
             return
         self.motion_packets += 1
@@ -320,8 +321,9 @@ class TokenRelay:
         if self._header is not None:
             cfg = self._header.tokenizer
             try:
-                p = Packet.from_bytes(data, cfg.groups, cfg.codebook_size)
-                decodable = p.keyframe or not p.face
+                # A message decodes on its own when its first frame does (the others follow from it).
+                first = bitstream.parse_message(data, cfg.groups, cfg.codebook_size, self._header.version)[0]
+                decodable = first.keyframe or not first.face
             except StreamError:
                 pass
         for page in list(self.pages.values()):
