@@ -24,8 +24,11 @@ export class CallPlayer {
     this.scale = bundle.meta.landmark_scale;
     this.decoder = null;
     // Totals since the page opened (over calls): what it decoded, drew and concealed.
-    this.stats = { fresh: 0, concealed: 0, empty: 0, drawn: 0, skipped: 0, lost: 0, errors: 0, packets: 0,
-                   bytes: 0, decodeMs: 0, drawMs: 0, lastError: null, face: false, mediaMs: null, calls: 0 };
+    // `waiting`: predicted frames before the first one this page could decode (it joined mid-call, or its
+    // portrait came after the first keyframe), not losses.
+    this.stats = { fresh: 0, concealed: 0, empty: 0, drawn: 0, skipped: 0, lost: 0, waiting: 0, errors: 0,
+                   packets: 0, bytes: 0, decodeMs: 0, drawMs: 0, lastError: null, face: false, mediaMs: null,
+                   calls: 0 };
     this.reset();
   }
 
@@ -39,6 +42,7 @@ export class CallPlayer {
   // The stream header (bytes). Throws IncompatibleStreamError or StreamError.
   setHeader(bytes) {
     this.decoder = new MotionDecoder(this.assets, this.bundle, bytes);
+    this.synced = false;  // no frame decoded yet: the stream starts at its next keyframe
     this.reset();
     this.stats.calls++;
     return this.decoder.header;
@@ -63,7 +67,12 @@ export class CallPlayer {
     }
     let result = "lost";
     for (const f of frames) {
-      if (f instanceof ReferenceLostError) { this.stats.lost++; result = "lost"; continue; }  // concealed at playout
+      if (f instanceof ReferenceLostError) {  // concealed at playout
+        if (this.synced) this.stats.lost++; else this.stats.waiting++;
+        result = "lost";
+        continue;
+      }
+      this.synced = true;
       // The delta too: should the portrait change, the frames waiting are moved onto the new one.
       const value = f.landmarks ? { delta: f.delta, landmarks: Float32Array.from(f.landmarks) } : null;
       result = this.buffer.push(f.seq, f.timestampMs, value, arrivalMs);
