@@ -30,6 +30,29 @@ HELD_OUT = (
 )
 
 
+# Speakers with more than one clip in the corpus (its README names them); clips whose names share one
+# of these share a speaker.
+SHARED_SPEAKERS = ("obama", "andrew", "feifeili", "acosta", "grid_s1_", "mead_M030")
+
+
+def speaker(clip: str) -> str:
+    """Who speaks in a clip, as far as the corpus says (a name shared by all their clips, else the clip's own).
+
+    Cross-validation on the training clips splits by speaker, as training and held-out data are split.
+    """
+    return next((s for s in SHARED_SPEAKERS if s in clip), clip)
+
+
+def speaker_folds(speakers: list[str], max_folds: int) -> list[np.ndarray]:
+    """Indices of the clips in each cross-validation fold, given each clip's speaker: whole speakers per fold,
+    dealt round-robin in a fixed random order, at most ``max_folds`` folds."""
+    names = sorted(set(speakers))
+    order = np.random.default_rng(0).permutation(len(names))
+    k = min(max_folds, len(names))
+    fold_of = {names[g]: i % k for i, g in enumerate(order)}
+    return [np.flatnonzero([fold_of[s] == f for s in speakers]) for f in range(k)]
+
+
 def corpus_dir() -> Path:
     """The corpus root: ``$TALKCODEC_CORPUS``, else ``shared/corpus`` beside the repository."""
     env = os.environ.get("TALKCODEC_CORPUS")
