@@ -32,6 +32,8 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +43,7 @@ from codec.media import read_audio
 from codec.motion import MotionDelta, load_template, transfer
 from codec.regions import LIPS, mouth_opening
 from codec.speech import SpeechMotionStream, speech_to_tokens
-from codec.speech.stream import gate_lower_face, units_to_tokens
+from codec.speech.stream import gate_lower_face, speech_inputs, units_to_tokens
 from codec.speech.units import load_unitizer
 from codec.speech.vad import voice_gate
 from codec.tokenizer import load_tokenizer
@@ -71,53 +73,78 @@ def silent_frames(samples: np.ndarray, frames: int) -> np.ndarray:
 TEMPERATURE = 0.2
 
 
-def tokens_for(audio: np.ndarray, frames: int, seeds: tuple[int, ...]) -> list[np.ndarray]:
-    """Generated tokens ``[T, 4, 12]`` for each seed, voice-gated as live (units and gate computed once)."""
-
-    units = load_unitizer().units(audio, frames)
-    gate = voice_gate(audio, frames)
+def tokens_for(audio: np.ndarray, frames: int, seeds: tuple[int, ...], gated: bool = True) -> list[np.ndarray]:
+    """Generated tokens ``[T, 4, 12]`` for each seed, voice-gated as live unless ``gated`` is False
+    (speech features and gate computed once)."""
+    units = speech_inputs(audio, frames)
+    gate = voice_gate(audio, frames) if gated else np.ones(frames, np.float32)
     return [units_to_tokens(units, seed=s, temperature=TEMPERATURE, gate=gate) for s in seeds]
 
 
 def openings(tokens: np.ndarray, rest_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mouth opening ``[T]`` and canonical lip expression ``[T, 40, 3]`` of tokens applied to a rest face."""
-
     delta = MotionDelta.from_vector(load_tokenizer().decode(tokens))
     lm = transfer(rest_landmarks, delta)
     return mouth_opening(lm), delta.expression[:, LIPS]
 
 
-def held_out(seed: int, log: Callable[[str], object]) -> dict[str, Any]:
+@dataclass
+class ClipTruth:
+    """A filmed clip's soundtrack and what its speaker's lips did."""
 
+    audio: np.ndarray  # [N] float32 at 16 kHz
+    frames: int
+    rest: np.ndarray  # [478, 3] landmarks of the rest frame (mouth closed, head near its median pose)
+    opening: np.ndarray  # [T] mouth opening
+    lips: np.ndarray  # [T, 40, 3] lip expression relative to the rest frame, canonical frame
+
+
+def clip_truth(path: Path) -> ClipTruth:
+    """Soundtrack and tracked lips of a video clip (landmarks cached, see :func:`codec.train.corpus.clip_landmarks`)."""
+    lm = clip_landmarks(path).landmarks
+    t = len(lm)
+    delta, _, _ = clip_motion(lm)
+    return ClipTruth(read_audio(path), t, lm[rest_frame(lm)], mouth_opening(lm),
+                     delta[:, 7:7 + 478 * 3].reshape(t, 478, 3)[:, LIPS])
+
+
+def lip_errors(tokens: np.ndarray, truth: ClipTruth) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Generated mouth opening ``[T]``, lip error ``[T]`` and the mouth-at-rest baseline's lip error ``[T]``."""
+    o, lips = openings(tokens, truth.rest)
+    return (o, np.linalg.norm(lips - truth.lips, axis=-1).mean(-1),
+            np.linalg.norm(truth.lips, axis=-1).mean(-1))
+
+
+def held_out(seed: int, log: Callable[[str], object]) -> dict[str, Any]:
+    """Lip sync and quiet frames on the held-out clips (gated as live; lip sync also ungated)."""
     root = corpus_dir()
     gen_o, true_o, err, base, sil_closed, sil_true_closed, per_clip = [], [], [], [], [], [], {}
-    seed_corr = []
+    seed_corr: list[float] = []
+    free_o: list[np.ndarray] = []  # without the voice gate
+    free_err: list[np.ndarray] = []
     for clip in corpus_split(root).held_out:
-        cl = clip_landmarks(root / clip)
-        try:
-            audio = read_audio(root / clip)
-        except Exception:
-            continue
-        t = len(cl.valid)
-        lm = cl.landmarks
-        rest = lm[rest_frame(lm)]
-        delta, _, _ = clip_motion(lm)
-        true_open = mouth_opening(lm)
+        truth = clip_truth(root / clip)
+        audio, t, rest, true_open = truth.audio, truth.frames, truth.rest, truth.opening
         rest_open = mouth_opening(rest)
-        true_lips = delta[:, 7:7 + 478 * 3].reshape(t, 478, 3)[:, LIPS]
         tokens, tokens2 = tokens_for(audio, t, (seed, seed + 1))
-        o, lips = openings(tokens, rest)
+        o, e, b = lip_errors(tokens, truth)
         o2, _ = openings(tokens2, rest)
+        of, ef, _ = lip_errors(tokens_for(audio, t, (seed,), gated=False)[0], truth)
+        free_o.append(of - of.mean())
+        free_err.append(ef)
         seed_corr.append(np.corrcoef(o, o2)[0, 1])
         gen_o.append(o - o.mean())
         true_o.append(true_open - true_open.mean())
-        err.append(np.linalg.norm(lips - true_lips, axis=-1).mean(-1))
-        base.append(np.linalg.norm(true_lips, axis=-1).mean(-1))
+        err.append(e)
+        base.append(b)
         sil = silent_frames(audio, t)
         sil_closed.append(o[sil] < rest_open + MARGIN)
         sil_true_closed.append(true_open[sil] < rest_open + MARGIN)
         per_clip[clip] = {"frames": t, "corr": float(np.corrcoef(o, true_open)[0, 1]),
                           "lip_error": float(err[-1].mean()), "rest_error": float(base[-1].mean()),
+                          "lip_error_reduction": float(1 - err[-1].mean() / base[-1].mean()),
+                          "ungated_corr": float(np.corrcoef(of, true_open)[0, 1]),
+                          "ungated_lip_error_reduction": float(1 - free_err[-1].mean() / base[-1].mean()),
                           "silent_frames": int(sil.sum())}
         log(f"{clip}: {per_clip[clip]}")
     e, b = np.concatenate(err).mean(), np.concatenate(base).mean()
@@ -130,11 +157,13 @@ def held_out(seed: int, log: Callable[[str], object]) -> dict[str, Any]:
         "silent_closed": float(np.concatenate(sil_closed).mean()) if sil_closed else float("nan"),
         "silent_closed_true_video": float(np.concatenate(sil_true_closed).mean()) if sil_true_closed else float("nan"),
         "two_seeds_opening_corr": float(np.mean(seed_corr)),
+        "ungated": {"opening_corr": float(np.corrcoef(np.concatenate(free_o), np.concatenate(true_o))[0, 1]),
+                    "lip_error_reduction": float(1 - np.concatenate(free_err).mean() / b)},
     }
 
 
 def digital_silence(seed: int) -> dict:
-
+    """The mouth on 4 s of digital silence."""
     rest = load_template().shape * 100.0
     o, _ = openings(speech_to_tokens(np.zeros(4 * 16000, np.float32), seed=seed, temperature=TEMPERATURE), rest)
     return {"zeros_closed": float((o < mouth_opening(rest) + MARGIN).mean()),
@@ -142,7 +171,7 @@ def digital_silence(seed: int) -> dict:
 
 
 def languages(seed: int, log: Callable[[str], object]) -> dict[str, Any]:
-
+    """Speech/silence agreement of the mouth on the corpus's recordings without video, per language."""
     root = corpus_dir()
     lang = {}
     with open(root / "index.csv") as f:
@@ -151,7 +180,7 @@ def languages(seed: int, log: Callable[[str], object]) -> dict[str, Any]:
                 lang[row["name"]] = row["language"]
     rest = load_template().shape * 100.0
     rest_open = mouth_opening(rest)
-    acc: defaultdict[str, dict[str, list[Any]]] = defaultdict(lambda: {"closed": [], "moving": []})
+    acc: defaultdict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: {"closed": [], "moving": []})
     for name, language in sorted(lang.items()):
         audio = read_audio(root / name)
         t = int(round(len(audio) / 640))
@@ -176,7 +205,7 @@ def languages(seed: int, log: Callable[[str], object]) -> dict[str, Any]:
 
 
 def speed() -> dict:
-
+    """Real-time factors (one thread) and latency of the speech mode on a held-out clip."""
     torch.set_num_threads(1)
     root = corpus_dir()
     clip = next(c for c in corpus_split(root).held_out if "feifeili_clip1" in c)
