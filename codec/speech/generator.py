@@ -53,8 +53,13 @@ class GeneratorConfig:
         dim, depth, heads, ff: transformer width, layers, attention heads, feed-forward width.
         residuals, groups, codebook, digits, levels: the motion token layout (GRFSQ:
             ``codebook = levels ** digits``).
-        unit_dim: principal coordinates of a unit's k-means centroid fed per frame.
+        unit_dim: principal coordinates fed per frame (of its unit's k-means centroid, or of its
+            Whisper state).
         dropout: during training.
+        speech: what the generator hears per frame: ``"units"`` (k-means unit ids, the centroids'
+            principal coordinates) or ``"states"`` (the continuous Whisper states before k-means,
+            projected on their principal axes; ``state_dim`` wide).
+        state_dim: width of a Whisper state.
     """
 
     units: int = 512
@@ -70,6 +75,12 @@ class GeneratorConfig:
     levels: int = 5
     unit_dim: int = 64
     dropout: float = 0.3
+    speech: str = "units"
+    state_dim: int = 512
+
+    def __post_init__(self) -> None:
+        if self.speech not in ("units", "states"):
+            raise ValueError(f"speech must be 'units' or 'states', not {self.speech!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +88,21 @@ class GeneratorConfig:
     @staticmethod
     def from_dict(d: dict) -> "GeneratorConfig":
         return GeneratorConfig(**d)
+
+
+def principal_axes(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[D]`` and leading principal axes ``[D, dim]`` of rows ``[N, D]``, scaled so that projections
+    ``(x - mean) @ axes`` have unit variance overall."""
+    x = np.asarray(x, np.float64)
+    mean = x.mean(0)
+    axes = np.linalg.svd(x - mean, full_matrices=False)[2][:dim].T
+    return mean, axes / ((x - mean) @ axes).std()
+
+
+def unit_features(centroids: np.ndarray, dim: int) -> np.ndarray:
+    """What a unit feeds the generator: its k-means centroid's leading principal coordinates ``[units, dim]``."""
+    mean, axes = principal_axes(centroids, dim)
+    return (np.asarray(centroids, np.float64) - mean) @ axes
 
 
 def token_digits(tokens: torch.Tensor, levels: int = 5, digits: int = 4) -> torch.Tensor:
@@ -99,7 +125,9 @@ class MotionGenerator(nn.Module):
     training's lip regression (see :mod:`codec.train.speech`).
     """
 
-    unit_feat: torch.Tensor
+    unit_feat: torch.Tensor  # a buffer: [units + 1, unit_dim]
+    state_mean: torch.Tensor  # a buffer with speech="states": [state_dim]
+    state_axes: torch.Tensor  # a buffer with speech="states": [state_dim, unit_dim]
 
     def __init__(self, config: GeneratorConfig = GeneratorConfig()) -> None:
         super().__init__()
@@ -109,6 +137,9 @@ class MotionGenerator(nn.Module):
         self.config = c
         motion_in = c.residuals * c.groups * c.digits + c.residuals
         self.register_buffer("unit_feat", torch.zeros(c.units + 1, c.unit_dim))
+        if c.speech == "states":
+            self.register_buffer("state_mean", torch.zeros(c.state_dim))
+            self.register_buffer("state_axes", torch.zeros(c.state_dim, c.unit_dim))
         self.unit_noise = 0.0  # set while training
         self.unit_in = nn.Sequential(nn.Linear(c.unit_dim, c.dim), nn.GELU(), nn.Linear(c.dim, c.dim))
         # Neighbouring units (±2 frames) before attention: lips follow the sounds around them.
@@ -126,41 +157,59 @@ class MotionGenerator(nn.Module):
         # Calibration measured after training (see codec.train.speech.lower_face_offset): the
         # generated lower face's mean minus the true one's on the training clips, [L, 3].
         self.lower_face_offset: np.ndarray | None = None
+        # The guard: the stream scales the calibrated lower face by this, toward rest (see codec.train.speech).
+        self.lower_face_scale = 1.0
         self.meta: dict[str, object] = {}  # how it was trained (saved with the weights)
         self.tokenizer_hash = ""
 
     def set_unit_features(self, centroids: np.ndarray) -> None:
         """Fills ``unit_feat`` with the centroids' leading principal coordinates (unit variance overall)."""
         c = self.config
-        x = np.asarray(centroids, np.float64)
-        x = x - x.mean(0)
-        axes = np.linalg.svd(x, full_matrices=False)[2][:c.unit_dim]
-        f = x @ axes.T
-        f = f / f.std()
+        f = unit_features(centroids, c.unit_dim)
         with torch.no_grad():
             self.unit_feat.zero_()
             self.unit_feat[:c.units, :f.shape[1]] = torch.as_tensor(f, dtype=torch.float32)
 
-    def forward(self, units: torch.Tensor, tokens: torch.Tensor, known: torch.Tensor, layer: torch.Tensor,
+    def set_state_features(self, states: np.ndarray) -> None:
+        """With ``speech="states"``: the principal axes of Whisper states ``[N, state_dim]`` (unit variance overall)."""
+        mean, axes = principal_axes(states, self.config.unit_dim)
+        with torch.no_grad():
+            self.state_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.state_axes.zero_()
+            self.state_axes[:, :axes.shape[1]] = torch.as_tensor(axes, dtype=torch.float32)
+
+    def speech_features(self, speech: torch.Tensor) -> torch.Tensor:
+        """What a frame's speech feeds the network: ``[B, T]`` unit ids or ``[B, T, state_dim]`` states
+        -> ``[B, T, unit_dim]``.
+
+        Unit id ``config.units``, or a state of NaNs, stands for "no audio" (padding): zeros.
+        """
+        if self.config.speech == "units":
+            return self.unit_feat[speech]
+        f = (speech.float() - self.state_mean) @ self.state_axes
+        return torch.nan_to_num(f, nan=0.0)
+
+    def forward(self, speech: torch.Tensor, tokens: torch.Tensor, known: torch.Tensor, layer: torch.Tensor,
                 controls: torch.Tensor | None = None) -> torch.Tensor:
         """Digit logits of layer ``layer``'s tokens: :meth:`hidden`, then :meth:`logits`.
 
         Returns:
             ``[B, T, G, digits, levels]`` logits (meaningful where layer ``r`` is unknown).
         """
-        return self.logits(self.hidden(units, tokens, known, layer, controls))
+        return self.logits(self.hidden(speech, tokens, known, layer, controls))
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Digit logits ``[..., G, digits, levels]`` of hidden states ``[..., dim]``."""
         c = self.config
         return self.head(hidden).view(*hidden.shape[:-1], c.groups, c.digits, c.levels)
 
-    def hidden(self, units: torch.Tensor, tokens: torch.Tensor, known: torch.Tensor, layer: torch.Tensor,
+    def hidden(self, speech: torch.Tensor, tokens: torch.Tensor, known: torch.Tensor, layer: torch.Tensor,
                controls: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states of every frame for predicting layer ``layer``.
 
         Args:
-            units: ``[B, T]`` int64 speech units (``config.units`` for no audio).
+            speech: ``[B, T]`` int64 speech units (``config.units`` for no audio), or with
+                ``speech="states"`` ``[B, T, state_dim]`` float Whisper states (NaN for no audio).
             tokens: ``[B, T, R, G]`` int64 motion tokens; only the ``known`` layers are read.
             known: ``[B, T, R]`` bool, which layers of which frames are given.
             layer: ``[B]`` int64, the layer ``r`` (0-based) to predict.
@@ -169,12 +218,12 @@ class MotionGenerator(nn.Module):
             ``[B, T, dim]``.
         """
         c = self.config
-        b, t = units.shape
+        b, t = speech.shape[:2]
         kf = known.float()
         dig = token_digits(tokens.clamp(0, c.codebook - 1), c.levels, c.digits) * kf[..., None, None]
-        f = self.unit_feat[units]
+        f = self.speech_features(speech)
         if self.training and self.unit_noise > 0:
-            # Units of unseen voices land near, not on, the training voices' units.
+            # Unseen voices land near, not on, the training voices' features.
             f = f + self.unit_noise * torch.randn_like(f)
         u = self.unit_in(f)
         u = u + self.unit_conv(u.transpose(1, 2)).transpose(1, 2)
@@ -207,13 +256,13 @@ class MotionGenerator(nn.Module):
         return (d * basis).sum(-1)
 
     @torch.no_grad()
-    def generate(self, units: torch.Tensor, context: torch.Tensor, n_context: int,
+    def generate(self, speech: torch.Tensor, context: torch.Tensor, n_context: int,
                  controls: torch.Tensor | None = None, temperature: float = 0.8,
                  generator: torch.Generator | None = None, top_p: float = 0.8) -> torch.Tensor:
         """Fills in the frames after the context, coarse to fine.
 
         Args:
-            units: ``[T]`` int64 speech units of the window.
+            speech: ``[T]`` int64 speech units of the window, or ``[T, state_dim]`` states (see :meth:`hidden`).
             context: ``[n_context, R, G]`` tokens of the window's first frames.
             n_context: frames of context; the other ``T - n_context`` are generated.
             controls: ``[T, 9]`` float (NaN where not given) or None.
@@ -224,29 +273,33 @@ class MotionGenerator(nn.Module):
             ``[T - n_context, R, G]`` int64 tokens.
         """
         c = self.config
-        t = units.shape[0]
+        t = speech.shape[0]
         tokens = torch.zeros(1, t, c.residuals, c.groups, dtype=torch.int64)
         tokens[0, :n_context] = context
         known = torch.zeros(1, t, c.residuals, dtype=torch.bool)
         known[0, :n_context] = True
         ctrl = None if controls is None else controls[None]
         for r in range(c.residuals):
-            h = self.hidden(units[None], tokens, known, torch.tensor([r]), ctrl)[0, n_context:]
+            h = self.hidden(speech[None], tokens, known, torch.tensor([r]), ctrl)[0, n_context:]
             tokens[0, n_context:, r] = self.sample(self.logits(h), temperature, top_p, generator)
             known[0, n_context:, r] = True
         return tokens[0, n_context:]
 
 
 def save_generator(model: MotionGenerator, path: Path = GENERATOR_PATH, **meta: object) -> None:
-    """Saves the weights in float16 (the shipped file stays small), with the lower-face calibration if any."""
+    """Saves the weights in float16 (the shipped file stays small), with the lower-face calibration and scale."""
     buf = io.BytesIO()
     state = half_state(model.state_dict())
     ckpt: dict[str, object] = {"config": model.config.to_dict(), "state": state, "meta": meta}
     if model.lower_face_offset is not None:
         ckpt["lower_face_offset"] = torch.as_tensor(np.asarray(model.lower_face_offset, np.float32))
+    ckpt["lower_face_scale"] = float(model.lower_face_scale)
     torch.save(ckpt, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue())
+    # Whole or not at all: a stream may be loading the file meanwhile.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)
 
 
 @lru_cache(maxsize=2)
@@ -259,6 +312,7 @@ def load_generator(path: Path = GENERATOR_PATH) -> MotionGenerator:
     model.load_state_dict(ckpt["state"])
     if "lower_face_offset" in ckpt:
         model.lower_face_offset = ckpt["lower_face_offset"].float().numpy()
+    model.lower_face_scale = float(ckpt.get("lower_face_scale", 1.0))
     model.meta = dict(ckpt.get("meta", {}))
     model.tokenizer_hash = str(model.meta.get("tokenizer", ""))
     _check_tokenizer(model.tokenizer_hash)
@@ -274,4 +328,5 @@ def _check_tokenizer(trained_on: str) -> None:
 
 
 def param_count(model: nn.Module) -> int:
+    """Trainable and frozen parameters of a module."""
     return sum(math.prod(p.shape) for p in model.parameters())

@@ -34,10 +34,14 @@ DEFAULT_TEMPERATURE = 0.2
 
 
 class UnitStream:
-    """Samples in, speech units out, exactly as :meth:`SpeechUnitizer.units` computes them offline."""
+    """Samples in, speech units out, exactly as :meth:`SpeechUnitizer.units` computes them offline.
 
-    def __init__(self, unitizer: SpeechUnitizer | None = None) -> None:
+    With ``quantize=False`` it gives the Whisper states ``[n, 512]`` instead (:meth:`SpeechUnitizer.features`).
+    """
+
+    def __init__(self, unitizer: SpeechUnitizer | None = None, quantize: bool = True) -> None:
         self.unitizer = unitizer or load_unitizer()
+        self.quantize = quantize
         self._cfg = self.unitizer.config
         w = self.unitizer.window_samples
         self._buf = np.zeros(w, np.float32)  # the stream is preceded by silence
@@ -67,8 +71,11 @@ class UnitStream:
             if pad > 0:
                 self._buf = np.concatenate([self._buf, np.zeros(pad, np.float32)])
             out.append(self._drain(need))
-        units = np.concatenate(out) if out else np.zeros(0, np.int64)
+        units = np.concatenate(out) if out else self._none()
         return units[:max(0, len(units) - (self._emitted - total))]
+
+    def _none(self) -> np.ndarray:
+        return np.zeros(0, np.int64) if self.quantize else np.zeros((0, self.unitizer.dim), np.float32)
 
     def _drain(self, available: int) -> np.ndarray:
         cfg, w = self._cfg, self.unitizer.window_samples
@@ -77,17 +84,18 @@ class UnitStream:
             ends.append(end)
             self._emitted += cfg.hop
         if not ends:
-            return np.zeros(0, np.int64)
+            return self._none()
         wins = np.stack([self._buf[e - w - self._start:e - self._start] for e in ends])
         lo, hi = cfg.window - cfg.hop - cfg.lookahead, cfg.window - cfg.lookahead
         feats = self.unitizer.window_features(wins)[:, lo:hi]
         keep = ends[-1] - w - self._start
         self._buf, self._start = self._buf[keep:], self._start + keep
-        return self.unitizer.quantize(feats.reshape(-1, feats.shape[-1]))
+        feats = feats.reshape(-1, feats.shape[-1])
+        return self.unitizer.quantize(feats) if self.quantize else feats
 
 
 class MotionRoller:
-    """Generates motion tokens block by block from a growing sequence of units."""
+    """Generates motion tokens block by block from a growing sequence of speech units (or states)."""
 
     def __init__(self, generator: MotionGenerator | None = None, seed: int | None = None,
                  temperature: float = DEFAULT_TEMPERATURE) -> None:
@@ -98,11 +106,13 @@ class MotionRoller:
         assert isinstance(entropy, int)
         self._rng.manual_seed(int(seed) if seed is not None else entropy % (2 ** 63))
         cfg = self.model.config
-        self._units = np.zeros(0, np.int64)
+        self._units = (np.zeros(0, np.int64) if cfg.speech == "units"
+                       else np.zeros((0, cfg.state_dim), np.float32))
         self._tokens = np.zeros((0, cfg.residuals, cfg.groups), np.int64)
 
     def step(self, units: np.ndarray, controls: np.ndarray | None = None) -> np.ndarray:
-        """Tokens ``[n, R, G]`` for ``n`` new frames with units ``[n]``; controls ``[n, 9]`` (NaN = free)."""
+        """Tokens ``[n, R, G]`` for ``n`` new frames with units ``[n]`` (or states ``[n, 512]``, as the generator
+        hears: :func:`speech_inputs`); controls ``[n, 9]`` (NaN = free)."""
         n = len(units)
         if n == 0:
             return self._tokens[:0]
@@ -121,7 +131,8 @@ class MotionRoller:
         return new
 
 
-def gate_lower_face(tokens: np.ndarray, gate: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+def gate_lower_face(tokens: np.ndarray, gate: np.ndarray, offset: np.ndarray | None = None,
+                    scale: float = 1.0) -> np.ndarray:
     """Scales the lower face's expression by a gate, leaving head pose, gaze and blink as they are.
 
     Without ``offset``, frames with gate 1 are returned unchanged, token for
@@ -129,7 +140,8 @@ def gate_lower_face(tokens: np.ndarray, gate: np.ndarray, offset: np.ndarray | N
     at rest, as in the training targets' quiet spans) and are encoded again at
     all layers. With ``offset`` (the generator's calibration,
     :attr:`MotionGenerator.lower_face_offset`), every frame's lower face is
-    first moved by ``-offset``, then scaled.
+    first moved by ``-offset``, then scaled; ``scale`` (the generator's guard,
+    :attr:`MotionGenerator.lower_face_scale`) multiplies every frame's gate.
     Re-encoding moves head pose, gaze and blink a little too (about 0.3° of
     rotation on average): the tokenizer's encoder is not an exact inverse of
     its decoder.
@@ -138,11 +150,12 @@ def gate_lower_face(tokens: np.ndarray, gate: np.ndarray, offset: np.ndarray | N
         tokens: ``[T, R, G]`` int64 motion tokens.
         gate: ``[T]`` in [0, 1].
         offset: ``[L, 3]`` subtracted from the lower face's ``L`` landmarks (:func:`codec.motion.lower_face`), or None.
+        scale: in [0, 1], multiplies the gate of every frame.
     Returns:
         ``[T, R, G]`` int64.
     """
 
-    g = np.asarray(gate, np.float32)
+    g = np.asarray(gate, np.float32) * np.float32(scale)
     change = g < 1.0 if offset is None else np.ones(len(g), bool)
     if not change.any():
         return tokens
@@ -170,8 +183,8 @@ class SpeechMotionStream:
     def __init__(self, seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
                  unitizer: SpeechUnitizer | None = None, generator: MotionGenerator | None = None,
                  gate: GateConfig = GateConfig()) -> None:
-        self.units = UnitStream(unitizer)
         self.roller = MotionRoller(generator, seed, temperature)
+        self.units = UnitStream(unitizer, quantize=self.roller.model.config.speech == "units")
         if gate.anticipate > self.units.unitizer.config.lookahead:
             raise ValueError(f"the gate may look {self.units.unitizer.config.lookahead} frames ahead, "
                              f"not {gate.anticipate}: more would add latency")
@@ -207,7 +220,9 @@ class SpeechMotionStream:
             c = None if controls is None else np.broadcast_to(np.asarray(controls, np.float32), (len(u), CONTROL_DIM))
             tokens = self.roller.step(u, c)
             # The gate is decided before the tokens: it looks no further ahead than the units do.
-            out.extend(gate_lower_face(tokens, self._gates[:len(tokens)], self.roller.model.lower_face_offset))
+            model = self.roller.model
+            out.extend(gate_lower_face(tokens, self._gates[:len(tokens)], model.lower_face_offset,
+                                       model.lower_face_scale))
             self._gates = self._gates[len(tokens):]
         return out
 
@@ -227,15 +242,23 @@ def speech_to_tokens(samples_16k: np.ndarray, seed: int | None = None, temperatu
     Returns:
         ``[T, 4, 12]`` int64 tokens in ``0 .. 624``, relative to a face at rest.
     """
-    units = load_unitizer().units(samples_16k, frames)
+    units = speech_inputs(samples_16k, frames)
     return units_to_tokens(units, seed, temperature, controls, voice_gate(samples_16k, len(units), gate))
+
+
+def speech_inputs(samples_16k: np.ndarray, frames: int | None = None,
+                  generator: MotionGenerator | None = None) -> np.ndarray:
+    """What the generator hears in a recording: speech units ``[T]`` int64, or Whisper states ``[T, 512]``
+    float32 for a generator trained on states (``GeneratorConfig.speech``), computed as the live stream does."""
+    unitizer = load_unitizer()
+    feats = unitizer.features(samples_16k, frames)
+    return unitizer.quantize(feats) if (generator or load_generator()).config.speech == "units" else feats
 
 
 def units_to_tokens(units: np.ndarray, seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
                     controls: np.ndarray | None = None, gate: np.ndarray | None = None) -> np.ndarray:
-    """Motion tokens ``[T, 4, 12]`` from speech units ``[T]``, in the live stream's blocks.
-
-    See :func:`speech_to_tokens`.
+    """Motion tokens ``[T, 4, 12]`` from speech units ``[T]`` (or states, :func:`speech_inputs`), in the live
+    stream's blocks (see :func:`speech_to_tokens`).
 
     Args:
         gate: ``[T]`` lower-face gate (:func:`codec.speech.vad.voice_gate` of the same audio), or None for none.
@@ -247,6 +270,6 @@ def units_to_tokens(units: np.ndarray, seed: int | None = None, temperature: flo
         tokens = roller.step(units[i:i + hop], None if controls is None else controls[i:i + hop])
         g = np.ones(len(tokens), np.float32) if gate is None else gate[i:i + hop]
         # Block by block like the stream: the tokenizer's float results depend on the batch.
-        out.append(gate_lower_face(tokens, g, roller.model.lower_face_offset))
+        out.append(gate_lower_face(tokens, g, roller.model.lower_face_offset, roller.model.lower_face_scale))
     cfg = roller.model.config
     return np.concatenate(out) if out else np.zeros((0, cfg.residuals, cfg.groups), np.int64)

@@ -252,7 +252,7 @@ class SpeechUnitizer:
         total = (blocks * cfg.hop + cfg.lookahead) * SAMPLES_PER_FRAME
         padded = np.zeros(pad_l + max(total, len(x)), np.float32)
         padded[pad_l:pad_l + len(x)] = x
-        out = np.zeros((blocks * cfg.hop, self._dim_hint()), np.float32)
+        out = np.zeros((blocks * cfg.hop, self.dim), np.float32)
         lo, hi = cfg.window - cfg.hop - cfg.lookahead, cfg.window - cfg.lookahead
         for b0 in range(0, blocks, batch):
             ends = [pad_l + ((i + 1) * cfg.hop + cfg.lookahead) * SAMPLES_PER_FRAME
@@ -262,7 +262,9 @@ class SpeechUnitizer:
             out[b0 * cfg.hop:(b0 + len(ends)) * cfg.hop] = feats.reshape(-1, feats.shape[-1])
         return out[:t]
 
-    def _dim_hint(self) -> int:
+    @property
+    def dim(self) -> int:
+        """Width of an encoder state (Whisper-base: 512)."""
         return 512
 
     def quantize(self, features: np.ndarray) -> np.ndarray:
@@ -291,9 +293,13 @@ def load_units(path: Path = UNITS_PATH) -> tuple[UnitConfig, np.ndarray]:
 
 
 def save_units(config: UnitConfig, centroids: np.ndarray, path: Path = UNITS_PATH, **meta: str) -> None:
+    """Writes the unit inventory (centroids in float16), whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, config=json.dumps(config.to_dict()), centroids=centroids.astype(np.float16),
-                        **{k: np.array(v) for k, v in meta.items()})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, config=json.dumps(config.to_dict()), centroids=centroids.astype(np.float16),
+                            **{k: np.array(v) for k, v in meta.items()})
+    tmp.replace(path)
 
 
 @lru_cache(maxsize=1)

