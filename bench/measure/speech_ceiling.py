@@ -48,7 +48,7 @@ from bench.measure.speech_quality import MARGIN, silent_frames
 from codec.media import read_audio
 from codec.motion import DELTA_DIM, NUM_LANDMARKS, MotionDelta, lower_face, transfer
 from codec.regions import LIPS, mouth_opening
-from codec.speech.generator import load_generator
+from codec.speech.generator import GeneratorConfig, unit_features
 from codec.speech.units import SAMPLE_RATE, load_unitizer, load_units, nearest
 from codec.speech.vad import voice_gate
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split, speaker, speaker_folds
@@ -160,7 +160,8 @@ def load_clips(names: Sequence[str], log: Callable[[str], object]) -> list[ClipS
     root = corpus_dir()
     unitizer = load_unitizer()
     _, centroids = load_units()
-    unit_feat = load_generator().unit_feat.float().numpy()
+    # What a units generator hears of a unit: its centroid's leading principal coordinates.
+    unit_feat = unit_features(centroids, GeneratorConfig().unit_dim)
     mask = lower_face()
     out = []
     for name in names:
