@@ -90,6 +90,68 @@ class GeneratorConfig:
         return GeneratorConfig(**d)
 
 
+@dataclass(frozen=True)
+class LowerFaceConfig:
+    """What the stream sends as the lower face (:class:`codec.speech.stream.LowerFace`); saved with the generator.
+
+    The lower face sent is ``scale * (readout + motion * moving)``, then voice-gated: ``readout`` the linear
+    readout of the speech (:class:`LowerFaceReadout`), ``moving`` the generated lower face minus its running
+    mean (time constant ``tau`` frames).
+
+    Attributes:
+        scale: the guard: shrinks the whole lower face toward rest, so that a speaker whose lips move less
+            than the training speakers' is not given worse lips than a mouth at rest.
+        motion: how much of the generator's own lip movement is added to the readout's.
+        tau: frames over which the generated lower face's running mean is taken.
+    """
+
+    scale: float = 1.0
+    motion: float = 1.0
+    tau: float = 25.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LowerFaceReadout:
+    """Ridge regression from the speech features of frames ``k - past .. k`` to the lower face of frame ``k``:
+    the conditional mean of the lips given the speech the live stream holds (fitted by ``talk-train speech``).
+
+    Attributes:
+        weights: ``[(past + 1) * unit_dim, L * 3]``.
+        x_mean: ``[(past + 1) * unit_dim]`` mean of the stacked features it was fitted on.
+        y_mean: ``[L * 3]`` mean lower face it was fitted on.
+        past: frames before ``k`` it reads (the first frames of a stream repeat their first frame).
+    """
+
+    weights: np.ndarray
+    x_mean: np.ndarray
+    y_mean: np.ndarray
+    past: int = 2
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """``[T, unit_dim]`` speech features (:meth:`MotionGenerator.speech_features`) -> ``[T, L, 3]`` lower face."""
+        x = stack_past(np.asarray(features, np.float32), self.past)
+        return ((x - self.x_mean) @ self.weights + self.y_mean).reshape(len(x), -1, 3)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"weights": torch.as_tensor(self.weights, dtype=torch.float16),
+                "x_mean": torch.as_tensor(self.x_mean), "y_mean": torch.as_tensor(self.y_mean), "past": self.past}
+
+    @staticmethod
+    def from_dict(d: dict) -> LowerFaceReadout:
+        return LowerFaceReadout(d["weights"].float().numpy(), d["x_mean"].float().numpy(),
+                                d["y_mean"].float().numpy(), int(d["past"]))
+
+
+def stack_past(x: np.ndarray, past: int) -> np.ndarray:
+    """``[T, D]`` -> ``[T, (past + 1) D]``: frames ``k - past .. k`` side by side, the first frame repeated before
+    the start."""
+    p = np.concatenate([np.repeat(x[:1], past, 0), x])
+    return np.concatenate([p[i:i + len(x)] for i in range(past + 1)], 1)
+
+
 def principal_axes(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``[D]`` and leading principal axes ``[D, dim]`` of rows ``[N, D]``, scaled so that projections
     ``(x - mean) @ axes`` have unit variance overall."""
@@ -154,11 +216,10 @@ class MotionGenerator(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, c.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.groups * c.digits * c.levels)
-        # Calibration measured after training (see codec.train.speech.lower_face_offset): the
-        # generated lower face's mean minus the true one's on the training clips, [L, 3].
-        self.lower_face_offset: np.ndarray | None = None
-        # The guard: the stream scales the calibrated lower face by this, toward rest (see codec.train.speech).
-        self.lower_face_scale = 1.0
+        # Fitted after training (see codec.train.speech): the speech's linear readout to the lower face,
+        # and how the stream combines it with the generated lower face.
+        self.readout: LowerFaceReadout | None = None
+        self.lower_face = LowerFaceConfig()
         self.meta: dict[str, object] = {}  # how it was trained (saved with the weights)
         self.tokenizer_hash = ""
 
@@ -177,6 +238,15 @@ class MotionGenerator(nn.Module):
             self.state_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             self.state_axes.zero_()
             self.state_axes[:, :axes.shape[1]] = torch.as_tensor(axes, dtype=torch.float32)
+
+    def readout_lower_face(self, speech: np.ndarray) -> np.ndarray | None:
+        """The readout's lower face ``[T, L, 3]`` of speech ``[T]`` (units) or ``[T, state_dim]`` (states) as the
+        generator hears it, frame ``k`` from frames ``k - past .. k``; None without a readout."""
+        if self.readout is None:
+            return None
+        with torch.no_grad():
+            f = self.speech_features(torch.as_tensor(speech)[None])[0].numpy()
+        return self.readout.predict(f)
 
     def speech_features(self, speech: torch.Tensor) -> torch.Tensor:
         """What a frame's speech feeds the network: ``[B, T]`` unit ids or ``[B, T, state_dim]`` states
@@ -287,13 +357,13 @@ class MotionGenerator(nn.Module):
 
 
 def save_generator(model: MotionGenerator, path: Path = GENERATOR_PATH, **meta: object) -> None:
-    """Saves the weights in float16 (the shipped file stays small), with the lower-face calibration and scale."""
+    """Saves the weights in float16 (the shipped file stays small), with the lower-face readout and settings."""
     buf = io.BytesIO()
     state = half_state(model.state_dict())
     ckpt: dict[str, object] = {"config": model.config.to_dict(), "state": state, "meta": meta}
-    if model.lower_face_offset is not None:
-        ckpt["lower_face_offset"] = torch.as_tensor(np.asarray(model.lower_face_offset, np.float32))
-    ckpt["lower_face_scale"] = float(model.lower_face_scale)
+    if model.readout is not None:
+        ckpt["readout"] = model.readout.to_dict()
+    ckpt["lower_face"] = model.lower_face.to_dict()
     torch.save(ckpt, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Whole or not at all: a stream may be loading the file meanwhile.
@@ -310,9 +380,9 @@ def load_generator(path: Path = GENERATOR_PATH) -> MotionGenerator:
     ckpt = load_checkpoint(path)
     model = MotionGenerator(GeneratorConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["state"])
-    if "lower_face_offset" in ckpt:
-        model.lower_face_offset = ckpt["lower_face_offset"].float().numpy()
-    model.lower_face_scale = float(ckpt.get("lower_face_scale", 1.0))
+    if "readout" in ckpt:
+        model.readout = LowerFaceReadout.from_dict(ckpt["readout"])
+    model.lower_face = LowerFaceConfig(**ckpt.get("lower_face", {}))
     model.meta = dict(ckpt.get("meta", {}))
     model.tokenizer_hash = str(model.meta.get("tokenizer", ""))
     _check_tokenizer(model.tokenizer_hash)

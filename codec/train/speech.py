@@ -8,29 +8,34 @@
    synthetic sentences in those languages and a few more
    (:data:`SYNTHETIC_SPEECH`), so the inventory is not fitted to English alone.
    Held-out clips are never used.
-2. Generator (``codec/data/speech_generator.pt``): trained on the training
-   clips' units and motion tokens. Motion is taken relative to each clip's
-   rest frame (mouth closed, head near its median pose), so that generated
-   motion applies to a portrait at rest. Spans of each soundtrack are also
-   replaced by digital silence, with the lower face put back at rest there,
-   and each clip's start is also given 2 s of digital silence before it, so
-   that silence keeps the mouth closed, also when a stream starts quiet.
-   The loss is the cross-entropy of each token's FSQ digits plus a lip
-   regression (:class:`LipReadout`): the expected digits, decoded through the
-   frozen tokenizer, against the true lips, so that a near miss costs less
-   than a far one. A quarter of the windows give no known frames, so layer 1
-   is also learned from speech alone. With a few thousand training frames the
-   generator overfits quickly: noise on the unit features, dropout 0.3 and
-   3,000 steps (the held-out correlation peaked around there; 8,000 steps
-   halved it).
+2. Generator (``codec/data/speech_generator.pt``): trained on what the
+   training clips' speech sounds like to it (``--speech states``, the shipped
+   choice: the continuous Whisper states, projected on their 64 leading
+   principal axes; ``--speech units``: the k-means units) and their motion
+   tokens. Motion is taken relative to each clip's rest frame (mouth closed,
+   head near its median pose), so that generated motion applies to a
+   portrait at rest. Spans of each soundtrack are also replaced by digital
+   silence, with the lower face put back at rest there, and each clip's
+   start is also given 2 s of digital silence before it, so that silence
+   keeps the mouth closed, also when a stream starts quiet. The loss is the
+   cross-entropy of each token's FSQ digits plus a lip regression
+   (:class:`LipReadout`): the expected digits, decoded through the frozen
+   tokenizer, against the true lips, so that a near miss costs less than a
+   far one. A quarter of the windows give no known frames, so layer 1 is
+   also learned from speech alone. The generator overfits quickly: noise on
+   the speech features, dropout 0.3 and 3,000 steps (on validation speakers
+   the correlation peaked at 2,000-3,000 steps and fell after).
    The generator records the hash of the motion tokenizer whose tokens it
    learned: retrain it whenever the tokenizer is retrained.
-3. Calibration: run as the stream runs it on the training clips' own
-   soundtracks, the generator opens the mouth wider on average than the
-   speakers do. The mean difference of the lower face (generated minus true
-   tokens, both decoded) is stored with the weights, and the stream subtracts
-   it from every generated frame (:func:`codec.speech.stream.gate_lower_face`).
-   ``--calibrate-only`` measures it again for the shipped weights.
+3. Lower face (:func:`fit_readout`, :class:`codec.speech.stream.LowerFace`):
+   a ridge regression from the speech of frames k-2..k to the tracked lower
+   face of frame k (the conditional mean of the lips, which a sampler's lips
+   are not), its weight chosen by cross-validation over whole speakers. The
+   stream sends this readout plus half the generator's own lip movement,
+   scaled toward rest by a guard (:data:`LOWER_FACE`). ``--calibrate-only``
+   fits the readout again for the shipped weights.
+   ``--validate FOLD`` trains without one fold of training speakers and
+   reports, for each guard scale, their lip sync as the stream makes it.
 """
 
 from __future__ import annotations
@@ -56,13 +61,16 @@ from codec.regions import LIPS, MOUTH_INNER_LIPS, mouth_opening
 from codec.speech.generator import (
     GENERATOR_PATH,
     GeneratorConfig,
+    LowerFaceConfig,
+    LowerFaceReadout,
     MotionGenerator,
     load_generator,
     param_count,
     save_generator,
+    stack_past,
     token_digits,
 )
-from codec.speech.stream import MotionRoller
+from codec.speech.stream import LowerFace, MotionRoller
 from codec.speech.units import (
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
@@ -305,11 +313,14 @@ def build_clips(clip_feats: ClipFeatures, centroids: np.ndarray, speech: str = "
     return out, tokenizer_hash
 
 
-# The stream scales the generated lower face by this (after the calibration), shrinking it toward rest: the
-# generator is often unsure of the lips, and a speaker whose mouth moves little is better left near rest than
-# given an average speaker's lips. The largest scale that left every validation speaker's lip error under that
-# of a mouth at rest (`--validate 3`: 6 clips of 6 speakers never trained on), see docs/speech_mode.md.
-LOWER_FACE_SCALE = 0.4
+# What the stream sends as the lower face (codec.speech.generator.LowerFaceConfig): the readout plus MOTION
+# times the generator's lip movement around its running mean over TAU frames, all scaled by SCALE toward rest,
+# the guard: a speaker whose lips move less than the training speakers' is better left near rest than given
+# an average speaker's lips. Chosen with `--validate 3` (6 clips of 6 speakers never trained on), as sent
+# (through the tokenizer): SCALE is the largest that left every one of them with a lip error at least
+# SAFETY_MARGIN under that of a mouth at rest, MOTION the one with the best gated correlation there
+# (0 / 0.3 / 0.5 / 0.7: 0.40 / 0.45 / 0.48 / 0.50 at that scale); see docs/speech_mode.md.
+LOWER_FACE = LowerFaceConfig(scale=0.5, motion=0.7, tau=25.0)
 # Training speakers are dealt into this many folds; --validate trains without one of them.
 VALIDATION_FOLDS = 8
 
@@ -487,85 +498,122 @@ def train_generator(clips: list[ClipData], centroids: np.ndarray, args: argparse
     return model.eval(), step
 
 
-def generated_motion(model: MotionGenerator, clips: list[ClipData], hop: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Generated and true motion deltas ``[T, 1447]`` of each clip (its training copies left out).
+@dataclass
+class GeneratedClip:
+    """A clip's motion as the stream generates it, block by block, before its lower face is shaped and gated."""
 
-    The generator runs the way the stream runs it (blocks of ``hop`` frames,
-    default temperature, seed 0, ungated, uncalibrated) on the clip's own
-    soundtrack; both sides are decoded through the same tokenizer.
-    """
-    tok = load_tokenizer()
+    clip: ClipData
+    blocks: list[tuple[np.ndarray, np.ndarray]]  # each block's tokens [n, R, G] and the speech heard [W(, 512)]
+
+
+def generate_clips(model: MotionGenerator, clips: list[ClipData], hop: int) -> list[GeneratedClip]:
+    """Runs the generator the way the stream runs it (blocks of ``hop`` frames, default temperature, seed 0)
+    on each clip's own soundtrack (its training copies left out)."""
     out = []
     for c in clips:
         if "#" in c.name:
             continue  # the copies with silence spans are for training only
         roller = MotionRoller(model, seed=0)
-        tokens = np.concatenate([roller.step(c.units[i:i + hop]) for i in range(0, len(c.units), hop)])
-        out.append((tok.decode(tokens), tok.decode(c.tokens)))
+        blocks = [(roller.step(c.units[i:i + hop]), roller.heard.copy()) for i in range(0, len(c.units), hop)]
+        out.append(GeneratedClip(c, blocks))
     return out
 
 
-def lower_face_offset(model: MotionGenerator, clips: list[ClipData], hop: int) -> np.ndarray:
-    """The generator's mean lower face minus the true tokens' on the training clips ``[L, 3]``.
-
-    Run as :func:`generated_motion` runs it, so only the generator's bias is left.
-    """
-    low = lower_face()
-    pairs = generated_motion(model, clips, hop)
-    gen = np.concatenate([MotionDelta.from_vector(g).expression[:, low] for g, _ in pairs])
-    true = np.concatenate([MotionDelta.from_vector(t).expression[:, low] for _, t in pairs])
-    return (gen.mean(0) - true.mean(0)).astype(np.float32)
+# Ridge weights tried for the lower-face readout, and the frames before k it reads.
+READOUT_WEIGHTS = (1e1, 1e2, 1e3, 1e4, 1e5, 1e6)
+READOUT_PAST = 2
 
 
-def lip_sync(model: MotionGenerator, clips: list[ClipData], hop: int,
-             scales: tuple[float, ...] = (1.0,)) -> dict[float, dict]:
-    """Lip sync on ``clips`` (validation speakers), as the stream makes it: calibrated, lower face scaled, gated.
+def fit_readout(model: MotionGenerator, clips: list[ClipData], log: Callable[[str], object]) -> LowerFaceReadout:
+    """Ridge regression from the speech the generator hears (frames k-2..k) to the tracked lower face of frame k,
+    on the original clips; the ridge weight by cross-validation over folds of whole speakers."""
+    real = [c for c in clips if "#" not in c.name and c.lower is not None]
+    with torch.no_grad():
+        feats = [model.speech_features(torch.as_tensor(c.units)[None])[0].numpy() for c in real]
+    xs = [stack_past(f, READOUT_PAST).astype(np.float64) for f in feats]
+    ys = [c.lower.reshape(len(c.lower), -1).astype(np.float64) for c in real if c.lower is not None]
+    err = np.zeros(len(READOUT_WEIGHTS))
+    for fold in speaker_folds([speaker(c.name) for c in real], VALIDATION_FOLDS):
+        fit = np.setdiff1d(np.arange(len(real)), fold)
+        w, mx, my = _ridge([xs[i] for i in fit], [ys[i] for i in fit], READOUT_WEIGHTS)
+        x, y = np.concatenate([xs[i] for i in fold]), np.concatenate([ys[i] for i in fold])
+        err += [float((((x - mx) @ wj + my - y) ** 2).sum()) for wj in w]
+    best = READOUT_WEIGHTS[int(np.argmin(err))]
+    w, mx, my = _ridge(xs, ys, (best,))
+    log(f"lower-face readout: ridge weight {best:g} ({len(real)} clips, {sum(len(x) for x in xs)} frames)")
+    return LowerFaceReadout(w[0].astype(np.float32), mx.astype(np.float32), my.astype(np.float32), READOUT_PAST)
 
-    For each lower-face scale: the mouth-opening correlation (pooled, each clip's mean removed; ungated and
-    gated) and the lip error against the lips at rest (pooled and per clip, gated), both against the tracked
-    lips. A scale only changes the lip error: correlations do not depend on it.
+
+def _ridge(xs: list[np.ndarray], ys: list[np.ndarray],
+           weights: tuple[float, ...]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Ridge solutions ``y ~ (x - mx) W + my`` for each weight, from one eigendecomposition."""
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    mx, my = x.mean(0), y.mean(0)
+    xc = x - mx
+    s, v = np.linalg.eigh(xc.T @ xc)
+    b = v.T @ (xc.T @ (y - my))
+    return [v @ (b / (s + lam)[:, None]) for lam in weights], mx, my
+
+
+def lip_sync(model: MotionGenerator, clips: list[ClipData], hop: int, scales: tuple[float, ...] = (1.0,),
+             generated: list[GeneratedClip] | None = None) -> dict[float, dict]:
+    """Lip sync on ``clips`` (validation speakers) as the stream sends it: lower face shaped
+    (:class:`LowerFace`, with ``model.lower_face`` but each guard scale of ``scales``), gated, encoded, decoded.
+
+    For each scale: the mouth-opening correlation (pooled, each clip's mean removed; gated as sent) and the lip
+    error against the lips at rest (pooled and per clip), both against the tracked lips.
     """
     rest = load_template().shape * 100.0
     low = lower_face()
-    lips = np.searchsorted(np.flatnonzero(low), LIPS)
-    runs = [(c, g) for c, (g, _) in zip([c for c in clips if "#" not in c.name], generated_motion(model, clips, hop))]
-    offset = model.lower_face_offset if model.lower_face_offset is not None else 0.0
-
-    def opening(lower: np.ndarray) -> np.ndarray:
-        delta = MotionDelta.from_vector(np.zeros((len(lower), DELTA_DIM), np.float32))
-        expression = np.zeros_like(delta.expression)
-        expression[:, low] = lower
-        delta.expression = expression
-        o = mouth_opening(transfer(rest, delta))
-        return o - o.mean()
-
+    tok = load_tokenizer()
+    generated = generated if generated is not None else generate_clips(model, clips, hop)
+    base_config = model.lower_face
     out: dict[float, dict] = {}
-    for scale in scales:
-        free, gated, truth, err, base, per_clip = [], [], [], [], [], {}
-        for c, g in runs:
-            assert c.lower is not None and c.gate is not None
-            lower = scale * (MotionDelta.from_vector(g).expression[:, low] - offset)
-            free.append(opening(lower))
-            lower = lower * c.gate[:, None, None]
-            gated.append(opening(lower))
-            truth.append(opening(c.lower))
-            err.append(np.linalg.norm(lower[:, lips] - c.lower[:, lips], axis=-1).mean(-1))
-            base.append(np.linalg.norm(c.lower[:, lips], axis=-1).mean(-1))
-            per_clip[c.name] = float(1 - err[-1].mean() / base[-1].mean())
-        out[scale] = {"opening_corr": float(np.corrcoef(np.concatenate(free), np.concatenate(truth))[0, 1]),
-                      "opening_corr_gated": float(np.corrcoef(np.concatenate(gated), np.concatenate(truth))[0, 1]),
-                      "lip_error_reduction": float(1 - np.concatenate(err).mean() / np.concatenate(base).mean()),
-                      "clips": per_clip}
+    try:
+        for scale in scales:
+            model.lower_face = LowerFaceConfig(scale, base_config.motion, base_config.tau)
+            sent, truth, err, base, per_clip = [], [], [], [], {}
+            for g in generated:
+                c = g.clip
+                assert c.lower is not None and c.gate is not None
+                shaper, tokens, i = LowerFace(model), [], 0
+                for block, heard in g.blocks:
+                    tokens.append(shaper.apply(block, heard, c.gate[i:i + len(block)]))
+                    i += len(block)
+                delta = MotionDelta.from_vector(tok.decode(np.concatenate(tokens)))
+                o = mouth_opening(transfer(rest, delta))
+                sent.append(o - o.mean())
+                t = c.lower[:, np.searchsorted(np.flatnonzero(low), LIPS)]
+                truth_delta = MotionDelta.from_vector(np.zeros((len(c.lower), DELTA_DIM), np.float32))
+                expression = np.zeros_like(truth_delta.expression)
+                expression[:, low] = c.lower
+                truth_delta.expression = expression
+                ot = mouth_opening(transfer(rest, truth_delta))
+                truth.append(ot - ot.mean())
+                err.append(np.linalg.norm(delta.expression[:, LIPS] - t, axis=-1).mean(-1))
+                base.append(np.linalg.norm(t, axis=-1).mean(-1))
+                per_clip[c.name] = float(1 - err[-1].mean() / base[-1].mean())
+            out[scale] = {"opening_corr_gated": float(np.corrcoef(np.concatenate(sent), np.concatenate(truth))[0, 1]),
+                          "lip_error_reduction": float(1 - np.concatenate(err).mean() / np.concatenate(base).mean()),
+                          "clips": per_clip}
+    finally:
+        model.lower_face = base_config
     return out
 
 
-# Lower-face scales tried on the validation speakers (--validate).
-SCALES = tuple(np.round(np.arange(1.0, 0.25, -0.05), 2))
+# Guard scales tried on the validation speakers (--validate).
+SCALES = tuple(float(x) for x in np.round(np.arange(1.0, 0.25, -0.05), 2))
 
 
-def largest_safe_scale(sync: dict[float, dict]) -> float | None:
-    """The largest lower-face scale of :func:`lip_sync`'s results with no clip's lip error above the lips at rest."""
-    safe = [s for s, r in sync.items() if min(r["clips"].values()) >= 0.0]
+# How far under a mouth at rest every validation clip's lip error must stay for a guard scale to count as safe:
+# sending a lower face through the tokenizer moves a clip's lip error by about this much either way.
+SAFETY_MARGIN = 0.01
+
+
+def largest_safe_scale(sync: dict[float, dict], margin: float = SAFETY_MARGIN) -> float | None:
+    """The largest guard scale of :func:`lip_sync`'s results with every clip's lip error ``margin`` under the
+    lips at rest."""
+    safe = [s for s, r in sync.items() if min(r["clips"].values()) >= margin]
     return max(safe) if safe else None
 
 
@@ -589,16 +637,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--unit-noise", type=float, default=0.6, help="noise on speech features while training")
     parser.add_argument("--lip-weight", type=float, default=3.0, help="weight of the lip regression loss")
-    parser.add_argument("--lower-face-scale", type=float, default=LOWER_FACE_SCALE,
-                        help="the stream scales the calibrated lower face by this (the guard against doing worse "
-                             "than a mouth at rest; --validate reports the largest safe value)")
+    parser.add_argument("--lower-face-scale", type=float, default=LOWER_FACE.scale,
+                        help="the guard: the stream scales the lower face by this, toward rest (--validate reports "
+                             "the largest value with no validation speaker worse than a mouth at rest)")
+    parser.add_argument("--lower-face-motion", type=float, default=LOWER_FACE.motion,
+                        help="how much of the generator's own lip movement the stream adds to the speech's readout")
+    parser.add_argument("--lower-face-tau", type=float, default=LOWER_FACE.tau,
+                        help="frames over which the running mean of the generated lower face is taken")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--init", help="continue training this generator checkpoint")
     parser.add_argument("--validate", type=int, metavar="FOLD",
                         help="train without the speakers of this fold (0-7) of the training clips and report their "
                              "lip sync every 500 steps (for choosing settings; the held-out clips stay unseen)")
     parser.add_argument("--calibrate-only", action="store_true",
-                        help="keep the shipped generator's weights; only measure its lower-face offset again")
+                        help="keep the shipped generator's weights; only fit its lower-face readout again and store "
+                             "the --lower-face-* settings")
     parser.add_argument("--out", type=Path, default=None,
                         help="write speech_generator.pt (and speech_units.npz, when fitted) into this folder "
                              "instead of the package's codec/data")
@@ -640,23 +693,22 @@ def main(argv: list[str] | None = None) -> int:
 
             def callback(m: MotionGenerator, step: int) -> None:
                 r = lip_sync(m, val, unit_cfg.hop)[1.0]
-                log(f"step {step}: validation, uncalibrated: opening correlation {r['opening_corr']:.3f} "
-                    f"(gated {r['opening_corr_gated']:.3f}), lip error vs rest {-100 * r['lip_error_reduction']:+.1f}%")
+                log(f"step {step}: validation, generated lips alone: opening correlation {r['opening_corr_gated']:.3f}"
+                    f" (gated), lip error vs rest {-100 * r['lip_error_reduction']:+.1f}%")
 
         model, steps = train_generator(clips, centroids, args, unit_cfg, log, callback)
         meta = {"steps": steps, "clips": len(clips) // 3, "speech": args.speech, "tokenizer": tokenizer_hash,
                 "frames": sum(len(c.units) for c in clips if "#" not in c.name)}
-    model.lower_face_offset = lower_face_offset(model, clips, unit_cfg.hop)
-    model.lower_face_scale = args.lower_face_scale
+    model.readout = fit_readout(model, clips, log)
+    model.lower_face = LowerFaceConfig(args.lower_face_scale, args.lower_face_motion, args.lower_face_tau)
     if val:
         sync = lip_sync(model, val, unit_cfg.hop, SCALES)
         for scale, r in sync.items():
-            log(f"validation, calibrated, lower face x{scale:.2f}: opening correlation {r['opening_corr']:.3f} "
-                f"(gated {r['opening_corr_gated']:.3f}), lip error vs rest {-100 * r['lip_error_reduction']:+.1f}%, "
-                "per clip " + " ".join(f"{-100 * v:+.0f}%" for v in r["clips"].values()))
-        log(f"validation: the largest lower-face scale with no clip worse than the lips at rest: "
+            log(f"validation, lower face x{scale:.2f}: opening correlation {r['opening_corr_gated']:.3f} (gated), "
+                f"lip error vs rest {-100 * r['lip_error_reduction']:+.1f}%, "
+                "per clip " + " ".join(f"{-100 * v:+.1f}%" for v in r["clips"].values()))
+        log(f"validation: the largest guard scale with no clip worse than the lips at rest: "
             f"{largest_safe_scale(sync)}")
-    log(f"lower-face offset: {np.linalg.norm(model.lower_face_offset, axis=-1).mean():.4f} per landmark on average")
     save_generator(model, args.generator_path, **meta)
     log(f"{args.generator_path} " + ("saved" if args.calibrate_only else f"saved after {meta['steps']} steps"))
     return 0

@@ -124,9 +124,10 @@ def test_generated_lips_follow_held_out_speech_and_never_do_worse_than_a_mouth_a
     assert np.corrcoef(np.concatenate(opened), np.concatenate(truth_opened))[0, 1] > 0.3
 
 
-def test_lower_face_scale_shrinks_only_the_lower_face_toward_rest() -> None:
+def test_lower_face_guard_shrinks_only_the_lower_face_toward_rest() -> None:
     from codec.motion import DELTA_DIM, NUM_LANDMARKS, MotionDelta, load_template, lower_face
-    from codec.speech.stream import gate_lower_face
+    from codec.speech.generator import LowerFaceConfig
+    from codec.speech.stream import LowerFace, gate_lower_face
     from codec.tokenizer import load_tokenizer
 
     tok, low = load_tokenizer(), lower_face()
@@ -140,10 +141,12 @@ def test_lower_face_scale_shrinks_only_the_lower_face_toward_rest() -> None:
     delta.expression = expression
     tokens = tok.encode(delta.to_vector())
     ones = np.ones(len(tokens), np.float32)
-    assert np.array_equal(gate_lower_face(tokens, ones), tokens), "scale 1 and no offset: tokens untouched"
+    assert np.array_equal(gate_lower_face(tokens, ones), tokens), "gate 1 and nothing to replace: tokens untouched"
+    model = MotionGenerator(GeneratorConfig(depth=1, dim=32, ff=32))  # no readout: sends its own lower face
 
     def lower_and_rest(scale: float) -> tuple[float, MotionDelta]:
-        d = MotionDelta.from_vector(tok.decode(gate_lower_face(tokens, ones, np.zeros((int(low.sum()), 3)), scale)))
+        model.lower_face = LowerFaceConfig(scale=scale)
+        d = MotionDelta.from_vector(tok.decode(LowerFace(model).apply(tokens, np.zeros(6, np.int64), ones)))
         return float(np.linalg.norm(d.expression[:, low], axis=-1).mean()), d
 
     full, d1 = lower_and_rest(1.0)
@@ -157,37 +160,56 @@ def test_lower_face_scale_shrinks_only_the_lower_face_toward_rest() -> None:
     assert np.linalg.norm(d4.rotation, axis=-1).min() > np.radians(4.0)
 
 
-def test_lower_face_offset_is_the_generators_bias_and_is_saved_with_it(tmp_path: Path) -> None:
-    from codec.motion import DELTA_DIM, MotionDelta, lower_face
-    from codec.speech.generator import save_generator
-    from codec.speech.stream import MotionRoller
-    from codec.tokenizer import load_tokenizer
-    from codec.train.speech import ClipData, lower_face_offset
+def test_lower_face_is_the_readout_plus_the_generated_movement_scaled() -> None:
+    from codec.speech.generator import LowerFaceConfig
+    from codec.speech.stream import LowerFace
 
-    model, tok = load_generator(), load_tokenizer()
-    units = _speech(model, 30, np.random.default_rng(0))
-    roller = MotionRoller(model, seed=0)
-    own = np.concatenate([roller.step(units[i:i + 3]) for i in range(0, 30, 3)])
-    rest = np.repeat(tok.encode(np.zeros((1, DELTA_DIM), np.float32)), 30, 0)
-    controls = np.zeros((30, 9), np.float32)
-    # Against its own output the generator has no bias; the training copies with silence are left out.
-    clips = [ClipData("a", units, own, controls), ClipData("a#silence", units, rest, controls)]
-    np.testing.assert_allclose(lower_face_offset(model, clips, 3), 0.0, atol=1e-6)
-    # Against a face at rest, the bias is its mean generated lower face.
-    off = lower_face_offset(model, [ClipData("b", units, rest, controls)], 3)
-    low = lower_face()
-    want = (MotionDelta.from_vector(tok.decode(own)).expression[:, low].mean(0)
-            - MotionDelta.from_vector(tok.decode(rest)).expression[:, low].mean(0))
-    assert np.abs(want).mean() > 1e-3, "the generator made no lower-face motion: the test shows nothing"
-    np.testing.assert_allclose(off, want, atol=1e-5)
+    model = MotionGenerator(GeneratorConfig(depth=1, dim=32, ff=32))
+    model.lower_face = LowerFaceConfig(scale=0.5, motion=0.7, tau=4.0)
+    readout = np.random.default_rng(0).normal(size=(12, 2, 3)).astype(np.float32)
+    generated = np.zeros((12, 2, 3), np.float32)
+    generated[6:] = 1.0  # the generated mouth jumps open at frame 6 and stays open
+    shaper = LowerFace(model)
+    # Fed in blocks, as a stream feeds it: the running mean carries over.
+    out = np.concatenate([shaper.shape(generated[i:i + 3], readout[i:i + 3]) for i in range(0, 12, 3)])
+    mean, moving = 0.0, []
+    for g in generated[:, 0, 0]:
+        mean = mean + (g - mean) / 4.0
+        moving.append(g - mean)
+    want = 0.5 * (readout + 0.7 * np.asarray(moving, np.float32)[:, None, None])
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    # A steady generated lower face adds nothing: only its movement does.
+    np.testing.assert_allclose(out[:6], 0.5 * readout[:6], atol=1e-6)
 
-    copy = MotionGenerator(model.config)
-    copy.load_state_dict(model.state_dict())
-    copy.lower_face_offset = off
-    copy.lower_face_scale = 0.3
-    save_generator(copy, tmp_path / "g.pt", tokenizer=model.tokenizer_hash)
+
+def test_readout_fits_the_lower_face_of_the_speech_and_is_saved_with_the_generator(tmp_path: Path) -> None:
+    from codec.speech.generator import LowerFaceConfig, save_generator, stack_past
+    from codec.train.speech import ClipData, fit_readout
+
+    model = MotionGenerator(GeneratorConfig(depth=1, dim=32, ff=32, speech="states", unit_dim=4, state_dim=6))
+    rng = np.random.default_rng(4)
+    clips, true_map = [], rng.normal(size=(12, 6))
+    states = [rng.normal(size=(80, 6)).astype(np.float32) for _ in range(10)]
+    model.set_state_features(np.concatenate(states))
+    for k, x in enumerate(states):
+        with torch.no_grad():
+            f = model.speech_features(torch.as_tensor(x)[None])[0].numpy()
+        # The lower face (2 landmarks) is a linear function of the speech of frames k-2..k.
+        lower = (stack_past(f, 2) @ true_map).reshape(80, 2, 3).astype(np.float32)
+        clips.append(ClipData(f"clips/speaker{k}.mp4", x, np.zeros((80, 4, 12), np.int64),
+                              np.zeros((80, 9), np.float32), lower, np.ones(80, np.float32)))
+    model.readout = fit_readout(model, clips, lambda msg: None)
+    probe = states[0]
+    want = clips[0].lower
+    got = model.readout_lower_face(probe)
+    assert got is not None
+    assert np.abs(got - want).mean() < 0.1 * np.abs(want).mean()
+
+    model.lower_face = LowerFaceConfig(scale=0.3, motion=0.2, tau=9.0)
+    save_generator(model, tmp_path / "g.pt", tokenizer=load_generator().tokenizer_hash)
     loaded = load_generator(tmp_path / "g.pt")
-    np.testing.assert_allclose(loaded.lower_face_offset, off, atol=1e-6)
-    assert loaded.lower_face_scale == 0.3
-    assert loaded.meta["tokenizer"] == model.tokenizer_hash
-    assert load_generator().lower_face_offset is not None, "the shipped generator is not calibrated"
+    assert loaded.lower_face == model.lower_face
+    np.testing.assert_allclose(loaded.readout_lower_face(probe), got, atol=2e-2 * np.abs(want).max())
+    shipped = load_generator()
+    assert shipped.readout is not None, "the shipped generator has no lower-face readout: run talk-train speech"
+    assert shipped.lower_face.scale < 1.0, "the shipped generator is not guarded"

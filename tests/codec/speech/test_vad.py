@@ -18,8 +18,8 @@ import torch
 
 from codec.motion import MotionDelta, load_template, lower_face, transfer
 from codec.regions import mouth_opening
-from codec.speech.stream import SpeechMotionStream, gate_lower_face, speech_to_tokens, units_to_tokens
-from codec.speech.units import SAMPLES_PER_FRAME, load_unitizer
+from codec.speech.stream import SpeechMotionStream, gate_lower_face, speech_inputs, speech_to_tokens, units_to_tokens
+from codec.speech.units import SAMPLES_PER_FRAME
 from codec.speech.vad import GateConfig, GateFilter, VoiceActivity, VoiceGate, speech_probability, voice_gate
 from codec.tokenizer import load_tokenizer
 
@@ -139,7 +139,7 @@ def test_speech_opens_the_gate() -> None:
 def test_noise_keeps_the_mouth_closed() -> None:
     x = _noise(4.0, seed=2)
     rest = load_template().shape * 100.0
-    ungated = units_to_tokens(load_unitizer().units(x), seed=0)
+    ungated = units_to_tokens(speech_inputs(x), seed=0)
     tokens = speech_to_tokens(x, seed=0)
 
     def closed(t: np.ndarray) -> np.ndarray:
@@ -172,9 +172,9 @@ def test_gate_one_frames_pass_through_unchanged() -> None:
     lower = MotionDelta.from_vector(load_tokenizer().decode(out[gate == 0])).expression[:, lower_face()]
     assert np.abs(lower).mean() < 0.01
 
-    # In the pipeline: speech frames with the gate open are the generator's own tokens.
+    # In the pipeline: speech frames with the gate open are sent as they would be without the gate.
     x = _speech()[:4 * 16000]
-    units = load_unitizer().units(x)
+    units = speech_inputs(x)
     gate = voice_gate(x, len(units))
     assert (gate == 1).mean() > 0.5 and (gate < 1).any()
     gated, ungated = units_to_tokens(units, seed=7, gate=gate), units_to_tokens(units, seed=7)
@@ -205,19 +205,19 @@ def test_stream_gate_rejects_added_latency() -> None:
         SpeechMotionStream(seed=0, gate=GateConfig(anticipate=4))
 
 
-def test_offset_moves_every_frames_lower_face_before_the_gate() -> None:
+def test_a_lower_face_given_replaces_every_frames_before_the_gate() -> None:
     from codec.motion import DELTA_DIM
 
     tok, low = load_tokenizer(), lower_face()
     tokens = tok.encode(np.zeros((6, DELTA_DIM), np.float32))
-    offset = np.zeros((low.sum(), 3), np.float32)
-    offset[:, 1] = -0.02  # the lower face 0.02 lower: the mouth opens
+    lower = np.zeros((6, low.sum(), 3), np.float32)
+    lower[:, :, 1] = 0.02  # the lower face 0.02 lower: the mouth opens
     gate = np.array([1, 1, 1, 0, 0.5, 1], np.float32)
-    out = gate_lower_face(tokens, gate, offset)
-    assert (out[gate == 1] != tokens[gate == 1]).any(), "with an offset, open frames change too"
+    out = gate_lower_face(tokens, gate, lower)
+    assert (out[gate == 1] != tokens[gate == 1]).any(), "with a lower face given, open frames change too"
     before = MotionDelta.from_vector(tok.decode(tokens))
     after = MotionDelta.from_vector(tok.decode(out))
-    want = (before.expression[:, low] - offset) * gate[:, None, None]
+    want = lower * gate[:, None, None]
     err = np.abs(after.expression[:, low] - want).mean((1, 2))
     assert (err < 0.4 * 0.02).all(), err  # re-quantization stays well under the move
     assert np.abs(after.expression[gate == 0][:, low]).mean() < 0.01
