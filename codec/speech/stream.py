@@ -139,7 +139,8 @@ class MotionRoller:
         return self._units
 
 
-def gate_lower_face(tokens: np.ndarray, gate: np.ndarray, lower: np.ndarray | None = None) -> np.ndarray:
+def gate_lower_face(tokens: np.ndarray, gate: np.ndarray, lower: np.ndarray | None = None,
+                    decoded: np.ndarray | None = None) -> np.ndarray:
     """Scales the lower face's expression by a gate, leaving head pose, gaze and blink as they are.
 
     Without ``lower``, frames with gate 1 are returned unchanged, token for
@@ -155,6 +156,7 @@ def gate_lower_face(tokens: np.ndarray, gate: np.ndarray, lower: np.ndarray | No
         tokens: ``[T, R, G]`` int64 motion tokens.
         gate: ``[T]`` in [0, 1].
         lower: ``[T, L, 3]`` the lower face's ``L`` landmarks (:func:`codec.motion.lower_face`) to send, or None.
+        decoded: ``[T, 1447]`` the tokens already decoded, if at hand.
     Returns:
         ``[T, R, G]`` int64.
     """
@@ -163,7 +165,7 @@ def gate_lower_face(tokens: np.ndarray, gate: np.ndarray, lower: np.ndarray | No
     if not change.any():
         return tokens
     tok = load_tokenizer()
-    delta = MotionDelta.from_vector(tok.decode(tokens[change]))
+    delta = MotionDelta.from_vector(tok.decode(tokens[change]) if decoded is None else decoded[change])
     low = lower_face()
     expression = delta.expression.copy()
     shape = expression[:, low] if lower is None else np.asarray(lower, np.float32)[change]
@@ -255,10 +257,11 @@ class LowerFace:
         if self.model.readout is None and self.model.lower_face.scale == 1.0:
             return gate_lower_face(tokens, gate)
         n = len(tokens)
-        generated = MotionDelta.from_vector(load_tokenizer().decode(tokens)).expression[:, lower_face()]
+        decoded = load_tokenizer().decode(tokens)
+        generated = MotionDelta.from_vector(decoded).expression[:, lower_face()]
         past = 0 if self.model.readout is None else self.model.readout.past
         readout = self.model.readout_lower_face(heard[-(n + past):])
-        return gate_lower_face(tokens, gate, self.shape(generated, None if readout is None else readout[-n:]))
+        return gate_lower_face(tokens, gate, self.shape(generated, None if readout is None else readout[-n:]), decoded)
 
 
 class SpeechMotionStream:
