@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from codec.checkpoint import half_state, load_checkpoint
-from codec.paths import DATA_DIR
+from codec.paths import DATA_DIR, write_bytes_atomic
 from codec.tokenizer import TOKENIZER_PATH, weights_hash
 
 GENERATOR_PATH = DATA_DIR / "speech_generator.pt"
@@ -365,11 +365,8 @@ def save_generator(model: MotionGenerator, path: Path = GENERATOR_PATH, **meta: 
         ckpt["readout"] = model.readout.to_dict()
     ckpt["lower_face"] = model.lower_face.to_dict()
     torch.save(ckpt, buf)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Whole or not at all: a stream may be loading the file meanwhile.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 @lru_cache(maxsize=2)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.errors import TalkcodecError
-from codec.paths import DATA_DIR, cache_dir
+from codec.paths import DATA_DIR, atomic_output, cache_dir
 
 UNITS_PATH = DATA_DIR / "speech_units.npz"
 
@@ -294,12 +294,9 @@ def load_units(path: Path = UNITS_PATH) -> tuple[UnitConfig, np.ndarray]:
 
 def save_units(config: UnitConfig, centroids: np.ndarray, path: Path = UNITS_PATH, **meta: str) -> None:
     """Writes the unit inventory (centroids in float16), whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, config=json.dumps(config.to_dict()), centroids=centroids.astype(np.float16),
                             **{k: np.array(v) for k, v in meta.items()})
-    tmp.replace(path)
 
 
 @lru_cache(maxsize=1)

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.errors import TalkcodecError
+from codec.errors import TalkcodecError, UsageError
 from codec.media import read_audio
 from codec.motion import DELTA_DIM, MotionDelta, load_template, lower_face, motion_from_landmarks, relative, transfer
 from codec.paths import cache_dir
@@ -85,8 +85,8 @@ from codec.speech.units import (
 from codec.speech.vad import voice_gate
 from codec.tokenizer import TOKENIZER_PATH, MotionTokenizer, load_tokenizer, weights_hash
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split, speaker, speaker_folds
-from codec.train.output import training_split
-from codec.validate import ArgumentParser
+from codec.train.output import add_output_arguments, check_model_output, training_split
+from codec.validate import ArgumentParser, integer_in, number_in
 
 # A few sentences per language for espeak-ng: the units should cover the phones of
 # every language a caller may speak, not only the corpus's mostly English speech.
@@ -620,62 +620,67 @@ def largest_safe_scale(sync: dict[float, dict], margin: float = SAFETY_MARGIN) -
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="talk-train speech", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--units", type=int, default=512, help="speech-unit inventory size")
-    parser.add_argument("--kmeans-frames", type=int, default=40000)
-    parser.add_argument("--kmeans-iters", type=int, default=25)
+    parser.add_argument("--units", type=integer_in(2, 65536), default=512, help="speech-unit inventory size")
+    parser.add_argument("--kmeans-frames", type=integer_in(1, 10_000_000), default=40000)
+    parser.add_argument("--kmeans-iters", type=integer_in(1, 10_000), default=25)
     parser.add_argument("--no-synthetic", action="store_true", help="fit the units on corpus speech only")
-    parser.add_argument("--window", type=int, default=32, help="generator window in frames")
+    parser.add_argument("--window", type=integer_in(4, 1024), default=32, help="generator window in frames")
     parser.add_argument("--keep-units", action="store_true",
                         help="reuse the shipped speech_units.npz instead of fitting k-means again")
     parser.add_argument("--speech", choices=("units", "states"), default="states",
                         help="what the generator hears: k-means speech units or the continuous Whisper states")
-    parser.add_argument("--unit-dim", type=int, default=64, help="principal coordinates of the speech fed per frame")
-    parser.add_argument("--dropout", type=float, default=0.3)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--minutes", type=float, default=38.0, help="stop training after this long")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--unit-noise", type=float, default=0.6, help="noise on speech features while training")
-    parser.add_argument("--lip-weight", type=float, default=3.0, help="weight of the lip regression loss")
-    parser.add_argument("--lower-face-scale", type=float, default=LOWER_FACE.scale,
+    parser.add_argument("--unit-dim", type=integer_in(1, 512), default=64,
+                        help="principal coordinates of the speech fed per frame")
+    parser.add_argument("--dropout", type=number_in(0.0, 0.95), default=0.3)
+    parser.add_argument("--steps", type=integer_in(1, 10_000_000), default=3000)
+    parser.add_argument("--minutes", type=number_in(0.0, 100_000.0, "minutes", lo_open=True), default=38.0,
+                        help="stop training after this long")
+    parser.add_argument("--batch", type=integer_in(1, 4096), default=16)
+    parser.add_argument("--lr", type=number_in(0.0, 1.0, lo_open=True), default=2e-3)
+    parser.add_argument("--unit-noise", type=number_in(0.0, 100.0), default=0.6,
+                        help="noise on speech features while training")
+    parser.add_argument("--lip-weight", type=number_in(0.0, 1000.0), default=3.0,
+                        help="weight of the lip regression loss")
+    parser.add_argument("--lower-face-scale", type=number_in(0.0, 1.0), default=LOWER_FACE.scale,
                         help="the guard: the stream scales the lower face by this, toward rest (--validate reports "
                              "the largest value with no validation speaker worse than a mouth at rest)")
-    parser.add_argument("--lower-face-motion", type=float, default=LOWER_FACE.motion,
+    parser.add_argument("--lower-face-motion", type=number_in(0.0, 4.0), default=LOWER_FACE.motion,
                         help="how much of the generator's own lip movement the stream adds to the speech's readout")
-    parser.add_argument("--lower-face-tau", type=float, default=LOWER_FACE.tau,
+    parser.add_argument("--lower-face-tau", type=number_in(1.0, 10_000.0, "frames"), default=LOWER_FACE.tau,
                         help="frames over which the running mean of the generated lower face is taken")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--init", help="continue training this generator checkpoint")
-    parser.add_argument("--validate", type=int, metavar="FOLD",
-                        help="train without the speakers of this fold (0-7) of the training clips and report their "
-                             "lip sync every 500 steps (for choosing settings; the held-out clips stay unseen)")
+    parser.add_argument("--threads", type=integer_in(1, 256), default=1)
+    parser.add_argument("--init", type=Path, help="continue training this generator checkpoint")
+    parser.add_argument("--validate", type=integer_in(0, VALIDATION_FOLDS - 1), metavar="FOLD",
+                        help=f"train without the speakers of this fold (0-{VALIDATION_FOLDS - 1}) of the training "
+                             "clips and report their lip sync every 500 steps (for choosing settings; the held-out "
+                             "clips stay unseen)")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="keep the shipped generator's weights; only fit its lower-face readout again and store "
                              "the --lower-face-* settings")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write speech_generator.pt (and speech_units.npz, when fitted) into this folder "
-                             "instead of the package's codec/data")
-    parser.add_argument("--overwrite", action="store_true", help="replace files that exist (the shipped ones)")
+    add_output_arguments(parser, GENERATOR_PATH)
+    parser.epilog = (f"Units fitted again (without --keep-units) are written beside --out as {UNITS_PATH.name}, "
+                     "under the same --overwrite rule.")
     args = parser.parse_args(argv)
+    if args.calibrate_only:
+        args.keep_units = True
+    args.generator_path = args.out
+    args.units_path = args.out.parent / UNITS_PATH.name
+    # The generator read by --calibrate-only or --init may be the output: it is read whole before training and
+    # replaced only at the end. The units are read (--keep-units) or written, never both.
+    reads = [TOKENIZER_PATH] + ([UNITS_PATH] if args.keep_units else [])
+    check_model_output(args.generator_path, args.overwrite, reads=reads)
+    if not args.keep_units:
+        check_model_output(args.units_path, args.overwrite, reads=[TOKENIZER_PATH, args.generator_path])
+    if args.init is not None and not args.init.is_file():
+        raise UsageError(f"--init: {args.init} is not a file")
     training_split()  # a missing corpus is one line, before any model is loaded or file written
     torch.set_num_threads(args.threads)
 
     def log(msg: str) -> None:
         print(f"talk-train speech: {msg}", flush=True)
 
-    out_dir = args.out if args.out is not None else GENERATOR_PATH.parent
-    args.generator_path = out_dir / GENERATOR_PATH.name
-    args.units_path = out_dir / UNITS_PATH.name
-    if args.calibrate_only:
-        if not GENERATOR_PATH.exists():
-            raise TalkcodecError(f"--calibrate-only needs a trained {GENERATOR_PATH.name}: run `talk-train speech`")
-        args.keep_units = True
-    written = [args.generator_path] + ([] if args.keep_units else [args.units_path])
-    existing = [p for p in written if p.exists()]
-    if existing and not args.overwrite:
-        raise TalkcodecError(f"{existing[0]} exists: pass --overwrite to replace it, or --out to write elsewhere")
-    if args.validate is not None and not 0 <= args.validate < VALIDATION_FOLDS:
-        raise TalkcodecError(f"--validate takes a fold from 0 to {VALIDATION_FOLDS - 1}, not {args.validate}")
+    if args.calibrate_only and not GENERATOR_PATH.exists():
+        raise TalkcodecError(f"--calibrate-only needs a trained {GENERATOR_PATH.name}: run `talk-train speech`")
     unit_cfg, centroids, clip_feats = build_units(args, log)
     clips, tokenizer_hash = build_clips(clip_feats, centroids,
                                         load_generator().config.speech if args.calibrate_only else args.speech)

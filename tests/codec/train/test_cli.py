@@ -26,15 +26,14 @@ def test_no_corpus_is_one_line_and_leaves_the_shipped_files(model: str, tmp_path
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("TALKCODEC_CORPUS", str(tmp_path / "nonexistent"))
     before = _digests()
-    args = [model] if model == "speech" else [model, "--overwrite"]  # asked to replace: still nothing written
-    assert main(args) == 1
+    assert main([model, "--overwrite"]) == 1  # asked to replace: still nothing written
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"talk-train {model}: error: no training clips under") and "\n" not in err, err
     assert "TALKCODEC_CORPUS" in err
     assert _digests() == before
 
 
-@pytest.mark.parametrize("model", ["template", "tokenizer", "entropy", "renderer"])
+@pytest.mark.parametrize("model", sorted(SHIPPED))
 def test_a_shipped_file_is_replaced_only_with_overwrite(model: str, capsys: pytest.CaptureFixture[str]) -> None:
     before = _digests()
     assert main([model]) == 2
@@ -48,6 +47,26 @@ def test_an_output_that_the_trainer_reads_is_refused(capsys: pytest.CaptureFixtu
     assert main(["entropy", "--out", str(DATA_DIR / "tokenizer.pt"), "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()
     assert "is the same file as tokenizer.pt (read by this trainer)" in err, err
+    assert _digests() == before
+
+
+def test_speech_writes_its_units_beside_out_and_checks_both(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    before = _digests()
+    (tmp_path / "speech_units.npz").write_bytes(b"old")
+    # Units fitted again go beside --out: an existing one there needs --overwrite too.
+    assert main(["speech", "--out", str(tmp_path / "g.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "speech_units.npz exists" in err and "\n" not in err, err
+    # The units the trainer keeps (--keep-units) may not be replaced by the generator.
+    assert main(["speech", "--keep-units", "--out", str(DATA_DIR / "speech_units.npz"), "--overwrite"]) == 2
+    assert "is the same file as speech_units.npz (read by this trainer)" in capsys.readouterr().err
+    assert main(["speech", "--validate", "8", "--out", str(tmp_path / "g.pt")]) == 2
+    assert "--validate: must be an integer in 0..7" in capsys.readouterr().err
+    assert main(["speech", "--lower-face-scale", "1.5", "--out", str(tmp_path / "g.pt")]) == 2
+    assert "--lower-face-scale: must be in [0, 1]" in capsys.readouterr().err
+    assert main(["speech", "--keep-units", "--init", str(tmp_path / "none.pt"), "--out", str(tmp_path / "g.pt")]) == 2
+    assert "--init" in capsys.readouterr().err
     assert _digests() == before
 
 
