@@ -181,7 +181,7 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
                 wire = {"wire_kbps": talkcodec_wire_kbps(stream.packets, t / fps),
                         "wire_kbps_3fpp": talkcodec_wire_kbps(stream.packets, t / fps, 3)}
                 t0 = time.perf_counter()
-                target = decode_stream(stream.header, stream.packets, portrait.landmarks)
+                target = decode_stream(stream.header, stream.packets, portrait.landmarks, smooth=True)
                 decode_ms = (time.perf_counter() - t0) * 1000 / t
                 # Entropy coding is lossless: the same tokens render the same frames, scored once.
                 if rendered is None or not np.array_equal(rendered[0], target):

@@ -39,6 +39,7 @@ from codec.motion import (
     motion_from_landmarks,
     relative,
 )
+from codec.smoothing import smooth_landmarks
 from codec.speech import speech_to_tokens
 from codec.stream import DecodedPacket, ReferenceLostError, StreamReader, StreamWriter
 from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
@@ -366,7 +367,7 @@ def encode_video(path: str | Path, config: EncoderConfig = EncoderConfig(),
 
 
 def decode_stream(header: StreamHeader, packets: Sequence[bytes], portrait_landmarks: np.ndarray,
-                  layers: int | None = None) -> np.ndarray:
+                  layers: int | None = None, smooth: bool = False) -> np.ndarray:
     """Target landmarks ``[T, 478, 3]`` in the portrait for every packet of a stream.
 
     A packet that does not decode (corrupt, or in entropy mode predicting from
@@ -377,6 +378,8 @@ def decode_stream(header: StreamHeader, packets: Sequence[bytes], portrait_landm
 
     Args:
         layers: decode with only the first ``layers`` residual layers (default: all sent).
+        smooth: smooth them as a receiver does before rendering (:mod:`codec.smoothing`);
+            otherwise every frame is exactly its packet's decoding.
     """
     dec = FrameDecoder(header, portrait_landmarks)
     out: list[np.ndarray | None] = []
@@ -400,7 +403,16 @@ def decode_stream(header: StreamHeader, packets: Sequence[bytes], portrait_landm
             by_layers.setdefault(t.shape[0], []).append(i)
     for idx in by_layers.values():
         result[idx] = dec.landmarks(dec.deltas(np.stack([t for i in idx if (t := out[i]) is not None])))
-    _conceal(result, lost, [t is not None for t in out])
+    face = np.array([t is not None for t in out])
+    # As a receiver plays them: decoded frames smoothed with their decoded neighbours (a lost frame is
+    # none), lost ones concealed from the decoded frames as they were.
+    smoothed = None
+    if smooth:
+        counts = np.array([0 if t is None else t.shape[0] for t in out])
+        smoothed = smooth_landmarks(result, counts, face).astype(np.float64)
+    _conceal(result, lost, face.tolist())
+    if smoothed is not None:
+        result[face] = smoothed[face]
     return result
 
 

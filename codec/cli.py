@@ -219,7 +219,8 @@ def _decode(args: argparse.Namespace) -> int:
     if args.portrait is None:
         _reference(args, tok)  # says what is missing before any work
     if landmarks_out:
-        lm = decode_stream(tok.header, list(tok.packets), _portrait_landmarks(args, tok), args.layers)
+        lm = decode_stream(tok.header, list(tok.packets), _portrait_landmarks(args, tok), args.layers,
+                           smooth=True)
         with atomic_output(landmarks_out) as tmp:
             np.save(tmp, lm.astype(np.float32))
         print(f"{landmarks_out}: {lm.shape[0]} frames of target landmarks")

@@ -252,5 +252,10 @@ class JitterBuffer(Generic[T]):
             return Playout(PlayoutKind.INTERPOLATED, last, after, min(1.0, max(0.0, alpha)))
         return Playout(PlayoutKind.HELD, last)
 
+    def peek_after(self, playout_ts: float) -> Entry[T] | None:
+        """The earliest frame waiting that is stamped after ``playout_ts`` (it stays in the buffer)."""
+        later = [e for e in self._entries.values() if e.timestamp_ms > playout_ts]
+        return min(later, key=lambda e: e.timestamp_ms) if later else None
+
     def __len__(self) -> int:
         return len(self._entries)

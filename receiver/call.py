@@ -10,8 +10,10 @@ The order of events::
 
 Motion packets are decoded on the call's decoder thread as they arrive and
 go into the jitter buffer with their arrival time; the playout loop then
-takes one frame per 40 ms tick, concealing what is missing. Speech frames go
-to the recorder, stamped with the same media time. With a
+takes one frame per 40 ms tick, concealing what is missing. A fresh frame is
+smoothed with its neighbours (:mod:`codec.smoothing`), so each tick is shown
+one frame interval after it is due, when the next frame is normally here.
+Speech frames go to the recorder, stamped with the same media time. With a
 :class:`receiver.fallback.MotionFallback` (``--animate-from-audio``), the
 speech also drives generated motion, shown while motion packets are missing.
 """
@@ -33,6 +35,7 @@ from codec.errors import StreamError
 from codec.picture import Picture
 from codec.render.keyframes import Keyframe
 from codec.render.portrait import Portrait, portrait_from_picture
+from codec.smoothing import LOOKAHEAD_FRAMES, smooth_frame
 from realtime.clock import monotonic_ms, wall_us
 from realtime.drops import Drops, error_kind
 from realtime.jitterbuffer import JitterBuffer, PlayoutKind, PushResult
@@ -83,6 +86,7 @@ class Call:
             viewer); ticks nobody needs are not rendered. None: always.
         on_renderer: told of the caller's renderer once the caller's picture has arrived (browsers that
             render the call themselves need that portrait too).
+        smoothing: smooth decoded motion with the next frame (one frame interval more latency).
     """
 
     def __init__(self, link: PeerLink, portrait_landmarks: np.ndarray, render: RenderStage, stats: CallStats,
@@ -91,10 +95,12 @@ class Call:
                  make_renderer: Callable[[Portrait], Any] | None = None,
                  placeholder: PlaceholderRenderer | None = None,
                  frames_wanted: Callable[[], bool] | None = None,
-                 on_renderer: Callable[[Any], None] | None = None) -> None:
+                 on_renderer: Callable[[Any], None] | None = None, smoothing: bool = True) -> None:
         self.link = link
         self.frames_wanted = frames_wanted
         self.on_renderer = on_renderer
+        self.lookahead_ms = LOOKAHEAD_FRAMES * FRAME_INTERVAL_MS if smoothing else 0.0
+        self._layers = 4  # of the latest decoded frame: how coarse its quantization is
         self.on_audio = on_audio
         self.rest = np.asarray(portrait_landmarks, np.float32)
         self.fallback = None if fallback is None else MotionFallback(fallback, self.rest)
@@ -217,6 +223,7 @@ class Call:
             self._arrived_frame(frame, arrival)
 
     def _arrived_frame(self, frame: Any, arrival: float) -> None:
+        self._layers = frame.layers or self._layers
         value = frame.landmarks.astype(np.float32) if frame.face and frame.landmarks is not None else None
         result = self.buffer.push(frame.seq, frame.timestamp_ms, value, arrival)
         if result is PushResult.OUT_OF_RANGE:
@@ -323,8 +330,9 @@ class Call:
         first = self.buffer.first_timestamp_ms
         p = float(first if first is not None else self._first_ts or 0)
         index = 0
+        previous: np.ndarray | None = None  # the last tick's decoded landmarks, when fresh with a face
         while True:
-            due = self.buffer.playout_time(p)
+            due = self.buffer.playout_time(p) + self.lookahead_ms
             wait = due - monotonic_ms()
             if wait > 0:
                 await asyncio.sleep(wait / 1000.0)
@@ -335,6 +343,10 @@ class Call:
                 continue
             decision = self.buffer.pop(p)
             landmarks, face = tick_landmarks(decision, self.rest)
+            decoded = landmarks if decision.kind is PlayoutKind.FRESH and face else None
+            if decoded is not None and self.lookahead_ms:
+                landmarks = smooth_frame(previous, decoded, self._next_landmarks(p), self._layers)
+            previous = decoded if not self._switch_between(p, p + FRAME_INTERVAL_MS) else None
             generated = 0.0
             if self.fallback is not None:
                 landmarks, generated = self.fallback.mix(p, decision.kind, landmarks)
@@ -352,6 +364,17 @@ class Call:
             if self.frames_wanted is None or self.frames_wanted():
                 self.render.submit(tick)
             p += FRAME_INTERVAL_MS
+
+    def _next_landmarks(self, p: float) -> np.ndarray | None:
+        """The next frame's decoded landmarks, when it is here, follows ``p`` and is on the same portrait."""
+        nxt = self.buffer.peek_after(p)
+        if nxt is None or nxt.timestamp_ms - p > 1.5 * FRAME_INTERVAL_MS or self._switch_between(p, nxt.timestamp_ms):
+            return None
+        return nxt.value
+
+    def _switch_between(self, a: float, b: float) -> bool:
+        """Whether the portrait changed between media times ``a`` and ``b`` (frames from either side do not mix)."""
+        return self._face_after_ms is not None and a <= self._face_after_ms < b
 
     def on_rendered(self, tick: Tick, frame: np.ndarray, done_wall_us: int) -> None:
         """The render stage's report of one of this call's frames."""
@@ -397,7 +420,7 @@ class Call:
 
     async def _play_out_the_rest(self) -> None:
         """After a bye, shows the frames still buffered (their playout times are near)."""
-        deadline = monotonic_ms() + self.buffer.delay_ms + 2 * FRAME_INTERVAL_MS + 100
+        deadline = monotonic_ms() + self.buffer.delay_ms + self.lookahead_ms + 2 * FRAME_INTERVAL_MS + 100
         while (len(self.buffer) or self._decoding) and monotonic_ms() < deadline:
             await asyncio.sleep(FRAME_INTERVAL_MS / 1000)
 

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     p.add_argument("--renderer", default="warp", choices=RENDERER_NAMES,
                    help="renderer of codec.render: warp (default) or neural")
+    p.add_argument("--no-smoothing", dest="smoothing", action="store_false",
+                   help="show decoded motion as it is, one frame sooner (40 ms), with more shimmer")
     p.add_argument("--animate-from-audio", action="store_true",
                    help="when motion packets stop (no packet for 200 ms) while speech still arrives, animate "
                    "the portrait from the received speech, and blend back when motion returns "
@@ -230,7 +232,8 @@ def _main(argv: list[str] | None) -> int:
     except TalkcodecError as e:  # the speech models are not installed
         print(f"talk-recv: {e}", file=sys.stderr)
         return 1
-    receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration, fallback, ice),
+    receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration, fallback, ice,
+                                       args.smoothing),
                         rest_landmarks, renderer, recorder, Window() if args.show else None, status, viewers,
                         make_renderer=make_renderer, placeholder=placeholder, files=files)
     code = 0

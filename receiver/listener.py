@@ -57,6 +57,7 @@ class ReceiverConfig:
         fallback: animate from the received speech while motion packets are missing
             (``--animate-from-audio``), or None.
         ice: STUN/TURN servers and the relay-only policy.
+        smoothing: smooth the decoded motion with one frame of look-ahead (``--no-smoothing`` turns it off).
     """
 
     host: str = "127.0.0.1"
@@ -67,6 +68,7 @@ class ReceiverConfig:
     duration_s: float | None = None
     fallback: FallbackConfig | None = None
     ice: IceConfig = field(default_factory=IceConfig)
+    smoothing: bool = True
 
 
 class Receiver:
@@ -121,7 +123,8 @@ class Receiver:
                     on_audio=None if self.viewers is None else self.viewers.audio.push,
                     fallback=self.config.fallback, make_renderer=self.make_renderer, placeholder=self.placeholder,
                     frames_wanted=self._frames_wanted,
-                    on_renderer=None if relay is None else relay.use_renderer)
+                    on_renderer=None if relay is None else relay.use_renderer,
+                    smoothing=self.config.smoothing)
         self.call = call
         if relay is not None:
             relay.attach(link)  # before the offer is applied: the caller's tracks come with it

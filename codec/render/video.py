@@ -49,7 +49,7 @@ def render_tok(tok: TokFile, portrait_path: str | Path | None, output: str | Pat
         portrait: Portrait = portrait_from_picture(reference)
     else:
         portrait = prepare_portrait(portrait_path, size=size)
-    landmarks = decode_stream(tok.header, list(tok.packets), portrait.landmarks, layers)
+    landmarks = decode_stream(tok.header, list(tok.packets), portrait.landmarks, layers, smooth=True)
     r = Renderer(portrait, RenderConfig(device=device, size=size, renderer=renderer))
     for kf in keyframes:  # only the caller's own keyframes: they must show the portrait's face
         hand_keyframe(r, kf)

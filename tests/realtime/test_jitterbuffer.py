@@ -156,3 +156,16 @@ def test_any_arrival_order_and_loss_plays_in_order(order: list[int], lost: set[i
         else:
             assert i in lost or p.kind is PlayoutKind.EMPTY
     assert shown == [s for s in range(20) if s not in lost]
+
+
+def test_peek_after_shows_the_next_frame_and_keeps_it() -> None:
+    jb: JitterBuffer[int] = JitterBuffer()
+    push_frames(jb, [0, 1, 3])
+    assert jb.pop(0).frame.value == 0  # type: ignore[union-attr]
+    nxt = jb.peek_after(0)
+    assert nxt is not None and nxt.value == 1
+    assert jb.pop(IV).frame.value == 1  # type: ignore[union-attr]
+    nxt = jb.peek_after(IV)
+    assert nxt is not None and nxt.value == 3  # across the gap: the caller decides whether it is near enough
+    assert jb.pop(3 * IV).frame.value == 3  # type: ignore[union-attr]
+    assert jb.peek_after(3 * IV) is None
