@@ -1,19 +1,25 @@
 """The triangle mesh the geometric renderer warps: the face, its holes, and the world around it.
 
-A portrait's mesh has four kinds of triangles, all over one vertex array whose
+A portrait's mesh has five kinds of triangles, all over one vertex array whose
 first 478 vertices are the face landmarks:
 
 * ``FACE``: MediaPipe's 852-triangle face tessellation (forehead to chin);
 * ``EYE``: the two eye openings, each filled between its lid contour and a
   ring around the iris centre, so the iris moves with its landmarks and the
   lids clip it;
-* ``MOUTH``: the opening between the inner lips, a fan from its centre;
+* ``MOUTH``: the opening between the inner lips, a fan from its centre over
+  copies of the inner-lip landmarks (so that it can sample another picture
+  than the lips around it: the portrait's own mouth, a keyframe's, or a drawn
+  interior);
+* ``TEETH``: two strips hanging from the inner lips into the opening, the
+  upper and lower teeth of the drawn interior, between the lips and the fan;
 * ``OUTSIDE``: rings of virtual points around the face oval out to the image
   border, which carry hair, ears and neck with the head and keep the
   background still.
 
 The topology is fixed once per portrait (from the portrait's landmarks); only
-vertex positions change from frame to frame.
+vertex positions change from frame to frame, and the sources of the mouth's
+and the upper lids' vertices (see :class:`codec.render.warp.GeometricWarp`).
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from scipy.spatial import Delaunay
 from codec import regions as R
 from codec.regions import NUM_LANDMARKS
 
-FACE, EYE, MOUTH, OUTSIDE = 0, 1, 2, 3
+FACE, EYE, MOUTH, OUTSIDE, TEETH = 0, 1, 2, 3, 4
 RING_POINTS = 8  # vertices on the ring that carries each iris
+UPPER_INNER_LIP = R.LIPS_INNER[:11]  # corner to corner over the upper lip
+LOWER_INNER_LIP = np.concatenate([R.LIPS_INNER[10:], R.LIPS_INNER[:1]])  # corner to corner under the lower lip
 
 
 @lru_cache(maxsize=1)
@@ -94,6 +102,14 @@ class PortraitMesh:
         ring_start: index of the first ring vertex; rings then border follow.
         ring_follow: ``[V - ring_start]`` float32 share of the head's rigid motion
             of each ring and border vertex.
+        copies: ``(first, landmarks)``: vertices ``first .. first + len(landmarks) - 1``
+            sit on those landmarks in every frame (the mouth fan's rim).
+        teeth: ``(first, landmarks, down)`` for each teeth strip: vertices ``first ..``
+            lie on the landmarks (an inner lip, corner to corner), the next as many
+            hang from them, downwards (``down`` 1, upper teeth) or upwards (-1, lower).
+        lids: ``(margin, above)`` for each eye: the upper lid's landmarks between
+            the corners, and for each the face landmark just above it (the skin a
+            closing lid is drawn from).
     """
 
     vertices: np.ndarray
@@ -104,6 +120,9 @@ class PortraitMesh:
     irises: tuple[tuple[int, int, int], ...]
     ring_start: int
     ring_follow: np.ndarray
+    copies: tuple[tuple[int, np.ndarray], ...] = ()
+    teeth: tuple[tuple[int, np.ndarray, int], ...] = ()
+    lids: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
 
 def _inside(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -210,10 +229,27 @@ def build_mesh(landmarks: np.ndarray, size: int, config: MeshConfig = MeshConfig
         tris.append(eye_tris.astype(np.int32))
         kinds.append(np.full(len(eye_tris), EYE, np.int8))
 
+    # The mouth: teeth strips first (nearer in depth than the fan, drawn before it), then the fan.
+    teeth = []
+    for contour, down in ((UPPER_INNER_LIP, 1), (LOWER_INNER_LIP, -1)):
+        first = n
+        for v in np.concatenate([lm[contour], lm[contour]]):
+            add_vertex(v)
+        k = len(contour)
+        top, bottom = first + np.arange(k), first + k + np.arange(k)
+        strip = [(top[i], top[i + 1], bottom[i + 1]) for i in range(k - 1)]
+        strip += [(top[i], bottom[i + 1], bottom[i]) for i in range(k - 1)]
+        tris.append(np.array(strip, np.int32))
+        kinds.append(np.full(len(strip), TEETH, np.int8))
+        teeth.append((first, contour, down))
     inner = R.LIPS_INNER
+    rim = n
+    for v in lm[inner]:
+        add_vertex(v)
     mouth_centre = add_vertex(lm[inner].mean(0))
     centres.append((mouth_centre, inner))
-    tris.append(np.array([(inner[k], inner[(k + 1) % len(inner)], mouth_centre) for k in range(len(inner))], np.int32))
+    fan = [(rim + k, rim + (k + 1) % len(inner), mouth_centre) for k in range(len(inner))]
+    tris.append(np.array(fan, np.int32))
     kinds.append(np.full(len(inner), MOUTH, np.int8))
 
     ring_start = n
@@ -243,4 +279,26 @@ def build_mesh(landmarks: np.ndarray, size: int, config: MeshConfig = MeshConfig
     return PortraitMesh(vertices=vertices, triangles=np.concatenate(tris).astype(np.int32),
                         kind=np.concatenate(kinds), mouth_centre=mouth_centre,
                         centres=tuple(centres), irises=tuple(irises), ring_start=ring_start,
-                        ring_follow=np.array(follow, np.float32))
+                        ring_follow=np.array(follow, np.float32), copies=((rim, inner),),
+                        teeth=tuple(teeth), lids=_lids(lm))
+
+
+def _lids(lm: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """For each eye, the upper lid's landmarks and the face landmark just above each (see :class:`PortraitMesh`)."""
+    tris = face_triangles()
+    out = []
+    for contour, (outer, inner) in ((R.RIGHT_EYE_CONTOUR, R.RIGHT_EYE_CORNERS),
+                                    (R.LEFT_EYE_CONTOUR, R.LEFT_EYE_CORNERS)):
+        axis = lm[inner, :2] - lm[outer, :2]
+        up = np.array([axis[1], -axis[0]]) / np.linalg.norm(axis)
+        if up[1] > 0:  # image y points down: "up" has a negative y
+            up = -up
+        margin = contour[1:8]  # between the corners, over the upper lid
+        ring = set(contour.tolist())
+        above = []
+        for v in margin:
+            nb = {int(u) for t in tris if v in t for u in t} - ring - set(range(468, NUM_LANDMARKS))
+            cand = sorted(nb, key=lambda u: -float((lm[u, :2] - lm[v, :2]) @ up))
+            above.append(cand[0] if cand else int(v))
+        out.append((np.asarray(margin), np.asarray(above)))
+    return tuple(out)

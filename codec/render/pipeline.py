@@ -1,6 +1,7 @@
 """The receiver's renderer: target landmarks -> frames of the caller.
 
     portrait ──prepare_portrait──> Portrait ──Renderer(portrait, config)──┐
+    keyframes (optional, any time) ──────────────> add_keyframe() ──────┤
     target landmarks [B, 478, 3] ─────────────────────────> render() ──> frames [B, 512, 512, 3] uint8
 
 :class:`Renderer` wires the stages: the geometric warp (:mod:`codec.render.warp`),
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from codec.render.batch import DeviceWarp
+from codec.render.keyframes import Keyframe
 from codec.render.portrait import Portrait
 from codec.render.refiner import RENDERER_PATH, load_refiner, refine
 from codec.render.warp import GeometricWarp, WarpConfig
@@ -111,6 +113,20 @@ class Renderer:
         self.refiner = None
         if config.renderer == "neural":
             self.refiner = load_refiner(Path(config.refiner_path or RENDERER_PATH), device=self.device)
+
+    def add_keyframe(self, keyframe: Keyframe) -> None:
+        """Gives the renderer another picture of the portrait's face (see :mod:`codec.render.keyframes`).
+
+        From then on, mouths open about as wide as the keyframe's show its teeth and
+        tongue, and blinks its lids when its eyes are closed. Call it between
+        :meth:`render` calls (not concurrently); it takes a few milliseconds.
+
+        Args:
+            keyframe: a picture of the same person as the portrait, in any size
+                (its landmarks in its own pixels). Never pass another person's
+                picture (avatar mode): the renderer would paste their mouth in.
+        """
+        self.warp.add_keyframe(keyframe)
 
     @torch.inference_mode()
     def render_tensor(self, target_landmarks: np.ndarray) -> torch.Tensor:

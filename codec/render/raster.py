@@ -89,7 +89,7 @@ def rasterize(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray
 @numba.njit(cache=True, nogil=True)
 def rasterize_batch(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray, kind: np.ndarray,
                      size: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`rasterize` over frames ``tv [B, V, 3]``.
+    """:func:`rasterize` over frames ``tv [B, V, 3]`` with their sources ``sv [B, V, 2]``.
 
     Returns:
         grid ``[B, size, size, 2]`` (the identity where no triangle lies) and
@@ -107,5 +107,5 @@ def rasterize_batch(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.n
     zbuf = np.empty((size, size), np.float64)
     for i in range(n):
         zbuf[:] = np.inf
-        rasterize(tv[i], sv, tris, bias, kind, grid[i], regions[i], zbuf)
+        rasterize(tv[i], sv[i], tris, bias, kind, grid[i], regions[i], zbuf)
     return grid, regions

@@ -1,23 +1,29 @@
 """The geometric rendering stage: warp the portrait onto target landmarks.
 
-Every output pixel looks up where it came from in the portrait (a dense
-backward flow) and samples it there with ``grid_sample``:
+Every output pixel looks up where it came from (a dense backward flow) and
+samples it there with ``grid_sample``:
 
 1. the target frame's mesh vertices follow from the target landmarks
-   (:meth:`GeometricWarp.target_vertices`): the landmarks as given, centres
-   of the openings, iris rings, and the rings around the face moved with the
-   head's 3D rigid motion, fading to its mere translation further out;
+   (:meth:`GeometricWarp.geometry`): the landmarks as given, centres of the
+   openings, iris rings, teeth hanging from the inner lips, and the rings
+   around the face moved with the head's 3D rigid motion, fading to its mere
+   translation further out. So does where each vertex samples: mostly fixed,
+   but the mouth's interior comes from the picture whose mouth shape is
+   nearest the target's (the portrait, a keyframe, or, when none is open
+   wide enough, the interior drawn by :mod:`codec.render.interior`), and a
+   closing upper lid samples the skin above it instead of stretching its lashes;
 2. the mesh is rasterized at the output size (:mod:`codec.render.raster`):
    each pixel gets its source position by the barycentric coordinates of the
    target triangle it falls in;
-3. the portrait and its person mask are sampled there (``grid_sample``, torch,
-   on any device) and the person is laid over a still background plate
-   (:mod:`codec.render.composite`);
-4. where the target mouth opens wider than the portrait's, the opening is
-   shaded as a dark mouth interior instead of stretched lips.
+3. one texture (:mod:`codec.render.texture`: the portrait and its person mask,
+   padded past the photo's edges, and patches below it) is sampled there
+   (``grid_sample``, torch, on any device) and the person is laid over a
+   still background plate (:mod:`codec.render.composite`);
+4. with a keyframe of closed eyes, a closing eye is blended towards that
+   keyframe's eye, moved onto the target's by a similarity transform.
 
 Steps 1 and 2 run on the CPU (about 5 ms a frame at 512x512); everything that
-depends on the portrait alone is computed once in :class:`GeometricWarp`.
+depends on the portrait and the keyframes alone is computed when they arrive.
 """
 
 from __future__ import annotations
@@ -30,10 +36,13 @@ import torch
 import torch.nn.functional as F
 
 from codec import regions as R
-from codec.motion import load_template, motion_from_landmarks
+from codec.motion import MotionState, load_template, motion_from_landmarks
+from codec.render import interior
 from codec.render.composite import background_plate, denoise_portrait, person_alpha
-from codec.render.mesh import EYE, MOUTH, OUTSIDE, MeshConfig, PortraitMesh, build_mesh
+from codec.render.keyframes import Keyframe, canonical_mouth
+from codec.render.mesh import EYE, MOUTH, OUTSIDE, TEETH, MeshConfig, PortraitMesh, build_mesh
 from codec.render.raster import rasterize_batch
+from codec.render.texture import Atlas
 
 
 @dataclass(frozen=True)
@@ -43,9 +52,8 @@ class WarpConfig:
     Attributes:
         mesh: layout of the rings around the face.
         hole_depth: how far behind the surrounding skin the eye and mouth
-            openings lie, in inter-ocular distances (so lids and lips cover them).
-        mouth_edge, mouth_deep: colour of the mouth interior at the lips and at
-            its centre, as fractions of the portrait's lip colour.
+            openings lie, in inter-ocular distances (so lids and lips cover them;
+            the drawn teeth lie halfway).
         layered: cut the person out of the portrait (MediaPipe selfie
             segmentation) and warp it over a still background plate, the
             portrait with the person filled in; otherwise the background near
@@ -54,15 +62,38 @@ class WarpConfig:
         denoise: smooth the portrait's sensor and compression noise (an
             edge-preserving bilateral filter) before warping: one frame's noise
             would otherwise be frozen onto every rendered frame.
+        smooth_outside: past the portrait's edges, sample a soft continuation of it
+            (:func:`codec.render.texture.pad_portrait`); otherwise its edge pixels are repeated (stripes).
     """
 
     mesh: MeshConfig = field(default_factory=MeshConfig)
     hole_depth: float = 0.1
-    mouth_edge: float = 0.45
-    mouth_deep: float = 0.12
     layered: bool = True
     body_follow: float = 0.8
     denoise: bool = True
+    smooth_outside: bool = True
+
+
+MAX_KEYFRAMES = 8
+"""Keyframes a warp keeps; the oldest goes first."""
+
+SHUT = 0.03
+"""Below this opening (canonical, inter-ocular distances) a mouth shows the portrait's own."""
+
+LEND_SHARE = 0.5
+"""A picture lends its mouth interior to target openings up to 1 / this times its own."""
+
+MIN_LEND = 0.04
+"""Least opening of a keyframe's mouth for it to lend its interior."""
+
+RIM_SHRINK = 0.92
+"""A keyframe's interior is sampled this far from its centre to its rim, so its lip edge is not copied."""
+
+LID_LIFT = 0.8
+"""A fully closed upper lid samples this share of the way from its margin to the skin above it."""
+
+EYE_BLEND = (0.35, 0.8)
+"""Closure (1 - lid opening over the portrait's) at which a keyframe's closed eye starts and ends blending in."""
 
 
 def _similarity_2d(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,13 +117,16 @@ def _polygon_area(pts: np.ndarray) -> np.ndarray:
     return np.abs((x * np.roll(y, -1, -1) - y * np.roll(x, -1, -1)).sum(-1)) / 2
 
 
+
+
 @dataclass
 class WarpResult:
     """Warped frames and the maps that made them (all on the device).
 
     Attributes:
         frames: ``[B, 3, H, W]`` RGB in [0, 1].
-        grid: ``[B, H, W, 2]`` where each pixel sampled the portrait (``grid_sample`` coordinates).
+        grid: ``[B, H, W, 2]`` where each pixel sampled, in the portrait's ``grid_sample`` coordinates
+            (patches of the texture lie outside [-1, 1]).
         raster: ``[B, 3, H, W]`` from the rasterizer: mouth-opening coverage, depth
             into the mouth, eye-opening coverage.
         alpha: ``[B, 1, H, W]`` the person's alpha.
@@ -107,9 +141,54 @@ class WarpResult:
 
     @property
     def regions(self) -> torch.Tensor:
-        """``[B, 4, H, W]``: shaded mouth interior (coverage times newness), depth
+        """``[B, 4, H, W]``: mouth opening (coverage times newness), depth
         into the mouth, eye-opening coverage, person alpha."""
         return torch.cat([self.raster[:, :1] * self.newness, self.raster[:, 1:], self.alpha], 1)
+
+
+@dataclass
+class MouthPicture:
+    """A picture of a mouth's interior that the mouth fan can sample.
+
+    Attributes:
+        shape: ``[2]`` its canonical opening and width (:func:`codec.render.keyframes.canonical_mouth`).
+        patch: the texture patch it lies in (None: the portrait itself).
+        rim: ``[20, 2]`` where the fan's rim (the inner lips, ``LIPS_INNER`` order) samples,
+            relative to the patch's origin (or in the portrait's pixels).
+        centre: ``[2]`` likewise for the fan's centre.
+    """
+
+    shape: np.ndarray
+    patch: str | None
+    rim: np.ndarray
+    centre: np.ndarray
+
+
+@dataclass
+class EyePicture:
+    """One eye of a keyframe with closed eyes, for blending over a closing eye.
+
+    Attributes:
+        eye: 0 (the subject's right, image left) or 1.
+        patch: its texture patch.
+        anchors: ``[N, 2]`` the eye's corners and lower lid in patch texels (they hardly move in a blink).
+        centre, axes: the feathered ellipse blended in, in patch texels.
+    """
+
+    eye: int
+    patch: str
+    anchors: np.ndarray
+    centre: np.ndarray
+    axes: np.ndarray
+
+
+EYE_ANCHORS = (np.concatenate([[33, 133], R.RIGHT_EYE_CONTOUR[9:]]),
+               np.concatenate([[263, 362], R.LEFT_EYE_CONTOUR[9:]]))
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
 
 
 class GeometricWarp:
@@ -117,6 +196,7 @@ class GeometricWarp:
 
     Example:
         >>> warp = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
+        >>> warp.add_keyframe(keyframe)       # optional: a picture of the caller's open mouth, closed eyes
         >>> frames = warp(targets)            # [B, 3, H, W] float in [0, 1]
     """
 
@@ -143,12 +223,15 @@ class GeometricWarp:
         oval = self.landmarks[R.FACE_OVAL].astype(np.float64)
         self._ring_depth = float(oval[:, 2].mean())
         self._head_centre = oval.mean(0)
-        iod = float(R.inter_ocular(self.landmarks))
+        self.iod = float(R.inter_ocular(self.landmarks))
         bias = np.zeros(len(self.mesh.triangles), np.float64)
-        bias[(self.mesh.kind == EYE) | (self.mesh.kind == MOUTH)] = config.hole_depth * iod
+        bias[(self.mesh.kind == EYE) | (self.mesh.kind == MOUTH)] = config.hole_depth * self.iod
+        bias[self.mesh.kind == TEETH] = 0.5 * config.hole_depth * self.iod
+        lower = self.mesh.teeth[1][0]
+        bias[(self.mesh.kind == TEETH) & (self.mesh.triangles[:, 0] >= lower)] = 0.7 * config.hole_depth * self.iod
         bias[self.mesh.kind == OUTSIDE] = 1e6  # hair and background lie behind the face
         self._bias = bias
-        self._source_xy = np.ascontiguousarray(self.mesh.vertices[:, :2])  # the rasterizer's inner loop reads it
+        self._source_xy = np.ascontiguousarray(self.mesh.vertices[:, :2])
         self._mouth_area = float(_polygon_area(self.landmarks[R.LIPS_INNER, :2]))
 
         # RGB and the person's alpha, sampled together.
@@ -160,50 +243,271 @@ class GeometricWarp:
             plate = background_plate(image, alpha).astype(np.float32) / 255
             self.background = torch.from_numpy(plate).to(device).permute(2, 0, 1)[None].contiguous()
 
-        lips = np.zeros(image.shape[:2], np.uint8)
-        cv2.fillPoly(lips, [np.round(self.landmarks[R.LIPS_OUTER, :2] - 0.5).astype(np.int32)], (1,))
-        cv2.fillPoly(lips, [np.round(self.landmarks[R.LIPS_INNER, :2] - 0.5).astype(np.int32)], (0,))
-        lip = image[lips > 0].mean(0) / 255 if lips.any() else np.array([0.6, 0.3, 0.3])
-        colour = lambda k: torch.tensor(lip * k, dtype=torch.float32, device=device).view(1, 3, 1, 1)  # noqa: E731
-        self._mouth_edge, self._mouth_deep = colour(config.mouth_edge), colour(config.mouth_deep)
+        self.atlas = Atlas(rgba, config.smooth_outside)
+        self.skin, self.lips = interior.face_colours(image, self.landmarks)
+        self._image_u8 = image
+        self._init_mouth()
+        self._init_lids()
+        self.keyframes: list[Keyframe] = []
+        self._mouths: list[MouthPicture] = []
+        self._eyes: list[EyePicture] = []
+        self._upload()
 
-    def target_vertices(self, target: np.ndarray) -> np.ndarray:
-        """Positions of every mesh vertex in target frames.
+    # -- what depends on the portrait alone -----------------------------------------------------
+
+    def _init_mouth(self) -> None:
+        """The drawn interior's patches and where the fan and the teeth sample them."""
+        mesh = self.mesh
+        self.atlas.put("teeth_upper", interior.teeth_patch(self.skin, upper=True))
+        self.atlas.put("teeth_lower", interior.teeth_patch(self.skin, upper=False))
+        self.atlas.put("cavity", interior.cavity_patch(self.lips))
+        # u across the mouth from the template (a face at rest), so the texture does not follow the portrait's smile.
+        canon = load_template().shape[:, 0]
+        left, right = canon[R.MOUTH_CORNERS[0]], canon[R.MOUTH_CORNERS[1]]
+        self._teeth_u = [np.clip((canon[contour] - left) / (right - left), 0, 1) for _, contour, _ in mesh.teeth]
+        u = np.clip((canon[R.LIPS_INNER] - left) / (right - left), 0, 1)
+        v = np.where(np.isin(R.LIPS_INNER, R.MOUTH_CORNERS), 0.5, np.where(np.arange(len(u)) < 10, 0.0, 1.0))
+        self._cavity_uv = np.stack([u, v], 1), np.array([0.5, 0.55])
+        rim = mesh.copies[0][1]
+        self._portrait_mouth = MouthPicture(canonical_mouth(self._state), None,
+                                            self.landmarks[rim, :2].astype(np.float64),
+                                            self.landmarks[rim, :2].astype(np.float64).mean(0))
+
+    def _init_lids(self) -> None:
+        """How far each upper lid's margin samples upwards when the eye is closed."""
+        self._lids = []
+        for margin, above in self.mesh.lids:
+            a, b = self.landmarks[margin, :2].astype(np.float64), self.landmarks[above, :2].astype(np.float64)
+            axis = self.landmarks[margin[-1], :2] - self.landmarks[margin[0], :2]
+            up = np.array([axis[1], -axis[0]]) / max(float(np.linalg.norm(axis)), 1e-6)
+            up = -up if up[1] > 0 else up
+            rise = np.maximum((b - a) @ up, 0.0)
+            self._lids.append((margin, LID_LIFT * rise[:, None] * up[None, :]))
+
+    def _patch_uv(self, name: str, uv: np.ndarray) -> np.ndarray:
+        """Portrait-pixel coordinates of texture coordinates ``uv [..., 2]`` in [0, 1] of a patch (texel centres)."""
+        p = self.atlas.patches[name]
+        h, w = p.texels.shape[:2]
+        return p.origin(self.atlas.margin) + 0.5 + uv * np.array([w - 1, h - 1])
+
+    def _upload(self) -> None:
+        """The texture and its grid transform onto the device, and the sources that depend on the layout."""
+        self.texture = torch.from_numpy(self.atlas.texture()).to(self.device).permute(2, 0, 1)[None].contiguous()
+        scale, offset = self.atlas.grid_transform()
+        self._grid_scale = torch.from_numpy(scale).to(self.device)
+        self._grid_offset = torch.from_numpy(offset).to(self.device)
+        sv = self._source_xy.astype(np.float64).copy()
+        for (first, contour, _), u in zip(self.mesh.teeth, self._teeth_u):
+            name = "teeth_upper" if first == self.mesh.teeth[0][0] else "teeth_lower"
+            k = len(contour)
+            sv[first:first + k] = self._patch_uv(name, np.stack([u, np.zeros(k)], 1))
+            sv[first + k:first + 2 * k] = self._patch_uv(name, np.stack([u, np.ones(k)], 1))
+        self._base_sources = sv.astype(np.float32)
+        uv, centre = self._cavity_uv
+        self._drawn_rim = self._patch_uv("cavity", uv).astype(np.float32)
+        self._drawn_centre = self._patch_uv("cavity", centre).astype(np.float32)
+
+    # -- keyframes --------------------------------------------------------------------------------
+
+    def add_keyframe(self, keyframe: Keyframe) -> None:
+        """Takes what a picture of the caller shows that the portrait does not: an open mouth, closed eyes.
+
+        Args:
+            keyframe: a picture of the portrait's own face (never someone else's).
+        """
+        self.keyframes.append(keyframe)
+        if len(self.keyframes) > MAX_KEYFRAMES:
+            self.keyframes.pop(0)
+        for name in [n for n in self.atlas.patches if n.startswith("key")]:
+            del self.atlas.patches[name]
+        self._mouths, self._eyes = [], []
+        for i, kf in enumerate(self.keyframes):
+            self._take_keyframe(i, kf)
+        self.atlas.put("cavity", self.atlas.patches.pop("cavity").texels)  # re-lays out all patches
+        self._upload()
+
+    def _crop(self, kf: Keyframe, box: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """The keyframe's box ``[x0, y0, x1, y1]`` (its pixels) at ``scale``, as RGBA texels, and its origin."""
+        x0, y0 = np.floor(box[:2]).astype(int)
+        x1, y1 = np.ceil(box[2:]).astype(int)
+        h, w = kf.image.shape[:2]
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        crop = kf.image[y0:y1, x0:x1]
+        out = cv2.resize(crop, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
+                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        rgba = np.concatenate([out.astype(np.float32) / 255, np.ones((*out.shape[:2], 1), np.float32)], -1)
+        return rgba, np.array([x0, y0], np.float64)
+
+    def _take_keyframe(self, i: int, kf: Keyframe) -> None:
+        lm = kf.landmarks.astype(np.float64)
+        if not len(kf.image) or float(R.inter_ocular(lm)) < 4:
+            return
+        scale = self.iod / float(R.inter_ocular(lm))  # texels as dense as the portrait's
+        if scale * max(kf.image.shape[:2]) > 4 * self.size:
+            return
+        state = motion_from_landmarks(lm)
+        shape = canonical_mouth(state)
+        rim_lm = lm[self.mesh.copies[0][1], :2]
+        if shape[0] >= MIN_LEND:
+            box = np.concatenate([rim_lm.min(0) - 3 / scale, rim_lm.max(0) + 3 / scale])
+            texels, origin = self._crop(kf, box, scale)
+            if texels.shape[1] + 4 < self.atlas.width:
+                name = f"key{i}_mouth"
+                self.atlas.put(name, texels)
+                centre = rim_lm.mean(0)
+                rim = centre + RIM_SHRINK * (rim_lm - centre)
+                self._mouths.append(MouthPicture(shape, name, (rim - origin) * scale, (centre - origin) * scale))
+        closed = state.blink < 0.5 * np.maximum(self._state.blink, 1e-6)
+        for eye, (contour, anchors) in enumerate(zip((R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR), EYE_ANCHORS)):
+            if not closed[eye]:
+                continue
+            pts = lm[contour, :2]
+            width = float(np.linalg.norm(lm[anchors[0], :2] - lm[anchors[1], :2]))
+            centre = pts.mean(0)
+            half = np.array([0.95 * width, 0.8 * width])
+            box = np.concatenate([centre - half, centre + half])
+            texels, origin = self._crop(kf, box, scale)
+            if texels.shape[1] + 4 >= self.atlas.width:
+                continue
+            texels[..., :3] = np.clip(texels[..., :3] * self._colour_gain(kf, eye), 0, 1)
+            name = f"key{i}_eye{eye}"
+            self.atlas.put(name, texels)
+            self._eyes.append(EyePicture(eye, name, (lm[anchors, :2] - origin) * scale, (centre - origin) * scale,
+                                         np.array([0.8, 0.55]) * width * scale))
+
+    def _colour_gain(self, kf: Keyframe, eye: int) -> np.ndarray:
+        """Per-channel gain that gives the keyframe's skin below an eye the portrait's colour."""
+        def skin(image: np.ndarray, lm: np.ndarray) -> np.ndarray:
+            contour = (R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR)[eye]
+            lo = lm[contour[9:], :2].mean(0)
+            width = float(R.inter_ocular(lm)) * 0.25
+            c = lo + np.array([0.0, 0.6 * width])
+            x0, y0 = np.round(c - 0.3 * width).astype(int)
+            x1, y1 = np.round(c + 0.3 * width).astype(int)
+            patch = image[max(y0, 0):max(y1, 1), max(x0, 0):max(x1, 1)].reshape(-1, 3).astype(np.float64)
+            return np.median(patch, 0) if len(patch) else np.full(3, np.nan)
+        a, b = skin(self._image_u8, self.landmarks.astype(np.float64)), skin(kf.image, kf.landmarks)
+        gain = a / np.maximum(b, 1.0)
+        return np.where(np.isfinite(gain), np.clip(gain, 0.8, 1.25), 1.0).astype(np.float32)
+
+    # -- per frame --------------------------------------------------------------------------------
+
+    def geometry(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, MotionState]:
+        """Where every mesh vertex lies in target frames, and where it samples.
 
         Args:
             target: ``[B, 478, 3]`` target landmarks in the portrait's pixels.
         Returns:
-            ``[B, V, 3]`` float32.
+            target vertices ``[B, V, 3]`` float32, their sources ``[B, V, 2]`` float32 in the
+            portrait's pixels (texture patches lie outside the portrait), and the targets' motion.
         """
         mesh = self.mesh
+        st = motion_from_landmarks(target.astype(np.float64))
         tv = np.empty((target.shape[0], len(mesh.vertices), 3), np.float32)
         tv[:, :R.NUM_LANDMARKS] = target
         for vertex, contour in mesh.centres:
             tv[:, vertex] = target[:, contour].mean(1)
+        for first, contour in mesh.copies:
+            tv[:, first:first + len(contour)] = target[:, contour]
         a, _ = _similarity_2d(self.landmarks[self._stable, :2].astype(np.float64),
                               target[:, self._stable, :2].astype(np.float64))
-        # Hair, ears and neck turn with the head in 3D: the rings sit at the depth of
-        # the face's outline, so a turning head moves them less than its face.
+        # Hair, ears and neck turn with the head in 3D: the rings sit at the depth of the
+        # face's outline, so a turning head moves them less than its face.
         ring = mesh.vertices[mesh.ring_start:].astype(np.float64)
         ring[:, 2] = self._ring_depth
-        moved = self._head_motion(target, ring)                       # [B, N, 2]
-        # The body follows the head's translation (at the outline's centre), not its turns.
-        body = self._head_motion(target, self._head_centre[None])[:, :1]  # [B, 1, 2]
-        body *= self.config.body_follow if self.config.layered else 0.0
+        moved = self._head_motion(st, ring)                           # [B, N, 2]
         f = mesh.ring_follow[None, :, None]
-        tv[:, mesh.ring_start:, :2] = ring[:, :2] + f * moved + (1 - f) * body
+        tv[:, mesh.ring_start:, :2] = ring[:, :2] + f * moved
         tv[:, mesh.ring_start:, 2] = 0.0
+        sv = np.repeat(self._base_sources[None], len(target), 0)
+        sv[:, mesh.ring_start:] += ((1 - f) * self._body_shift(st, ring[:, :2])).astype(np.float32)
         for first, count, centre in mesh.irises:
             off = mesh.vertices[first:first + count, :2].astype(np.float64) - self.landmarks[centre, :2]
             off = a[:, None] * (off[:, 0] + 1j * off[:, 1])  # turned and scaled with the head
             tv[:, first:first + count, 0] = target[:, centre, None, 0] + off.real
             tv[:, first:first + count, 1] = target[:, centre, None, 1] + off.imag
             tv[:, first:first + count, 2] = target[:, centre, None, 2]
-        return tv
+        drawn = self._mouth_sources(st, sv)
+        self._teeth(st, target, tv, drawn)
+        closure = self._closure(st)
+        for eye, (margin, lift) in enumerate(self._lids):
+            sv[:, margin] += (_smoothstep((closure[:, eye] - 0.25) / 0.6)[:, None, None] * lift).astype(np.float32)
+        return tv, sv, st
 
-    def _head_motion(self, target: np.ndarray, points: np.ndarray) -> np.ndarray:
+    def _body_shift(self, st: MotionState, points: np.ndarray) -> np.ndarray:
+        """Where the body seen at ``points [N, 2]`` was in the portrait, minus ``points``: ``[B, N, 2]``.
+
+        The body (shoulders, chest) follows the head's translation and its change of size (the
+        person leaning in or back), by ``body_follow``, not its turns. It moves by sampling, not by
+        moving the mesh's border: so the frame stays covered, and where the body comes from past
+        the photo's edge it samples the texture's margin (never further: past it lie the patches).
+        """
+        if not self.config.layered:
+            return np.zeros((len(st.scale), len(points), 2))
+        k = self.config.body_follow
+        centre = self._head_centre[:2]
+        shift = k * self._head_motion(st, self._head_centre[None])[:, 0]     # [B, 2]
+        grow = 1 + k * (st.scale / self._state.scale - 1)                   # [B]
+        source = centre + (points[None] - centre - shift[:, None]) / grow[:, None, None]
+        d = source - points[None]
+        reach = np.linalg.norm(d, axis=-1, keepdims=True)
+        return d * np.minimum(1.0, 0.9 * self.atlas.margin / np.maximum(reach, 1e-9))
+
+    def _mouth_sources(self, st: MotionState, sv: np.ndarray) -> np.ndarray:
+        """Sets where the mouth fan samples in each frame; returns ``[B]`` bool: the drawn interior."""
+        pictures = [self._portrait_mouth, *self._mouths]
+        shapes = np.stack([p.shape for p in pictures])                  # [K, 2]
+        target = canonical_mouth(st)                                      # [B, 2]
+        dist = np.abs(target[:, None, 0] - shapes[None, :, 0]) + 0.5 * np.abs(target[:, None, 1] - shapes[None, :, 1])
+        best = np.argmin(dist, 1)
+        lends = shapes[best, 0] >= LEND_SHARE * target[:, 0]
+        best = np.where(target[:, 0] < SHUT, 0, best)
+        drawn = (target[:, 0] >= SHUT) & ~lends
+        first, contour = self.mesh.copies[0]
+        rim, centre = slice(first, first + len(contour)), self.mesh.mouth_centre
+        for b in range(len(st.scale)):
+            if drawn[b]:
+                sv[b, rim], sv[b, centre] = self._drawn_rim, self._drawn_centre
+                continue
+            p = pictures[best[b]]
+            origin = 0.0 if p.patch is None else self.atlas.patches[p.patch].origin(self.atlas.margin)
+            sv[b, rim], sv[b, centre] = p.rim + origin, p.centre + origin
+        return drawn
+
+    def _teeth(self, st: MotionState, target: np.ndarray, tv: np.ndarray, drawn: np.ndarray) -> None:
+        """Places the mouth's inner layers in each frame.
+
+        The fan and the teeth lie flat at the depth of the inner lips' farthest point (the
+        triangles' biases put the teeth in front of the fan, the lips in front of both). Where
+        the interior is drawn, the teeth hang from the inner lips into the opening, never past
+        the other lip; elsewhere they fold flat (no area, nothing drawn).
+        """
+        mesh = self.mesh
+        far = target[:, R.LIPS_INNER, 2].max(1)                           # [B]
+        first, contour = mesh.copies[0]
+        tv[:, first:first + len(contour), 2] = far[:, None]
+        tv[:, mesh.mouth_centre, 2] = far
+        down = st.rotation[:, :2, 1] * st.scale[:, None]                  # [B, 2] the head's downwards, per IOD
+        unit = down / np.maximum(np.linalg.norm(down, axis=1, keepdims=True), 1e-6)
+        (up_first, upper, _), (lo_first, lower, _) = mesh.teeth
+        # The inner lips face each other point by point (corner to corner above, reversed below).
+        gap = np.einsum("bkc,bc->bk", target[:, lower[::-1], :2] - target[:, upper, :2], unit)
+        gap = np.maximum(gap, 0.0) * drawn[:, None]                       # [B, K] the opening's height
+        for (first, contour, sign), u in zip(mesh.teeth, self._teeth_u):
+            k = len(contour)
+            reach = (interior.UPPER_TEETH if sign > 0 else interior.LOWER_TEETH) * interior.teeth_profile(u)
+            length = np.minimum(reach[None, :] * st.scale[:, None], gap if sign > 0 else gap[:, ::-1])
+            top = target[:, contour]
+            tv[:, first:first + k, :2] = top[..., :2]
+            tv[:, first + k:first + 2 * k, :2] = top[..., :2] + sign * length[..., None] * unit[:, None, :]
+            tv[:, first:first + 2 * k, 2] = far[:, None]
+
+    def _closure(self, st: MotionState) -> np.ndarray:
+        """``[B, 2]`` how far each eye is closed compared with the portrait's (0 as open, 1 shut)."""
+        return np.clip(1 - st.blink / np.maximum(self._state.blink, 1e-6), 0.0, 1.0)
+
+    def _head_motion(self, st: MotionState, points: np.ndarray) -> np.ndarray:
         """Displacement ``[B, N, 2]`` of portrait points ``[N, 3]`` moved rigidly with the head to each target."""
-        st = motion_from_landmarks(target.astype(np.float64))
         src = self._state
         canon = np.einsum("ji,nj->ni", src.rotation, points - src.translation) / src.scale
         moved = st.scale[:, None, None] * np.einsum("bij,nj->bni", st.rotation, canon) + st.translation[:, None]
@@ -228,15 +532,18 @@ class GeometricWarp:
         Args:
             target: ``[B, 478, 3]`` target landmarks in the portrait's pixels.
         Returns:
-            grid ``[B, H, W, 2]``: where each output pixel samples the portrait, in
-            ``grid_sample``'s coordinates; regions ``[B, 3, H, W]``: coverage of the
+            grid ``[B, H, W, 2]``: where each output pixel samples, in the portrait's
+            ``grid_sample`` coordinates; regions ``[B, 3, H, W]``: coverage of the
             mouth opening, depth into it (0 at the lips, 1 at its centre), and
             coverage of the eye openings; both float32 on the device.
         """
-        target = np.asarray(target, np.float32)
-        grid, regions = rasterize_batch(self.target_vertices(target), self._source_xy,
-                                         self.mesh.triangles, self._bias, self.mesh.kind, self.size)
-        return torch.from_numpy(grid).to(self.device), torch.from_numpy(regions).to(self.device)
+        grid, regions, _ = self._flow(np.asarray(target, np.float32))
+        return grid, regions
+
+    def _flow(self, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, MotionState]:
+        tv, sv, st = self.geometry(target)
+        grid, regions = rasterize_batch(tv, sv, self.mesh.triangles, self._bias, self.mesh.kind, self.size)
+        return torch.from_numpy(grid).to(self.device), torch.from_numpy(regions).to(self.device), st
 
     @torch.inference_mode()
     def warp(self, target: np.ndarray) -> WarpResult:
@@ -248,22 +555,57 @@ class GeometricWarp:
             the :class:`WarpResult`.
         """
         target = np.asarray(target, np.float32)
-        grid, regions = self.flow(target)
-        sampled = F.grid_sample(self.image.expand(len(target), -1, -1, -1), grid, mode="bilinear",
+        grid, regions, st = self._flow(target)
+        tex_grid = torch.addcmul(self._grid_offset, grid, self._grid_scale)
+        sampled = F.grid_sample(self.texture.expand(len(target), -1, -1, -1), tex_grid, mode="bilinear",
                                 padding_mode="border", align_corners=False)
         frames, alpha = sampled[:, :3], sampled[:, 3:]
         if self.background is not None:
             frames = torch.lerp(self.background, frames, alpha)
+        if self._eyes:
+            self._blend_eyes(frames, target, st)
         newness = torch.from_numpy(self.mouth_newness(target)).to(self.device).view(-1, 1, 1, 1)
-        if newness.max() > 0:
-            # Only the box around the target mouths can change: composite there.
-            lips = target[:, R.LIPS_OUTER, :2]
-            x0, y0 = np.clip(np.floor(lips.min((0, 1))).astype(int) - 2, 0, self.size)
-            x1, y1 = np.clip(np.ceil(lips.max((0, 1))).astype(int) + 2, 0, self.size)
-            box = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
-            shade = torch.lerp(self._mouth_edge, self._mouth_deep, regions[:, 1:2][box].clamp(0, 1))
-            frames[box] = torch.lerp(frames[box], shade, regions[:, :1][box].clamp(0, 1) * newness)
         return WarpResult(frames, grid, regions, alpha, newness)
+
+    def _blend_eyes(self, frames: torch.Tensor, target: np.ndarray, st: MotionState) -> None:
+        """Blends each closing eye towards a keyframe's closed eye (in place)."""
+        weight = _smoothstep((self._closure(st) - EYE_BLEND[0]) / (EYE_BLEND[1] - EYE_BLEND[0]))  # [B, 2]
+        side = torch.tensor([self.atlas.width, self.atlas.height], dtype=torch.float32, device=self.device)
+        for b in range(len(target)):
+            for eye in (0, 1):
+                if weight[b, eye] <= 0:
+                    continue
+                pic = next((p for p in reversed(self._eyes) if p.eye == eye), None)
+                if pic is None:
+                    continue
+                texels = self.atlas.patches[pic.patch]
+                # Similarity from the keyframe's eye (patch texels) onto the target's.
+                a, c = _similarity_2d(pic.anchors, target[b:b + 1, EYE_ANCHORS[eye], :2].astype(np.float64))
+                h, w = texels.texels.shape[:2]
+                corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64)
+                z = a[0] * (corners[:, 0] + 1j * corners[:, 1]) + c[0]
+                x0, x1 = int(max(np.floor(z.real.min()), 0)), int(min(np.ceil(z.real.max()), self.size))
+                y0, y1 = int(max(np.floor(z.imag.min()), 0)), int(min(np.ceil(z.imag.max()), self.size))
+                if x1 - x0 < 2 or y1 - y0 < 2:
+                    continue
+                ys, xs = torch.meshgrid(torch.arange(y0, y1, device=self.device, dtype=torch.float32) + 0.5,
+                                        torch.arange(x0, x1, device=self.device, dtype=torch.float32) + 0.5,
+                                        indexing="ij")
+                inv = 1 / a[0]
+                pz = (xs - float(c[0].real), ys - float(c[0].imag))
+                px = float(inv.real) * pz[0] - float(inv.imag) * pz[1]   # patch texel coordinates
+                py = float(inv.imag) * pz[0] + float(inv.real) * pz[1]
+                r = torch.sqrt(((px - float(pic.centre[0])) / float(pic.axes[0])) ** 2
+                               + ((py - float(pic.centre[1])) / float(pic.axes[1])) ** 2)
+                mask = (1 - r).clamp(0, 0.3) / 0.3
+                mask = mask * mask * (3 - 2 * mask) * float(weight[b, eye])
+                tx = (px + texels.x) * 2 / side[0] - 1
+                ty = (py + texels.y) * 2 / side[1] - 1
+                grid = torch.stack([tx, ty], -1)[None]
+                sample = F.grid_sample(self.texture[:, :3], grid, mode="bilinear", padding_mode="border",
+                                       align_corners=False)[0]
+                region = frames[b, :, y0:y1, x0:x1]
+                region.copy_(torch.lerp(region, sample, mask[None]))
 
     def __call__(self, target: np.ndarray) -> torch.Tensor:
         """Renders target frames.

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from codec import regions as R
-from codec.render.mesh import EYE, FACE, MOUTH, OUTSIDE, build_mesh, face_triangles
+from codec.render.mesh import EYE, FACE, MOUTH, OUTSIDE, TEETH, build_mesh, face_triangles
 from codec.render.portrait import prepare_portrait
 from codec.render.warp import GeometricWarp, WarpConfig, denoise_portrait
 
@@ -34,7 +34,7 @@ def test_face_tessellation_has_852_triangles():
 def test_mesh_covers_the_image(portrait):
     mesh = build_mesh(portrait.landmarks, 512)
     kinds = set(np.unique(mesh.kind))
-    assert kinds == {FACE, EYE, MOUTH, OUTSIDE}
+    assert kinds == {FACE, EYE, MOUTH, OUTSIDE, TEETH}
     v = mesh.vertices[mesh.triangles, :2].astype(np.float64)
     area = np.abs(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])).sum() / 2
     # Folds aside, the triangles tile the whole square (the outer rings reach past it).
@@ -101,19 +101,45 @@ def _open_mouth(lm: np.ndarray, amount: float) -> np.ndarray:
     return t
 
 
-def test_opening_the_mouth_darkens_its_interior(warp, portrait):
+def _luma(im: np.ndarray) -> np.ndarray:
+    return im.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _inside(lm: np.ndarray, contour: np.ndarray, erode: int = 5) -> np.ndarray:
+    m = np.zeros((512, 512), np.uint8)
+    cv2.fillPoly(m, [np.round(lm[contour, :2] - 0.5).astype(np.int32)], 1)
+    return cv2.erode(m, np.ones((erode, erode), np.uint8)).astype(bool)
+
+
+def test_an_open_mouth_shows_teeth_and_a_tongue_not_a_dark_slot(warp, portrait):
     target = _open_mouth(portrait.landmarks, 0.3)
-    out = _render(warp, target)[0]
-    inside = np.zeros((512, 512), np.uint8)
-    cv2.fillPoly(inside, [np.round(target[R.LIPS_INNER, :2]).astype(np.int32)], 1)
-    inside = cv2.erode(inside, np.ones((5, 5), np.uint8)).astype(bool)
+    inside = _inside(target, R.LIPS_INNER)
     assert inside.sum() > 200
-    luma = lambda im: im.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
-    lips = np.zeros((512, 512), np.uint8)
-    cv2.fillPoly(lips, [np.round(portrait.landmarks[R.LIPS_OUTER, :2]).astype(np.int32)], 1)
-    assert luma(out)[inside].mean() < 0.6 * luma(portrait.image)[lips.astype(bool)].mean()
+    y = _luma(_render(warp, target)[0])[inside]
+    skin = _luma(warp.skin[None] * 255)[0]
+    lips = _luma(warp.lips[None] * 255)[0]
+    lo, hi = np.quantile(y, [0.2, 0.8])
+    assert y[y >= hi].mean() > 0.9 * skin        # teeth, about as bright as the skin
+    assert y[y <= lo].mean() < 0.6 * lips        # the cavity behind them is dark
+    assert y.mean() > 0.4 * skin                 # on the whole not a black slot
     assert warp.mouth_newness(target[None])[0] > 0.3
     assert warp.mouth_newness(portrait.landmarks[None])[0] == 0
+
+
+def test_moving_far_brings_in_the_body_not_stripes(portrait):
+    def stripes(warp: GeometricWarp) -> tuple[float, float]:
+        # The person moved up: the bottom rows sample below the photo. Stripes are columns
+        # that repeat the photo's last row: constant downwards, and as varied across as the photo.
+        out = _render(warp, portrait.landmarks + np.array([0, -60, 0], np.float32))[0]
+        bottom = _luma(out[-40:])
+        return float(np.abs(np.diff(bottom, axis=1)).mean()), float(bottom.std(0).mean())
+
+    cpu = torch.device("cpu")
+    smooth = GeometricWarp(portrait.image, portrait.landmarks, cpu, WarpConfig(denoise=False))
+    edge = GeometricWarp(portrait.image, portrait.landmarks, cpu, WarpConfig(denoise=False, smooth_outside=False))
+    (across_edge, down_edge), (across, down) = stripes(edge), stripes(smooth)
+    assert down_edge < 1.0 and across_edge > 1.0  # repeated edge pixels
+    assert across < 0.5 * across_edge             # a smooth continuation instead
 
 
 def test_closing_the_eyes_covers_them_with_lids(warp, portrait):

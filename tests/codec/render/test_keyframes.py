@@ -1,0 +1,110 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from bench.metrics.features import eye_ssim, mouth_interior_luma
+from codec.errors import PortraitError
+from codec.media import read_video
+from codec.motion import motion_from_landmarks, relative, transfer
+from codec.render.keyframes import Keyframe, canonical_mouth, pick_keyframes
+from codec.render.pipeline import RenderConfig, Renderer
+from codec.render.portrait import prepare_portrait
+from codec.render.warp import MAX_KEYFRAMES, GeometricWarp, WarpConfig
+
+
+@pytest.fixture(scope="module")
+def clip(sample_clip, sample_landmarks):
+    """The sample clip's first 110 frames and their landmarks (an open mouth at 100, closed eyes at 7)."""
+    frames = np.stack(list(read_video(sample_clip, 110)))
+    return frames, sample_landmarks[: len(frames)].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def picks(clip):
+    frames, lm = clip
+    return dict((kind, i) for i, kind in reversed(pick_keyframes(lm[:60])))
+
+
+def _render(warp: GeometricWarp, target: np.ndarray) -> np.ndarray:
+    out = warp(np.asarray(target, np.float32).reshape(-1, 478, 3))
+    return (out * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _targets(lm: np.ndarray, idx: list[int]) -> np.ndarray:
+    # Self-reenactment from frame 0, as the benchmark renders: the true motion moved onto the portrait.
+    delta = relative(motion_from_landmarks(lm[idx].astype(np.float64)), motion_from_landmarks(lm[0].astype(np.float64)))
+    return transfer(lm[0].astype(np.float64), delta).astype(np.float32)
+
+
+def test_picks_show_what_the_first_frame_does_not(clip, picks):
+    _, lm = clip
+    assert {"mouth", "eyes_closed"} <= set(picks)
+    st = motion_from_landmarks(lm.astype(np.float64))
+    assert canonical_mouth(st)[picks["mouth"], 0] > 0.15
+    assert st.blink[picks["eyes_closed"]].mean() < 0.5 * np.median(st.blink.mean(-1))
+    assert pick_keyframes(np.full((5, 478, 3), np.nan)) == []
+
+
+def test_a_keyframe_is_checked():
+    with pytest.raises(ValueError, match="uint8"):
+        Keyframe(np.zeros((8, 8, 3), np.float32), np.zeros((478, 3), np.float32))
+    with pytest.raises(ValueError, match="478"):
+        Keyframe(np.zeros((8, 8, 3), np.uint8), np.zeros((468, 3), np.float32))
+    with pytest.raises(PortraitError, match="no face"):
+        Keyframe.from_image(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_a_mouth_keyframe_lends_its_teeth(clip, picks):
+    frames, lm = clip
+    warp = GeometricWarp(frames[0], lm[0], torch.device("cpu"))
+    target = _targets(lm, [100])
+    truth = mouth_interior_luma(frames[100:101], lm[100:101])[0]
+    drawn = mouth_interior_luma(_render(warp, target), target)[0]
+    warp.add_keyframe(Keyframe(frames[picks["mouth"]], lm[picks["mouth"]], "mouth"))
+    lent = mouth_interior_luma(_render(warp, target), target)[0]
+    assert abs(lent - truth) < 15
+    assert abs(lent - truth) < abs(drawn - truth)
+    # A mouth the keyframe does not cover (shut) still shows the portrait's own.
+    rest = _render(warp, lm[:1])[0].astype(int)
+    alone = GeometricWarp(frames[0], lm[0], torch.device("cpu"))
+    assert np.abs(rest - _render(alone, lm[:1])[0]).max() == 0
+
+
+def test_a_closed_eye_keyframe_gives_real_lids(clip, picks):
+    frames, lm = clip
+    closed = picks["eyes_closed"]
+    shown = closed + 1 if motion_from_landmarks(lm[closed + 1].astype(np.float64)).blink.mean() < 0.1 else closed - 1
+    target = _targets(lm, [shown])
+    warp = GeometricWarp(frames[0], lm[0], torch.device("cpu"))
+    before = eye_ssim(_render(warp, target), frames[shown:shown + 1], lm[shown:shown + 1])[0]
+    warp.add_keyframe(Keyframe(frames[closed], lm[closed], "eyes_closed"))
+    after = eye_ssim(_render(warp, target), frames[shown:shown + 1], lm[shown:shown + 1])[0]
+    assert after > before + 0.02
+    # Open eyes are left alone.
+    assert np.array_equal(_render(warp, lm[:1]), _render(GeometricWarp(frames[0], lm[0], torch.device("cpu")), lm[:1]))
+
+
+def test_keyframes_are_capped_and_any_size_works(clip, picks):
+    frames, lm = clip
+    warp = GeometricWarp(frames[0], lm[0], torch.device("cpu"), WarpConfig(layered=False))
+    small = cv2.resize(frames[picks["mouth"]], (256, 256), interpolation=cv2.INTER_AREA)
+    for _ in range(MAX_KEYFRAMES + 2):
+        warp.add_keyframe(Keyframe(small, lm[picks["mouth"]] * np.float32(0.5), "mouth"))
+    assert len(warp.keyframes) == MAX_KEYFRAMES
+    out = _render(warp, _targets(lm, [100]))
+    assert out.shape == (1, 512, 512, 3)
+
+
+def test_the_renderer_takes_keyframes_at_another_size(clip, picks):
+    frames, lm = clip
+    portrait = prepare_portrait(frames[0], size=512, crop=False)
+    renderer = Renderer(portrait, RenderConfig(device="cpu", size=256))
+    target = _targets(lm, [100])
+    plain = renderer.render(target)
+    renderer.add_keyframe(Keyframe(frames[picks["mouth"]], lm[picks["mouth"]], "mouth"))
+    lent = renderer.render(target)
+    half = target * np.float32(0.5)  # the renderer draws at half the portrait's size
+    inside = mouth_interior_luma(lent, half)[0]
+    assert abs(inside - mouth_interior_luma(frames[100:101], lm[100:101])[0]) < 20
+    assert not np.array_equal(plain, lent)
