@@ -3,9 +3,10 @@
 Self-reenactment: each held-out clip's frame 0 is the portrait (as it is, no
 crop); frames are rendered from the clip's own tracked landmarks, transferred
 onto the portrait (relative motion from frame 0), and compared with the true
-frames. As in a call, keyframes (:mod:`codec.render.keyframes`) may only come
-from the clip's beginning, the first ``--keyframe-seconds`` (5 s; at most half
-of a short clip), and frames are scored only after it. Runs:
+frames. As in a call, keyframes (picked as the sender picks them,
+:mod:`codec.keyframe_select`) may only come from the clip's beginning, the
+first ``--keyframe-seconds`` (5 s; at most half of a short clip), and frames
+are scored only after it. Runs:
 
 - ``still``: the portrait held still;
 - ``warp``: the renderer on the true landmarks;
@@ -54,9 +55,10 @@ from bench.metrics.reference import Reference
 from bench.metrics.scores import score_clip
 from codec import regions as R
 from codec.api import EncoderConfig, decode_stream, encode_landmarks
+from codec.keyframe_select import pick_keyframes
 from codec.media import read_video
 from codec.motion import motion_from_landmarks, relative, transfer
-from codec.render.keyframes import Keyframe, pick_keyframes
+from codec.render.keyframes import Keyframe
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import prepare_portrait
 from codec.tokenizer import TOKENIZER_PATH
@@ -155,7 +157,7 @@ def measure_clip(clip: str, args: argparse.Namespace, config: RenderConfig) -> d
     k = keyframe_window(n, cl.fps, args.keyframe_seconds)
     portrait = prepare_portrait(frames[0], size=frames.shape[1], crop=False)
     renderer = Renderer(portrait, config)
-    picks = pick_keyframes(lm[:k], valid[:k]) if args.keyframes else []
+    picks = pick_keyframes(lm[:k], valid[:k], frames[:k], cl.fps) if args.keyframes else []
     for i, kind in picks:
         renderer.add_keyframe(Keyframe(frames[i], lm[i].astype(np.float32), kind))
 
@@ -233,7 +235,7 @@ def measure_speed(clip: str, config: RenderConfig, keyframes: bool, frames: int 
     portrait = prepare_portrait(video[0], size=video.shape[1], crop=False)
     renderer = Renderer(portrait, config)
     if keyframes:
-        for i, kind in pick_keyframes(lm[: len(video)], cl.valid[: len(video)]):
+        for i, kind in pick_keyframes(lm[: len(video)], cl.valid[: len(video)], video, cl.fps):
             renderer.add_keyframe(Keyframe(video[i], lm[i].astype(np.float32), kind))
     delta = relative(motion_from_landmarks(lm), motion_from_landmarks(lm[0]))
     targets = transfer(portrait.landmarks, delta).astype(np.float32)

@@ -4,7 +4,10 @@ The warp moves the person (face, hair, body) and lays them over a still
 background plate, the portrait with the person filled in, so that what a moving
 head uncovers is background, not stretched pixels. The portrait's own noise is
 smoothed once, since one frame's noise would otherwise be frozen onto every
-rendered frame.
+rendered frame. Where a picture needs pixels the camera did not see (a crop
+reaching past the frame, the warp sampling past the portrait), they continue
+its edge softly (:func:`continue_outside`) instead of repeating its edge pixels
+in stripes.
 """
 
 from __future__ import annotations
@@ -69,3 +72,38 @@ def background_plate(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     filled = cv2.inpaint(small, small_hole, 5, cv2.INPAINT_TELEA)
     filled = cv2.GaussianBlur(cv2.resize(filled, (w, h), interpolation=cv2.INTER_CUBIC), (0, 0), 2)
     return np.where(hole[..., None] > 0, filled, image)
+
+
+def continue_outside(image: np.ndarray, inside: tuple[int, int, int, int], sigma: float,
+                     reach: float) -> np.ndarray:
+    """Fills what lies outside a box of an image by a soft continuation of the box's edge.
+
+    Each pixel outside takes the colour of the nearest pixel inside (the edge, continued
+    outwards) and, the further out, the more of that colour blurred along the edge: within
+    ``reach`` of the box the texture fades out, so nothing is smeared into stripes.
+
+    Args:
+        image: ``[H, W, C]`` uint8 or float32.
+        inside: ``(x0, y0, x1, y1)`` the part that shows real content (pixels ``x0 <= x < x1``).
+        sigma: the blur's standard deviation in pixels.
+        reach: distance from the box at which the continuation is fully blurred.
+    Returns:
+        ``[H, W, C]`` of ``image``'s dtype; the box itself unchanged.
+    """
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in inside)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if (x0, y0, x1, y1) == (0, 0, w, h) or x1 <= x0 or y1 <= y0:
+        return image.copy()
+    core = np.ascontiguousarray(image[y0:y1, x0:x1], np.float32)
+    out = np.asarray(cv2.copyMakeBorder(core, y0, h - y1, x0, w - x1, cv2.BORDER_REPLICATE), np.float32)
+    out = out.reshape(h, w, -1)
+    blurred = np.asarray(cv2.GaussianBlur(out, (0, 0), max(0.5, sigma)), np.float32).reshape(h, w, -1)
+    dy = np.maximum(np.maximum(y0 - np.arange(h), np.arange(h) - (y1 - 1)), 0)[:, None]
+    dx = np.maximum(np.maximum(x0 - np.arange(w), np.arange(w) - (x1 - 1)), 0)[None, :]
+    fade = np.clip(np.maximum(dx, dy) / max(reach, 1.0), 0, 1).astype(np.float32)[..., None]
+    out += fade * (blurred - out)
+    out[y0:y1, x0:x1] = core.reshape(y1 - y0, x1 - x0, -1)
+    if image.dtype == np.uint8:
+        return np.clip(np.round(out), 0, 255).astype(np.uint8).reshape(image.shape)
+    return out.astype(image.dtype).reshape(image.shape)

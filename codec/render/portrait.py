@@ -21,6 +21,7 @@ from codec.face import detect_landmarks
 from codec.media import read_image
 from codec.motion import MotionState, motion_from_landmarks
 from codec.picture import Picture
+from codec.render.composite import continue_outside
 
 # The crop's side over the larger side of the landmarks' box, and how far the
 # crop's centre sits above the box's centre (in crop sides): the corpus frames a
@@ -34,6 +35,9 @@ MAX_ENLARGEMENT = 4.0
 
 log = logging.getLogger(__name__)
 
+OUTSIDE_BLUR = 0.03
+"""Where a crop reaches past the photo, the blur along its edge (a share of the crop's side) that replaces stripes."""
+
 
 @dataclass
 class Portrait:
@@ -44,7 +48,8 @@ class Portrait:
         landmarks: ``[478, 3]`` float32, x and y in ``image``'s pixels, z in the same scale.
         state: the face's :class:`MotionState` in ``image``.
         box: ``(x0, y0, x1, y1)`` the square crop in the original photo's pixels
-            (may reach past its edges, which are then padded by replication).
+            (may reach past its edges: there the edge continues softly, see
+            :func:`codec.render.composite.continue_outside`).
     """
 
     image: np.ndarray
@@ -165,6 +170,11 @@ def crop_to_box(image: np.ndarray, landmarks: np.ndarray, box: tuple[float, floa
         src = cv2.GaussianBlur(image, (0, 0), sigmaX=0.45 / k)
     out = cv2.warpAffine(src, m_cv, (size, size), flags=cv2.INTER_LINEAR if k < 1 else cv2.INTER_CUBIC,
                          borderMode=cv2.BORDER_REPLICATE)
+    # Where the box reaches past the photo: its edge continued softly, not repeated in stripes.
+    h, w = image.shape[:2]
+    seen = (int(np.ceil(-box[0] * k)), int(np.ceil(-box[1] * k)),
+            int(np.floor((w - box[0]) * k)), int(np.floor((h - box[1]) * k)))
+    out = continue_outside(out, seen, OUTSIDE_BLUR * size, 2 * OUTSIDE_BLUR * size)
     lm = np.asarray(landmarks)
     moved = lm.copy()
     moved[:, :2] = lm[:, :2] * k + m[:, 2]

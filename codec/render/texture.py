@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from codec.render.composite import continue_outside
+
 PAD_SHARE = 0.25
 """Margin added on each side of the portrait, as a share of its side. The warp keeps the body's motion
 within it, so nothing past the margin (the patches) is sampled for the portrait."""
@@ -48,18 +50,15 @@ def pad_portrait(rgba: np.ndarray, margin: int, smooth: bool = True) -> np.ndarr
         ``[H + 2 margin, W + 2 margin, 4]`` float32; the middle is ``rgba`` exactly.
     """
     m = margin
-    out = cv2.copyMakeBorder(rgba, m, m, m, m, cv2.BORDER_REPLICATE)
+    out = np.asarray(cv2.copyMakeBorder(rgba, m, m, m, m, cv2.BORDER_REPLICATE), np.float32)
     if not smooth or m <= 0:
         return out
     h, w = rgba.shape[:2]
+    reach = max(4.0, m / 4)
+    out = continue_outside(out, (m, m, m + w, m + h), m / 6, reach)
     ys, xs = np.arange(h + 2 * m) - m, np.arange(w + 2 * m) - m
     above = np.maximum(-ys, 0)[:, None].astype(np.float32)
-    below = np.maximum(ys - (h - 1), 0)[:, None].astype(np.float32)
     aside = np.maximum(np.maximum(-xs, xs - (w - 1)), 0)[None, :].astype(np.float32)
-    reach = max(4.0, m / 4)
-    fade = np.clip(np.maximum(np.maximum(above, below), aside) / reach, 0, 1)[..., None]
-    blurred = cv2.GaussianBlur(out, (0, 0), max(1.0, m / 6))
-    out[..., :3] += fade * (blurred[..., :3] - out[..., :3])
     out[..., 3] *= np.clip(1 - np.maximum(above, aside) / reach, 0, 1)
     out[m:m + h, m:m + w] = rgba
     return out

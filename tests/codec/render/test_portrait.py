@@ -4,7 +4,7 @@ import pytest
 
 from codec.errors import PortraitError
 from codec.media import read_image
-from codec.render.portrait import prepare_portrait
+from codec.render.portrait import crop_to_box, prepare_portrait
 
 
 def _inside(lm: np.ndarray, size: int) -> bool:
@@ -76,3 +76,17 @@ def test_a_tiny_photo_is_refused_and_a_small_face_is_warned_about(sample_portrai
     caplog.clear()
     prepare_portrait(photo, size=512)
     assert not any("blurred" in r.getMessage() for r in caplog.records)
+
+
+def test_a_crop_past_the_photo_continues_its_edge_without_stripes(sample_portrait):
+    img = read_image(sample_portrait)
+    lm = prepare_portrait(img, size=512, crop=False).landmarks
+    rng = np.random.default_rng(0)
+    textured = np.clip(img.astype(int) + rng.integers(-40, 40, (1, img.shape[1], 1)), 0, 255).astype(np.uint8)
+    # A box reaching 100 px below the photo: those rows are not in the picture.
+    p = crop_to_box(textured, lm, (0.0, 100.0, 512.0, 612.0))
+    last = p.image[407:411].astype(np.float32).mean(-1)     # the photo's bottom rows
+    beyond = p.image[-20:].astype(np.float32).mean(-1)      # far below it
+    stripes = np.abs(np.diff(last, axis=1)).mean()
+    assert stripes > 10
+    assert np.abs(np.diff(beyond, axis=1)).mean() < 0.2 * stripes

@@ -137,7 +137,7 @@ def test_moving_far_brings_in_the_body_not_stripes(portrait):
     cpu = torch.device("cpu")
     smooth = GeometricWarp(portrait.image, portrait.landmarks, cpu, WarpConfig(denoise=False))
     edge = GeometricWarp(portrait.image, portrait.landmarks, cpu, WarpConfig(denoise=False, smooth_outside=False))
-    (across_edge, down_edge), (across, down) = stripes(edge), stripes(smooth)
+    (across_edge, down_edge), (across, _) = stripes(edge), stripes(smooth)
     assert down_edge < 1.0 and across_edge > 1.0  # repeated edge pixels
     assert across < 0.5 * across_edge             # a smooth continuation instead
 
