@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from codec.render.mesh import EYE, MOUTH
+from codec.render.mesh import EYE, MOUTH, TEETH
 
 
 @numba.njit(cache=True, nogil=True)
@@ -26,8 +26,9 @@ def rasterize(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray
         tris: ``[F, 3]``; bias: ``[F]`` depth added per triangle; kind: ``[F]``.
         grid: ``[H, W, 2]`` written where a triangle is nearest: the source
             position in ``grid_sample``'s coordinates (``align_corners=False``).
-        regions: ``[3, H, W]`` written likewise: mouth-opening coverage, depth
-            into the opening (0 at the lips, 1 at its centre), eye-opening coverage.
+        regions: ``[3, H, W]`` written likewise: mouth-opening coverage (its fan and
+            teeth), depth into the opening (0 at the lips and on the teeth, 1 at its
+            centre), eye-opening coverage.
         zbuf: ``[H, W]`` scratch, filled with +inf by the caller.
     """
     size = grid.shape[0]
@@ -46,7 +47,8 @@ def rasterize(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray
         y0 = max(int(np.floor(min(ay, by, cy) - 0.5)), 0)
         y1 = min(int(np.ceil(max(ay, by, cy) - 0.5)), size - 1)
         za, zb, zc = tv[a, 2], tv[b, 2], tv[c, 2]
-        hole = kind[f] == MOUTH  # the fan's third vertex is the opening's centre
+        fan = kind[f] == MOUTH  # the fan's third vertex is the opening's centre
+        hole = fan or kind[f] == TEETH  # the teeth lie in the opening too
         eye = 1.0 if kind[f] == EYE else 0.0
         for y in range(y0, y1 + 1):
             py = y + 0.5
@@ -82,7 +84,7 @@ def rasterize(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray
                 grid[y, x, 0] = (wa * sv[a, 0] + wb * sv[b, 0] + wc * sv[c, 0]) * norm - 1
                 grid[y, x, 1] = (wa * sv[a, 1] + wb * sv[b, 1] + wc * sv[c, 1]) * norm - 1
                 regions[0, y, x] = 1.0 if hole else 0.0
-                regions[1, y, x] = wc if hole else 0.0
+                regions[1, y, x] = wc if fan else 0.0
                 regions[2, y, x] = eye
 
 

@@ -33,19 +33,21 @@ GUTTER = 2
 """Texels between patches, so that bilinear sampling at a patch's edge reads only its own texels."""
 
 
-def pad_portrait(rgba: np.ndarray, margin: int, smooth: bool = True) -> np.ndarray:
+def pad_portrait(rgba: np.ndarray, margin: int, smooth: bool = True, body_from: float | None = None) -> np.ndarray:
     """The portrait extended by ``margin`` on every side, for sampling past the photo's edges.
 
     Past the edge the photo's edge colours continue, blurred along the edge more and
-    more with the distance (a soft continuation of the clothes, the hair or the
-    background, with no texture to smear into stripes). The person's alpha
-    continues below the photo (the body goes on) and fades out within a quarter
-    of the margin above it and at its sides, where the background plate then shows.
+    more with the distance (:func:`codec.render.composite.continue_outside`: a soft
+    continuation of the clothes, the hair or the background, with no texture to smear
+    into stripes). The person's alpha goes on below the photo and beside the body (the
+    body continues); above the photo and beside the head it fades out within a quarter
+    of the margin, so the background plate shows there, not a band of hair.
 
     Args:
         rgba: ``[H, W, 4]`` float32 (RGB and the person's alpha, in [0, 1]).
         margin: texels added on each side.
         smooth: otherwise the edge pixels are repeated as they are (stripes; for comparison).
+        body_from: the row (the portrait's pixels) below which the body lies (default: none does).
     Returns:
         ``[H + 2 margin, W + 2 margin, 4]`` float32; the middle is ``rgba`` exactly.
     """
@@ -59,7 +61,8 @@ def pad_portrait(rgba: np.ndarray, margin: int, smooth: bool = True) -> np.ndarr
     ys, xs = np.arange(h + 2 * m) - m, np.arange(w + 2 * m) - m
     above = np.maximum(-ys, 0)[:, None].astype(np.float32)
     aside = np.maximum(np.maximum(-xs, xs - (w - 1)), 0)[None, :].astype(np.float32)
-    out[..., 3] *= np.clip(1 - np.maximum(above, aside) / reach, 0, 1)
+    body = np.clip((ys - (h if body_from is None else body_from)) / reach, 0, 1)[:, None].astype(np.float32)
+    out[..., 3] *= np.clip(1 - np.maximum(above, aside * (1 - body)) / reach, 0, 1)
     out[m:m + h, m:m + w] = rgba
     return out
 
@@ -83,12 +86,13 @@ class Atlas:
     Args:
         rgba: ``[S, S, 4]`` float32 portrait with its alpha.
         smooth: fill the margin as :func:`pad_portrait` does (otherwise by repeating the edge, for comparison).
+        body_from: the row below which the body lies (see :func:`pad_portrait`).
     """
 
-    def __init__(self, rgba: np.ndarray, smooth: bool = True) -> None:
+    def __init__(self, rgba: np.ndarray, smooth: bool = True, body_from: float | None = None) -> None:
         self.size = int(rgba.shape[0])
         self.margin = int(round(PAD_SHARE * self.size))
-        self.base = pad_portrait(np.ascontiguousarray(rgba, np.float32), self.margin, smooth)
+        self.base = pad_portrait(np.ascontiguousarray(rgba, np.float32), self.margin, smooth, body_from)
         self.width = int(self.base.shape[1])
         self.patches: dict[str, Patch] = {}
         self.height = int(self.base.shape[0])

@@ -92,6 +92,20 @@ RIM_SHRINK = 0.92
 LID_LIFT = 0.8
 """A fully closed upper lid samples this share of the way from its margin to the skin above it."""
 
+NARROWING_GAIN = 4.0
+NARROWING_FREE = 0.02
+"""Interior luma lost per inter-ocular distance a mouth is narrower (beyond the first ``NARROWING_FREE``) than the
+picture lending its interior: rounded lips hide the teeth (22 training clips' open mouths: 0.04-0.08 narrower than
+the clip's usual, 0.85 of its luma; over 0.08 narrower, 0.63)."""
+
+MIN_GAIN = 0.55
+
+MAX_SHARPEN = 1.0
+"""Most unsharp-mask amount given to a keyframe softer than the portrait."""
+
+KEEP_DENSITY = 1.5
+"""A keyframe's patches keep its own pixels unless its face is over this many times the portrait's size."""
+
 EYE_BLEND = (0.35, 0.8)
 """Closure (1 - lid opening over the portrait's) at which a keyframe's closed eye starts and ends blending in."""
 
@@ -186,6 +200,24 @@ EYE_ANCHORS = (np.concatenate([[33, 133], R.RIGHT_EYE_CONTOUR[9:]]),
                np.concatenate([[263, 362], R.LEFT_EYE_CONTOUR[9:]]))
 
 
+@dataclass
+class Geometry:
+    """One batch of frames' mesh: where each vertex lies and samples, and what follows from it.
+
+    Attributes:
+        target: ``[B, V, 3]`` float32 vertex positions in the output's pixels (z: depth).
+        source: ``[B, V, 2]`` float32 where each vertex samples, in the portrait's pixels
+            (texture patches lie outside the portrait).
+        state: the target landmarks' motion.
+        mouth_gain: ``[B]`` how bright the mouth's interior is drawn (1: as its picture shows it).
+    """
+
+    target: np.ndarray
+    source: np.ndarray
+    state: MotionState
+    mouth_gain: np.ndarray
+
+
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
@@ -243,7 +275,8 @@ class GeometricWarp:
             plate = background_plate(image, alpha).astype(np.float32) / 255
             self.background = torch.from_numpy(plate).to(device).permute(2, 0, 1)[None].contiguous()
 
-        self.atlas = Atlas(rgba, config.smooth_outside)
+        # The body lies below the chin: there the person goes on past the portrait's sides.
+        self.atlas = Atlas(rgba, config.smooth_outside, body_from=float(self.landmarks[R.FACE_OVAL, 1].max()))
         self.skin, self.lips = interior.face_colours(image, self.landmarks)
         self._image_u8 = image
         self._init_mouth()
@@ -332,9 +365,10 @@ class GeometricWarp:
         x1, y1 = np.ceil(box[2:]).astype(int)
         h, w = kf.image.shape[:2]
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-        crop = kf.image[y0:y1, x0:x1]
-        out = cv2.resize(crop, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
-                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        out = kf.image[y0:y1, x0:x1]
+        if scale != 1.0:
+            out = cv2.resize(out, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
+                             interpolation=cv2.INTER_AREA)
         rgba = np.concatenate([out.astype(np.float32) / 255, np.ones((*out.shape[:2], 1), np.float32)], -1)
         return rgba, np.array([x0, y0], np.float64)
 
@@ -342,9 +376,12 @@ class GeometricWarp:
         lm = kf.landmarks.astype(np.float64)
         if not len(kf.image) or float(R.inter_ocular(lm)) < 4:
             return
-        scale = self.iod / float(R.inter_ocular(lm))  # texels as dense as the portrait's
+        # Texels at the keyframe's own density (resampling would blur them), unless it is much
+        # denser than the portrait (then as dense as the portrait's, which saves texture).
+        scale = min(1.0, KEEP_DENSITY * self.iod / float(R.inter_ocular(lm)))
         if scale * max(kf.image.shape[:2]) > 4 * self.size:
             return
+        kf = Keyframe(self._match_sharpness(kf.image, lm), kf.landmarks, kf.kind)
         state = motion_from_landmarks(lm)
         shape = canonical_mouth(state)
         rim_lm = lm[self.mesh.copies[0][1], :2]
@@ -375,6 +412,23 @@ class GeometricWarp:
             self._eyes.append(EyePicture(eye, name, (lm[anchors, :2] - origin) * scale, (centre - origin) * scale,
                                          np.array([0.8, 0.55]) * width * scale))
 
+    def _match_sharpness(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """A keyframe as crisp as the portrait: frames that show a moving mouth or lid are often
+        motion-blurred, and a soft patch in a sharp face looks pasted in. Sharpened (unsharp mask)
+        by the ratio of the two faces' Laplacian variance, at most :data:`MAX_SHARPEN`."""
+        def detail(img: np.ndarray, lm: np.ndarray) -> float:
+            mask = np.zeros(img.shape[:2], np.uint8)
+            cv2.fillPoly(mask, [np.round(lm[R.FACE_OVAL, :2] - 0.5).astype(np.int32)], (1,))
+            lap = cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)
+            return float(lap[mask > 0].var()) if mask.any() else 0.0
+
+        ratio = detail(self._image_u8, self.landmarks.astype(np.float64)) / max(detail(image, landmarks), 1e-6)
+        amount = min(float(np.sqrt(ratio)) - 1.0, MAX_SHARPEN)
+        if amount <= 0.05:
+            return image
+        soft = cv2.GaussianBlur(image, (0, 0), 1.0).astype(np.float32)
+        return np.clip(image + amount * (image - soft), 0, 255).astype(np.uint8)
+
     def _colour_gain(self, kf: Keyframe, eye: int) -> np.ndarray:
         """Per-channel gain that gives the keyframe's skin below an eye the portrait's colour."""
         def skin(image: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -392,14 +446,13 @@ class GeometricWarp:
 
     # -- per frame --------------------------------------------------------------------------------
 
-    def geometry(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, MotionState]:
+    def geometry(self, target: np.ndarray) -> Geometry:
         """Where every mesh vertex lies in target frames, and where it samples.
 
         Args:
             target: ``[B, 478, 3]`` target landmarks in the portrait's pixels.
         Returns:
-            target vertices ``[B, V, 3]`` float32, their sources ``[B, V, 2]`` float32 in the
-            portrait's pixels (texture patches lie outside the portrait), and the targets' motion.
+            the :class:`Geometry`.
         """
         mesh = self.mesh
         st = motion_from_landmarks(target.astype(np.float64))
@@ -416,45 +469,37 @@ class GeometricWarp:
         ring = mesh.vertices[mesh.ring_start:].astype(np.float64)
         ring[:, 2] = self._ring_depth
         moved = self._head_motion(st, ring)                           # [B, N, 2]
+        # The body follows the head's translation (at the outline's centre), not its turns nor its changes
+        # of size (following those too lowered SSIM on every held-out clip), and stays within the texture's
+        # margin (past it lie the patches, not more of the portrait).
+        body = self._head_motion(st, self._head_centre[None])[:, :1]  # [B, 1, 2]
+        body *= self.config.body_follow if self.config.layered else 0.0
+        reach = np.linalg.norm(body, axis=-1, keepdims=True)
+        body *= np.minimum(1.0, 0.9 * self.atlas.margin / np.maximum(reach, 1e-9))
         f = mesh.ring_follow[None, :, None]
-        tv[:, mesh.ring_start:, :2] = ring[:, :2] + f * moved
+        tv[:, mesh.ring_start:, :2] = ring[:, :2] + f * moved + (1 - f) * body
         tv[:, mesh.ring_start:, 2] = 0.0
         sv = np.repeat(self._base_sources[None], len(target), 0)
-        sv[:, mesh.ring_start:] += ((1 - f) * self._body_shift(st, ring[:, :2])).astype(np.float32)
         for first, count, centre in mesh.irises:
             off = mesh.vertices[first:first + count, :2].astype(np.float64) - self.landmarks[centre, :2]
             off = a[:, None] * (off[:, 0] + 1j * off[:, 1])  # turned and scaled with the head
             tv[:, first:first + count, 0] = target[:, centre, None, 0] + off.real
             tv[:, first:first + count, 1] = target[:, centre, None, 1] + off.imag
             tv[:, first:first + count, 2] = target[:, centre, None, 2]
-        drawn = self._mouth_sources(st, sv)
+        drawn, gain = self._mouth_sources(st, sv)
         self._teeth(st, target, tv, drawn)
         closure = self._closure(st)
         for eye, (margin, lift) in enumerate(self._lids):
             sv[:, margin] += (_smoothstep((closure[:, eye] - 0.25) / 0.6)[:, None, None] * lift).astype(np.float32)
-        return tv, sv, st
+        return Geometry(tv, sv, st, gain)
 
-    def _body_shift(self, st: MotionState, points: np.ndarray) -> np.ndarray:
-        """Where the body seen at ``points [N, 2]`` was in the portrait, minus ``points``: ``[B, N, 2]``.
+    def _mouth_sources(self, st: MotionState, sv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sets where the mouth fan samples in each frame.
 
-        The body (shoulders, chest) follows the head's translation and its change of size (the
-        person leaning in or back), by ``body_follow``, not its turns. It moves by sampling, not by
-        moving the mesh's border: so the frame stays covered, and where the body comes from past
-        the photo's edge it samples the texture's margin (never further: past it lie the patches).
+        Returns:
+            ``[B]`` bool, the drawn interior; ``[B]`` the interior's gain (below 1 where the
+            target mouth is narrower than the picture it comes from: rounded lips hide the teeth).
         """
-        if not self.config.layered:
-            return np.zeros((len(st.scale), len(points), 2))
-        k = self.config.body_follow
-        centre = self._head_centre[:2]
-        shift = k * self._head_motion(st, self._head_centre[None])[:, 0]     # [B, 2]
-        grow = 1 + k * (st.scale / self._state.scale - 1)                   # [B]
-        source = centre + (points[None] - centre - shift[:, None]) / grow[:, None, None]
-        d = source - points[None]
-        reach = np.linalg.norm(d, axis=-1, keepdims=True)
-        return d * np.minimum(1.0, 0.9 * self.atlas.margin / np.maximum(reach, 1e-9))
-
-    def _mouth_sources(self, st: MotionState, sv: np.ndarray) -> np.ndarray:
-        """Sets where the mouth fan samples in each frame; returns ``[B]`` bool: the drawn interior."""
         pictures = [self._portrait_mouth, *self._mouths]
         shapes = np.stack([p.shape for p in pictures])                  # [K, 2]
         target = canonical_mouth(st)                                      # [B, 2]
@@ -465,6 +510,8 @@ class GeometricWarp:
         drawn = (target[:, 0] >= SHUT) & ~lends
         first, contour = self.mesh.copies[0]
         rim, centre = slice(first, first + len(contour)), self.mesh.mouth_centre
+        lent = np.where(drawn, self._portrait_mouth.shape[1], shapes[best, 1])
+        gain = np.clip(1 + NARROWING_GAIN * np.minimum(target[:, 1] - lent + NARROWING_FREE, 0.0), MIN_GAIN, 1.0)
         for b in range(len(st.scale)):
             if drawn[b]:
                 sv[b, rim], sv[b, centre] = self._drawn_rim, self._drawn_centre
@@ -472,7 +519,7 @@ class GeometricWarp:
             p = pictures[best[b]]
             origin = 0.0 if p.patch is None else self.atlas.patches[p.patch].origin(self.atlas.margin)
             sv[b, rim], sv[b, centre] = p.rim + origin, p.centre + origin
-        return drawn
+        return drawn, gain
 
     def _teeth(self, st: MotionState, target: np.ndarray, tv: np.ndarray, drawn: np.ndarray) -> None:
         """Places the mouth's inner layers in each frame.
@@ -540,10 +587,11 @@ class GeometricWarp:
         grid, regions, _ = self._flow(np.asarray(target, np.float32))
         return grid, regions
 
-    def _flow(self, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, MotionState]:
-        tv, sv, st = self.geometry(target)
-        grid, regions = rasterize_batch(tv, sv, self.mesh.triangles, self._bias, self.mesh.kind, self.size)
-        return torch.from_numpy(grid).to(self.device), torch.from_numpy(regions).to(self.device), st
+    def _flow(self, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Geometry]:
+        geo = self.geometry(target)
+        grid, regions = rasterize_batch(geo.target, geo.source, self.mesh.triangles, self._bias, self.mesh.kind,
+                                        self.size)
+        return torch.from_numpy(grid).to(self.device), torch.from_numpy(regions).to(self.device), geo
 
     @torch.inference_mode()
     def warp(self, target: np.ndarray) -> WarpResult:
@@ -555,15 +603,23 @@ class GeometricWarp:
             the :class:`WarpResult`.
         """
         target = np.asarray(target, np.float32)
-        grid, regions, st = self._flow(target)
+        grid, regions, geo = self._flow(target)
         tex_grid = torch.addcmul(self._grid_offset, grid, self._grid_scale)
         sampled = F.grid_sample(self.texture.expand(len(target), -1, -1, -1), tex_grid, mode="bilinear",
                                 padding_mode="border", align_corners=False)
         frames, alpha = sampled[:, :3], sampled[:, 3:]
         if self.background is not None:
             frames = torch.lerp(self.background, frames, alpha)
+        if (geo.mouth_gain < 1).any():
+            # Only the box around the target mouths can change.
+            lips = target[:, R.LIPS_OUTER, :2]
+            x0, y0 = np.clip(np.floor(lips.min((0, 1))).astype(int) - 2, 0, self.size)
+            x1, y1 = np.clip(np.ceil(lips.max((0, 1))).astype(int) + 2, 0, self.size)
+            box = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
+            dim = torch.from_numpy(1 - geo.mouth_gain.astype(np.float32)).to(self.device).view(-1, 1, 1, 1)
+            frames[box] = frames[box] * (1 - dim * regions[:, :1][box])
         if self._eyes:
-            self._blend_eyes(frames, target, st)
+            self._blend_eyes(frames, target, geo.state)
         newness = torch.from_numpy(self.mouth_newness(target)).to(self.device).view(-1, 1, 1, 1)
         return WarpResult(frames, grid, regions, alpha, newness)
 
