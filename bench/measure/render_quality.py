@@ -25,7 +25,7 @@ batch 1, wall clock and CPU time.
 
     python -m bench.measure.render_quality [--renderer warp|neural] [--max-frames N] [--stride 2]
         [--no-keyframes] [--no-smoothing] [--h264] [--strips docs] [--save-strips DIR] [--before DIR]
-        [--json OUT.json]
+        [--json OUT.json] [--compare BEFORE.json --markdown OUT.md]
 
 ``--save-strips DIR`` keeps the rendered strip frames, and ``--before DIR`` puts
 such frames from an earlier run (another version of the renderer) beside this
@@ -281,6 +281,36 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+REPORT = (("ssim", "SSIM", 3), ("mouth_ssim", "mouth SSIM", 3), ("nme", "NME", 4), ("id_dist", "identity dist.", 3),
+          ("detail", "detail", 2), ("mouth_lum_diff", "mouth interior Δ luma", 1),
+          ("eye_ssim_closed", "eye SSIM, closed eyes", 3))
+
+
+def markdown(after: dict[str, Any], before: dict[str, Any] | None) -> str:
+    """Per-clip tables of the call-like run (through tokens): ``before → after`` when ``before`` is given."""
+    run = "warp_tokens" if any("warp_tokens" in r for r in after["clips"]) else "warp"
+    old = {r["clip"]: r for r in before["clips"]} if before else {}
+    head = "| clip | " + " | ".join(name for _, name, _ in REPORT) + " | jitter ratio | H.264 mouth SSIM |"
+    lines = [head, "|" + "---|" * (len(REPORT) + 3)]
+
+    def cell(new: float, prev: float | None, digits: int) -> str:
+        fmt = f"{{:.{digits}f}}"
+        if prev is None or math.isnan(prev):
+            return "–" if math.isnan(new) else fmt.format(new)
+        return f"{fmt.format(prev)} → {fmt.format(new)}"
+
+    rows = after["clips"] + [{"clip": "MEAN", **after["mean"]}]
+    for r in rows:
+        p = old.get(r["clip"]) if r["clip"] != "MEAN" else (before or {}).get("mean")
+        cells = [cell(r[run][k], None if p is None else p[run][k], d) for k, _, d in REPORT]
+        jit = r.get("jitter", {}).get("ratio", math.nan)
+        pj = None if p is None else p.get("jitter", {}).get("ratio")
+        h264 = (r.get("h264") or (p or {}).get("h264") or {}).get("mouth_ssim", math.nan)
+        lines.append(f"| {Path(r['clip']).stem} | " + " | ".join(cells) + f" | {cell(jit, pj, 2)} | "
+                     + ("–" if math.isnan(h264) else f"{h264:.3f}") + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.measure.render_quality", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -305,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the run through the motion tokenizer")
     p.add_argument("--no-speed", dest="speed", action="store_false", help="skip the speed measurement")
     p.add_argument("--json", default="", help="also write the results here")
+    p.add_argument("--compare", default="", help="an earlier run's --json: tables give before -> after")
+    p.add_argument("--markdown", default="", help="write the per-clip tables (markdown) here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = RenderConfig(device=args.device, renderer=args.renderer)
@@ -330,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{speed['cpus']} CPUs)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=float))
+    if args.markdown:
+        before = json.loads(Path(args.compare).read_text()) if args.compare else None
+        Path(args.markdown).write_text(markdown(json.loads(json.dumps(result, default=float)), before) + "\n")
     return 0
 
 
