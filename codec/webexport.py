@@ -45,7 +45,7 @@ from codec.entropy import CDF_PRECISION, ENTROPY_PATH, load_entropy_model
 from codec.errors import StreamError
 from codec.grfsq import GRFSQConfig
 from codec.motion import DELTA_PARTS, load_template, motion_from_landmarks
-from codec.render.mesh import EYE, FACE, MOUTH, OUTSIDE, MeshConfig
+from codec.render.mesh import EYE, FACE, MOUTH, OUTSIDE, TEETH, MeshConfig
 from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def decoder_assets() -> bytes:
         "entropy": entropy_meta, "landmarks": R.NUM_LANDMARKS,
         "regions": {"right_eye_corners": list(R.RIGHT_EYE_CORNERS), "left_eye_corners": list(R.LEFT_EYE_CORNERS),
                     "mouth_inner_lips": list(R.MOUTH_INNER_LIPS)},
-        "mesh": {"kinds": {"face": FACE, "eye": EYE, "mouth": MOUTH, "outside": OUTSIDE},
+        "mesh": {"kinds": {"face": FACE, "eye": EYE, "mouth": MOUTH, "outside": OUTSIDE, "teeth": TEETH},
                  "config": asdict(MeshConfig())},
     }
     return pack_container("decoder", meta, arrays)
@@ -269,24 +269,32 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
     """One portrait as the warp renderer holds it, for a page to render it alike.
 
     Everything is read off the renderer's :class:`~codec.render.warp.GeometricWarp`
-    (the denoised image it samples, its alpha and plate, its mesh and
-    biases), so the page draws what the Python renderer would draw.
+    (the texture it samples: the denoised portrait padded past its edges and the
+    drawn mouth interior below it, with the person's alpha; its plate, its mesh,
+    biases and base sources, and what its per-frame geometry needs), so the page
+    draws what the Python renderer would draw. Keyframes are not exported: the
+    page draws the portrait's own mouth or the drawn interior.
 
     Args:
         renderer: a warp :class:`~codec.render.Renderer` (its refiner, if any, is not exported).
     Returns:
         the container bytes (kind ``"portrait"``).
     """
+    # lazy: the warp pulls in torch, which the decoder assets alone do not need
+    from codec.render import interior
+    from codec.render.warp import LEND_SHARE, LID_SPAN, LID_START, MIN_GAIN, NARROWING_FREE, NARROWING_GAIN, SHUT
+
     warp = renderer.warp
     mesh = warp.mesh
-    rgba = warp.image[0].permute(1, 2, 0).cpu().numpy()
-    image = np.round(rgba[..., :3] * 255).astype(np.uint8)
-    alpha = np.round(np.clip(rgba[..., 3], 0, 1) * 255).astype(np.uint8)
+    tex = warp.texture[0].permute(1, 2, 0).cpu().numpy()
+    image = np.round(np.clip(tex[..., :3], 0, 1) * 255).astype(np.uint8)
+    alpha = np.round(np.clip(tex[..., 3], 0, 1) * 255).astype(np.uint8)
     files = {"image": ("image/png", _png(image)), "alpha": ("image/png", _png(alpha))}
     if warp.background is not None:
         plate = np.round(warp.background[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
         files["plate"] = ("image/png", _png(plate))
     portrait = renderer.portrait
+    mouth = warp.portrait_mouth
     arrays = {
         # Decoding: the portrait's own landmarks and motion, in its pixels (as FrameDecoder holds them).
         "portrait.landmarks": np.asarray(portrait.landmarks, np.float32),
@@ -296,18 +304,35 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
         **_state_arrays("warp.state", warp.landmarks),
         "mesh.vertices": mesh.vertices, "mesh.triangles": mesh.triangles, "mesh.kind": mesh.kind,
         "mesh.ring_follow": mesh.ring_follow, "mesh.bias": warp._bias,
+        # Where each vertex samples (the portrait's pixels; the drawn interior's lie below it), before the
+        # per-frame changes: the mouth fan's picture and the closing lids.
+        "mesh.sources": warp.base_sources,
+        "warp.drawn_rim": warp.drawn_rim, "warp.drawn_centre": warp.drawn_centre,
+        "warp.portrait_rim": mouth.rim, "warp.portrait_centre": mouth.centre,
+        **{f"warp.teeth_u{k}": u for k, u in enumerate(warp.teeth_u)},
+        **{f"warp.lid_lift{k}": lift for k, (_, lift) in enumerate(warp.lids)},
     }
     config = warp.config
     meta = {
         "size": warp.size, "portrait_size": portrait.size, "landmark_scale": float(renderer._scale),
         "layered": warp.background is not None,
+        "texture": {"width": warp.atlas.width, "height": warp.atlas.height, "margin": warp.atlas.margin},
         "mesh": {"mouth_centre": mesh.mouth_centre, "ring_start": mesh.ring_start,
                  "centres": [[int(v), [int(i) for i in contour]] for v, contour in mesh.centres],
-                 "irises": [[int(a), int(n), int(c)] for a, n, c in mesh.irises]},
+                 "irises": [[int(a), int(n), int(c)] for a, n, c in mesh.irises],
+                 "copies": [[int(v), [int(i) for i in contour]] for v, contour in mesh.copies],
+                 "teeth": [[int(v), [int(i) for i in contour], int(sign)] for v, contour, sign in mesh.teeth],
+                 "lids": [[int(i) for i in margin] for margin, _ in warp.lids]},
         "warp": {"ring_depth": warp._ring_depth, "head_centre": [float(x) for x in warp._head_centre],
                  "body_follow": config.body_follow if config.layered else 0.0,
+                 "body_reach": 0.9 * warp.atlas.margin,
                  "mouth_area": warp._mouth_area,
-                 "mouth_edge": [float(x) for x in warp._mouth_edge.flatten().cpu().numpy()],
-                 "mouth_deep": [float(x) for x in warp._mouth_deep.flatten().cpu().numpy()]},
+                 "portrait_mouth": [float(x) for x in mouth.shape],
+                 "portrait_blink": [float(x) for x in warp.portrait_state.blink],
+                 "shut": SHUT, "lend_share": LEND_SHARE, "narrowing_gain": NARROWING_GAIN,
+                 "narrowing_free": NARROWING_FREE, "min_gain": MIN_GAIN,
+                 "upper_teeth": interior.UPPER_TEETH, "lower_teeth": interior.LOWER_TEETH,
+                 "teeth_profile_power": interior.TEETH_PROFILE_POWER, "lid_start": LID_START,
+                 "lid_span": LID_SPAN},
     }
     return pack_container("portrait", meta, arrays, files)

@@ -49,7 +49,7 @@ MEASURE_JS = """async ({header, packets, seconds}) => {
   // Warm up (JIT, shader compilation), then time each stage over the whole clip.
   let dec = new D.MotionDecoder(assets, bundle, h);
   const frames = pk.map((p) => dec.decode(p));
-  for (const f of frames) { renderer.draw(geometry.targetVertices(target(f.landmarks)), 0); }
+  for (const f of frames) { renderer.draw(geometry.frame(target(f.landmarks))); }
   renderer.sync();
   dec = new D.MotionDecoder(assets, bundle, h);
   let t0 = performance.now();
@@ -57,11 +57,11 @@ MEASURE_JS = """async ({header, packets, seconds}) => {
   const decodeMs = (performance.now() - t0) / pk.length;
   const targets = decoded.map((f) => target(f.landmarks));
   t0 = performance.now();
-  const verts = targets.map((t) => Float32Array.from(geometry.targetVertices(t)));
+  const geo = targets.map((t) => { const g = geometry.frame(t);
+    return {target: Float32Array.from(g.target), source: Float32Array.from(g.source), mouthGain: g.mouthGain}; });
   const geometryMs = (performance.now() - t0) / pk.length;
-  const newness = targets.map((t) => geometry.mouthNewness(t));
   t0 = performance.now();
-  verts.forEach((v, i) => { renderer.draw(v, newness[i]); renderer.sync(); });
+  geo.forEach((g) => { renderer.draw(g); renderer.sync(); });
   const drawMs = (performance.now() - t0) / pk.length;
   // Every animation frame: decode the next packet, draw it, and have it on screen.
   dec = new D.MotionDecoder(assets, bundle, h);
@@ -71,7 +71,7 @@ MEASURE_JS = """async ({header, packets, seconds}) => {
     const step = () => {
       if (i === pk.length) { dec = new D.MotionDecoder(assets, bundle, h); i = 0; }
       const t = target(dec.decode(pk[i++]).landmarks);
-      renderer.draw(geometry.targetVertices(t), geometry.mouthNewness(t));
+      renderer.draw(geometry.frame(t));
       renderer.sync();
       n++;
       if (performance.now() - start < seconds * 1000) requestAnimationFrame(step); else resolve();

@@ -107,6 +107,10 @@ def cavity_patch(lips: np.ndarray, width: int = 64, height: int = 64) -> np.ndar
     return np.concatenate([rgb, np.ones((height, width, 1))], -1).astype(np.float32)
 
 
+TEETH_PROFILE_POWER = 0.6
+"""Teeth reach ``sin(pi u) ** TEETH_PROFILE_POWER`` of their middle's length at ``u`` across the mouth."""
+
+
 def teeth_profile(u: np.ndarray) -> np.ndarray:
     """How far a teeth strip reaches at ``u`` across the mouth, relative to its middle (0 at the corners)."""
-    return np.clip(np.sin(np.pi * np.clip(u, 0, 1)), 0, 1) ** 0.6
+    return np.clip(np.sin(np.pi * np.clip(u, 0, 1)), 0, 1) ** TEETH_PROFILE_POWER

@@ -92,6 +92,10 @@ RIM_SHRINK = 0.92
 LID_LIFT = 0.8
 """A fully closed upper lid samples this share of the way from its margin to the skin above it."""
 
+LID_START, LID_SPAN = 0.25, 0.6
+"""The lid's samples start moving up at this closure (1 - lid opening over the portrait's) and are fully up
+``LID_SPAN`` later (a smoothstep)."""
+
 NARROWING_GAIN = 4.0
 NARROWING_FREE = 0.02
 """Interior luma lost per inter-ocular distance a mouth is narrower (beyond the first ``NARROWING_FREE``) than the
@@ -251,7 +255,7 @@ class GeometricWarp:
         self.landmarks = np.asarray(landmarks, np.float32)
         self.mesh: PortraitMesh = build_mesh(self.landmarks, self.size, config.mesh)
         self._stable = load_template().stable
-        self._state = motion_from_landmarks(self.landmarks.astype(np.float64))
+        self.portrait_state = motion_from_landmarks(self.landmarks.astype(np.float64))
         oval = self.landmarks[R.FACE_OVAL].astype(np.float64)
         self._ring_depth = float(oval[:, 2].mean())
         self._head_centre = oval.mean(0)
@@ -297,25 +301,26 @@ class GeometricWarp:
         # u across the mouth from the template (a face at rest), so the texture does not follow the portrait's smile.
         canon = load_template().shape[:, 0]
         left, right = canon[R.MOUTH_CORNERS[0]], canon[R.MOUTH_CORNERS[1]]
-        self._teeth_u = [np.clip((canon[contour] - left) / (right - left), 0, 1) for _, contour, _ in mesh.teeth]
+        self.teeth_u = [np.clip((canon[contour] - left) / (right - left), 0, 1) for _, contour, _ in mesh.teeth]
         u = np.clip((canon[R.LIPS_INNER] - left) / (right - left), 0, 1)
         v = np.where(np.isin(R.LIPS_INNER, R.MOUTH_CORNERS), 0.5, np.where(np.arange(len(u)) < 10, 0.0, 1.0))
         self._cavity_uv = np.stack([u, v], 1), np.array([0.5, 0.55])
         rim = mesh.copies[0][1]
-        self._portrait_mouth = MouthPicture(canonical_mouth(self._state), None,
+        self.portrait_mouth = MouthPicture(canonical_mouth(self.portrait_state), None,
                                             self.landmarks[rim, :2].astype(np.float64),
                                             self.landmarks[rim, :2].astype(np.float64).mean(0))
 
     def _init_lids(self) -> None:
-        """How far each upper lid's margin samples upwards when the eye is closed."""
-        self._lids = []
+        """How far each upper lid's margin samples upwards when the eye is closed: ``self.lids``, per eye
+        ``(margin landmarks [7], lift [7, 2] in pixels)``."""
+        self.lids: list[tuple[np.ndarray, np.ndarray]] = []
         for margin, above in self.mesh.lids:
             a, b = self.landmarks[margin, :2].astype(np.float64), self.landmarks[above, :2].astype(np.float64)
             axis = self.landmarks[margin[-1], :2] - self.landmarks[margin[0], :2]
             up = np.array([axis[1], -axis[0]]) / max(float(np.linalg.norm(axis)), 1e-6)
             up = -up if up[1] > 0 else up
             rise = np.maximum((b - a) @ up, 0.0)
-            self._lids.append((margin, LID_LIFT * rise[:, None] * up[None, :]))
+            self.lids.append((margin, LID_LIFT * rise[:, None] * up[None, :]))
 
     def _patch_uv(self, name: str, uv: np.ndarray) -> np.ndarray:
         """Portrait-pixel coordinates of texture coordinates ``uv [..., 2]`` in [0, 1] of a patch (texel centres)."""
@@ -330,15 +335,15 @@ class GeometricWarp:
         self._grid_scale = torch.from_numpy(scale).to(self.device)
         self._grid_offset = torch.from_numpy(offset).to(self.device)
         sv = self._source_xy.astype(np.float64).copy()
-        for (first, contour, _), u in zip(self.mesh.teeth, self._teeth_u):
+        for (first, contour, _), u in zip(self.mesh.teeth, self.teeth_u):
             name = "teeth_upper" if first == self.mesh.teeth[0][0] else "teeth_lower"
             k = len(contour)
             sv[first:first + k] = self._patch_uv(name, np.stack([u, np.zeros(k)], 1))
             sv[first + k:first + 2 * k] = self._patch_uv(name, np.stack([u, np.ones(k)], 1))
-        self._base_sources = sv.astype(np.float32)
+        self.base_sources = sv.astype(np.float32)
         uv, centre = self._cavity_uv
-        self._drawn_rim = self._patch_uv("cavity", uv).astype(np.float32)
-        self._drawn_centre = self._patch_uv("cavity", centre).astype(np.float32)
+        self.drawn_rim = self._patch_uv("cavity", uv).astype(np.float32)
+        self.drawn_centre = self._patch_uv("cavity", centre).astype(np.float32)
 
     # -- keyframes --------------------------------------------------------------------------------
 
@@ -394,7 +399,7 @@ class GeometricWarp:
                 centre = rim_lm.mean(0)
                 rim = centre + RIM_SHRINK * (rim_lm - centre)
                 self._mouths.append(MouthPicture(shape, name, (rim - origin) * scale, (centre - origin) * scale))
-        closed = state.blink < 0.5 * np.maximum(self._state.blink, 1e-6)
+        closed = state.blink < 0.5 * np.maximum(self.portrait_state.blink, 1e-6)
         for eye, (contour, anchors) in enumerate(zip((R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR), EYE_ANCHORS)):
             if not closed[eye]:
                 continue
@@ -479,7 +484,7 @@ class GeometricWarp:
         f = mesh.ring_follow[None, :, None]
         tv[:, mesh.ring_start:, :2] = ring[:, :2] + f * moved + (1 - f) * body
         tv[:, mesh.ring_start:, 2] = 0.0
-        sv = np.repeat(self._base_sources[None], len(target), 0)
+        sv = np.repeat(self.base_sources[None], len(target), 0)
         for first, count, centre in mesh.irises:
             off = mesh.vertices[first:first + count, :2].astype(np.float64) - self.landmarks[centre, :2]
             off = a[:, None] * (off[:, 0] + 1j * off[:, 1])  # turned and scaled with the head
@@ -489,8 +494,9 @@ class GeometricWarp:
         drawn, gain = self._mouth_sources(st, sv)
         self._teeth(st, target, tv, drawn)
         closure = self._closure(st)
-        for eye, (margin, lift) in enumerate(self._lids):
-            sv[:, margin] += (_smoothstep((closure[:, eye] - 0.25) / 0.6)[:, None, None] * lift).astype(np.float32)
+        for eye, (margin, lift) in enumerate(self.lids):
+            up = _smoothstep((closure[:, eye] - LID_START) / LID_SPAN)
+            sv[:, margin] += (up[:, None, None] * lift).astype(np.float32)
         return Geometry(tv, sv, st, gain)
 
     def _mouth_sources(self, st: MotionState, sv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -500,7 +506,7 @@ class GeometricWarp:
             ``[B]`` bool, the drawn interior; ``[B]`` the interior's gain (below 1 where the
             target mouth is narrower than the picture it comes from: rounded lips hide the teeth).
         """
-        pictures = [self._portrait_mouth, *self._mouths]
+        pictures = [self.portrait_mouth, *self._mouths]
         shapes = np.stack([p.shape for p in pictures])                  # [K, 2]
         target = canonical_mouth(st)                                      # [B, 2]
         dist = np.abs(target[:, None, 0] - shapes[None, :, 0]) + 0.5 * np.abs(target[:, None, 1] - shapes[None, :, 1])
@@ -510,11 +516,11 @@ class GeometricWarp:
         drawn = (target[:, 0] >= SHUT) & ~lends
         first, contour = self.mesh.copies[0]
         rim, centre = slice(first, first + len(contour)), self.mesh.mouth_centre
-        lent = np.where(drawn, self._portrait_mouth.shape[1], shapes[best, 1])
+        lent = np.where(drawn, self.portrait_mouth.shape[1], shapes[best, 1])
         gain = np.clip(1 + NARROWING_GAIN * np.minimum(target[:, 1] - lent + NARROWING_FREE, 0.0), MIN_GAIN, 1.0)
         for b in range(len(st.scale)):
             if drawn[b]:
-                sv[b, rim], sv[b, centre] = self._drawn_rim, self._drawn_centre
+                sv[b, rim], sv[b, centre] = self.drawn_rim, self.drawn_centre
                 continue
             p = pictures[best[b]]
             origin = 0.0 if p.patch is None else self.atlas.patches[p.patch].origin(self.atlas.margin)
@@ -540,7 +546,7 @@ class GeometricWarp:
         # The inner lips face each other point by point (corner to corner above, reversed below).
         gap = np.einsum("bkc,bc->bk", target[:, lower[::-1], :2] - target[:, upper, :2], unit)
         gap = np.maximum(gap, 0.0) * drawn[:, None]                       # [B, K] the opening's height
-        for (first, contour, sign), u in zip(mesh.teeth, self._teeth_u):
+        for (first, contour, sign), u in zip(mesh.teeth, self.teeth_u):
             k = len(contour)
             reach = (interior.UPPER_TEETH if sign > 0 else interior.LOWER_TEETH) * interior.teeth_profile(u)
             length = np.minimum(reach[None, :] * st.scale[:, None], gap if sign > 0 else gap[:, ::-1])
@@ -551,11 +557,11 @@ class GeometricWarp:
 
     def _closure(self, st: MotionState) -> np.ndarray:
         """``[B, 2]`` how far each eye is closed compared with the portrait's (0 as open, 1 shut)."""
-        return np.clip(1 - st.blink / np.maximum(self._state.blink, 1e-6), 0.0, 1.0)
+        return np.clip(1 - st.blink / np.maximum(self.portrait_state.blink, 1e-6), 0.0, 1.0)
 
     def _head_motion(self, st: MotionState, points: np.ndarray) -> np.ndarray:
         """Displacement ``[B, N, 2]`` of portrait points ``[N, 3]`` moved rigidly with the head to each target."""
-        src = self._state
+        src = self.portrait_state
         canon = np.einsum("ji,nj->ni", src.rotation, points - src.translation) / src.scale
         moved = st.scale[:, None, None] * np.einsum("bij,nj->bni", st.rotation, canon) + st.translation[:, None]
         return moved[..., :2] - points[None, :, :2]

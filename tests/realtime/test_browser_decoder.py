@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from bench.metrics.pixels import ssim
+from codec import regions as R
 from codec.api import EncoderConfig, FrameDecoder, MotionEncoder, decode_stream, reference_info
 from codec.bitstream import STREAM_VERSION, StreamHeader, bundle
 from codec.container import read_tok, write_tok
@@ -26,10 +28,11 @@ from codec.entropy import load_entropy_model
 from codec.errors import StreamError
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import prepare_portrait
+from codec.smoothing import LOOKAHEAD_FRAMES, smooth_frame
 from codec.stream import ReferenceLostError, StreamReader, StreamWriter
 from codec.tokenizer import weights_hash
 from codec.webexport import DECODER_FILE, PORTRAIT_FILE, decoder_assets, portrait_bundle
-from realtime.jitterbuffer import JitterBuffer
+from realtime.jitterbuffer import JitterBuffer, PlayoutKind
 from receiver.playout import tick_landmarks
 from tests.realtime.decoder_page import b64, from_b64, open_page, sync_playwright, webgl_browser
 
@@ -61,7 +64,19 @@ RENDER_JS = """async (frames) => {
   return frames.map((t) => {
     const target = Float32Array.from(decoded.subarray(t * n, (t + 1) * n));
     for (let i = 0; i < n; i++) target[i] = Math.fround(target[i] * scale);
-    renderer.draw(geometry.targetVertices(target), geometry.mouthNewness(target));
+    renderer.draw(geometry.frame(target));
+    return b64(renderer.readPixels());
+  });
+}"""
+
+
+TARGETS_JS = """async (targets) => {
+  if (!window.renderer) {
+    window.geometry = new D.WarpGeometry(bundle, assets);
+    window.renderer = new D.WarpRenderer(document.getElementById('c'), bundle, assets, await D.loadImages(bundle));
+  }
+  return targets.map((t) => {
+    renderer.draw(geometry.frame(new Float32Array(unb64(t).buffer)));
     return b64(renderer.readPixels());
   });
 }"""
@@ -366,15 +381,19 @@ def _arrivals(stream: Stream, seed: int) -> list[tuple[int, bytes, float]]:
 
 
 def _python_ticks(stream: Stream, arrivals: list[tuple[int, bytes, float]], nows: list[float]) -> list[Any]:
-    """receiver/call.py's playout loop on the same timeline (drawing the last tick due at each frame)."""
+    """receiver/call.py's playout loop on the same timeline (drawing the last tick due at each frame), with its
+    smoothing: each fresh tick smoothed with its neighbours, one frame interval later."""
     dec = FrameDecoder(StreamHeader.from_bytes(stream.header), stream.landmarks[20])  # 20: no face, the rest
     rest = stream.landmarks[20].astype(np.float32)
     jb: JitterBuffer[np.ndarray | None] = JitterBuffer(40.0, 40.0)
     ticks, nxt, p = [], 0, None
+    layers, previous = 4, None
+    lookahead = LOOKAHEAD_FRAMES * 40.0  # the receiver's smoothing waits for the next frame
     for now in nows:
         while nxt < len(arrivals) and arrivals[nxt][2] <= now:
             try:
                 f = dec.decode(arrivals[nxt][1])
+                layers = f.layers or layers
                 value = f.landmarks.astype(np.float32) if f.face and f.landmarks is not None else None
                 jb.push(f.seq, f.timestamp_ms, value, arrivals[nxt][2])
             except StreamError:
@@ -385,9 +404,17 @@ def _python_ticks(stream: Stream, arrivals: list[tuple[int, bytes, float]], nows
         if p is None:
             p = float(jb.first_timestamp_ms or 0)
         last = None
-        while jb.playout_time(p) <= now:
+        while jb.playout_time(p) + lookahead <= now:
             d = jb.pop(p)
-            last = (p, d.kind.value, tick_landmarks(d, rest)[0])
+            landmarks, face = tick_landmarks(d, rest)
+            decoded = landmarks if d.kind is PlayoutKind.FRESH and face else None
+            if decoded is not None:
+                after = jb.peek_after(p)
+                near = after is not None and after.timestamp_ms - p <= 60.0
+                landmarks = smooth_frame(previous, decoded, after.value if after is not None and near else None,
+                                         layers)
+            previous = decoded
+            last = (p, d.kind.value, landmarks)
             p += 40.0
         if last is not None:
             ticks.append(last)
@@ -408,3 +435,36 @@ def test_page_plays_out_a_call_as_the_receiver_does(page: Any, setup: Setup) -> 
     err = max(float(np.abs(from_b64(g[2], np.float64) - w[2].ravel()).max()) for g, w in zip(got, want))
     assert err < 0.05
     assert out["stats"]["drawn"] == len(got) and out["stats"]["errors"] == 0
+
+
+def _open_mouth(lm: np.ndarray, amount: float) -> np.ndarray:
+    """The lower lip and jaw dropped by ``amount`` inter-ocular distances."""
+    t = lm.copy()
+    upper = lm[R.LIPS_INNER[:11], 1].max()
+    below = lm[:, 1] > upper + 1
+    below[468:] = False
+    t[below, 1] += amount * float(np.linalg.norm(lm[33, :2] - lm[263, :2]))
+    return t
+
+
+def _close_eyes(lm: np.ndarray) -> np.ndarray:
+    t = lm.copy()
+    for contour in (R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR):
+        t[contour[1:8]] = 0.9 * lm[contour[9:][::-1]] + 0.1 * lm[contour[1:8]]
+    return t
+
+
+def test_page_draws_the_mouth_interior_and_lids_as_python(page: Any, setup: Setup) -> None:
+    # Wider than the portrait's own mouth: drawn teeth and cavity; closed eyes: lids from the skin above.
+    lm = setup.renderer.warp.landmarks
+    targets = np.stack([_open_mouth(lm, 0.3), _open_mouth(_close_eyes(lm), 0.18), _close_eyes(lm)]).astype(np.float32)
+    drawn, gain = setup.renderer.warp._mouth_sources(setup.renderer.warp.geometry(targets).state,
+                                                     np.zeros((3, len(setup.renderer.warp.base_sources), 2)))
+    assert drawn[:2].all() and not drawn[2]
+    pixels = page.evaluate(TARGETS_JS, [b64(t.tobytes()) for t in targets])
+    js = np.stack([from_b64(p).reshape(512, 512, 4)[..., :3] for p in pixels])
+    py = setup.renderer.warp(targets)
+    py = (py * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    scores = ssim(js, py)
+    print(f"drawn interior and lids: SSIM {np.round(scores, 4)}, gains {np.round(gain, 3)}")
+    assert scores.min() >= 0.97

@@ -1,43 +1,45 @@
-// The warp's per-frame geometry (codec/warp.py, GeometricWarp.target_vertices and
-// mouth_newness): where every mesh vertex of the portrait goes for target landmarks.
-// The mesh itself (face tessellation, eye rings, mouth fan, rings around the face, border)
-// was built by Python once for the portrait and arrives in the portrait bundle.
+// The warp's per-frame geometry (codec/render/warp.py, GeometricWarp.geometry): where every mesh vertex
+// of the portrait goes for target landmarks, and where it samples the texture. The mesh itself (face
+// tessellation, eye rings, the mouth's teeth strips and fan, rings around the face, border) was built by
+// Python once for the portrait and arrives in the portrait bundle, with each vertex's base source.
+// Per frame: the mouth fan samples the portrait's own mouth or, when the target opens wider than it
+// shows, the drawn interior (teeth hanging from the inner lips); a closing upper lid samples the skin
+// above it. (Keyframes are not exported to the page.)
 
 import { similarity2d, similarityFit } from "./motion.js";
 
-function polygonArea(pts, index) {  // |shoelace| over the listed landmarks (x, y)
-  let s = 0;
-  for (let k = 0; k < index.length; k++) {
-    const a = index[k], b = index[(k + 1) % index.length];
-    s += pts[3 * a] * pts[3 * b + 1] - pts[3 * a + 1] * pts[3 * b];
-  }
-  return Math.abs(s) / 2;
-}
-
-function interOcular(pts, right, left) {
-  return Math.hypot(pts[3 * right] - pts[3 * left], pts[3 * right + 1] - pts[3 * left + 1]);
-}
+const smoothstep = (x) => { const t = Math.min(1, Math.max(0, x)); return t * t * (3 - 2 * t); };
 
 export class WarpGeometry {
   constructor(bundle, assets) {
-    const a = bundle.arrays, m = bundle.meta, A = assets.arrays;
+    const a = bundle.arrays, m = bundle.meta, A = assets.arrays, w = m.warp;
     this.size = m.size;
     this.landmarks = a["warp.landmarks"];
     this.vertices = a["mesh.vertices"];
+    this.baseSources = a["mesh.sources"];
     this.vertexCount = this.vertices.length / 3;
     this.ringStart = m.mesh.ring_start;
     this.ringFollow = a["mesh.ring_follow"];
     this.centres = m.mesh.centres;
     this.irises = m.mesh.irises;
-    this.bodyFollow = m.warp.body_follow;
-    this.mouthArea = m.warp.mouth_area;
+    this.copies = m.mesh.copies;
+    this.teeth = m.mesh.teeth.map(([first, contour, sign], k) => ({ first, contour, sign, u: a[`warp.teeth_u${k}`] }));
+    this.lids = m.mesh.lids.map((margin, k) => ({ margin, lift: a[`warp.lid_lift${k}`] }));
+    this.mouthCentre = m.mesh.mouth_centre;
+    this.w = w;
+    this.bodyFollow = w.body_follow;
+    this.drawnRim = a["warp.drawn_rim"];
+    this.drawnCentre = a["warp.drawn_centre"];
+    this.portraitRim = a["warp.portrait_rim"];
+    this.portraitCentre = a["warp.portrait_centre"];
     this.stable = A["template.stable"];
     const shape = A["template.shape"];
     this.templateStable = new Float64Array(this.stable.length * 3);
     this.stable.forEach((p, k) => { for (let i = 0; i < 3; i++) this.templateStable[3 * k + i] = shape[3 * p + i]; });
     this.lipsInner = A["regions.lips_inner"];
-    this.eyeCorners = [assets.meta.regions.right_eye_corners[0], assets.meta.regions.left_eye_corners[0]];
-    this.iod = Math.fround(interOcular(this.landmarks, ...this.eyeCorners));
+    this.eyeCorners = [assets.meta.regions.right_eye_corners, assets.meta.regions.left_eye_corners];
+    this.innerLips = assets.meta.regions.mouth_inner_lips;
+    this.mouthCorners = [this.lipsInner[0], this.lipsInner[10]];
     // The rings (at the depth of the face's outline) and the body's anchor in the portrait
     // head's canonical frame: each frame only moves them with the target head.
     const R = a["warp.state.rotation"], t = a["warp.state.translation"], s = a["warp.state.scale"][0];
@@ -49,16 +51,17 @@ export class WarpGeometry {
     this.ringCanon = new Float64Array(3 * n);
     for (let k = 0; k < n; k++) {
       const v = 3 * (this.ringStart + k);
-      this.ringCanon.set(canon(this.vertices[v], this.vertices[v + 1], m.warp.ring_depth), 3 * k);
+      this.ringCanon.set(canon(this.vertices[v], this.vertices[v + 1], w.ring_depth), 3 * k);
     }
-    const hc = m.warp.head_centre;
+    const hc = w.head_centre;
     this.body = { point: hc, canon: canon(hc[0], hc[1], hc[2]) };
-    this.out = new Float32Array(3 * this.vertexCount);
+    this.target = new Float32Array(3 * this.vertexCount);
+    this.source = new Float32Array(2 * this.vertexCount);
   }
 
-  // Target positions [V * 3] (float32) of every mesh vertex for target landmarks [478 * 3] (float32).
-  targetVertices(target) {
-    const tv = this.out, v = this.vertices;
+  // The frame for target landmarks [478 * 3] (float32): {target [V * 3], source [V * 2], mouthGain}.
+  frame(target) {
+    const tv = this.target, v = this.vertices, w = this.w;
     tv.set(target.subarray(0, this.landmarks.length));
     for (const [vertex, contour] of this.centres) {
       for (let i = 0; i < 3; i++) {
@@ -67,11 +70,16 @@ export class WarpGeometry {
         tv[3 * vertex + i] = s / contour.length;
       }
     }
+    for (const [first, contour] of this.copies) {
+      contour.forEach((c, k) => { for (let i = 0; i < 3; i++) tv[3 * (first + k) + i] = target[3 * c + i]; });
+    }
     const head = similarityFit(this.templateStable, target, this.stable);
-    const moved = (c) => [0, 1].map((i) => head.scale * (head.rotation[3 * i] * c[0] + head.rotation[3 * i + 1] * c[1] +
-      head.rotation[3 * i + 2] * c[2]) + head.translation[i]);
+    const H = head.rotation, hs = head.scale, ht = head.translation;
+    const moved = (c) => [0, 1].map((i) => hs * (H[3 * i] * c[0] + H[3 * i + 1] * c[1] + H[3 * i + 2] * c[2]) + ht[i]);
     const bm = moved(this.body.canon);
-    const bx = (bm[0] - this.body.point[0]) * this.bodyFollow, by = (bm[1] - this.body.point[1]) * this.bodyFollow;
+    let bx = (bm[0] - this.body.point[0]) * this.bodyFollow, by = (bm[1] - this.body.point[1]) * this.bodyFollow;
+    const reach = Math.hypot(bx, by), keep = Math.min(1, w.body_reach / Math.max(reach, 1e-9));
+    bx *= keep; by *= keep;
     for (let k = 0, n = this.vertexCount - this.ringStart; k < n; k++) {
       const j = 3 * (this.ringStart + k), f = this.ringFollow[k];
       const mv = moved(this.ringCanon.subarray(3 * k, 3 * k + 3));
@@ -91,13 +99,80 @@ export class WarpGeometry {
         }
       }
     }
-    return tv;
+    const sv = this.source;
+    sv.set(this.baseSources);
+    // The target in the head's own frame (codec.motion: canonical = R^T (p - t) / s).
+    const canon = (p) => {
+      const d = [target[3 * p] - ht[0], target[3 * p + 1] - ht[1], target[3 * p + 2] - ht[2]];
+      return [0, 1].map((i) => (H[i] * d[0] + H[3 + i] * d[1] + H[6 + i] * d[2]) / hs);
+    };
+    // The mouth: the portrait's own interior, or the drawn one when the target opens wider than it lends.
+    const opening = Math.max(canon(this.innerLips[1])[1] - canon(this.innerLips[0])[1], 0);
+    const width = canon(this.mouthCorners[1])[0] - canon(this.mouthCorners[0])[0];
+    const [pOpen, pWidth] = w.portrait_mouth;
+    const drawn = opening >= w.shut && pOpen < w.lend_share * opening;
+    const mouthGain = Math.min(1, Math.max(w.min_gain, 1 + w.narrowing_gain * Math.min(width - pWidth + w.narrowing_free, 0)));
+    const [rimFirst, rimContour] = this.copies[0];
+    const rim = drawn ? this.drawnRim : this.portraitRim, centre = drawn ? this.drawnCentre : this.portraitCentre;
+    for (let k = 0; k < rimContour.length; k++) {
+      sv[2 * (rimFirst + k)] = rim[2 * k];
+      sv[2 * (rimFirst + k) + 1] = rim[2 * k + 1];
+    }
+    sv[2 * this.mouthCentre] = centre[0];
+    sv[2 * this.mouthCentre + 1] = centre[1];
+    this.placeTeeth(target, H, hs, drawn);
+    // Lids: a closing upper lid samples the skin above it.
+    const blink = this.blink(canon);
+    this.lids.forEach(({ margin, lift }, eye) => {
+      const closure = Math.min(1, Math.max(0, 1 - blink[eye] / Math.max(w.portrait_blink[eye], 1e-6)));
+      const up = smoothstep((closure - w.lid_start) / w.lid_span);
+      margin.forEach((p, k) => { sv[2 * p] += up * lift[2 * k]; sv[2 * p + 1] += up * lift[2 * k + 1]; });
+    });
+    return { target: tv, source: sv, mouthGain };
   }
 
-  // Share of the target mouth opening the portrait has no interior for, in [0, 1].
-  mouthNewness(target) {
-    const scale2 = (Math.fround(interOcular(target, ...this.eyeCorners)) / this.iod) ** 2;
-    const area = polygonArea(target, this.lipsInner);
-    return Math.min(1, Math.max(0, 1 - this.mouthArea * scale2 / Math.max(area, 1e-6)));
+  // codec.motion._eye_measures' blink (lid opening over eye width) of each eye, in the head's frame.
+  blink(canon) {
+    const out = [];
+    const eyes = [[this.eyeCorners[0][0], this.eyeCorners[0][1], 159, 145], [this.eyeCorners[1][1], this.eyeCorners[1][0], 386, 374]];
+    for (const [left, right, up, lo] of eyes) {
+      const a = canon(left), b = canon(right), u = canon(up), l = canon(lo);
+      const ax = b[0] - a[0], ay = b[1] - a[1], width = Math.hypot(ax, ay);
+      const ex = ax / width, ey = ay / width;  // ey-axis: (-ey, ex)
+      out.push(((l[0] - u[0]) * -ey + (l[1] - u[1]) * ex) / width);
+    }
+    return out;
+  }
+
+  // The mouth fan and teeth lie flat at the inner lips' farthest depth; the teeth hang from the inner
+  // lips (never past the other lip) where the interior is drawn, and fold flat elsewhere.
+  placeTeeth(target, H, hs, drawn) {
+    const tv = this.target;
+    let far = -Infinity;
+    for (const c of this.lipsInner) far = Math.max(far, target[3 * c + 2]);
+    const [rimFirst, rimContour] = this.copies[0];
+    for (let k = 0; k < rimContour.length; k++) tv[3 * (rimFirst + k) + 2] = far;
+    tv[3 * this.mouthCentre + 2] = far;
+    const dx = H[1] * hs, dy = H[4] * hs, dn = Math.max(Math.hypot(dx, dy), 1e-6), ux = dx / dn, uy = dy / dn;
+    const [upper, lower] = this.teeth;
+    const K = upper.contour.length;
+    const gap = new Float64Array(K);
+    for (let k = 0; k < K; k++) {
+      const a = upper.contour[k], b = lower.contour[K - 1 - k];
+      const g = (target[3 * b] - target[3 * a]) * ux + (target[3 * b + 1] - target[3 * a + 1]) * uy;
+      gap[k] = drawn ? Math.max(g, 0) : 0;
+    }
+    for (const { first, contour, sign, u } of this.teeth) {
+      const reach = sign > 0 ? this.w.upper_teeth : this.w.lower_teeth;
+      contour.forEach((c, k) => {
+        const profile = Math.min(1, Math.max(0, Math.sin(Math.PI * Math.min(1, Math.max(0, u[k]))))) ** this.w.teeth_profile_power;
+        const length = Math.min(reach * profile * hs, sign > 0 ? gap[k] : gap[K - 1 - k]);
+        const top = 3 * (first + k), bottom = 3 * (first + K + k);
+        tv[top] = target[3 * c]; tv[top + 1] = target[3 * c + 1]; tv[top + 2] = far;
+        tv[bottom] = target[3 * c] + sign * length * ux;
+        tv[bottom + 1] = target[3 * c + 1] + sign * length * uy;
+        tv[bottom + 2] = far;
+      });
+    }
   }
 }

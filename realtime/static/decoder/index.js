@@ -4,7 +4,8 @@
 //   fetchContainer("portrait.bin") -> portrait bundle           (the receiver's portrait, once at join)
 //   MotionDecoder(assets, bundle, header).decodeMessage(message) -> tokens -> delta -> target landmarks, per frame
 //   JitterBuffer / tickLandmarks                                 -> the landmarks of each render tick
-//   WarpGeometry.targetVertices(landmarks) -> WarpRenderer.draw  -> the 512x512 frame
+//   smoothFrame (one frame of look-ahead)                       -> steadier landmarks
+//   WarpGeometry.frame(landmarks) -> WarpRenderer.draw          -> the 512x512 frame
 
 export { AssetError, fetchContainer, parseContainer } from "./container.js";
 export { IncompatibleStreamError, ReferenceLostError, StreamError, StreamReader, checkCompatible, parseHeader,
@@ -17,3 +18,4 @@ export { JitterBuffer, tickLandmarks, unwrapSeq } from "./jitterbuffer.js";
 export { WarpGeometry } from "./geometry.js";
 export { WarpRenderer, loadImages, webgl2Available } from "./renderer.js";
 export { CallPlayer, FRAME_INTERVAL_MS } from "./player.js";
+export { LIMITS, LOOKAHEAD_FRAMES, smoothFrame } from "./smoothing.js";

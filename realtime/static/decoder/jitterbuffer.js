@@ -112,6 +112,15 @@ export class JitterBuffer {
     return { kind: "held", frame: last, after: null, alpha: 0 };
   }
 
+  // realtime/jitterbuffer.py peek_after: the earliest frame waiting stamped after playoutTs (it stays), or null.
+  peekAfter(playoutTs) {
+    let best = null;
+    for (const e of this.entries.values()) {
+      if (e.timestampMs > playoutTs && (best === null || e.timestampMs < best.timestampMs)) best = e;
+    }
+    return best;
+  }
+
   get size() { return this.entries.size; }
 }
 

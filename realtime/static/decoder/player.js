@@ -5,6 +5,7 @@
 import { ReferenceLostError, StreamError } from "./bitstream.js";
 import { MotionDecoder } from "./decoder.js";
 import { JitterBuffer, tickLandmarks } from "./jitterbuffer.js";
+import { LOOKAHEAD_FRAMES, smoothFrame } from "./smoothing.js";
 
 export const FRAME_INTERVAL_MS = 40;
 // A playout this far behind its schedule (a background tab, say) jumps ahead instead of catching up.
@@ -18,8 +19,12 @@ function landmarksOf(d) {
 }
 
 export class CallPlayer {
-  constructor(assets, bundle, geometry, renderer, { jitterMs = 40 } = {}) {
+  // smoothing: smooth decoded motion with the next frame, each tick one frame later (receiver/call.py).
+  constructor(assets, bundle, geometry, renderer, { jitterMs = 40, smoothing = true } = {}) {
     Object.assign(this, { assets, bundle, geometry, renderer, jitterMs });
+    this.lookaheadMs = smoothing ? LOOKAHEAD_FRAMES * FRAME_INTERVAL_MS : 0;
+    const regions = assets.meta.regions;
+    this.eyeCorners = [regions.right_eye_corners[0], regions.left_eye_corners[0]];
     this.rest = bundle.arrays["portrait.landmarks"];
     this.scale = bundle.meta.landmark_scale;
     this.decoder = null;
@@ -36,6 +41,8 @@ export class CallPlayer {
   reset() {
     this.buffer = new JitterBuffer({ targetDelayMs: this.jitterMs, frameIntervalMs: FRAME_INTERVAL_MS });
     this.p = null;           // sender media time of the next tick
+    this.previous = null;    // the last tick's decoded landmarks, when fresh with a face
+    this.layers = 4;         // of the latest decoded frame: how coarse its quantization is
     this.extraDelayMs = 0;   // added so that motion waits for the speech (see setSpeechDelay)
   }
 
@@ -73,6 +80,7 @@ export class CallPlayer {
         continue;
       }
       this.synced = true;
+      this.layers = f.layers || this.layers;
       // The delta too: should the portrait change, the frames waiting are moved onto the new one.
       const value = f.landmarks ? { delta: f.delta, landmarks: Float32Array.from(f.landmarks) } : null;
       result = this.buffer.push(f.seq, f.timestampMs, value, arrivalMs);
@@ -89,7 +97,7 @@ export class CallPlayer {
   nextDue() {
     if (!this.buffer.started) return null;
     const p = this.p === null ? (this.buffer.firstTimestampMs ?? 0) : this.p;
-    return this.buffer.playoutTime(p) + this.extraDelayMs;
+    return this.buffer.playoutTime(p) + this.lookaheadMs + this.extraDelayMs;
   }
 
   // Pops every tick due by `now` and draws the last one (call it when nextDue() has come).
@@ -100,7 +108,7 @@ export class CallPlayer {
     if (this.p === null) this.p = buffer.firstTimestampMs ?? 0;
     let tick = null;
     for (;;) {
-      const due = buffer.playoutTime(this.p) + this.extraDelayMs;
+      const due = buffer.playoutTime(this.p) + this.lookaheadMs + this.extraDelayMs;
       if (due > now) break;
       if (now - due > MAX_BEHIND_MS) {
         const skip = Math.floor((now - due) / FRAME_INTERVAL_MS);
@@ -109,7 +117,16 @@ export class CallPlayer {
         continue;
       }
       const decision = buffer.pop(this.p);
-      const [landmarks, face] = tickLandmarks(landmarksOf(decision), this.rest);
+      const [raw, face] = tickLandmarks(landmarksOf(decision), this.rest);
+      let landmarks = raw;
+      const decoded = decision.kind === "fresh" && face ? raw : null;
+      if (decoded !== null && this.lookaheadMs) {
+        const next = buffer.peekAfter(this.p);
+        const near = next !== null && next.value !== null && next.timestampMs - this.p <= 1.5 * FRAME_INTERVAL_MS;
+        landmarks = smoothFrame(this.previous, decoded, near ? next.value.landmarks : null, this.layers,
+                                this.eyeCorners);
+      }
+      this.previous = decoded;
       if (decision.kind === "fresh") this.stats.fresh++;
       else if (decision.kind === "empty") this.stats.empty++;
       else this.stats.concealed++;
@@ -127,6 +144,7 @@ export class CallPlayer {
     Object.assign(this, { bundle, geometry, renderer });
     this.rest = bundle.arrays["portrait.landmarks"];
     this.scale = bundle.meta.landmark_scale;
+    this.previous = null;  // on the old portrait: the next tick is not smoothed with it
     if (!this.decoder) return;
     this.decoder.setPortrait(bundle);
     const move = (e) => {
@@ -141,7 +159,7 @@ export class CallPlayer {
     const t0 = performance.now();
     const target = new Float32Array(landmarks.length);
     for (let i = 0; i < target.length; i++) target[i] = landmarks[i] * this.scale;
-    this.renderer.draw(this.geometry.targetVertices(target), this.geometry.mouthNewness(target));
+    this.renderer.draw(this.geometry.frame(target));
     this.stats.drawn++;
     this.stats.drawMs += performance.now() - t0;
   }

@@ -9,18 +9,15 @@
 const VERTEX = `#version 300 es
 in vec3 aTarget;
 in vec2 aSource;
-in float aMouth;
 in float aKind;
 in float aBias;
 uniform float uSize;
 uniform vec4 uDepth;  // face: (offset, scale); outside: (offset, scale), each onto [0, 1)
 uniform float uOutside;
 out vec2 vSource;
-out float vMouth;
 flat out int vKind;
 void main() {
   vSource = aSource;
-  vMouth = aMouth;
   vKind = int(aKind + 0.5);
   bool outside = abs(aKind - uOutside) < 0.5;
   float d = aKind < -0.5 ? 1.0 : outside ? 0.5 + 0.49 * clamp((aTarget.z - uDepth.z) * uDepth.w, 0.0, 1.0)
@@ -34,23 +31,23 @@ uniform sampler2D uImage;
 uniform sampler2D uAlpha;
 uniform sampler2D uPlate;
 uniform float uSize;
+uniform vec2 uTexture;  // the texture's width and height in texels
+uniform float uMargin;  // the portrait's offset in it
 uniform bool uLayered;
-uniform float uNewness;
+uniform float uMouthGain;
 uniform int uMouthKind;
-uniform vec3 uMouthEdge;
-uniform vec3 uMouthDeep;
+uniform int uTeethKind;
 in vec2 vSource;
-in float vMouth;
 flat in int vKind;
 out vec4 colour;
 void main() {
-  vec2 uv = vSource / uSize;
+  vec2 uv = (vSource + uMargin) / uTexture;
   vec3 rgb = texture(uImage, uv).rgb;
   if (uLayered) {
     ivec2 p = ivec2(int(gl_FragCoord.x), int(uSize) - 1 - int(gl_FragCoord.y));
     rgb = mix(texelFetch(uPlate, p, 0).rgb, rgb, texture(uAlpha, uv).r);
   }
-  if (vKind == uMouthKind) rgb = mix(rgb, mix(uMouthEdge, uMouthDeep, clamp(vMouth, 0.0, 1.0)), uNewness);
+  if (vKind == uMouthKind || vKind == uTeethKind) rgb *= uMouthGain;
   colour = vec4(rgb, 1.0);
 }`;
 
@@ -100,7 +97,7 @@ export class WarpRenderer {
     gl.useProgram(prog);
 
     // One vertex per triangle corner, so that a corner carries its triangle's kind and bias.
-    const tris = a["mesh.triangles"], kind = a["mesh.kind"], bias = a["mesh.bias"], src = a["mesh.vertices"];
+    const tris = a["mesh.triangles"], kind = a["mesh.kind"], bias = a["mesh.bias"];
     const F = kind.length;
     this.triangles = tris;
     this.kind = kind;
@@ -110,9 +107,10 @@ export class WarpRenderer {
     // unwarped where no triangle lands, as the Python grid's identity does.
     const n = 6 + 3 * F, S = this.size;
     this.corners = n;
-    const source = new Float32Array(2 * n), mouth = new Float32Array(n), kindA = new Float32Array(n),
-      biasA = new Float32Array(n);
+    const kindA = new Float32Array(n), biasA = new Float32Array(n);
     this.target = new Float32Array(3 * n);
+    this.source = new Float32Array(2 * n);
+    const source = this.source;
     const quad = [0, 0, S, 0, 0, S, S, 0, S, S, 0, S];
     for (let c = 0; c < 6; c++) {
       source[2 * c] = quad[2 * c]; source[2 * c + 1] = quad[2 * c + 1];
@@ -121,13 +119,9 @@ export class WarpRenderer {
     }
     for (let f = 0; f < F; f++) {
       for (let c = 0; c < 3; c++) {
-        const j = 6 + 3 * f + c, v = tris[3 * f + c];
-        source[2 * j] = src[3 * v];
-        source[2 * j + 1] = src[3 * v + 1];
+        const j = 6 + 3 * f + c;
         kindA[j] = kind[f];
         biasA[j] = bias[f];
-        // The mouth fan's third corner is the opening's centre: depth into the mouth 1 there, 0 at the lips.
-        mouth[j] = kind[f] === kinds.mouth && c === 2 ? 1 : 0;
       }
     }
     this.buffers = [];
@@ -145,8 +139,7 @@ export class WarpRenderer {
     this.vao = gl.createVertexArray();
     gl.bindVertexArray(this.vao);
     this.targetBuffer = attribute("aTarget", this.target, 3, gl.DYNAMIC_DRAW);
-    attribute("aSource", source, 2, gl.STATIC_DRAW);
-    attribute("aMouth", mouth, 1, gl.STATIC_DRAW);
+    this.sourceBuffer = attribute("aSource", source, 2, gl.DYNAMIC_DRAW);
     attribute("aKind", kindA, 1, gl.STATIC_DRAW);
     attribute("aBias", biasA, 1, gl.STATIC_DRAW);
 
@@ -173,19 +166,20 @@ export class WarpRenderer {
     gl.uniform1i(u("uLayered"), m.layered ? 1 : 0);
     gl.uniform1f(u("uOutside"), kinds.outside);
     gl.uniform1i(u("uMouthKind"), kinds.mouth);
-    gl.uniform3fv(u("uMouthEdge"), m.warp.mouth_edge);
-    gl.uniform3fv(u("uMouthDeep"), m.warp.mouth_deep);
+    gl.uniform1i(u("uTeethKind"), kinds.teeth);
+    gl.uniform2f(u("uTexture"), m.texture.width, m.texture.height);
+    gl.uniform1f(u("uMargin"), m.texture.margin);
     this.uDepth = u("uDepth");
-    this.uNewness = u("uNewness");
+    this.uMouthGain = u("uMouthGain");
     gl.viewport(0, 0, S, S);
     gl.disable(gl.CULL_FACE);
     gl.disable(gl.BLEND);
     gl.depthFunc(gl.LESS);  // the first triangle drawn wins ties, as in the Python rasterizer
   }
 
-  // Draws one frame: tv [V * 3] target vertex positions, newness the mouth's.
-  draw(tv, newness) {
-    const gl = this.gl, tris = this.triangles, F = this.kind.length, target = this.target;
+  // Draws one frame of WarpGeometry.frame(): target [V * 3] and source [V * 2] of every vertex, mouthGain.
+  draw({ target: tv, source: sv, mouthGain }) {
+    const gl = this.gl, tris = this.triangles, F = this.kind.length, target = this.target, source = this.source;
     let fLo = Infinity, fHi = -Infinity, oLo = Infinity, oHi = -Infinity;
     for (let f = 0; f < F; f++) {
       const outside = this.kind[f] === this.outsideKind;
@@ -195,6 +189,8 @@ export class WarpRenderer {
         target[j] = tv[v];
         target[j + 1] = tv[v + 1];
         target[j + 2] = z;
+        source[2 * (6 + 3 * f + c)] = sv[2 * tris[3 * f + c]];
+        source[2 * (6 + 3 * f + c) + 1] = sv[2 * tris[3 * f + c] + 1];
         if (outside) { if (z < oLo) oLo = z; if (z > oHi) oHi = z; } else {
           const zb = z + this.bias[f];
           if (zb < fLo) fLo = zb;
@@ -204,8 +200,10 @@ export class WarpRenderer {
     }
     gl.bindBuffer(gl.ARRAY_BUFFER, this.targetBuffer);
     gl.bufferSubData(gl.ARRAY_BUFFER, 0, target);
+    gl.bindBuffer(gl.ARRAY_BUFFER, this.sourceBuffer);
+    gl.bufferSubData(gl.ARRAY_BUFFER, 0, source);
     gl.uniform4f(this.uDepth, fLo, 1 / Math.max(fHi - fLo, 1e-6), oLo, 1 / Math.max(oHi - oLo, 1e-6));
-    gl.uniform1f(this.uNewness, newness);
+    gl.uniform1f(this.uMouthGain, mouthGain);
     gl.clearDepth(1);
     gl.clear(gl.DEPTH_BUFFER_BIT);
     gl.enable(gl.DEPTH_TEST);
