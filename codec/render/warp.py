@@ -295,9 +295,12 @@ class GeometricWarp:
     def _init_mouth(self) -> None:
         """The drawn interior's patches and where the fan and the teeth sample them."""
         mesh = self.mesh
-        self.atlas.put("teeth_upper", interior.teeth_patch(self.skin, upper=True))
-        self.atlas.put("teeth_lower", interior.teeth_patch(self.skin, upper=False))
-        self.atlas.put("cavity", interior.cavity_patch(self.lips))
+        # Patches sized for 512 px frames, scaled with smaller ones (they must fit the texture's width).
+        k = min(1.0, self.size / 512)
+        tw, th, cw = max(8, round(128 * k)), max(4, round(24 * k)), max(8, round(64 * k))
+        self.atlas.put("teeth_upper", interior.teeth_patch(self.skin, upper=True, width=tw, height=th))
+        self.atlas.put("teeth_lower", interior.teeth_patch(self.skin, upper=False, width=tw, height=th))
+        self.atlas.put("cavity", interior.cavity_patch(self.lips, width=cw, height=cw))
         # u across the mouth from the template (a face at rest), so the texture does not follow the portrait's smile.
         canon = load_template().shape[:, 0]
         left, right = canon[R.MOUTH_CORNERS[0]], canon[R.MOUTH_CORNERS[1]]

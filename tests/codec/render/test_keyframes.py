@@ -108,3 +108,12 @@ def test_the_renderer_takes_keyframes_at_another_size(clip, picks):
     inside = mouth_interior_luma(lent, half)[0]
     assert abs(inside - mouth_interior_luma(frames[100:101], lm[100:101])[0]) < 20
     assert not np.array_equal(plain, lent)
+
+
+def test_tiny_frames_still_draw_an_interior(clip, picks):
+    frames, lm = clip
+    small = cv2.resize(frames[0], (64, 64), interpolation=cv2.INTER_AREA)
+    warp = GeometricWarp(small, lm[0] * np.float32(0.125), torch.device("cpu"))
+    warp.add_keyframe(Keyframe(frames[picks["mouth"]], lm[picks["mouth"]], "mouth"))
+    out = _render(warp, _targets(lm, [100]) * np.float32(0.125))
+    assert out.shape == (1, 64, 64, 3)
