@@ -184,10 +184,10 @@ def raster_alone(bank: BatchRenderer, targets: np.ndarray, device: torch.device,
     """Milliseconds per frame of the rasterization alone: numba on this CPU (one thread), torch on the device."""
     pid = torch.zeros(1, dtype=torch.long, device=device)
     t = torch.as_tensor(targets[:1], device=device)
-    tv = bank.target_vertices(pid, t)
-    args = [x[0].cpu().numpy() for x in (bank.sv[pid], bank.tris[pid], bank.bias[pid], bank.kind[pid])]
-    sv, tris, bias, kind = args[0], args[1].astype(np.int32), args[2], args[3].astype(np.int8)
-    tv_np = tv.cpu().numpy()
+    tv, sv_t, _ = bank.geometry(pid, t)
+    args = [x[0].cpu().numpy() for x in (bank.tris[pid], bank.bias[pid], bank.kind[pid])]
+    tris, bias, kind = args[0].astype(np.int32), args[1], args[2].astype(np.int8)
+    tv_np, sv = tv.cpu().numpy(), sv_t.cpu().numpy()
     numba_ms = timed_ms(lambda: rasterize_batch(tv_np, sv, tris, bias, kind, bank.size), torch.device("cpu"), repeats)
     torch_ms = timed_ms(lambda: bank.flow(pid, t), device, repeats)
     return {"numba_cpu_1_thread": _stats(numba_ms), "torch_device": _stats(torch_ms)}

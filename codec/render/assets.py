@@ -25,60 +25,103 @@ class PortraitAssets:
     """One prepared portrait.
 
     Attributes:
-        image: ``[H, H, 3]`` uint8 RGB, as the warp samples it (denoised when the warp denoises).
-        alpha: ``[H, H]`` float32 the person's alpha (all ones when not layered).
+        texture: ``[Ht, Wt, 4]`` float32 RGB and the person's alpha, as the warp samples them: the
+            (denoised) portrait padded by ``margin`` on every side, patches below it
+            (:mod:`codec.render.texture`).
+        margin: the portrait's offset in ``texture``.
         background: ``[H, H, 3]`` uint8 the background plate, or None (not layered).
         landmarks: ``[478, 3]`` float32 the portrait's landmarks in its pixels.
         mesh: the portrait's :class:`codec.render.mesh.PortraitMesh`.
         bias: ``[F]`` float64 depth added per triangle.
-        mouth_edge, mouth_deep: ``[3]`` float32 RGB of the mouth interior at the lips and at its centre.
+        sources: ``[V, 2]`` float32 where each vertex samples before the per-frame changes (the
+            portrait's pixels; patches lie outside it).
+        mouths: ``[K, 2 + 21 * 2]`` float64 the pictures a mouth's interior can come from, first the
+            portrait's own: canonical opening and width, then the fan's rim (20) and centre sources.
+        drawn: ``[21, 2]`` float32 the fan's sources in the drawn interior (rim, then centre).
+        teeth_u: ``[2, 11]`` float64 where each teeth strip vertex lies across the mouth (0 to 1).
+        lid_lift: ``[2, 7, 2]`` float64 how far each upper lid's margin samples upwards when closed.
+        blink: ``[2]`` float64 the portrait's lid openings.
         body_follow: share of the head's translation the body follows (0 when not layered).
     """
 
-    image: np.ndarray
-    alpha: np.ndarray
+    texture: np.ndarray
+    margin: int
     background: np.ndarray | None
     landmarks: np.ndarray
     mesh: PortraitMesh
     bias: np.ndarray
-    mouth_edge: np.ndarray
-    mouth_deep: np.ndarray
+    sources: np.ndarray
+    mouths: np.ndarray
+    drawn: np.ndarray
+    teeth_u: np.ndarray
+    lid_lift: np.ndarray
+    blink: np.ndarray
     body_follow: float
 
     @property
     def size(self) -> int:
-        return int(self.image.shape[0])
+        return int(self.texture.shape[1]) - 2 * self.margin
+
+    @property
+    def image(self) -> np.ndarray:
+        """``[H, H, 3]`` uint8 the portrait as the warp samples it (denoised when the warp denoises)."""
+        m, s = self.margin, self.size
+        return np.round(np.clip(self.texture[m:m + s, m:m + s, :3], 0, 1) * 255).astype(np.uint8)
+
+    @property
+    def alpha(self) -> np.ndarray:
+        """``[H, H]`` float32 the person's alpha (all ones when not layered)."""
+        m, s = self.margin, self.size
+        return np.ascontiguousarray(self.texture[m:m + s, m:m + s, 3])
 
     @staticmethod
     def from_warp(warp: GeometricWarp) -> PortraitAssets:
-        """The assets of a prepared CPU warp (its tensors are read back, exactly)."""
-        rgba = warp.image[0].detach().cpu().permute(1, 2, 0).numpy()
-        to_u8 = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)  # noqa: E731
+        """The assets of a prepared CPU warp (its tensors are read back, exactly; its keyframes' mouths too,
+        not their eyes: the device renderer blends no keyframe eyes)."""
         background = None
         if warp.background is not None:
-            background = to_u8(warp.background[0].detach().cpu().permute(1, 2, 0).numpy())
+            background = np.round(np.clip(warp.background[0].detach().cpu().permute(1, 2, 0).numpy(), 0, 1)
+                                  * 255).astype(np.uint8)
+        mouths = []
+        for p in warp.mouth_pictures():
+            origin = 0.0 if p.patch is None else warp.atlas.patches[p.patch].origin(warp.atlas.margin)
+            mouths.append(np.concatenate([p.shape, (p.rim + origin).ravel(), p.centre + origin]))
         return PortraitAssets(
-            image=to_u8(rgba[..., :3]), alpha=np.ascontiguousarray(rgba[..., 3], np.float32),
-            background=background, landmarks=warp.landmarks.astype(np.float32), mesh=warp.mesh,
-            bias=np.asarray(warp._bias, np.float64),
-            mouth_edge=warp._mouth_edge.detach().cpu().view(3).numpy().astype(np.float32),
-            mouth_deep=warp._mouth_deep.detach().cpu().view(3).numpy().astype(np.float32),
+            texture=np.ascontiguousarray(warp.texture[0].detach().cpu().permute(1, 2, 0).numpy(), np.float32),
+            margin=warp.atlas.margin, background=background, landmarks=warp.landmarks.astype(np.float32),
+            mesh=warp.mesh, bias=np.asarray(warp._bias, np.float64),
+            sources=np.asarray(warp.base_sources, np.float32), mouths=np.stack(mouths).astype(np.float64),
+            drawn=np.concatenate([warp.drawn_rim, warp.drawn_centre[None]]).astype(np.float32),
+            teeth_u=np.stack(warp.teeth_u).astype(np.float64),
+            lid_lift=np.stack([lift for _, lift in warp.lids]).astype(np.float64),
+            blink=np.asarray(warp.portrait_state.blink, np.float64),
             body_follow=float(warp.config.body_follow if warp.config.layered else 0.0))
 
     def to_arrays(self, prefix: str = "", codec: str = "png") -> dict[str, np.ndarray]:
         """The assets as named arrays (for ``np.savez``), images encoded with ``codec`` (see :data:`IMAGE_CODECS`).
 
-        ``webp`` is lossy (quality 95): for training data, not for checking agreement.
+        ``png`` keeps the texture to 16 bits; ``webp`` is lossy (quality 95): for training data, not for
+        checking agreement. The alpha is always kept to 16 bits (PNG).
         """
         m = self.mesh
+        rgb, alpha = self.texture[..., :3], self.texture[..., 3]
+        to16 = lambda x: np.round(np.clip(x, 0, 1) * 65535).astype(np.uint16)  # noqa: E731
+        if codec == "raw":
+            texture, texture_alpha = rgb, alpha
+        else:  # the alpha apart: a lossy codec may drop the colour under a transparent alpha
+            texture = encode_image(to16(rgb) if codec == "png" else np.round(np.clip(rgb, 0, 1) * 255).astype(
+                np.uint8), codec)
+            texture_alpha = encode_image(to16(alpha), "png")
         out = {
-            "image": encode_image(self.image, codec),
-            "alpha": self.alpha if codec == "raw" else encode_image(np.round(self.alpha * 65535).astype(np.uint16),
-                                                                    "png"),
+            "texture": texture, "texture_alpha": texture_alpha, "margin": np.array(self.margin, np.int64),
             "landmarks": self.landmarks, "vertices": m.vertices, "triangles": m.triangles, "kind": m.kind,
             "centres": _pack_centres(m.centres), "irises": np.array(m.irises, np.int64).reshape(-1, 3),
             "ring": np.array([m.ring_start, m.mouth_centre], np.int64), "ring_follow": m.ring_follow,
-            "bias": self.bias, "mouth": np.stack([self.mouth_edge, self.mouth_deep]),
+            "copies": _pack_centres(m.copies),
+            "teeth": np.array([[first, sign, *contour] for first, contour, sign in m.teeth], np.int64),
+            "lids": np.array([[margin, above] for margin, above in m.lids], np.int64),
+            "bias": self.bias, "sources": self.sources, "mouths": self.mouths, "drawn": self.drawn,
+            "teeth_u": self.teeth_u, "lid_lift": self.lid_lift, "blink": self.blink,
             "body_follow": np.array(self.body_follow, np.float64),
         }
         if self.background is not None:
@@ -90,18 +133,25 @@ class PortraitAssets:
         """Inverse of :meth:`to_arrays`."""
         a = lambda k: arrays[prefix + k]  # noqa: E731
         ring_start, mouth_centre = (int(v) for v in a("ring"))
+        teeth = tuple((int(row[0]), row[2:].astype(np.int64), int(row[1])) for row in a("teeth"))
         mesh = PortraitMesh(vertices=a("vertices"), triangles=a("triangles"), kind=a("kind"),
                             mouth_centre=mouth_centre, centres=_unpack_centres(a("centres")),
                             irises=tuple(tuple(int(v) for v in row) for row in a("irises")),  # type: ignore[misc]
-                            ring_start=ring_start, ring_follow=a("ring_follow"))
-        alpha = a("alpha")
-        if alpha.dtype != np.float32:  # 16-bit PNG
-            alpha = decode_image(alpha).astype(np.float32) / np.float32(65535)
+                            ring_start=ring_start, ring_follow=a("ring_follow"),
+                            copies=_unpack_centres(a("copies")), teeth=teeth,
+                            lids=tuple((row[0], row[1]) for row in a("lids")))
+        def unit(x: np.ndarray) -> np.ndarray:
+            if x.dtype == np.float32:
+                return x
+            x = decode_image(x)
+            return x.astype(np.float32) / np.float32(65535 if x.dtype == np.uint16 else 255)
+
+        texture = np.concatenate([unit(a("texture")), unit(a("texture_alpha"))[..., None]], -1)
         background = decode_image(a("background")) if prefix + "background" in arrays else None
-        mouth = a("mouth")
-        return PortraitAssets(image=decode_image(a("image")), alpha=alpha, background=background,
-                              landmarks=a("landmarks"), mesh=mesh, bias=a("bias"), mouth_edge=mouth[0],
-                              mouth_deep=mouth[1], body_follow=float(a("body_follow")))
+        return PortraitAssets(texture=texture, margin=int(a("margin")), background=background,
+                              landmarks=a("landmarks"), mesh=mesh, bias=a("bias"), sources=a("sources"),
+                              mouths=a("mouths"), drawn=a("drawn"), teeth_u=a("teeth_u"), lid_lift=a("lid_lift"),
+                              blink=a("blink"), body_follow=float(a("body_follow")))
 
 
 def _pack_centres(centres: tuple[tuple[int, np.ndarray], ...]) -> np.ndarray:
@@ -119,13 +169,15 @@ def _unpack_centres(packed: np.ndarray) -> tuple[tuple[int, np.ndarray], ...]:
 
 
 def encode_image(image: np.ndarray, codec: str) -> np.ndarray:
-    """``image`` (``[H, W, 3]`` uint8 RGB or ``[H, W]`` uint16 grey) as a 1-D uint8 array of encoded bytes,
-    or itself for ``raw`` (see :data:`IMAGE_CODECS`)."""
+    """``image`` (``[H, W, 3]`` RGB or ``[H, W, 4]`` RGBA, uint8 or uint16 for PNG, or ``[H, W]`` grey) as a
+    1-D uint8 array of encoded bytes, or itself for ``raw`` (see :data:`IMAGE_CODECS`)."""
     if codec == "raw":
         return image
     if codec not in IMAGE_CODECS:
         raise ValueError(f"unknown image codec {codec!r}; choose from {', '.join(IMAGE_CODECS)}")
-    img = image[..., ::-1] if image.ndim == 3 else image
+    img = image
+    if image.ndim == 3:  # OpenCV's channel order: BGR(A)
+        img = np.concatenate([image[..., 2::-1], image[..., 3:]], -1)
     ext, params = {"png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 6]),
                    "webp-lossless": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
                    "webp": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 95])}[codec]
@@ -142,7 +194,9 @@ def decode_image(data: np.ndarray) -> np.ndarray:
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError("could not decode an image")
-    return np.ascontiguousarray(img[..., ::-1]) if img.ndim == 3 else img
+    if img.ndim == 3:  # back from BGR(A)
+        img = np.concatenate([img[..., 2::-1], img[..., 3:]], -1)
+    return np.ascontiguousarray(img)
 
 
 def pack_images(images: list[np.ndarray] | np.ndarray, codec: str) -> tuple[np.ndarray, np.ndarray]:

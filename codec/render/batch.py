@@ -5,9 +5,13 @@ landmarks) is rendered in one batch. :class:`BatchRenderer` holds the portraits'
 (:class:`codec.render.assets.PortraitAssets`, all meshes laid out alike, padded to the largest) and
 renders frames ``[B, 3, H, W]`` from portrait indices ``[B]`` and target landmarks ``[B, 478, 3]``:
 
-1. the target mesh vertices (torch, float64, as :meth:`codec.render.warp.GeometricWarp.target_vertices`);
+1. the target mesh vertices and where they sample (torch, float64, as
+   :meth:`codec.render.warp.GeometricWarp.geometry`: the mouth's interior from the nearest-shaped picture
+   or drawn, the teeth hanging from the inner lips, closing lids sampling the skin above them);
 2. the mesh rasterized into a sampling grid and region maps (:mod:`codec.render.raster_torch`);
-3. ``grid_sample`` of each portrait, laid over its background plate, the mouth interior shaded.
+3. ``grid_sample`` of each portrait's texture, laid over its background plate, a narrowed mouth darkened.
+
+Keyframes' eyes are not blended here (the CPU warp blends them over a blink); their mouths are used.
 
 It computes what :class:`codec.render.warp.GeometricWarp` does with the numba rasterizer, to float rounding.
 :class:`DeviceWarp` puts one portrait behind :class:`~codec.render.warp.GeometricWarp`'s interface, for
@@ -26,13 +30,30 @@ import torch.nn.functional as F
 
 from codec import regions as R
 from codec.motion import load_template, motion_from_landmarks
+from codec.render import interior
 from codec.render.assets import PortraitAssets
 from codec.render.mesh import RING_POINTS
 from codec.render.raster_torch import RasterConfig, rasterize
-from codec.render.warp import GeometricWarp, WarpResult
+from codec.render.warp import (
+    LEND_SHARE,
+    LID_SPAN,
+    LID_START,
+    MIN_GAIN,
+    NARROWING_FREE,
+    NARROWING_GAIN,
+    SHUT,
+    GeometricWarp,
+    WarpResult,
+)
 
 CENTRES = 3  # vertices at the centre of a contour: the mouth's, and an eye's whose iris lies outside its lids
 IRISES = 2
+TEETH_POINTS = 2 * 2 * 11  # two strips, each 11 vertices on an inner lip and 11 hanging from them
+RIM = len(R.LIPS_INNER)  # the mouth fan's rim: copies of the inner lips
+MOUTHS = 9  # pictures a mouth's interior can come from: the portrait and up to 8 keyframes
+# Eye measures (codec.motion._eye_measures): the corners left and right in the image, the lids up and down.
+EYE_POINTS = ((R.RIGHT_EYE_CORNERS[0], R.RIGHT_EYE_CORNERS[1], *R.RIGHT_EYE_LIDS),
+              (R.LEFT_EYE_CORNERS[1], R.LEFT_EYE_CORNERS[0], *R.LEFT_EYE_LIDS))
 
 
 @dataclass(frozen=True)
@@ -103,7 +124,9 @@ class BatchRenderer:
         if {a.size for a in assets} != {self.size} or len(rings) != 1:
             raise ValueError("all portraits of a BatchRenderer must have one size and one mesh layout")
         self.rings = rings.pop()
-        self.ring_base = R.NUM_LANDMARKS + CENTRES + IRISES * RING_POINTS
+        self.teeth_base = R.NUM_LANDMARKS + CENTRES + IRISES * RING_POINTS
+        self.rim_base = self.teeth_base + TEETH_POINTS
+        self.ring_base = self.rim_base + RIM
         self.vertices = self.ring_base + self.rings
         tpl = load_template()
         self._stable = torch.as_tensor(tpl.stable, device=device)
@@ -129,10 +152,21 @@ class BatchRenderer:
         self._iris_off, self._iris_centre = stack("iris_off"), stack("iris_centre")
         self._ring_canon, self._ring_xy, self._follow = stack("ring_canon"), stack("ring_xy"), stack("follow")
         self._head_canon, self._head_xy, self._body_follow = stack("head_canon"), stack("head_xy"), stack("body_follow")
-        self._mouth_area, self._iod, self._mouth = stack("mouth_area"), stack("iod"), stack("mouth")
-        self.image = torch.stack([torch.from_numpy(np.concatenate(
-            [a.image.astype(np.float32) / 255, a.alpha[..., None].astype(np.float32)], -1)).permute(2, 0, 1)
-            for a in assets]).to(device).contiguous()
+        self._body_reach = stack("body_reach")
+        self._mouth_area, self._iod = stack("mouth_area"), stack("iod")
+        self._mouths, self._mouth_ok, self._drawn = stack("mouths"), stack("mouth_ok"), stack("drawn")
+        self._mouth_slot = stack("mouth_slot").long()
+        self._teeth_reach, self._blink = stack("teeth_reach"), stack("blink")
+        self._lid_slots, self._lid_lift = stack("lid_slots").long(), stack("lid_lift")
+        side = max(p["texture"].shape[0] for p in per)
+        self.texture = stack("texture", side).permute(0, 3, 1, 2).contiguous()      # [P, 4, Ht, Wt]
+        m = assets[0].margin
+        if {a.margin for a in assets} != {m}:
+            raise ValueError("all portraits of a BatchRenderer must have one size and one mesh layout")
+        tex = np.array([self.texture.shape[3], self.texture.shape[2]], np.float64)
+        self._grid_scale = torch.as_tensor(self.size / tex, dtype=torch.float32, device=device)
+        self._grid_offset = torch.as_tensor((self.size + 2 * m) / tex - 1, dtype=torch.float32, device=device)
+        self.image = self.texture[:, :, m:m + self.size, m:m + self.size].contiguous()  # the refiner's portrait
         self.layered = any(a.background is not None for a in assets)
         self.background = None
         if self.layered:
@@ -142,7 +176,8 @@ class BatchRenderer:
 
     def _per_portrait(self) -> list[str]:
         """Names of the attributes that hold one row per portrait."""
-        return [k for k, v in vars(self).items() if isinstance(v, torch.Tensor) and k not in ("_stable", "_template")]
+        shared = ("_stable", "_template", "_grid_scale", "_grid_offset")
+        return [k for k, v in vars(self).items() if isinstance(v, torch.Tensor) and k not in shared]
 
     def subset(self, index: torch.Tensor) -> BatchRenderer:
         """A renderer of portraits ``index [N]`` of this one (copies: each row is its own portrait in memory)."""
@@ -153,7 +188,7 @@ class BatchRenderer:
 
     def portrait_bytes(self) -> int:
         """Device memory one portrait takes (its textures, background plate and mesh), in bytes."""
-        tensors = [getattr(self, k) for k in self._per_portrait()]
+        tensors = [getattr(self, k) for k in self._per_portrait() if k != "image"]  # image: a view of texture
         return sum(t[0].numel() * t.element_size() for t in tensors)
 
     def _portrait_arrays(self, a: PortraitAssets, stable: np.ndarray) -> dict[str, np.ndarray]:
@@ -165,10 +200,13 @@ class BatchRenderer:
             raise ValueError("unexpected mesh: more contour centres or iris rings than the layout holds")
         cidx = np.zeros((CENTRES, max(len(c) for _, c in m.centres)), np.int64)
         cw = np.zeros(cidx.shape, np.float64)
+        mouth_slot = -1
         for j, (vertex, contour) in enumerate(m.centres):
             slot[vertex] = R.NUM_LANDMARKS + j
             cidx[j, :len(contour)] = contour
             cw[j, :len(contour)] = 1.0 / len(contour)
+            if vertex == m.mouth_centre:
+                mouth_slot = R.NUM_LANDMARKS + j
         iris_off = np.zeros((IRISES, RING_POINTS, 2), np.float64)
         iris_centre = np.zeros(IRISES, np.int64)
         for i, (first, count, centre) in enumerate(m.irises):
@@ -177,11 +215,21 @@ class BatchRenderer:
             slot[first:first + count] = R.NUM_LANDMARKS + CENTRES + i * RING_POINTS + np.arange(count)
             iris_off[i] = m.vertices[first:first + count, :2].astype(np.float64) - lm[centre, :2]
             iris_centre[i] = centre
+        teeth = [(first, contour, sign) for first, contour, sign in m.teeth]
+        if [len(c) for _, c, _ in teeth] != [11, 11] or len(m.copies) != 1 or len(m.copies[0][1]) != RIM:
+            raise ValueError("unexpected mesh: its mouth is not laid out as the shared layout's")
+        for k, (first, contour, _) in enumerate(teeth):
+            slot[first:first + 2 * len(contour)] = self.teeth_base + 22 * k + np.arange(2 * len(contour))
+        slot[m.copies[0][0]:m.copies[0][0] + RIM] = self.rim_base + np.arange(RIM)
         slot[m.ring_start:] = self.ring_base + np.arange(len(m.vertices) - m.ring_start)
-        if (slot < 0).any():
+        if (slot < 0).any() or mouth_slot < 0:
             raise ValueError("unexpected mesh: vertices outside the shared layout")
         sv = np.zeros((self.ring_base + self.rings, 2), np.float32)
-        sv[slot] = m.vertices[:, :2]
+        sv[slot] = a.sources
+        mouths = np.zeros((MOUTHS, a.mouths.shape[1]), np.float64)
+        mouths[:len(a.mouths)] = a.mouths[:MOUTHS]
+        reach = np.stack([(interior.UPPER_TEETH if sign > 0 else interior.LOWER_TEETH)
+                          * interior.teeth_profile(a.teeth_u[k]) for k, (_, _, sign) in enumerate(teeth)])
 
         state = motion_from_landmarks(lm)
         canon = lambda p: (p - state.translation) @ state.rotation / state.scale  # noqa: E731
@@ -196,19 +244,25 @@ class BatchRenderer:
             "sv": sv, "cidx": cidx, "cw": cw, "src2d": src_c, "den": np.array((src_c**2).sum()),
             "iris_off": iris_off, "iris_centre": iris_centre, "ring_canon": canon(ring), "ring_xy": ring[:, :2],
             "follow": m.ring_follow.astype(np.float64), "head_canon": canon(head), "head_xy": head[:2],
-            "body_follow": np.array(a.body_follow, np.float64),
+            "body_follow": np.array(a.body_follow, np.float64), "body_reach": np.array(0.9 * a.margin, np.float64),
             "mouth_area": np.array(_polygon_area(torch.from_numpy(a.landmarks[R.LIPS_INNER, :2])).item()),
-            "iod": np.array(float(R.inter_ocular(a.landmarks))), "mouth": np.stack([a.mouth_edge, a.mouth_deep]),
+            "iod": np.array(float(R.inter_ocular(a.landmarks))),
+            "mouths": mouths, "mouth_ok": np.arange(MOUTHS) < len(a.mouths), "drawn": a.drawn.astype(np.float64),
+            "mouth_slot": np.array(mouth_slot), "teeth_reach": reach, "blink": a.blink.astype(np.float64),
+            "lid_slots": np.stack([slot[margin] for margin, _ in m.lids]), "lid_lift": a.lid_lift,
+            "texture": a.texture.astype(np.float32),
         }
 
-    def target_vertices(self, pid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Positions of every mesh vertex in target frames.
+    def geometry(self, pid: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where every mesh vertex lies in target frames, where it samples, and how bright the mouth is.
 
         Args:
             pid: ``[B]`` int64 portrait of each frame; target: ``[B, 478, 3]`` float32 target landmarks
                 in the portrait's pixels, both on the device.
         Returns:
-            ``[B, V, 3]`` float32, in the shared vertex layout.
+            target vertices ``[B, V, 3]`` float32 and sources ``[B, V, 2]`` float32, in the shared vertex
+            layout, and the mouth interior's gain ``[B]`` float32 (see
+            :meth:`codec.render.warp.GeometricWarp.geometry`).
         """
         b = len(pid)
         lm = target.double()
@@ -217,6 +271,8 @@ class BatchRenderer:
         rows = torch.arange(b, device=self.device)
         contour = lm[rows[:, None, None], self.cidx[pid]]                       # [B, C, L, 3]
         tv[:, R.NUM_LANDMARKS:R.NUM_LANDMARKS + CENTRES] = (contour * self.cw[pid][..., None]).sum(2)
+        inner = torch.as_tensor(R.LIPS_INNER, device=self.device)
+        tv[:, self.rim_base:self.ring_base] = lm[:, inner]
 
         # Scale and rotation in the image plane (the iris rings turn with the head).
         dst = lm[:, self._stable, :2]
@@ -239,10 +295,77 @@ class BatchRenderer:
         moved = scale[:, None, None] * (self._ring_canon[pid] @ rot.transpose(1, 2)) + t[:, None]
         head = scale[:, None] * (rot @ self._head_canon[pid][..., None])[..., 0] + t
         body = (head[:, :2] - self._head_xy[pid]) * self._body_follow[pid][:, None]
+        reach = body.norm(dim=-1, keepdim=True)
+        body = body * torch.clamp(self._body_reach[pid][:, None] / reach.clamp(min=1e-9), max=1.0)
         follow = self._follow[pid][..., None]
         ring_xy = self._ring_xy[pid]
         tv[:, self.ring_base:, :2] = ring_xy + follow * (moved[..., :2] - ring_xy) + (1 - follow) * body[:, None]
-        return tv.float()
+
+        sv = self.sv[pid].double().clone()
+        canon = ((lm - t[:, None]) @ rot) / scale[:, None, None]               # [B, 478, 3] the head's own frame
+        drawn, gain = self._mouth(pid, canon, sv)
+        self._teeth(pid, lm, rot, scale, drawn, tv)
+        self._lids(pid, canon, sv)
+        return tv.float(), sv.float(), gain.float()
+
+    def _mouth(self, pid: torch.Tensor, canon: torch.Tensor, sv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mouth fan's sources (in ``sv``): the nearest-shaped picture, or the drawn interior."""
+        up, lo = R.MOUTH_INNER_LIPS
+        left, right = R.MOUTH_CORNERS
+        opening = (canon[:, lo, 1] - canon[:, up, 1]).clamp(min=0.0)
+        width = canon[:, right, 0] - canon[:, left, 0]
+        pics = self._mouths[pid]                                               # [B, K, 2 + 42]
+        dist = (opening[:, None] - pics[..., 0]).abs() + 0.5 * (width[:, None] - pics[..., 1]).abs()
+        dist = torch.where(self._mouth_ok[pid], dist, torch.inf)
+        best = dist.argmin(1)
+        rows = torch.arange(len(pid), device=self.device)
+        lends = pics[rows, best, 0] >= LEND_SHARE * opening
+        best = torch.where(opening < SHUT, 0, best)
+        drawn = (opening >= SHUT) & ~lends
+        lent = torch.where(drawn, pics[:, 0, 1], pics[rows, best, 1])
+        gain = torch.clamp(1 + NARROWING_GAIN * torch.clamp(width - lent + NARROWING_FREE, max=0.0), MIN_GAIN, 1.0)
+        chosen = pics[rows, best, 2:].reshape(-1, RIM + 1, 2)
+        fan = torch.where(drawn[:, None, None], self._drawn[pid], chosen)     # [B, 21, 2]: rim, then centre
+        sv[:, self.rim_base:self.ring_base] = fan[:, :RIM]
+        sv[rows, self._mouth_slot[pid]] = fan[:, RIM]
+        return drawn, gain
+
+    def _teeth(self, pid: torch.Tensor, lm: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor,
+               drawn: torch.Tensor, tv: torch.Tensor) -> None:
+        """The fan and teeth flat at the inner lips' farthest depth; teeth hanging where the interior is drawn."""
+        inner = torch.as_tensor(R.LIPS_INNER, device=self.device)
+        far = lm[:, inner, 2].amax(1)                                           # [B]
+        tv[:, self.rim_base:self.ring_base, 2] = far[:, None]
+        tv[torch.arange(len(pid), device=self.device), self._mouth_slot[pid], 2] = far
+        down = rot[:, :2, 1] * scale[:, None]
+        unit = down / down.norm(dim=-1, keepdim=True).clamp(min=1e-6)          # [B, 2]
+        upper = torch.as_tensor(R.LIPS_INNER[:11], device=self.device)
+        lower = torch.as_tensor(np.concatenate([R.LIPS_INNER[10:], R.LIPS_INNER[:1]]), device=self.device)
+        gap = ((lm[:, lower.flip(0), :2] - lm[:, upper, :2]) * unit[:, None]).sum(-1)
+        gap = gap.clamp(min=0.0) * drawn[:, None]                               # [B, 11] the opening's height
+        reach = self._teeth_reach[pid] * scale[:, None, None]                  # [B, 2, 11]
+        for k, (contour, sign) in enumerate(((upper, 1.0), (lower, -1.0))):
+            base = self.teeth_base + 22 * k
+            length = torch.minimum(reach[:, k], gap if sign > 0 else gap.flip(1))
+            top = lm[:, contour, :2]
+            tv[:, base:base + 11, :2] = top
+            tv[:, base + 11:base + 22, :2] = top + sign * length[..., None] * unit[:, None]
+            tv[:, base:base + 22, 2] = far[:, None]
+
+    def _lids(self, pid: torch.Tensor, canon: torch.Tensor, sv: torch.Tensor) -> None:
+        """A closing upper lid's margin samples the skin above it (in ``sv``)."""
+        blink = []
+        for left, right, up, lo in EYE_POINTS:
+            axis = canon[:, right, :2] - canon[:, left, :2]
+            width = axis.norm(dim=-1)
+            ex = axis / width[:, None]
+            ey = torch.stack([-ex[:, 1], ex[:, 0]], -1)
+            blink.append(((canon[:, lo, :2] - canon[:, up, :2]) * ey).sum(-1) / width)
+        closure = (1 - torch.stack(blink, -1) / self._blink[pid].clamp(min=1e-6)).clamp(0.0, 1.0)  # [B, 2]
+        x = ((closure - LID_START) / LID_SPAN).clamp(0.0, 1.0)
+        lift = (x * x * (3 - 2 * x))[..., None, None] * self._lid_lift[pid]     # [B, 2, 7, 2]
+        rows = torch.arange(len(pid), device=self.device)[:, None, None]
+        sv[rows, self._lid_slots[pid]] += lift
 
     def mouth_newness(self, pid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[B]`` float32 share of each target mouth opening the portrait has no interior for
@@ -254,9 +377,14 @@ class BatchRenderer:
     def flow(self, pid: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The sampling grid ``[B, H, W, 2]`` and region maps ``[B, 3, H, W]`` of target frames
         (see :meth:`codec.render.warp.GeometricWarp.flow`)."""
-        tv = self.target_vertices(pid, target)
-        return rasterize(tv, self.sv[pid], self.tris[pid], self.bias[pid], self.kind[pid], self.size,
-                         self.config.raster)
+        grid, regions, _ = self._flow(pid, target)
+        return grid, regions
+
+    def _flow(self, pid: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tv, sv, gain = self.geometry(pid, target)
+        grid, regions = rasterize(tv, sv, self.tris[pid], self.bias[pid], self.kind[pid], self.size,
+                                  self.config.raster)
+        return grid, regions, gain
 
     @torch.inference_mode()
     def warp(self, pid: torch.Tensor, target: torch.Tensor) -> WarpResult:
@@ -268,15 +396,15 @@ class BatchRenderer:
             the :class:`codec.render.warp.WarpResult`.
         """
         pid, target = pid.to(self.device), target.to(self.device, torch.float32)
-        grid, regions = self.flow(pid, target)
-        sampled = F.grid_sample(self.image[pid], grid, mode="bilinear", padding_mode="border", align_corners=False)
+        grid, regions, gain = self._flow(pid, target)
+        tex_grid = torch.addcmul(self._grid_offset, grid, self._grid_scale)
+        sampled = F.grid_sample(self.texture[pid], tex_grid, mode="bilinear", padding_mode="border",
+                                align_corners=False)
         frames, alpha = sampled[:, :3], sampled[:, 3:]
         if self.background is not None:
             frames = torch.lerp(self.background[pid], frames, alpha)
+        frames = frames * (1 - (1 - gain).view(-1, 1, 1, 1) * regions[:, :1])
         newness = self.mouth_newness(pid, target).view(-1, 1, 1, 1)
-        mouth = self._mouth[pid][..., None, None]                              # [B, 2, 3, 1, 1]
-        shade = torch.lerp(mouth[:, 0], mouth[:, 1], regions[:, 1:2].clamp(0, 1))
-        frames = torch.lerp(frames, shade, regions[:, :1].clamp(0, 1) * newness)
         return WarpResult(frames, grid, regions, alpha, newness)
 
     def __call__(self, pid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

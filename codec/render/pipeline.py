@@ -127,6 +127,8 @@ class Renderer:
                 picture (avatar mode): the renderer would paste their mouth in.
         """
         self.warp.add_keyframe(keyframe)
+        if self.device_warp is not None:  # the torch rasterizer renders from the warp's prepared texture
+            self.device_warp = DeviceWarp(self.warp)
 
     @torch.inference_mode()
     def render_tensor(self, target_landmarks: np.ndarray) -> torch.Tensor:

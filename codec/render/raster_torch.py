@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from codec.render.mesh import EYE, MOUTH
+from codec.render.mesh import EYE, MOUTH, TEETH
 
 EPS = -1e-5  # a pixel on an edge belongs to both triangles (the numba loop's tolerance)
 
@@ -189,9 +189,10 @@ def _resolve(per_tri: torch.Tensor, nf: int, tri: torch.Tensor, y: torch.Tensor,
     gy = (wa * say + wb * sby + wc * scy) * norm - 1
     flat = (frame * size + yy) * size + x
     grid.view(-1, 2).index_copy_(0, flat, torch.stack([gx, gy], 1).float())
-    hole = k == MOUTH
+    fan = k == MOUTH
+    hole = fan | (k == TEETH)  # the teeth lie in the mouth's opening too (depth 0 there)
     plane = size * size
     base = frame * (3 * plane) + yy * size + x
     regions.view(-1).index_copy_(0, base, hole.float())
-    regions.view(-1).index_copy_(0, base + plane, torch.where(hole, wc, 0.0).float())
+    regions.view(-1).index_copy_(0, base + plane, torch.where(fan, wc, 0.0).float())
     regions.view(-1).index_copy_(0, base + 2 * plane, (k == EYE).float())

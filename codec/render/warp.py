@@ -502,6 +502,10 @@ class GeometricWarp:
             sv[:, margin] += (up[:, None, None] * lift).astype(np.float32)
         return Geometry(tv, sv, st, gain)
 
+    def mouth_pictures(self) -> list[MouthPicture]:
+        """The pictures a mouth's interior can come from: the portrait's own, then the keyframes'."""
+        return [self.portrait_mouth, *self._mouths]
+
     def _mouth_sources(self, st: MotionState, sv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sets where the mouth fan samples in each frame.
 
@@ -509,7 +513,7 @@ class GeometricWarp:
             ``[B]`` bool, the drawn interior; ``[B]`` the interior's gain (below 1 where the
             target mouth is narrower than the picture it comes from: rounded lips hide the teeth).
         """
-        pictures = [self.portrait_mouth, *self._mouths]
+        pictures = self.mouth_pictures()
         shapes = np.stack([p.shape for p in pictures])                  # [K, 2]
         target = canonical_mouth(st)                                      # [B, 2]
         dist = np.abs(target[:, None, 0] - shapes[None, :, 0]) + 0.5 * np.abs(target[:, None, 1] - shapes[None, :, 1])

@@ -91,3 +91,29 @@ def test_renderer_takes_the_torch_raster_when_asked(portrait: Portrait, targets:
     assert np.abs(a.astype(int) - b).max() <= 1
     with pytest.raises(ValueError, match="raster"):
         Renderer(portrait, RenderConfig(device="cpu", raster="opengl"))
+
+
+def test_device_warp_draws_teeth_lids_and_keyframe_mouths_as_numba(portrait: Portrait, targets: np.ndarray,
+                                                                  sample_clip: Path,
+                                                                  sample_landmarks: np.ndarray) -> None:
+    from codec import regions as R
+    from codec.render.keyframes import Keyframe
+
+    warp = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
+    frame = list(read_video(sample_clip, 49))[48]  # the mouth wide open, the eyes open
+    warp.add_keyframe(Keyframe(frame, sample_landmarks[48].astype(np.float32), "mouth"))
+    assert warp.mouth_pictures()[1:] and not warp._eyes  # a mouth to lend; no eyes (not blended on a device)
+    lm = portrait.landmarks
+    iod = float(R.inter_ocular(lm))
+    opened = lm.copy()
+    below = lm[:, 1] > lm[R.LIPS_INNER[:11], 1].max() + 1
+    below[468:] = False
+    opened[below, 1] += 0.35 * iod  # wider than any picture: the drawn interior
+    shut = lm.copy()
+    for contour in (R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR):
+        shut[contour[1:8]] = 0.9 * lm[contour[9:][::-1]] + 0.1 * lm[contour[1:8]]
+    cases = np.stack([opened, shut, targets[0], targets[2]]).astype(np.float32)
+    want = warp.warp(cases)
+    drawn, gain = warp._mouth_sources(warp.geometry(cases).state, np.zeros((4, len(warp.base_sources), 2)))
+    assert drawn[0] and not drawn[2]
+    _assert_same_warp(want, DeviceWarp(warp).warp(cases))

@@ -14,7 +14,8 @@ SIZE = 24
 
 def _numba(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray,
            kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return rasterize_batch(tv, sv, tris.astype(np.int32), bias, kind.astype(np.int8), SIZE)
+    sources = np.ascontiguousarray(np.broadcast_to(sv, (len(tv), *sv.shape)))  # per frame
+    return rasterize_batch(tv, sources, tris.astype(np.int32), bias, kind.astype(np.int8), SIZE)
 
 
 def _torch(tv: np.ndarray, sv: np.ndarray, tris: np.ndarray, bias: np.ndarray, kind: np.ndarray,
@@ -38,7 +39,7 @@ def test_random_meshes_rasterize_as_numba_does(seed: int, frames: int, snap: boo
     sv = rng.uniform(0, SIZE, (verts, 2)).astype(np.float32)
     tris = rng.integers(0, verts, (faces, 3))
     bias = rng.choice([0.0, 0.5, 1e6], faces)
-    kind = rng.integers(0, 4, faces)
+    kind = rng.integers(0, 5, faces)  # every kind, the teeth (4) included
     grid_n, reg_n = _numba(tv, sv, tris, bias, kind)
     grid_t, reg_t = _torch(tv, sv, tris, bias, kind, max_pairs)
     np.testing.assert_allclose(grid_t.numpy(), grid_n, rtol=0, atol=1e-6)
