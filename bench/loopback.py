@@ -49,6 +49,7 @@ class CallConfig:
         portrait: a portrait for the receiver (avatar mode), or None for the caller's own picture.
         sender_args: more ``talk-send`` flags (``--link-kbps 32``, ``--no-portrait``, ...).
         record: where the receiver records the call (``--record``), or None.
+        receiver_args: more ``talk-recv`` flags (``--no-smoothing``, ...).
     """
 
     seconds: float = 10.0
@@ -59,6 +60,7 @@ class CallConfig:
     portrait: Path | None = None
     sender_args: tuple[str, ...] = ()
     record: Path | None = None
+    receiver_args: tuple[str, ...] = ()
 
 
 def free_port() -> int:
@@ -113,7 +115,7 @@ def measure_call(clip: Path, config: CallConfig = CallConfig()) -> dict[str, Any
         recv = subprocess.Popen(
             [sys.executable, "-m", "receiver.cli", "--listen", f"127.0.0.1:{port}", "--token", token, "--quiet",
              "--once", "--serve-browser", "--stats-json", str(recv_json), "--device", config.device,
-             "--renderer", config.renderer, *extra],
+             "--renderer", config.renderer, *extra, *config.receiver_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
         try:
             wait_listening(port, recv, config.start_timeout_s)
