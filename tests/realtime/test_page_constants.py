@@ -4,7 +4,7 @@ Weights, byte-format constants, mesh topology and transport constants reach the
 page generated from the Python package (``decoder.bin``, the portrait bundle,
 ``decoder/protocol.json``; the browser tests check those). What is left in the
 JavaScript are ports of the receiver's playout rules: the jitter buffer's
-constants and defaults, and the playout's frame interval and limits. This test
+constants and defaults, the playout's frame interval and limits, and the smoothing's bounds. This test
 reads them from the source (no browser needed, so it runs everywhere) and fails
 when one differs from the Python it mirrors.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from codec import smoothing
 from codec.speech import FRAME_MS
 from realtime import jitterbuffer
 from receiver import call, listener
@@ -66,6 +67,13 @@ def test_the_playout_has_the_receivers_timing() -> None:
     assert js["MAX_BEHIND_MS"] == call.MAX_BEHIND_MS
     assert js["MAX_SPEECH_WAIT_MS"] == listener.MAX_LIPSYNC_MS
     assert _defaults("player.js", "CallPlayer")["jitter_ms"] == _python_defaults(call.Call.__init__)["jitter_ms"]
+
+
+def test_the_smoothing_port_has_the_receivers_bounds() -> None:
+    js = _constants("smoothing.js")
+    assert js == {"LOOKAHEAD_FRAMES": float(smoothing.LOOKAHEAD_FRAMES)}
+    found = re.search(r"^export const LIMITS = \[([0-9., ]+)\];", (DECODER / "smoothing.js").read_text(), re.M)
+    assert found and [float(x) for x in found.group(1).split(",")] == list(smoothing.LIMITS)
 
 
 def test_a_changed_constant_is_noticed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
