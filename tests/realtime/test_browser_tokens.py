@@ -59,8 +59,25 @@ def browser() -> Iterator[Any]:
 PATIENCE_S = 180.0
 
 
-def _open(browser: Any, port: int) -> Any:
+# The portrait's images decode only once the page has its first motion message: a page whose portrait is
+# ready after the keyframe the relay started it at (decoding the bundle takes seconds on a busy machine).
+HOLD_PORTRAIT_JS = """(() => {
+  let got; const first = new Promise((resolve) => { got = resolve; });
+  const create = RTCPeerConnection.prototype.createDataChannel;
+  RTCPeerConnection.prototype.createDataChannel = function (label, options) {
+    const channel = create.call(this, label, options);
+    if (label === 'motion') channel.addEventListener('message', () => got(), { once: true });
+    return channel;
+  };
+  const decode = window.createImageBitmap;
+  window.createImageBitmap = async (...args) => { await first; return decode(...args); };
+})();"""
+
+
+def _open(browser: Any, port: int, init_js: str | None = None) -> Any:
     page = browser.new_page()
+    if init_js is not None:
+        page.add_init_script(init_js)
     page.goto(f"http://127.0.0.1:{port}/?token={TOKEN}", wait_until="domcontentloaded", timeout=PATIENCE_S * 1000)
     return page
 
@@ -111,10 +128,13 @@ def test_token_pages_play_a_call_relayed_as_it_came(browser: Any, receiver: tupl
         _wait(early, lambda s: s["state"] == "live" and s["player"] and s["player"]["fresh"] > 25, "early page")
         # The caller's own picture replaces the placeholder (a second portrait bundle).
         _wait(early, lambda s: s["portraits"] == 2, "the caller's picture")
-        late = _open(browser, port)  # joins mid-call: from the next keyframe on, on the caller's picture
+        # Joins mid-call: from the next keyframe on, on the caller's picture; its portrait is ready only after
+        # that keyframe has come, and the page starts there all the same (no frame it had to wait past).
+        late = _open(browser, port, HOLD_PORTRAIT_JS)
         s = _wait(late, lambda s: s["state"] == "live" and s["player"] and s["player"]["fresh"] > 50, "late page",
                   other=early)
         assert s["player"]["lost"] == 0 and s["player"]["errors"] == 0, s  # no packet it could not decode
+        assert s["player"]["waiting"] == 0, s
         assert s["portraits"] == 1 and _rest(late)[1] > 1.5 * placeholder[1]  # a photo, not the silhouette
         for page in (early, late):
             before = page.evaluate(STATE_JS)["player"]["drawn"]

@@ -11,6 +11,10 @@ import { WarpGeometry } from "./geometry.js";
 import { CallPlayer } from "./player.js";
 import { WarpRenderer, loadImages } from "./renderer.js";
 
+// Motion messages kept while this page cannot decode yet (its portrait bundle or the header is still on
+// the way): the relay starts a joining page at a keyframe, often before the page has its portrait.
+export const MAX_EARLY_MOTION = 250;
+
 const median = (a) => { const s = a.slice().sort((x, y) => x - y); return s.length ? s[s.length >> 1] : null; };
 
 // ui: {connect, say, server(), canvas, audio, stateEl, stats (element), token, pictureStates (app.js's words
@@ -24,6 +28,7 @@ export async function watchTokens(ui) {
                   sender: null, error: null, bundleChunks: [], rest: true, stats: null };
   window.talkcodec = state;  // for tests and the curious: the page's decoder state
   const channels = {};
+  let early = [];  // [bytes, arrivalMs, mediaNowMs] that came before the player could decode them
 
   // A portrait bundle: the first at join, another when the caller's own picture has arrived
   // (the receiver shows a placeholder until then), and the first again when a call ends.
@@ -50,6 +55,8 @@ export async function watchTokens(ui) {
     if (!state.player) return;
     try {
       state.player.setHeader(bytes);
+      for (const m of early) state.player.push(...m);
+      early = [];
       if (state.error) ui.say("live", "live: decoding the call in this browser (token mode)");
       state.error = null;
     } catch (e) {
@@ -69,6 +76,7 @@ export async function watchTokens(ui) {
     else if (m.type === "BYE") {
       state.header = null;
       state.epochUs = null;
+      early = [];
       if (state.player) { state.player.decoder = null; state.player.reset(); state.player.drawRest(); }
     }
   };
@@ -94,10 +102,13 @@ export async function watchTokens(ui) {
       if (channels.control.readyState === "open") channels.control.send(encodePing(wallUs(), P));
     }, 1000);
     channels.motion.onmessage = (e) => {
-      if (!state.player) return;
       // The sender's clock now (START is in the receiver's clock; the offset takes it to this page's).
       const mediaNow = state.epochUs === null ? null : (wallUs() + state.offset.offsetUs - state.epochUs) / 1000;
-      state.player.push(new Uint8Array(e.data), performance.now(), mediaNow);
+      const m = [new Uint8Array(e.data), performance.now(), mediaNow];
+      if (state.player && state.player.decoder) { state.player.push(...m); return; }
+      // Kept, not dropped: the first message is the keyframe this page starts at.
+      early.push(m);
+      if (early.length > MAX_EARLY_MOTION) early.shift();
     };
     pc.addTransceiver("audio", { direction: "recvonly" });
     pc.ontrack = (e) => { ui.audio.srcObject = new MediaStream([e.track]); };
