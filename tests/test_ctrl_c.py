@@ -67,8 +67,20 @@ def test_sender_ctrl_c_while_waiting_for_a_receiver() -> None:
 
 
 def test_encode_ctrl_c_leaves_no_file(tmp_path: Path) -> None:
+    """Ctrl-C during an encode leaves no half-written .tok and no temporary file.
+
+    On a quiet machine the encode may be over before the Ctrl-C comes (exit 0), or the
+    Ctrl-C may land while the interpreter is exiting, after the file was complete, when
+    Python's own handler is gone (killed by SIGINT): either way the .tok must be whole.
+    """
+    from codec.container import read_tok
+
     out_tok = tmp_path / "v.tok"
     rc, out, _ = ctrl_c("talk_codec", ["encode", str(CLIP), "-o", str(out_tok)], 3.0)
-    assert rc in (0, 130) and "Traceback" not in out, out
+    assert rc in (0, 130, -signal.SIGINT) and "Traceback" not in out, out
+    left = sorted(p.name for p in tmp_path.iterdir())
     if rc == 130:
-        assert list(tmp_path.iterdir()) == []  # no half-written .tok, no temporary file
+        assert left == []  # no half-written .tok, no temporary file
+    else:
+        assert left == ["v.tok"], left
+        assert len(read_tok(out_tok).packets) > 0  # complete: it parses and holds the motion
