@@ -15,6 +15,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from bench.loopback import breakdown_lines
+
 RECORD_KEYS = {
     "clip": str, "codec": str, "setting": str, "kbps": float, "wire_kbps": float, "psnr": float, "ssim": float,
     "nme": float,
@@ -377,6 +379,10 @@ def write_markdown(records: list[dict], summary: dict[str, Any], path: Path) -> 
                           f"{_fmt(wire.get('total_kbps'), 1)} kbps (motion and control "
                           f"{_fmt(wire.get('motion_kbps'), 1)}, speech {_fmt(wire.get('audio_kbps'), 1)}), "
                           f"reverse {_fmt(wire.get('reverse_kbps'), 1)} kbps.", ""]
+            if call.get("breakdown_ms"):
+                lines += ["Where the milliseconds go, capture to screen (sender stages per frame; network = "
+                          "capture to arrival less the sender's stages, means only; receiver stages per fresh "
+                          "frame):", "", *breakdown_lines(call["breakdown_ms"]), ""]
     cols = ("clip", "codec", "setting", "kbps", "wire_kbps", "psnr", "ssim", "nme", "mouth_ssim", "id_dist",
             "detail", "cpbd", "face_detected", "encode_ms", "render_ms")
     lines += ["## All records", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

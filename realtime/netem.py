@@ -3,8 +3,18 @@
 Sits between the sender and its motion channel: each packet is dropped with
 probability ``loss``, else delivered after ``jitter_ms ± jitter_ms`` (uniform
 in ``[0, 2 * jitter_ms]``), which also reorders packets. An ``outage``
-drops every packet sent within a time window (motion stops, speech goes on). Delays are event
-loop timers owned by the object and cancelled by :meth:`Netem.close`.
+drops every packet sent within a time window (motion stops, speech goes on).
+``burst_ms`` / ``burst_every_s`` drop everything for ``burst_ms`` at random
+moments, ``burst_every_s`` apart on average (a Wi-Fi handover, a congested
+queue). Delays are event loop timers owned by the object and cancelled by
+:meth:`Netem.close`; the clock is passed in, so which packets a burst takes
+is tested without waiting.
+
+This is the in-process stand-in for Linux ``tc netem`` in a network
+namespace, for machines whose kernel has no ``sch_netem`` (``tc qdisc add ...
+netem`` answers "Specified qdisc kind is unknown"): it impairs the motion
+channel only, before SCTP and DTLS, so a dropped packet costs no
+retransmission, as on a real unreliable channel.
 
 :class:`LinkShaper` simulates a narrow link instead (a FIFO at a fixed rate), and :class:`ShapedLink` puts
 a call's messages through it (``talk-send --link-kbps``), measuring each one's delay.
@@ -29,12 +39,16 @@ class NetemConfig:
         seed: for repeatable runs.
         outage_s: ``(start, end)``: drop every packet sent from ``start`` to ``end`` seconds
             after the impairment began (the call's start), or None.
+        burst_ms: length of each loss burst (0: none).
+        burst_every_s: mean time between the starts of bursts (exponentially distributed).
     """
 
     loss: float = 0.0
     jitter_ms: float = 0.0
     seed: int | None = None
     outage_s: tuple[float, float] | None = None
+    burst_ms: float = 0.0
+    burst_every_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.loss < 1.0:
@@ -43,10 +57,15 @@ class NetemConfig:
             raise ValueError(f"jitter must be >= 0 ms, got {self.jitter_ms}")
         if self.outage_s is not None and not 0.0 <= self.outage_s[0] < self.outage_s[1]:
             raise ValueError(f"outage must be START:END seconds with 0 <= START < END, got {self.outage_s}")
+        if self.burst_ms < 0 or self.burst_every_s < 0 or (self.burst_ms > 0) != (self.burst_every_s > 0):
+            raise ValueError(f"bursts need a length > 0 ms and a mean interval > 0 s, got {self.burst_ms:g} ms "
+                             f"every {self.burst_every_s:g} s")
+        if self.burst_ms > 0 and self.burst_ms / 1000.0 >= self.burst_every_s:
+            raise ValueError(f"bursts of {self.burst_ms:g} ms cannot come every {self.burst_every_s:g} s on average")
 
     @property
     def active(self) -> bool:
-        return self.loss > 0 or self.jitter_ms > 0 or self.outage_s is not None
+        return self.loss > 0 or self.jitter_ms > 0 or self.outage_s is not None or self.burst_ms > 0
 
 
 class Netem:
@@ -55,23 +74,65 @@ class Netem:
     Args:
         config: the impairments.
         deliver: sends one packet for real (the data channel's ``send``).
+        clock: seconds on any monotonic clock (default: ``time.monotonic``).
+
+    Attributes:
+        dropped: packets dropped, all causes; ``dropped_random``, ``dropped_burst``, ``dropped_outage`` by cause.
+        bursts: loss bursts that took at least one packet so far.
     """
 
-    def __init__(self, config: NetemConfig, deliver: Callable[[bytes], None]) -> None:
+    def __init__(self, config: NetemConfig, deliver: Callable[[bytes], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self._deliver = deliver
+        self._clock = clock
         self._rng = random.Random(config.seed)
+        # Bursts draw from their own generator, so adding them leaves the random loss pattern as it was.
+        self._burst_rng = random.Random(None if config.seed is None else config.seed + 1)
         self._pending: set[asyncio.TimerHandle] = set()
-        self._t0 = time.monotonic()
+        self._t0 = clock()
+        self._burst: tuple[float, float] | None = None
+        if config.burst_ms > 0:
+            start = self._burst_rng.expovariate(1.0 / config.burst_every_s)
+            self._burst = (start, start + config.burst_ms / 1000.0)
+        self._counted_burst: float | None = None
         self.dropped = 0
+        self.dropped_random = 0
+        self.dropped_burst = 0
+        self.dropped_outage = 0
+        self.bursts = 0
+
+    def _in_burst(self, t: float) -> bool:
+        """Whether ``t`` (seconds since the start) falls in a burst; moves on to the next burst once past one."""
+        if self._burst is None:
+            return False
+        while t >= self._burst[1]:
+            # The gap after a burst is drawn so that starts are burst_every_s apart on average.
+            gap = self._burst_rng.expovariate(1.0 / (self.config.burst_every_s - self.config.burst_ms / 1000.0))
+            start = self._burst[1] + gap
+            self._burst = (start, start + self.config.burst_ms / 1000.0)
+        if t < self._burst[0]:
+            return False
+        if self._burst[0] != self._counted_burst:
+            self._counted_burst = self._burst[0]
+            self.bursts += 1
+        return True
 
     def send(self, packet: bytes) -> None:
+        t = self._clock() - self._t0
+        unlucky = self._rng.random() < self.config.loss  # drawn for every packet: causes do not shift each other
         out = self.config.outage_s
-        if out is not None and out[0] <= time.monotonic() - self._t0 < out[1]:
+        if out is not None and out[0] <= t < out[1]:
             self.dropped += 1
+            self.dropped_outage += 1
             return
-        if self._rng.random() < self.config.loss:
+        if self._in_burst(t):
             self.dropped += 1
+            self.dropped_burst += 1
+            return
+        if unlucky:
+            self.dropped += 1
+            self.dropped_random += 1
             return
         if self.config.jitter_ms <= 0:
             self._deliver(packet)

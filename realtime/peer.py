@@ -50,6 +50,16 @@ PEER_TIMEOUT_S = 4.0
 CONNECT_TIMEOUT_S = 15.0
 
 
+# A wake-up later than this is this process's own stall, not the network's.
+STALL_MS = 500.0
+
+
+def stall_ms(slept_ms: float, asked_ms: float) -> float:
+    """How much of a sleep was a stall of this process: what it overslept beyond :data:`STALL_MS`, else 0."""
+    late = slept_ms - asked_ms
+    return late if late > STALL_MS else 0.0
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine only (``127.x``, ``::1``, ``localhost``)."""
     if host == "localhost":
@@ -331,11 +341,18 @@ class PeerLink:
     async def _heartbeat(self) -> None:
         while not self.ended.is_set():
             self.send(Ping(wall_us()))
-            await asyncio.sleep(PING_INTERVAL_S / 2)
+            await self._nap(PING_INTERVAL_S / 2)
             if self.silent_ms > self.timeout_s * 1000:
                 self.end(f"the peer went silent for {self.timeout_s:.0f} s")
                 return
-            await asyncio.sleep(PING_INTERVAL_S / 2)
+            await self._nap(PING_INTERVAL_S / 2)
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleeps; a stall of this process (no CPU for it on a starved machine) does not count as the peer's
+        silence: what the peer sent meanwhile waits, unread, in the socket."""
+        t0 = monotonic_ms()
+        await asyncio.sleep(seconds)
+        self._last_heard += stall_ms(monotonic_ms() - t0, seconds * 1000)
 
     async def close(self, reason: str = "") -> None:
         """Says bye (unless the peer already did, or cannot hear it), stops the heartbeat, closes."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from codec.errors import StreamError
+from realtime.timing import SENDER_STAGES, StageSums
 
 MAGIC = b"TK"
 CONTROL_VERSION = 1
@@ -47,7 +48,7 @@ class MessageType(enum.IntEnum):
     REPORT = 7
     SENDER_STATS = 8
     BYE = 9
-    # 10 is TIMING (issue 15).
+    TIMING = 10
     PICTURE_BEGIN = 11
     PICTURE_DATA = 12
     NO_PICTURE = 13
@@ -139,6 +140,44 @@ class SenderStats:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """Sender -> receiver, every few seconds: where the sender's milliseconds went since the last one.
+
+    For the frames sent in the interval, the sum and the largest of each sender
+    stage (:data:`realtime.timing.SENDER_STAGES`: capture, queue, tracking,
+    tokenizing, send), in tenths of a millisecond. The receiver adds them up to
+    the sender's part of its latency breakdown.
+
+    Attributes:
+        frames: frames the sums cover.
+        sum_ds: per stage, the sum (0.1 ms units).
+        max_ds: per stage, the largest (0.1 ms units).
+    """
+
+    frames: int
+    sum_ds: tuple[int, ...]
+    max_ds: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.sum_ds) != TIMING_STAGES or len(self.max_ds) != TIMING_STAGES:
+            raise ValueError(f"Timing carries {TIMING_STAGES} stages, got {len(self.sum_ds)} and {len(self.max_ds)}")
+
+    @classmethod
+    def of(cls, sums: StageSums) -> Timing:
+        """The message for an interval's sums, each field clamped to what its layout holds."""
+        def ds(ms: float, limit: int) -> int:
+            return max(0, min(limit, int(round(ms * 10))))
+
+        return cls(min(sums.frames, 0xFFFF), tuple(ds(sums.sum_ms[s], 0xFFFFFFFF) for s in SENDER_STAGES),
+                   tuple(ds(sums.max_ms[s], 0xFFFF) for s in SENDER_STAGES))
+
+    def add_to(self, sums: StageSums) -> None:
+        """Adds this interval to the totals ``sums`` (the receiver's view of the sender's stages)."""
+        sums.add_totals(self.frames, {s: v / 10 for s, v in zip(SENDER_STAGES, self.sum_ds)},
+                        {s: v / 10 for s, v in zip(SENDER_STAGES, self.max_ds)})
+
+
+@dataclass(frozen=True)
 class Bye:
     """Either way: the call ends, and why."""
 
@@ -181,8 +220,8 @@ class NoPicture:
     reason: NoPictureReason
 
 
-Message = Union[Hello, Accept, Refuse, Start, Ping, Pong, Report, SenderStats, Bye, PictureBegin, PictureData,
-                NoPicture]
+Message = Union[Hello, Accept, Refuse, Start, Ping, Pong, Report, SenderStats, Timing, Bye, PictureBegin,
+                PictureData, NoPicture]
 
 _START = struct.Struct(">Q")
 _PING = struct.Struct(">Q")
@@ -193,6 +232,9 @@ _PICTURE_BEGIN = struct.Struct(">HI32s")
 _PICTURE_DATA = struct.Struct(">HI")
 _NO_PICTURE = struct.Struct(">B")
 MAX_PICTURE_CHUNK = MAX_MESSAGE_BYTES - _PREFIX.size - _PICTURE_DATA.size
+# Timing: frames, then per stage a sum (u32) and a max (u16), in 0.1 ms.
+TIMING_STAGES = len(SENDER_STAGES)
+_TIMING = struct.Struct(">H" + "IH" * TIMING_STAGES)
 
 
 def _text(reason: str) -> bytes:
@@ -222,6 +264,9 @@ def encode_message(msg: Message) -> bytes:
     elif isinstance(msg, SenderStats):
         kind, body = MessageType.SENDER_STATS, _STATS.pack(msg.frames_sent, msg.motion_bytes,
                                                              msg.audio_bytes, msg.layers)
+    elif isinstance(msg, Timing):
+        pairs = [v for pair in zip(msg.sum_ds, msg.max_ds) for v in pair]
+        kind, body = MessageType.TIMING, _TIMING.pack(msg.frames, *pairs)
     elif isinstance(msg, Bye):
         kind, body = MessageType.BYE, _text(msg.reason)
     elif isinstance(msg, PictureBegin):
@@ -321,4 +366,7 @@ def parse_message(data: bytes | str) -> Message:
             return NoPicture(NoPictureReason(reason))
         except ValueError:
             raise ProtocolError(f"NO_PICTURE with unknown reason {reason}") from None
+    if kind is MessageType.TIMING:
+        frames, *pairs = _fixed(_TIMING, body, kind)
+        return Timing(frames, tuple(pairs[0::2]), tuple(pairs[1::2]))
     return Bye(_decode_text(body, kind))

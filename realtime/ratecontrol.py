@@ -16,14 +16,25 @@ lowest wins:
   frame more waits 40 ms longer, but quality is kept), and only then by
   dropping layers.
 
-The controller reads no clock and sends nothing: the sender feeds it reports
-and measured rates and applies :attr:`RateController.layers` and
-:attr:`RateController.frames_per_packet`.
+Loss the sender caused itself is not the link's: a sender short of CPU (a
+busy machine) hands frames to the channel late or skips them, and whatever
+the receiver then misses says nothing about the link, while dropping layers
+would not give the face tracker one more millisecond. So the sender also
+reports each frame's capture -> send delay (:meth:`RateController.on_frame`);
+while more than ``starved_fraction`` of the last ``starved_window_ms`` of
+frames were late (over ``late_ms``) or skipped, lossy reports hold the layers
+instead of dropping them (counted in :attr:`RateController.held_for_cpu`).
+
+The controller reads no clock and sends nothing: the sender feeds it reports,
+frame delays and measured rates with the time they are about, and applies
+:attr:`RateController.layers` and :attr:`RateController.frames_per_packet`.
+So it is tested with made-up times.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -48,6 +59,9 @@ class RateConfig:
         message_overhead_bytes: per message on the wire, beyond its frames:
             message header (4), SCTP common and DATA chunk headers (28), DTLS
             record (37 with AES-GCM) and UDP/IPv4 headers (28).
+        late_ms: a frame handed to the channel this long after its capture was late (the sender's CPU).
+        starved_fraction: late or skipped frames above this share of the window: the sender is starved.
+        starved_window_ms: how far back frames are judged (a report's interval and its way back).
     """
 
     max_layers: int = 4
@@ -62,6 +76,9 @@ class RateConfig:
     frames_per_packet: tuple[int, ...] = (1,)
     fps: float = 25.0
     message_overhead_bytes: float = 4 + 28 + 37 + 28
+    late_ms: float = 100.0
+    starved_fraction: float = 0.1
+    starved_window_ms: float = 2500.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_layers <= self.max_layers:
@@ -72,10 +89,20 @@ class RateConfig:
             raise ValueError(f"max_wire_kbps must be positive, got {self.max_wire_kbps}")
         if not self.frames_per_packet or any(not 1 <= k <= 3 for k in self.frames_per_packet):
             raise ValueError(f"frames_per_packet must be among 1..3, got {self.frames_per_packet}")
+        if self.late_ms <= 0 or self.starved_window_ms <= 0 or not 0.0 <= self.starved_fraction < 1.0:
+            raise ValueError("need late_ms > 0, starved_window_ms > 0 and 0 <= starved_fraction < 1")
 
 
 class RateController:
-    """Chooses the layer count and the frames per message from loss reports and measured rates."""
+    """Chooses the layer count and the frames per message from loss reports, the sender's own lateness and
+    measured rates.
+
+    Attributes:
+        reports: loss reports taken.
+        lossy_reports: of those, reports above ``loss_high``.
+        held_for_cpu: lossy reports that dropped no layer because the sender was starved.
+        last_reason: why the layer count last changed: ``"loss"``, ``"recovered"`` or ``"cap"``.
+    """
 
     def __init__(self, config: RateConfig = RateConfig()) -> None:
         self.config = config
@@ -83,6 +110,36 @@ class RateController:
         self._good = 0
         self._since_drop = config.holdoff
         self._layer_kbps = config.nominal_layer_kbps
+        self._frames: deque[tuple[float, bool]] = deque()  # (time, late or skipped)
+        self._late_in_window = 0
+        self.reports = 0
+        self.lossy_reports = 0
+        self.held_for_cpu = 0
+        self.last_reason = ""
+
+    def on_frame(self, now_ms: float, delay_ms: float | None) -> None:
+        """Takes one captured frame's fate on the sender.
+
+        Args:
+            now_ms: when it was sent or skipped (any clock, the one :meth:`on_loss` gets).
+            delay_ms: capture -> hand-off to the channel; None for a frame the encoder skipped.
+        """
+        late = delay_ms is None or delay_ms > self.config.late_ms
+        self._frames.append((now_ms, late))
+        self._late_in_window += late
+        self._forget(now_ms)
+
+    def _forget(self, now_ms: float) -> None:
+        horizon = now_ms - self.config.starved_window_ms
+        while self._frames and self._frames[0][0] < horizon:
+            self._late_in_window -= self._frames.popleft()[1]
+
+    def starved(self, now_ms: float) -> bool:
+        """Whether the sender itself was late with its frames over the window before ``now_ms``."""
+        self._forget(now_ms)
+        if not self._frames:
+            return False
+        return self._late_in_window > self.config.starved_fraction * len(self._frames)
 
     @property
     def layers(self) -> int:
@@ -117,29 +174,41 @@ class RateController:
             return self.config.max_layers
         return max(self.config.min_layers, min(self.config.max_layers, int(cap / self._layer_kbps)))
 
-    def on_loss(self, loss: float) -> int:
+    def on_loss(self, loss: float, now_ms: float | None = None) -> int:
         """Takes one receiver report.
 
         Args:
             loss: fraction of motion packets lost over the report's interval.
+            now_ms: when it arrived, on the clock of :meth:`on_frame`; None: the sender's lateness is not
+                considered (no frames were reported).
         Returns:
             the layer count now.
         """
         cfg = self.config
+        self.reports += 1
         self._since_drop += 1
         if loss > cfg.loss_high:
+            self.lossy_reports += 1
             self._good = 0
-            if self._since_drop >= cfg.holdoff and self._loss_layers > cfg.min_layers:
-                self._loss_layers -= 1
+            if now_ms is not None and self.starved(now_ms):
+                self.held_for_cpu += 1
+            elif self._since_drop >= cfg.holdoff and self._loss_layers > cfg.min_layers:
+                self._set_loss_layers(self._loss_layers - 1, "loss")
                 self._since_drop = 0
         elif loss < cfg.loss_low:
             self._good += 1
             if self._good >= cfg.recover_reports and self._loss_layers < cfg.max_layers:
-                self._loss_layers += 1
+                self._set_loss_layers(self._loss_layers + 1, "recovered")
                 self._good = 0
         else:
             self._good = 0
         return self.layers
+
+    def _set_loss_layers(self, layers: int, reason: str) -> None:
+        before = self.layers
+        self._loss_layers = layers
+        if self.layers != before:
+            self.last_reason = reason
 
     def on_rate(self, kbps: float, layers: int) -> int:
         """Takes the motion rate measured over the last second while sending ``layers`` layers.
@@ -147,7 +216,10 @@ class RateController:
         Returns:
             the layer count now.
         """
+        before = self.layers
         if layers > 0 and kbps > 0:
             # Smoothed, so one odd second (a no-face stretch) does not swing the cap.
             self._layer_kbps = 0.7 * self._layer_kbps + 0.3 * (kbps / layers)
+        if self.layers != before:
+            self.last_reason = "cap"
         return self.layers

@@ -8,12 +8,15 @@ The order of events::
                            (a placeholder until it has arrived), keyframes later
         incompatible -> REFUSE with the reason; the call ends
 
-Motion packets are decoded on the call's decoder thread as they arrive and
-go into the jitter buffer with their arrival time; the playout loop then
+Motion packets are decoded as they arrive (on the event loop: it takes about
+a millisecond) and go into the jitter buffer with their arrival time; the playout loop then
 takes one frame per 40 ms tick, concealing what is missing. A fresh frame is
 smoothed with its neighbours (:mod:`codec.smoothing`), so each tick is shown
 one frame interval after it is due, when the next frame is normally here.
-Speech frames go to the recorder, stamped with the same media time. With a
+Speech frames go to the recording, stamped with the same media time. Each fresh frame's
+receiver stages (decode, jitter buffer, pacing, then the render stage's) are
+timed for the latency breakdown, and the sender's own stages arrive in
+:class:`realtime.protocol.Timing` messages. With a
 :class:`receiver.fallback.MotionFallback` (``--animate-from-audio``), the
 speech also drives generated motion, shown while motion packets are missing.
 """
@@ -21,6 +24,7 @@ speech also drives generated motion, shown while motion packets are missing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,17 +54,25 @@ from realtime.protocol import (
     Report,
     SenderStats,
     Start,
+    Timing,
 )
 from receiver.fallback import FallbackConfig, MotionFallback
 from receiver.pictures import NO_PICTURE_HINT, CallPictures
 from receiver.placeholder import WAITING, PlaceholderRenderer
-from receiver.playout import Tick, tick_landmarks
-from receiver.rendering import RenderStage
-from receiver.sinks import CallStats, Recorder
+from receiver.playout import MotionLog, Tick, tick_landmarks
+from receiver.recording import RecordingProcess
+from receiver.rendering import RenderStage, RenderTiming
+from receiver.sinks import CallStats
 
 log = logging.getLogger(__name__)
 
 FRAME_INTERVAL_MS = 40.0
+# The jitter buffer's head room: at least this (it grows to the spread of recent transits), at most
+# MAX_HEADROOM_MS, so a jittery path costs some concealed frames rather than unbounded latency. 20 ms, not
+# the 40 it was: on loopback the spread above the fastest transit is 5-15 ms on a quiet machine, and
+# whatever more a busy sender adds, the spread term covers; the 20 ms saved come off every frame.
+DEFAULT_JITTER_MS = 20.0
+MAX_HEADROOM_MS = 100.0
 REPORT_INTERVAL_S = 1.0
 # A playout loop this far behind its schedule (the process was stopped, say) jumps ahead;
 # less than that, it catches up tick by tick, which costs little and keeps the recording whole.
@@ -75,7 +87,7 @@ class Call:
         portrait_landmarks: ``[478, 3]`` the portrait at rest (also the decoder's target).
         render: the shared render stage.
         stats: the receiver's running statistics.
-        recorder: the MP4 sink, or None.
+        recorder: the recording, or None.
         jitter_ms: the jitter buffer's target delay.
         on_audio: also receives each decoded ``av.AudioFrame`` of speech (browser viewers).
         fallback: animate from the received speech while motion packets are missing, or None.
@@ -87,33 +99,36 @@ class Call:
         on_renderer: told of the caller's renderer once the caller's picture has arrived (browsers that
             render the call themselves need that portrait too).
         smoothing: smooth decoded motion with the next frame (one frame interval more latency).
+        save_motion: also keeps every tick's landmarks (``talk-recv --save-motion``), or None.
     """
 
     def __init__(self, link: PeerLink, portrait_landmarks: np.ndarray, render: RenderStage, stats: CallStats,
-                 recorder: Recorder | None = None, jitter_ms: float = 40.0,
+                 recorder: RecordingProcess | None = None, jitter_ms: float = DEFAULT_JITTER_MS,
                  on_audio: Callable[[Any], None] | None = None, fallback: FallbackConfig | None = None,
                  make_renderer: Callable[[Portrait], Any] | None = None,
                  placeholder: PlaceholderRenderer | None = None,
                  frames_wanted: Callable[[], bool] | None = None,
-                 on_renderer: Callable[[Any], None] | None = None, smoothing: bool = True) -> None:
+                 on_renderer: Callable[[Any], None] | None = None, smoothing: bool = True,
+                 save_motion: MotionLog | None = None) -> None:
         self.link = link
         self.frames_wanted = frames_wanted
         self.on_renderer = on_renderer
         self.lookahead_ms = LOOKAHEAD_FRAMES * FRAME_INTERVAL_MS if smoothing else 0.0
         self._layers = 4  # of the latest decoded frame: how coarse its quantization is
+        self.save_motion = save_motion
         self.on_audio = on_audio
         self.rest = np.asarray(portrait_landmarks, np.float32)
         self.fallback = None if fallback is None else MotionFallback(fallback, self.rest)
         self.render = render
         self.stats = stats
         self.recorder = recorder
-        self.buffer: JitterBuffer[np.ndarray | None] = JitterBuffer(jitter_ms, FRAME_INTERVAL_MS)
+        self.buffer: JitterBuffer[np.ndarray | None] = JitterBuffer(
+            jitter_ms, FRAME_INTERVAL_MS, max_delay_ms=MAX_HEADROOM_MS)
         self.drops = Drops(log, "motion packet")
         self.epoch_wall_us: int | None = None
         self._decoder: Any = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="motion-decode")
         self._tasks: list[asyncio.Task[Any]] = []
-        self._decoding: set[asyncio.Future[Any]] = set()
         self._first_ts: int | None = None
         self._last_ts: int | None = None
         self._sender_audio_bytes = 0
@@ -126,7 +141,8 @@ class Call:
         self.time_to_face_ms: float | None = None
         render.reset()
         if placeholder is not None:
-            placeholder.set_message(WAITING)
+            self._caption(WAITING)
+        self._times: dict[int, tuple[float, float]] = {}  # timestamp -> (arrived, decoded), until played
         link.motion.on("message", self._on_motion)
         link.pc.on("track", self._on_track)
 
@@ -165,11 +181,11 @@ class Call:
             if frame.pts is not None:
                 captured = self.capture_wall_us(frame.pts * 1000.0 / frame.sample_rate)
                 if captured is not None:
-                    self.stats.audio_latency_ms.append((wall_us() - captured) / 1000.0)
+                    self.stats.audio_latency_ms.add((wall_us() - captured) / 1000.0)
             self.stats.audio_frames += 1
             self.stats.audio_media_ms += frame.samples * 1000.0 / frame.sample_rate
             if self.fallback is not None:
-                self.fallback.on_audio(frame)  # first: the recorder's thread rewrites the frame's pts
+                self.fallback.on_audio(frame)
             if self.on_audio is not None:
                 self.on_audio(frame)
             if self.recorder is not None:
@@ -182,17 +198,28 @@ class Call:
         if self._decoder is None:
             self.drops.note("before the stream header", "no accepted stream header yet")
             return
-        fut = asyncio.get_running_loop().run_in_executor(self._pool, self._decode, data, self.sender_media_ms())
-        self._decoding.add(fut)
-        fut.add_done_callback(lambda f: self._decoded(f, data))
-
-    def _decode(self, data: bytes, media_now_ms: float | None) -> Any:
-        """On the decoder thread: one message's frames, noting the newest timestamp (see :meth:`_use_picture`)."""
-        frames = self._decoder.decode_message(data, media_now_ms)
-        for frame in frames:
-            if not isinstance(frame, StreamError):
-                self._max_decoded_ts = max(self._max_decoded_ts, int(frame.timestamp_ms))
-        return frames
+        arrived, arrived_wall = monotonic_ms(), wall_us()
+        # Decoded here, on the event loop (about a millisecond a frame): a hop to a decoder thread and back
+        # cost two thread wake-ups, which on a busy machine took longer than the decoding.
+        try:
+            frames = self._decoder.decode_message(data, self.sender_media_ms())
+        except StreamError as e:
+            self.drops.note(error_kind(e), str(e))
+            return
+        except Exception as e:  # a bug in decoding must not end the call: drop and say so once
+            self.drops.note(f"decoder failure {type(e).__name__}", str(e))
+            return
+        # A frame is here when it is decoded: the jitter buffer's transit includes decoding,
+        # so its delay covers a slow decoder too.
+        decoded = monotonic_ms()
+        self.stats.motion_packet_bytes += len(data)
+        self.stats.motion_messages += 1
+        for frame in frames:  # a message holds one frame, or several (--frames-per-packet)
+            if isinstance(frame, StreamError):  # predicts from a lost frame: concealed like a lost one
+                self.drops.note(error_kind(frame), str(frame))
+                continue
+            self._max_decoded_ts = max(self._max_decoded_ts, int(frame.timestamp_ms))
+            self._arrived_frame(frame, arrived, arrived_wall, decoded)
 
     def sender_media_ms(self) -> float | None:
         """The sender's media clock now, as estimated here (None before its START)."""
@@ -200,37 +227,19 @@ class Call:
             return None
         return (wall_us() - self.epoch_wall_us + self.link.clock.offset_us) / 1000.0
 
-    def _decoded(self, fut: asyncio.Future[Any], data: bytes) -> None:
-        # A frame is here when it is decoded: the jitter buffer's transit includes decoding,
-        # so its delay covers a slow decoder too.
-        arrival = monotonic_ms()
-        self._decoding.discard(fut)
-        if fut.cancelled():
-            return
-        err = fut.exception()
-        if isinstance(err, StreamError):
-            self.drops.note(error_kind(err), str(err))
-            return
-        if err is not None:  # a bug in decoding must not end the call: drop and say so once
-            self.drops.note(f"decoder failure {type(err).__name__}", str(err))
-            return
-        self.stats.motion_packet_bytes += len(data)
-        self.stats.motion_messages += 1
-        for frame in fut.result():  # a message holds one frame, or several (--frames-per-packet)
-            if isinstance(frame, StreamError):  # predicts from a lost frame: concealed like a lost one
-                self.drops.note(error_kind(frame), str(frame))
-                continue
-            self._arrived_frame(frame, arrival)
-
-    def _arrived_frame(self, frame: Any, arrival: float) -> None:
+    def _arrived_frame(self, frame: Any, arrived: float, arrived_wall: int, decoded: float) -> None:
         self._layers = frame.layers or self._layers
         value = frame.landmarks.astype(np.float32) if frame.face and frame.landmarks is not None else None
-        result = self.buffer.push(frame.seq, frame.timestamp_ms, value, arrival)
+        result = self.buffer.push(frame.seq, frame.timestamp_ms, value, decoded)
         if result is PushResult.OUT_OF_RANGE:
             self.drops.note("timestamp out of range", f"timestamp {frame.timestamp_ms} ms")
             return
         if result is PushResult.DUPLICATE:
             return
+        self._times[frame.timestamp_ms] = (arrived, decoded)
+        captured = self.capture_wall_us(frame.timestamp_ms)
+        if captured is not None:
+            self.stats.transit_ms.add((arrived_wall - captured) / 1000.0)
         self.stats.frames_received += 1
         self.stats.frames_no_face += 0 if frame.face else 1
         self.stats.motion_payload_bytes += frame.payload_bytes
@@ -250,12 +259,21 @@ class Call:
                 await self._hello(msg)
             elif isinstance(msg, SenderStats):
                 self._sender_audio_bytes = msg.audio_bytes
+            elif isinstance(msg, Timing):
+                msg.add_to(self.stats.sender_stages)
             elif isinstance(msg, (PictureBegin, PictureData, NoPicture)):
                 self.pictures.on_message(msg)
                 if isinstance(msg, NoPicture) and self.placeholder is not None and self._make_renderer is not None:
-                    self.placeholder.set_message(NO_PICTURE_HINT[msg.reason].split(" (")[0])
+                    self._caption(NO_PICTURE_HINT[msg.reason].split(" (")[0])
 
     # -- the caller's picture -----------------------------------------------
+
+    def _caption(self, message: str) -> None:
+        """The placeholder's caption, on the live view and in the recording."""
+        assert self.placeholder is not None
+        self.placeholder.set_message(message)
+        if self.recorder is not None:
+            self.recorder.caption(message)
 
     def _media_now_ms(self) -> float | None:
         """Media time now: how long ago, on this clock, the sender's call started."""
@@ -267,15 +285,15 @@ class Call:
         assert self._make_renderer is not None
         portrait = await asyncio.to_thread(portrait_from_picture, picture)
         renderer = await asyncio.to_thread(self._make_renderer, portrait)
-        loop = asyncio.get_running_loop()
-        # On the decoder's thread, between packets: every packet after this decodes onto the new portrait,
-        # and the frames before it (up to the newest timestamp decoded) keep the placeholder.
-        after = await loop.run_in_executor(self._pool, self._set_portrait, portrait.landmarks)
+        # Packets are decoded on this loop, so this falls between two of them: every packet after it decodes
+        # onto the new portrait, and the frames before (up to the newest timestamp decoded) keep the placeholder.
+        after = self._set_portrait(portrait.landmarks)
         self.rest = np.asarray(portrait.landmarks, np.float32)
         if self.fallback is not None:
             self.fallback.set_portrait(self.rest)
         self._face_after_ms = float(after)
-        self.render.switch(renderer, float(after))
+        # The recording process builds its own renderer of the same picture.
+        self.render.switch(renderer, float(after), functools.partial(self._make_renderer, portrait))
         if self.on_renderer is not None:
             self.on_renderer(renderer)
 
@@ -341,28 +359,42 @@ class Call:
                 self.stats.frames_skipped += skip
                 p += skip * FRAME_INTERVAL_MS
                 continue
+            fired = monotonic_ms()
             decision = self.buffer.pop(p)
             landmarks, face = tick_landmarks(decision, self.rest)
-            decoded = landmarks if decision.kind is PlayoutKind.FRESH and face else None
-            if decoded is not None and self.lookahead_ms:
-                landmarks = smooth_frame(previous, decoded, self._next_landmarks(p), self._layers)
-            previous = decoded if not self._switch_between(p, p + FRAME_INTERVAL_MS) else None
+            fresh = landmarks if decision.kind is PlayoutKind.FRESH and face else None
+            if fresh is not None and self.lookahead_ms:
+                landmarks = smooth_frame(previous, fresh, self._next_landmarks(p), self._layers)
+            previous = fresh if not self._switch_between(p, p + FRAME_INTERVAL_MS) else None
             generated = 0.0
             if self.fallback is not None:
                 landmarks, generated = self.fallback.mix(p, decision.kind, landmarks)
                 face = face or generated > 0
-            tick = Tick(index, p, landmarks, decision.kind, face, due, generated)
+            arrived = decoded = None
+            if decision.kind is PlayoutKind.FRESH and decision.frame is not None:
+                arrived, decoded = self._times.pop(decision.frame.timestamp_ms, (None, None))
+            tick = Tick(index, p, landmarks, decision.kind, face, due, generated, fired, arrived, decoded)
+            self._forget_times(p)
             index += 1
             self.stats.frames_played += 1
             if decision.kind is PlayoutKind.FRESH:
                 self.stats.frames_fresh += 1
                 captured = self.capture_wall_us(p)
                 if captured is not None:
-                    self.stats.playout_latency_ms.append((wall_us() - captured) / 1000.0)
+                    self.stats.playout_latency_ms.add((wall_us() - captured) / 1000.0)
+                if arrived is not None and decoded is not None:
+                    stages = self.stats.stages
+                    stages.add("decode", decoded - arrived)
+                    buffered = due - self.lookahead_ms  # due but for the wait for the next frame (smoothing)
+                    stages.add("jitter_buffer", max(0.0, buffered - decoded))
+                    stages.add("smoothing", max(0.0, due - max(buffered, decoded)))
+                    stages.add("pacing", fired - max(due, decoded))
             elif decision.concealed:
                 self.stats.frames_concealed += 1
             if self.frames_wanted is None or self.frames_wanted():
                 self.render.submit(tick)
+            if self.save_motion is not None:
+                self.save_motion.add(tick)
             p += FRAME_INTERVAL_MS
 
     def _next_landmarks(self, p: float) -> np.ndarray | None:
@@ -376,20 +408,32 @@ class Call:
         """Whether the portrait changed between media times ``a`` and ``b`` (frames from either side do not mix)."""
         return self._face_after_ms is not None and a <= self._face_after_ms < b
 
-    def on_rendered(self, tick: Tick, frame: np.ndarray, done_wall_us: int) -> None:
-        """The render stage's report of one of this call's frames."""
+    def _forget_times(self, played_ms: float) -> None:
+        """Drops the arrival times of frames at or before the tick just played (late, or never shown)."""
+        if len(self._times) > 8:
+            for ts in [t for t in self._times if t <= played_ms]:
+                del self._times[ts]
+
+    def on_rendered(self, tick: Tick, frame: np.ndarray, timing: RenderTiming, shown_ms: float) -> None:
+        """The live render stage's report of one of this call's frames, shown at ``shown_ms`` (monotonic)."""
         self.stats.frames_rendered += 1
         if self.time_to_face_ms is None and self._face_after_ms is not None and tick.media_ms > self._face_after_ms:
             start = self.capture_wall_us(0.0)
             if start is not None:
-                self.time_to_face_ms = (done_wall_us - start) / 1000.0
+                self.time_to_face_ms = (timing.end_wall_us - start) / 1000.0
                 log.info("the caller's face is on screen %.1f s after the call began", self.time_to_face_ms / 1000)
-        if tick.kind is PlayoutKind.FRESH:
-            captured = self.capture_wall_us(tick.media_ms)
-            if captured is not None:
-                self.stats.render_latency_ms.append((done_wall_us - captured) / 1000.0)
-        if self.recorder is not None:
-            self.recorder.add_video(frame, tick.media_ms)
+        if tick.kind is not PlayoutKind.FRESH:
+            return
+        captured = self.capture_wall_us(tick.media_ms)
+        if captured is not None:
+            self.stats.render_latency_ms.add((timing.end_wall_us - captured) / 1000.0)
+            shown_wall = timing.end_wall_us + (shown_ms - timing.end_ms) * 1000.0
+            self.stats.shown_latency_ms.add((shown_wall - captured) / 1000.0)
+        if tick.arrived_ms is not None:
+            stages = self.stats.stages
+            stages.add("render_queue", timing.start_ms - tick.fired_ms)
+            stages.add("render", timing.end_ms - timing.start_ms)
+            stages.add("display", shown_ms - timing.end_ms)
 
     # -- lifetime -----------------------------------------------------------
 
@@ -397,9 +441,9 @@ class Call:
         """Figures for the status line."""
         s = self.buffer.stats
         # Rendering in the background (recording only) says nothing about the call's latency.
-        lat = (self.stats.render_latency_ms[-25:] if self.render.live else []) or self.stats.playout_latency_ms[-25:]
-        return {"loss": s.loss, "rtt_ms": self.link.clock.rtt_ms,
-                "latency_ms": float(np.median(lat)) if lat else None}
+        lat = self.stats.render_latency_ms if self.render.live and self.stats.render_latency_ms.recent else None
+        lat = lat or self.stats.playout_latency_ms
+        return {"loss": s.loss, "rtt_ms": self.link.clock.rtt_ms, "latency_ms": lat.median_recent()}
 
     async def run(self) -> str:
         """Runs the call until the link ends; returns why it ended."""
@@ -421,7 +465,7 @@ class Call:
     async def _play_out_the_rest(self) -> None:
         """After a bye, shows the frames still buffered (their playout times are near)."""
         deadline = monotonic_ms() + self.buffer.delay_ms + self.lookahead_ms + 2 * FRAME_INTERVAL_MS + 100
-        while (len(self.buffer) or self._decoding) and monotonic_ms() < deadline:
+        while len(self.buffer) and monotonic_ms() < deadline:
             await asyncio.sleep(FRAME_INTERVAL_MS / 1000)
 
     async def close(self) -> None:
@@ -429,8 +473,6 @@ class Call:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        for f in list(self._decoding):
-            f.cancel()
         await self.pictures.close()
         self.stats.add_pictures(self.pictures.stats, self.time_to_face_ms, self._face_after_ms)
         s = self.buffer.stats

@@ -49,11 +49,14 @@ from realtime.peer import add_ice_arguments, ice_config, is_loopback, restrict_i
 from realtime.signaling import new_token, parse_listen
 from realtime.status import StatusLine
 from realtime.webpage import BINARY
+from receiver.call import DEFAULT_JITTER_MS, MAX_HEADROOM_MS
 from receiver.fallback import FallbackConfig
 from receiver.listener import Receiver, ReceiverConfig
 from receiver.placeholder import PlaceholderRenderer
+from receiver.playout import MotionLog
+from receiver.recording import RecordingConfig, RecordingProcess, check_writable
 from receiver.relay import TokenRelay
-from receiver.sinks import Recorder, Window
+from receiver.sinks import Window
 from receiver.viewers import Viewers
 
 # codec.render.pipeline.RENDERERS, named here so that parsing the arguments needs no torch (a test keeps them equal).
@@ -78,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=seconds, metavar="S", help="exit S seconds after the first call starts")
     p.add_argument("--once", action="store_true", help="exit when the first call ends")
     p.add_argument("--stats-json", type=Path, metavar="FILE", help="write call statistics at exit")
-    p.add_argument("--jitter-ms", type=jitter_ms, default=40.0, metavar="MS",
-                   help=f"least jitter-buffer delay, 0..{MAX_JITTER_MS:g}; it grows with the jitter seen "
-                   "(default: %(default)s)")
+    p.add_argument("--jitter-ms", type=jitter_ms, default=DEFAULT_JITTER_MS, metavar="MS",
+                   help=f"least jitter-buffer delay, 0..{MAX_JITTER_MS:g}; it grows with the jitter seen, "
+                   f"up to {MAX_HEADROOM_MS:g} ms if less was asked (default: %(default)s)")
     p.add_argument("--device", type=device, default="auto",
                    help="renderer device: auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--size", type=frame_size, default=512,
@@ -97,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed, help="with --animate-from-audio: repeatable generated motion")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     add_ice_arguments(p)
+    p.add_argument("--save-motion", type=Path, metavar="OUT.npz",
+                   help="also write every tick's target landmarks (media time, fresh or concealed) at exit, to "
+                   "compare with what was sent (talk-send --save-stream); memory grows with the call")
     return p
 
 
@@ -160,7 +166,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         if args.record is not None:
             check_video_output(args.record, "--record")
-        check_paths({"--record": args.record, "--stats-json": args.stats_json}, {"--portrait": args.portrait})
+        check_paths({"--record": args.record, "--stats-json": args.stats_json, "--save-motion": args.save_motion},
+                    {"--portrait": args.portrait})
     except UsageError as e:
         print(f"talk-recv: {e}", file=sys.stderr)
         return 2
@@ -188,7 +195,7 @@ def _main(argv: list[str] | None) -> int:
     if is_loopback(host):
         restrict_ice_to_loopback()
     status = StatusLine(enabled=not args.quiet)
-    recorder: Recorder | None = None
+    recorder: RecordingProcess | None = None
     try:
         # lazy: pulls in torch; the arguments are checked first
         from codec.render.pipeline import RenderConfig, Renderer
@@ -209,7 +216,10 @@ def _main(argv: list[str] | None) -> int:
             rest_landmarks = placeholder.rest
             _warm_up(config, placeholder)
         if args.record is not None:
-            recorder = Recorder(args.record, args.size)
+            # The recording renders what the live view skips in its own process, with its own renderer.
+            first = (functools.partial(PlaceholderRenderer, args.size) if placeholder is not None
+                     else functools.partial(Renderer, portrait, config))
+            recorder = RecordingProcess(RecordingConfig(check_writable(args.record), args.size, first))
         fallback = None
         if args.animate_from_audio:
             # lazy: pulls in torch and CTranslate2; only the speech-driven mode needs them
@@ -232,10 +242,12 @@ def _main(argv: list[str] | None) -> int:
     except TalkcodecError as e:  # the speech models are not installed
         print(f"talk-recv: {e}", file=sys.stderr)
         return 1
+    save_motion = MotionLog() if args.save_motion is not None else None
     receiver = Receiver(ReceiverConfig(host, port, token, args.jitter_ms, args.once, args.duration, fallback, ice,
                                        args.smoothing),
                         rest_landmarks, renderer, recorder, Window() if args.show else None, status, viewers,
-                        make_renderer=make_renderer, placeholder=placeholder, files=files)
+                        make_renderer=make_renderer, placeholder=placeholder, files=files,
+                        save_motion=save_motion)
     code = 0
     try:
         asyncio.run(_serve(receiver))
@@ -246,8 +258,6 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if recorder is not None:
-            recorder.close()
         if receiver.window is not None:
             receiver.window.close()
         if args.stats_json is not None:
@@ -255,6 +265,12 @@ def _main(argv: list[str] | None) -> int:
                 receiver.stats.write_json(args.stats_json)
             except OSError as e:
                 print(f"talk-recv: cannot write --stats-json: {e}", file=sys.stderr)
+                code = 1
+        if save_motion is not None:
+            try:
+                save_motion.save(args.save_motion)
+            except OSError as e:
+                print(f"talk-recv: cannot write --save-motion: {e}", file=sys.stderr)
                 code = 1
     return code
 

@@ -20,16 +20,18 @@ import numpy as np
 from aiortc import RTCSessionDescription
 
 from codec.render.portrait import Portrait
+from realtime.clock import monotonic_ms
 from realtime.peer import IceConfig, PeerLink, gathered_description, new_peer_connection, prefer_short_srtp_tags
 from realtime.signaling import SignalingError, SignalingServer
 from realtime.status import StatusLine, format_status
 from realtime.webpage import VIEWER_PAGE, Files
-from receiver.call import Call
+from receiver.call import DEFAULT_JITTER_MS, Call
 from receiver.fallback import FallbackConfig
 from receiver.placeholder import PlaceholderRenderer
-from receiver.playout import Tick
-from receiver.rendering import RenderStage
-from receiver.sinks import CallStats, Recorder, Window
+from receiver.playout import MotionLog, Tick
+from receiver.recording import RecordingProcess
+from receiver.rendering import RenderStage, RenderTiming
+from receiver.sinks import CallStats, Window
 from receiver.viewers import Viewers
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,8 @@ log = logging.getLogger(__name__)
 STATUS_INTERVAL_S = 0.5
 # Speech to browsers waits for the rendered avatar at most this long.
 MAX_LIPSYNC_MS = 1000.0
-# How long the backlog of a recording may take to render after a call.
-DRAIN_TIMEOUT_S = 120.0
+# How long the recording may take to catch up and finish at exit (it renders what the live view skipped).
+FINISH_TIMEOUT_S = 1800.0
 # The status line's words for a call still on the placeholder.
 PICTURE_STATES = {"waiting": "waiting for the caller's picture", "private": "the caller's picture is private",
                   "none": "the caller sends no picture"}
@@ -63,7 +65,7 @@ class ReceiverConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     token: str = ""
-    jitter_ms: float = 40.0
+    jitter_ms: float = DEFAULT_JITTER_MS
     once: bool = False
     duration_s: float | None = None
     fallback: FallbackConfig | None = None
@@ -78,19 +80,22 @@ class Receiver:
         config: settings.
         portrait_landmarks: ``[478, 3]`` the portrait at rest.
         renderer: the portrait's renderer.
-        recorder, window: optional sinks.
+        recorder: the recording process (started here), or None.
+        window: the window, or None.
         status: the live status line.
         viewers: browsers watching (served on the signaling port), or None to serve none.
         make_renderer: renders a caller's own picture (``portrait -> renderer``); None when ``renderer`` animates
             a ``--portrait`` for every caller.
         placeholder: ``renderer`` when it is the placeholder shown until a caller's picture arrives.
+        save_motion: keeps every tick's landmarks (``--save-motion``), or None.
     """
 
     def __init__(self, config: ReceiverConfig, portrait_landmarks: np.ndarray, renderer: Any,
-                 recorder: Recorder | None = None, window: Window | None = None,
+                 recorder: RecordingProcess | None = None, window: Window | None = None,
                  status: StatusLine | None = None, viewers: Viewers | None = None,
                  make_renderer: Callable[[Portrait], Any] | None = None,
-                 placeholder: PlaceholderRenderer | None = None, files: Files | None = None) -> None:
+                 placeholder: PlaceholderRenderer | None = None, files: Files | None = None,
+                 save_motion: MotionLog | None = None) -> None:
         self.config = config
         self.make_renderer = make_renderer
         self.placeholder = placeholder
@@ -99,9 +104,12 @@ class Receiver:
         self.window = window
         self.viewers = viewers
         self.status = status or StatusLine(enabled=False)
+        self.save_motion = save_motion
         self.stats = CallStats()
-        self.render = RenderStage(renderer, keep_all=recorder is not None, on_frame=self._on_frame,
-                                  live=window is not None or viewers is not None)
+        # Rendered live unless a recording is the only output: with no output at all the frames go nowhere,
+        # but the statistics still time the whole path.
+        live = window is not None or viewers is not None or recorder is None
+        self.render = RenderStage(renderer, on_frame=self._on_frame, live=live, recording=recorder)
         self.server = SignalingServer(config.host, config.port, config.token, self._on_offer,
                                       on_watch=None if viewers is None else viewers.on_watch,
                                       page=None if viewers is None else VIEWER_PAGE, files=files)
@@ -124,7 +132,7 @@ class Receiver:
                     fallback=self.config.fallback, make_renderer=self.make_renderer, placeholder=self.placeholder,
                     frames_wanted=self._frames_wanted,
                     on_renderer=None if relay is None else relay.use_renderer,
-                    smoothing=self.config.smoothing)
+                    smoothing=self.config.smoothing, save_motion=self.save_motion)
         self.call = call
         if relay is not None:
             relay.attach(link)  # before the offer is applied: the caller's tracks come with it
@@ -147,9 +155,11 @@ class Receiver:
                 await call.link.wait_open()
             except (asyncio.TimeoutError, TimeoutError):
                 call.link.end("no media path (ICE/DTLS failed)")
+            if self.save_motion is not None:
+                self.save_motion.begin_call()
             reason = await call.run()
             if self.recorder is not None:
-                await self.render.drain(DRAIN_TIMEOUT_S)
+                self.recorder.call_ended()  # what the live view did not render goes to the recording now
             closing = self._closing or self.config.once
             self.status.message(f"call ended: {reason}" + ("" if closing else "; waiting for a sender"))
             return reason
@@ -174,17 +184,14 @@ class Receiver:
             return True
         return self.viewers.video_viewers > 0 or len(self.viewers) == 0
 
-    def _on_frame(self, tick: Tick, frame: np.ndarray, done_wall_us: int) -> None:
+    def _on_frame(self, tick: Tick, frame: np.ndarray, timing: RenderTiming) -> None:
         self._renders_since += 1
-        if self.call is not None:
-            self.call.on_rendered(tick, frame, done_wall_us)
-        elif self.recorder is not None:  # the tail of a finished call's backlog
-            self.stats.frames_rendered += 1
-            self.recorder.add_video(frame, tick.media_ms)
         if self.window is not None:
             self.window.show(frame)
         if self.viewers is not None and self.call is not None:
             self.viewers.video.show(frame)
+        if self.call is not None:
+            self.call.on_rendered(tick, frame, timing, monotonic_ms())
 
     async def _status(self) -> None:
         while True:
@@ -214,12 +221,18 @@ class Receiver:
                 if self.viewers.relay is not None:
                     self.viewers.relay.resync_clock()
             watching = "" if self.viewers is None else f" | {len(self.viewers)} watching"
+            recording = ""
+            if self.recorder is not None:
+                self.recorder.poll()
+                recording = f" | recording {self.recorder.behind} frames behind"
             shown = "" if picture in ("caller", "portrait") else f" | placeholder ({PICTURE_STATES[picture]})"
             self.status.update(format_status(fps, kbps, s["rtt_ms"], s["loss"] or 0.0, s["latency_ms"],
-                                             extra=f"render backlog {self.render.backlog}{watching}{shown}"))
+                                             extra=f"live skipped {self.render.skipped}{recording}{watching}{shown}"))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serves until ``stop`` is set (or per ``once`` / ``duration_s``)."""
+        if self.recorder is not None:
+            self.recorder.start()  # it warms up while the receiver waits for a caller
         await self.server.start()
         self.render.start()
         status = asyncio.create_task(self._status(), name="status")
@@ -242,9 +255,16 @@ class Receiver:
             if self.viewers is not None:
                 await self.viewers.close()
             await self.render.close()
-            self.stats.frames_not_rendered = self.render.skipped
+            if self.recorder is not None:
+                await self.recorder.close(FINISH_TIMEOUT_S, self._finishing)
+                self.stats.recording = self.recorder.stats.to_dict()
+            self.stats.frames_live_skipped = self.render.skipped
+            self.stats.frames_not_rendered = self.render.skipped if self.recorder is None else self.recorder.behind
             self.stats.render_failures = self.render.failures.total
             self.status.clear()
+
+    def _finishing(self, frames_left: int) -> None:
+        self.status.message(f"finishing the recording: {frames_left} frames to go")
 
     async def _deadline(self, seconds: float) -> None:
         await self._first_call.wait()

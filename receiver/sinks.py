@@ -5,7 +5,8 @@ Each sink has one job:
 * :class:`Window`: shows rendered frames (OpenCV highgui), only where a display exists;
 * :class:`Recorder`: writes rendered video and received speech to an MP4,
   both placed by sender media time, so they stay in sync whatever the
-  network did; all muxing runs on the recorder's own thread;
+  network did; it blocks while it encodes, and runs in the recording
+  process (:mod:`receiver.recording`), never on the call's event loop;
 * :class:`CallStats`: counts and latencies, written as JSON at exit.
 """
 
@@ -16,7 +17,6 @@ import json
 import logging
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from codec.errors import MediaError
 from codec.paths import write_bytes_atomic
 from realtime.drops import Drops
 from realtime.status import percentiles
+from realtime.timing import RECEIVER_STAGES, Histogram, Samples, StageSums, StageTimes
 from realtime.wire import RECEIVED, WireTotals
 from receiver.pictures import PictureStats
 
@@ -75,7 +76,8 @@ class Recorder:
     """Writes an MP4: H.264 video of rendered frames and AAC audio of received speech.
 
     Both are placed by sender media time. Successive calls follow each other
-    in one file (:meth:`begin_call`).
+    in one file (:meth:`begin_call`). Every method encodes and writes before
+    it returns.
 
     Args:
         path: the ``.mp4`` to write.
@@ -100,7 +102,6 @@ class Recorder:
         a.layout = "mono"
         self._audio = a
         self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE, frame_size=1024)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="recorder")
         self._offset_ms = 0.0
         self._last_video_pts = -1
         self._next_audio_sample: int | None = None  # media-timeline sample the next audio frame should start at
@@ -112,19 +113,16 @@ class Recorder:
 
     def begin_call(self) -> None:
         """Places the next call's media time 0 after everything recorded so far."""
-        self._pool.submit(self._begin_call)
-
-    def _begin_call(self) -> None:
         self._offset_ms = self._end_ms
         self._next_audio_sample = None
 
     def add_video(self, frame: np.ndarray, media_ms: float) -> None:
-        """Queues one rendered ``[H, W, 3]`` uint8 frame shown at ``media_ms``."""
-        self._pool.submit(self._guarded, self._add_video, frame, media_ms)
+        """Writes one rendered ``[H, W, 3]`` uint8 frame shown at ``media_ms``."""
+        self._guarded(self._add_video, frame, media_ms)
 
     def add_audio(self, frame: Any) -> None:
-        """Queues one received ``av.AudioFrame`` (pts in 1/48000 s of media time)."""
-        self._pool.submit(self._guarded, self._add_audio, frame)
+        """Writes one received ``av.AudioFrame`` (pts in 1/48000 s of media time)."""
+        self._guarded(self._add_audio, frame)
 
     def _add_video(self, frame: np.ndarray, media_ms: float) -> None:
         t = self._offset_ms + media_ms
@@ -176,7 +174,8 @@ class Recorder:
         for packet in self._audio.encode(out):
             self._container.mux(packet)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Flushes the encoders and finishes the file."""
         for out in self._resampler.resample(None):
             self._emit_audio(out)
         for packet in self._audio.encode(None):
@@ -184,11 +183,6 @@ class Recorder:
         for packet in self._video.encode(None):
             self._container.mux(packet)
         self._container.close()
-
-    def close(self) -> None:
-        """Flushes the encoders and finishes the file (blocks until written)."""
-        self._pool.submit(self._close).result()
-        self._pool.shutdown(wait=True)
 
 
 def _silence_like(frame: Any, samples: int) -> Any:
@@ -237,10 +231,18 @@ class CallStats:
     audio_media_ms: float = 0.0
     rtt_ms: float | None = None
     clock_offset_ms: float = 0.0
-    playout_latency_ms: list[float] = field(default_factory=list)
-    render_latency_ms: list[float] = field(default_factory=list)
+    playout_latency_ms: Samples = field(default_factory=Samples)
+    render_latency_ms: Samples = field(default_factory=Samples)
     # capture of a speech packet's first sample -> its decoded frame here
-    audio_latency_ms: list[float] = field(default_factory=list)
+    audio_latency_ms: Samples = field(default_factory=Samples)
+    shown_latency_ms: Histogram = field(default_factory=Histogram)
+    # The latency breakdown: the receiver's stages per fresh frame, capture -> arrival per frame,
+    # and the sender's stages as its Timing messages told them.
+    stages: StageTimes = field(default_factory=lambda: StageTimes(RECEIVER_STAGES[1:]))
+    transit_ms: Histogram = field(default_factory=Histogram)
+    sender_stages: StageSums = field(default_factory=StageSums)
+    frames_live_skipped: int = 0
+    recording: dict[str, Any] | None = None
     # --animate-from-audio: ticks showing motion generated from speech, and its timing.
     frames_generated: int = 0
     fallback_switch_ms: list[float] = field(default_factory=list)
@@ -305,9 +307,13 @@ class CallStats:
             "audio_frames": self.audio_frames, "audio_seconds": round(audio_secs, 2),
             "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 2),
             "clock_offset_ms": round(self.clock_offset_ms, 2),
-            "latency_ms": percentiles(self.render_latency_ms),
-            "playout_latency_ms": percentiles(self.playout_latency_ms),
-            "audio_latency_ms": percentiles(self.audio_latency_ms),
+            "latency_ms": self.render_latency_ms.summary(),
+            "shown_latency_ms": self.shown_latency_ms.summary(),
+            "playout_latency_ms": self.playout_latency_ms.summary(),
+            "audio_latency_ms": self.audio_latency_ms.summary(),
+            "latency_breakdown_ms": self.breakdown(),
+            "frames_live_skipped": self.frames_live_skipped,
+            "recording": self.recording,
             "frames_generated": self.frames_generated, "fallback_switches": len(self.fallback_switch_ms),
             "fallback_switch_ms": percentiles(self.fallback_switch_ms),
             "generated_lag_ms": percentiles(self.generated_lag_ms), "generator_restarts": self.generator_restarts,
@@ -320,6 +326,29 @@ class CallStats:
                         "face_after_media_ms": list(self.face_from_media_ms)},
             "wire": self.wire.report(RECEIVED) if self.calls else None, "ice": self.ice,
         }
+
+    def breakdown(self) -> dict[str, Any]:
+        """Where a frame's milliseconds went, stage by stage, from capture to the screen.
+
+        The sender's stages (capture ... send) are means and maxima from its
+        Timing messages; ``network`` is the mean capture -> arrival less the
+        sender's stages (its own per-frame figure is not known here); the
+        receiver's stages are per fresh frame. The ``capture_to_*`` totals
+        are per frame.
+        """
+        out: dict[str, Any] = {}
+        sender = self.sender_stages
+        out.update(sender.summary())
+        transit = self.transit_ms.mean
+        network = None
+        if sender.frames > 0 and transit is not None:
+            network = transit - sum(v or 0.0 for v in sender.means().values())
+        out["network"] = {"mean": None if network is None else round(network, 1), "n": self.transit_ms.n}
+        out.update(self.stages.summary())
+        out["capture_to_arrival"] = self.transit_ms.summary()
+        out["capture_to_rendered"] = self.render_latency_ms.summary()
+        out["capture_to_shown"] = self.shown_latency_ms.summary()
+        return out
 
     def write_json(self, path: str | Path) -> None:
         write_bytes_atomic(path, json.dumps(self.to_dict(), indent=2).encode() + b"\n")

@@ -12,6 +12,12 @@ when it falls behind the camera, the newest frame is encoded and older ones
 are skipped, which keeps latency down instead of building a queue. A source
 of generated motion (``talk-send --audio-only``, :mod:`sender.speech`) brings
 its own encoder and has every frame sent (``keep_all``).
+
+Each frame's way through the sender is timed (:mod:`realtime.timing`:
+capture, queue, tracking, tokenizing, send); the totals go to the receiver
+every few seconds (:class:`realtime.protocol.Timing`) for its latency
+breakdown, and each frame's lateness to the rate controller, which thereby
+tells a busy CPU from a lossy link.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +36,9 @@ from aiortc import RTCSessionDescription
 
 from codec.api import EncoderConfig, FrameEncoder
 from codec.bitstream import PACKET_HEADER_BYTES, bundle
+from codec.container import write_tok
 from codec.errors import TalkcodecError
+from codec.face import FaceTracker
 from realtime import signaling
 from realtime.clock import MediaClock
 from realtime.netem import LinkShaper, Netem, NetemConfig, ShapedLink
@@ -41,9 +50,20 @@ from realtime.peer import (
     prefer_short_srtp_tags,
     strip_audio_header_extensions,
 )
-from realtime.protocol import Accept, Hello, NoPicture, NoPictureReason, Refuse, Report, SenderStats, Start
+from realtime.protocol import (
+    Accept,
+    Hello,
+    NoPicture,
+    NoPictureReason,
+    Refuse,
+    Report,
+    SenderStats,
+    Start,
+    Timing,
+)
 from realtime.ratecontrol import RateConfig, RateController
 from realtime.status import StatusLine, format_status
+from realtime.timing import SENDER_STAGES, Histogram, StageSums, StageTimes
 from realtime.wire import SENT
 from sender.pictures import PictureConfig, SenderPictures
 from sender.sources import CapturedFrame, FrameSource, OpusTrack, PcmSource
@@ -63,6 +83,8 @@ PICTURES_ALONE_AFTER_S = 0.5
 LATE_FOR_PICTURES_MS = 4.0
 # SenderStats go every this many status ticks (each costs ~120 bytes on the wire), and once more at the end.
 SENDER_STATS_EVERY = 2
+# How often the sender's stage timings go to the receiver (a 60-byte message; a final one at the end).
+TIMING_INTERVAL_S = 5.0
 
 
 class CallRefused(TalkcodecError):
@@ -95,6 +117,7 @@ class SenderConfig:
             (:class:`realtime.netem.LinkShaper`), None for none.
         link_overhead: bytes the simulated link adds to each message (headers below the data channel).
         ice: STUN/TURN servers and the relay-only policy.
+        save_stream: also write every motion packet sent (before impairment) to this ``.tok``, or None.
     """
 
     url: str
@@ -113,6 +136,7 @@ class SenderConfig:
     link_kbps: float | None = None
     link_overhead: int = 0
     ice: IceConfig = field(default_factory=IceConfig)
+    save_stream: Path | None = None
 
 
 @dataclass
@@ -128,9 +152,13 @@ class SenderTotals:
         messages_sent: data-channel messages they went in (one per frame, or fewer when bundled).
         motion_bytes: bytes of those messages (headers included).
         payload_bytes: of those, token payload bytes.
+        frames_skipped: captured frames the encoder never took (it was busy with an older one).
         layers: residual layers sent at the end.
         frames_per_packet: frames per message at the end.
         send_delay_ms: per packet, capture to hand-off to the channel (face tracking and queueing).
+        stages: per packet, the milliseconds of each sender stage.
+        layer_changes: ``(media s, from, to, why)`` for each change of the layer count.
+        layer_seconds: media seconds spent sending each layer count.
     """
 
     frames_captured: int = 0
@@ -138,11 +166,44 @@ class SenderTotals:
     frames_sent: int = 0
     frames_no_face: int = 0
     messages_sent: int = 0
+    frames_skipped: int = 0
     motion_bytes: int = 0
     payload_bytes: int = 0
     layers: int = 4
     frames_per_packet: int = 1
-    send_delay_ms: list[float] = field(default_factory=list)
+    send_delay_ms: Histogram = field(default_factory=Histogram)
+    stages: StageTimes = field(default_factory=lambda: StageTimes(SENDER_STAGES))
+    layer_changes: list[tuple[float, int, int, str]] = field(default_factory=list)
+    layer_seconds: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Frame:
+    """A captured frame on its way through the sender, with its times (media ms)."""
+
+    frame: Any
+    handed_ms: float
+    start_ms: float = 0.0
+    end_ms: float = 0.0
+    tracking_ms: float = 0.0
+
+
+class TimedTracker:
+    """A face tracker that remembers how long its last frame took (the tracking stage)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.last_ms = 0.0
+
+    def track(self, frame: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self._inner.track(frame)
+        finally:
+            self.last_ms = (time.perf_counter() - t0) * 1000.0
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 class CameraEncoder:
@@ -154,7 +215,8 @@ class CameraEncoder:
     """
 
     def __init__(self, config: EncoderConfig) -> None:
-        self._inner = FrameEncoder(config)
+        self._tracker = TimedTracker(FaceTracker())
+        self._inner = FrameEncoder(config, tracker=self._tracker)  # type: ignore[arg-type]
 
     @property
     def header(self) -> Any:
@@ -169,6 +231,11 @@ class CameraEncoder:
     def last_landmarks(self) -> Any:
         """``[478, 3]`` of the last frame encoded, None without a face."""
         return self._inner.last_landmarks
+
+    @property
+    def tracking_ms(self) -> float:
+        """How long face tracking took on the last frame (the rest of encode_frame is tokenizing)."""
+        return self._tracker.last_ms
 
     def encode_frame(self, frame: CapturedFrame) -> bytes | None:
         return self._inner.encode(frame.rgb, frame.media_ms)
@@ -202,18 +269,24 @@ class Sender:
         self.rate = RateController(RateConfig(max_layers=config.layers, max_kbps=config.max_kbps,
                                               max_wire_kbps=config.max_wire_kbps, frames_per_packet=counts))
         self.totals.frames_per_packet = self.rate.frames_per_packet
+        self._interval = StageSums()  # stage times since the last Timing message
+        self._sent: list[bytes] | None = [] if config.save_stream is not None else None
+        self._layers_since_ms = 0.0
+        self._encoding: _Frame | None = None
         self.link: PeerLink | None = None
         self.loss = 0.0
         self._clock: MediaClock | None = None
         self._accepted = asyncio.Event()
         self._refused: str | None = None
         # Frames waiting for the encoder: a camera's newest only (older ones are stale), or all of them.
-        self._pending: deque[Any] = deque(maxlen=None if getattr(video, "keep_all", False) else 1)
+        self._keep_all = bool(getattr(video, "keep_all", False))
+        self._pending: deque[_Frame] = deque(maxlen=None if self._keep_all else 1)
         self._frame_ready = asyncio.Event()
         self._capture_done = asyncio.Event()
         self._hello_sent = False
         self._held: list[bytes] = []
         self._bundle: list[bytes] = []  # frames waiting for the rest of their message
+        self._bundle_items: list[_Frame] = []  # their frames, for the timing of each
         self._bundle_late_ms, self._bundle_timed = 0.0, False  # of the last frame held
         self._bundle_timer: asyncio.TimerHandle | None = None
         self._track: OpusTrack | None = None
@@ -246,6 +319,27 @@ class Sender:
     def netem_dropped(self) -> int:
         """Motion packets the test hook dropped."""
         return self._netem.dropped if self._netem is not None else 0
+
+    def stats(self) -> dict[str, Any]:
+        """What the call sent and how long each frame took on the way out (``talk-send --stats-json``)."""
+        t, rc, n = self.totals, self.rate, self._netem
+        return {
+            "frames_captured": t.frames_captured, "frames_encoded": t.frames_encoded,
+            "frames_skipped": t.frames_skipped, "frames_sent": t.frames_sent, "frames_no_face": t.frames_no_face,
+            "messages_sent": t.messages_sent, "frames_per_packet": t.frames_per_packet,
+            "motion_bytes": t.motion_bytes, "payload_bytes": t.payload_bytes, "layers": t.layers,
+            "audio_bytes": self.audio_bytes, "netem_dropped": self.netem_dropped,
+            "netem": None if n is None or not n.config.active else {
+                "random": n.dropped_random, "burst": n.dropped_burst, "outage": n.dropped_outage,
+                "bursts": n.bursts},
+            "send_delay_ms": t.send_delay_ms.summary(),
+            "latency_breakdown_ms": t.stages.summary(),
+            "rate_control": {
+                "reports": rc.reports, "lossy_reports": rc.lossy_reports, "held_for_cpu": rc.held_for_cpu,
+                "layer_changes": [{"at_s": at, "from": a, "to": b, "why": why} for at, a, b, why in t.layer_changes],
+                "layer_seconds": {str(k): round(v, 2) for k, v in sorted(t.layer_seconds.items(), reverse=True)},
+            },
+        }
 
     async def run(self, stop: asyncio.Event) -> str:
         """Places the call and runs it to its end.
@@ -291,6 +385,7 @@ class Sender:
                     "between the machines") from None
             link.start()
             self._netem = Netem(self.config.netem, link.send_motion)
+            self._layers_since_ms = 0.0
             clock = self._clock = MediaClock()
             self.pictures.call_started()
             started.set()
@@ -327,12 +422,17 @@ class Sender:
             self._send_stats(link)  # the receiver's totals, exact at the end
             if self._netem is not None:
                 self._netem.close()
+            self._send_timing(link)
+            self._count_layer_time()
             await link.close("sender finished" if self._refused is None else "refused")
             if self._track is not None:
                 self._track.stop()
             self.pictures.close()
             self.video.close()
             encoder, self._encoder = self._encoder, None
+            if self._sent is not None and encoder is not None and encoder.header is not None:
+                assert self.config.save_stream is not None
+                write_tok(self.config.save_stream, encoder.header, self._sent)
             if encoder is not None:
                 await asyncio.get_running_loop().run_in_executor(self._pool, encoder.close)
             self._pool.shutdown(wait=True)
@@ -371,7 +471,12 @@ class Sender:
             if limit is not None and frame.media_ms >= limit:
                 break
             self.totals.frames_captured += 1
-            self._pending.append(frame)  # from a camera, an unencoded older frame is skipped
+            now = clock.now_ms()
+            if not self._keep_all and self._pending and self._pending[0] is not self._encoding:
+                # From a camera, an older frame the encoder has not taken yet is stale: skipped.
+                self.totals.frames_skipped += 1
+                self.rate.on_frame(now, None)
+            self._pending.append(_Frame(frame, now))
             self._frame_ready.set()
         # Let the last frame through the encoder before ending the call.
         while self._pending:
@@ -385,20 +490,33 @@ class Sender:
             await self._frame_ready.wait()
             self._frame_ready.clear()
             while self._pending:
-                frame = self._pending[0]
-                packet = await loop.run_in_executor(self._pool, self._encoder.encode_frame, frame)
-                if self._pending and self._pending[0] is frame:
+                item = self._encoding = self._pending[0]
+                try:
+                    packet = await loop.run_in_executor(self._pool, self._timed_encode, item)
+                finally:
+                    self._encoding = None
+                if self._pending and self._pending[0] is item:
                     self._pending.popleft()
                 self.totals.frames_encoded += 1
                 if isinstance(self._encoder, CameraEncoder):
-                    self.pictures.on_frame(frame.rgb, frame.media_ms, self._encoder.reference_landmarks,
+                    self.pictures.on_frame(item.frame.rgb, item.frame.media_ms, self._encoder.reference_landmarks,
                                            self._encoder.last_landmarks)
                 if packet is None or len(packet) == PACKET_HEADER_BYTES:  # None: no reference face yet
                     self.totals.frames_no_face += 1
                 if packet is not None:
-                    self._packet(packet, frame.media_ms)
+                    self._packet(packet, item)
 
-    def _packet(self, packet: bytes, media_ms: int) -> None:
+    def _timed_encode(self, item: _Frame) -> bytes | None:
+        """Encodes one frame on the encoder's thread, noting when it began and ended."""
+        assert self._clock is not None
+        item.start_ms = self._clock.now_ms()
+        try:
+            return self._encoder.encode_frame(item.frame)
+        finally:
+            item.end_ms = self._clock.now_ms()
+            item.tracking_ms = float(getattr(self._encoder, "tracking_ms", 0.0))
+
+    def _packet(self, packet: bytes, item: _Frame) -> None:
         if not self._hello_sent and self._encoder.header is not None and self.link is not None:
             self.link.send(Hello(self._encoder.header.to_bytes()))
             self._hello_sent = True
@@ -411,17 +529,24 @@ class Sender:
         for held in self._held:
             self._send(held, None)
         self._held.clear()
-        self._send(packet, media_ms)
+        self._send(packet, item)
 
-    def _send(self, packet: bytes, media_ms: int | None) -> None:
+    def _send(self, packet: bytes, item: _Frame | None) -> None:
         """One frame's packet: sent at once, or held until its message has ``frames_per_packet`` frames."""
         late_ms = 0.0
-        if self._clock is not None and media_ms is not None:
-            delay = self._clock.now_ms() - media_ms
-            self.totals.send_delay_ms.append(delay)
+        media_ms = None if item is None else item.frame.media_ms
+        if self._sent is not None:
+            self._sent.append(packet)
+        if self._clock is not None and item is not None:
+            now = self._clock.now_ms()
+            delay = now - item.frame.media_ms
+            self.totals.send_delay_ms.add(delay)
+            # The sender's own lateness, before any bundling: what tells a busy CPU from a lossy link.
+            self.rate.on_frame(now, delay)
             if len(self._recent_delays) >= 5:
                 late_ms = delay - float(np.median(self._recent_delays))
             self._recent_delays.append(delay)
+            self._bundle_items.append(item)
         self.totals.frames_sent += 1
         self.totals.payload_bytes += len(packet) - PACKET_HEADER_BYTES
         self._bundle.append(packet)
@@ -449,6 +574,11 @@ class Sender:
             self._netem.send(m)
             self.totals.messages_sent += 1
             self.totals.motion_bytes += len(m)
+        items, self._bundle_items = self._bundle_items, []
+        if self._clock is not None:
+            now = self._clock.now_ms()
+            for item in items:  # a frame's "send" stage includes its wait for the rest of its message
+                self._note_times(item, now)
         self._last_motion_s = time.monotonic()
         # A picture chunk rides right behind the motion message, in the gap before the next one. Not
         # when that gap will be short: another frame already waits for the encoder, or the last frame left late
@@ -480,6 +610,22 @@ class Sender:
             if time.monotonic() - self._last_motion_s > PICTURES_ALONE_AFTER_S:
                 self._send_picture()
 
+    def _note_times(self, item: _Frame, sent_ms: float) -> None:
+        """One sent frame's stage times: into the totals, the next Timing message and the rate controller."""
+        media_ms = float(item.frame.media_ms)
+        work = max(0.0, item.end_ms - item.start_ms)
+        tracking = min(work, item.tracking_ms)
+        times = {"capture": item.handed_ms - media_ms, "queue": item.start_ms - item.handed_ms,
+                 "tracking": tracking, "tokenizing": work - tracking, "send": sent_ms - item.end_ms}
+        for stage, ms in times.items():
+            self.totals.stages.add(stage, ms)
+        self._interval.add_frame(times)
+
+    def _send_timing(self, link: PeerLink) -> None:
+        if self._interval.frames:
+            link.send(Timing.of(self._interval))
+            self._interval = StageSums()
+
     async def _control(self, link: PeerLink) -> None:
         while True:
             msg = await link.messages.get()
@@ -496,7 +642,17 @@ class Sender:
                 return
             elif isinstance(msg, Report):
                 self.loss = msg.loss
-                self._apply_layers(self.rate.on_loss(msg.loss))
+                now = None if self._clock is None else self._clock.now_ms()
+                self._apply_layers(self.rate.on_loss(msg.loss, now))
+
+    def _count_layer_time(self) -> None:
+        """Adds the media time since the last change to the current layer count's total."""
+        if self._clock is None:
+            return
+        now = self._clock.now_ms()
+        t = self.totals
+        t.layer_seconds[t.layers] = t.layer_seconds.get(t.layers, 0.0) + max(0.0, now - self._layers_since_ms) / 1000
+        self._layers_since_ms = now
 
     def _apply_layers(self, layers: int) -> None:
         cap = f", cap {self.config.max_kbps:g} kbps" if self.config.max_kbps else ""
@@ -504,6 +660,9 @@ class Sender:
             cap += f", wire cap {self.config.max_wire_kbps:g} kbps"
         if layers != self.totals.layers:
             self.status.message(f"motion layers {self.totals.layers} -> {layers} (loss {self.loss * 100:.1f}%{cap})")
+            self._count_layer_time()
+            at = 0.0 if self._clock is None else self._clock.now_ms() / 1000
+            self.totals.layer_changes.append((round(at, 2), self.totals.layers, layers, self.rate.last_reason))
             self.totals.layers = layers
             self._encoder.set_layers(layers)
         per = self.rate.frames_per_packet
@@ -518,6 +677,7 @@ class Sender:
     async def _report(self, link: PeerLink, clock: MediaClock) -> None:
         last_bytes, last_frames, last_audio = 0, 0, 0
         tick = 0
+        last_timing = clock.now_ms()
         while True:
             await asyncio.sleep(STATS_INTERVAL_S)
             tick += 1
@@ -525,6 +685,9 @@ class Sender:
             audio = self.audio_bytes
             if tick % SENDER_STATS_EVERY == 0:
                 self._send_stats(link)
+            if clock.now_ms() - last_timing >= TIMING_INTERVAL_S * 1000:
+                self._send_timing(link)
+                last_timing = clock.now_ms()
             kbps = (t.motion_bytes - last_bytes) * 8 / 1000 / STATS_INTERVAL_S
             fps = (t.frames_sent - last_frames) / STATS_INTERVAL_S
             audio_kbps = (audio - last_audio) * 8 / 1000 / STATS_INTERVAL_S

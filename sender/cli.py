@@ -78,6 +78,16 @@ def _frames_per_packet(text: str) -> int | None:
     raise argparse.ArgumentTypeError(f"expected 1, 2, 3 or auto, got {text!r}")
 
 
+def _burst(text: str) -> tuple[float, float]:
+    try:
+        length, every = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LENGTH_MS:EVERY_S, got {text!r}") from None
+    if not (0 < length <= 60_000 and 0 < every <= 86_400):
+        raise argparse.ArgumentTypeError(f"expected LENGTH_MS in (0, 60000] and EVERY_S in (0, 86400], got {text!r}")
+    return length, every
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="talk-send", description="Send your face as motion tokens and your "
                                 "voice as Opus to a talk-recv.")
@@ -153,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--link-overhead", type=int, default=0, metavar="B",
                       help="bytes the simulated link adds per message (headers below the data channel; "
                       "about 93 over IPv4); default 0: data-channel bytes only")
+    test.add_argument("--netem-burst", type=_burst, metavar="LENGTH_MS:EVERY_S",
+                      help="also drop every motion packet for LENGTH_MS at random moments, EVERY_S seconds "
+                      "apart on average (e.g. 300:5)")
+    test.add_argument("--save-stream", type=Path, metavar="OUT.tok",
+                      help="also write the motion as sent (before any impairment) to a .tok file, to compare "
+                      "with what the receiver showed (talk-recv --save-motion)")
     return p
 
 
@@ -244,8 +260,7 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
                               max_kbps=args.max_kbps, max_wire_kbps=args.max_wire_kbps,
                               frames_per_packet=args.frames_per_packet, entropy=args.entropy,
                               audio_bitrate=int(args.audio_kbps * 1000), audio_frame_ms=args.audio_ms,
-                              netem=NetemConfig(args.netem_loss, args.netem_jitter_ms, args.netem_seed,
-                                                args.netem_outage),
+                              netem=_netem(args), save_stream=args.save_stream,
                               wait_s=args.wait, ice=ice_config(args),
                               pictures=PictureConfig(send=not args.no_portrait, photo=args.portrait,
                                                      keyframes=not args.no_keyframes,
@@ -273,21 +288,21 @@ async def _run(args: argparse.Namespace, status: StatusLine) -> int:
         if camera is not None:
             await camera.close()
         if args.stats_json is not None and sender is not None:
-            t = sender.totals
-            write_bytes_atomic(args.stats_json, json.dumps({
-                "frames_captured": t.frames_captured, "frames_encoded": t.frames_encoded,
-                "frames_sent": t.frames_sent, "frames_no_face": t.frames_no_face,
-                "messages_sent": t.messages_sent, "frames_per_packet": t.frames_per_packet,
-                "motion_bytes": t.motion_bytes, "payload_bytes": t.payload_bytes, "layers": t.layers,
-                "audio_bytes": sender.audio_bytes, "netem_dropped": sender.netem_dropped,
-                "send_delay_ms": percentiles(t.send_delay_ms),
-                "pictures": _picture_stats(sender),
-                "link": None if sender.shaped is None else {
-                    "kbps": args.link_kbps, "overhead_bytes": args.link_overhead,
-                    "delay_ms": {k: percentiles(v) for k, v in sender.shaped.delays_ms.items()},
-                    "trace": [[round(t * 1000, 2), kind, n] for t, kind, n in sender.shaped.trace]},
-                **sender.wire_stats(),
-            }, indent=2).encode() + b"\n")
+            stats = sender.stats()
+            stats["pictures"] = _picture_stats(sender)
+            stats["link"] = None if sender.shaped is None else {
+                "kbps": args.link_kbps, "overhead_bytes": args.link_overhead,
+                "delay_ms": {k: percentiles(v) for k, v in sender.shaped.delays_ms.items()},
+                "trace": [[round(t * 1000, 2), kind, n] for t, kind, n in sender.shaped.trace]}
+            stats.update(sender.wire_stats())
+            write_bytes_atomic(args.stats_json, json.dumps(stats, indent=2).encode() + b"\n")
+
+
+def _netem(args: argparse.Namespace) -> NetemConfig:
+    """The impairments asked for. Raises ValueError for impossible ones."""
+    burst_ms, burst_every_s = args.netem_burst or (0.0, 0.0)
+    return NetemConfig(args.netem_loss, args.netem_jitter_ms, args.netem_seed, args.netem_outage,
+                       burst_ms, burst_every_s)
 
 
 def _picture_stats(sender: Sender) -> dict[str, object]:
@@ -318,7 +333,7 @@ def _main(argv: list[str] | None) -> int:
         quiet_native_logs()  # before logging binds sys.stderr
     logging.basicConfig(level=logging.WARNING, format="talk-send: %(message)s")
     try:
-        NetemConfig(args.netem_loss, args.netem_jitter_ms, outage_s=args.netem_outage)
+        _netem(args)
         ice_config(args)
         check_speech_settings(args.audio_kbps, args.audio_ms)
         if args.max_wire_kbps is not None and not args.max_wire_kbps > 0:
@@ -343,7 +358,7 @@ def _main(argv: list[str] | None) -> int:
         print("talk-send: --seed applies to --audio-only (the generated motion) only", file=sys.stderr)
         return 2
     try:
-        check_paths({"--stats-json": args.stats_json},
+        check_paths({"--stats-json": args.stats_json, "--save-stream": args.save_stream},
                     {"--video": args.video, "--audio": args.audio, "--portrait": args.portrait})
     except UsageError as e:
         print(f"talk-send: {e}", file=sys.stderr)

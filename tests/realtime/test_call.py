@@ -82,7 +82,8 @@ def test_recording_has_the_frames_and_the_speech(clean_call: dict[str, Any]) -> 
         audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
     sent = clean_call["sent"]["frames_sent"]
     assert video >= 0.95 * sent, (video, sent)
-    assert clean_call["recv"]["frames_rendered"] >= video
+    recording = clean_call["recv"]["recording"]
+    assert recording["frames"] >= video and recording["complete"] >= 0.98, recording
     assert len(audio) / 48_000 >= 9.0  # 10 s of speech were sent
     assert float(np.sqrt(np.mean(audio**2))) > 0.005  # and it is not silence
     # Both tracks sit on the sender's media timeline: they end together, and the video starts
@@ -204,7 +205,9 @@ def test_loss_and_jitter_are_concealed_and_ctrl_c_ends_both_cleanly(tmp_path: Pa
     assert 0.03 <= r["packet_loss"] <= 0.25
     assert r["frames_received"] >= 0.7 * s["frames_sent"]
     assert r["frames_played"] >= r["frames_received"]
-    assert s["layers"] < 4  # 10% loss made the sender drop residual layers
+    # 10% loss made the sender drop residual layers, unless the sender itself was late with its frames
+    # (a busy CI box), when the loss says nothing about the link and the layers are kept.
+    assert s["layers"] < 4 or s["rate_control"]["held_for_cpu"] > 0, s["rate_control"]
 
 
 def test_sender_notices_a_vanished_receiver(tmp_path: Path) -> None:

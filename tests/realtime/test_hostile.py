@@ -204,7 +204,7 @@ def test_face_leaving_the_frame_shows_the_portrait_at_rest(portrait_landmarks: n
 
     async def body(url: str, rec: Receiver) -> tuple[list[np.ndarray], int]:
         shown: list[np.ndarray] = []
-        renderer = rec.render._renderer
+        renderer = rec.render.renderer
         real = renderer.render
 
         def spy(landmarks: np.ndarray) -> np.ndarray:

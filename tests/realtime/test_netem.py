@@ -51,3 +51,57 @@ def test_config_is_checked() -> None:
     with pytest.raises(ValueError):
         NetemConfig(jitter_ms=-1)
     assert not NetemConfig().active
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_bursts_take_every_packet_for_their_length() -> None:
+    clock = FakeClock()
+    got: list[float] = []
+    n = Netem(NetemConfig(burst_ms=300, burst_every_s=2.0, seed=5), lambda b: got.append(clock.t), clock)
+    sent = []
+    for k in range(2500):  # 100 s of packets every 40 ms
+        clock.t = k * 0.04
+        sent.append(clock.t)
+        n.send(b"m")
+    lost = sorted(set(sent) - set(got))
+    runs: list[list[float]] = [[lost[0]]]
+    for t in lost[1:]:
+        if t - runs[-1][-1] < 0.05:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    assert n.dropped == n.dropped_burst == len(lost)
+    assert 30 < n.bursts < 70 and len(runs) <= n.bursts  # about one every 2 s (two may touch)
+    # 300 ms takes 7 or 8 packets sent 40 ms apart
+    assert 7 * n.bursts - 8 <= len(lost) <= 8 * n.bursts
+    assert sum(len(r) in (7, 8) for r in runs) > 0.8 * len(runs)
+
+
+def test_bursts_leave_the_random_loss_pattern_alone() -> None:
+    clock = FakeClock()
+    plain: list[int] = []
+    with_bursts: list[int] = []
+    a = Netem(NetemConfig(loss=0.2, seed=9), lambda b: plain.append(b[0]), clock)
+    b = Netem(NetemConfig(loss=0.2, seed=9, burst_ms=300, burst_every_s=3.0), lambda b: with_bursts.append(b[0]),
+              clock)
+    for k in range(250):
+        clock.t = k * 0.04
+        a.send(bytes([k]))
+        b.send(bytes([k]))
+    assert set(with_bursts) <= set(plain) and len(with_bursts) < len(plain)
+    assert b.dropped_random + b.dropped_burst == b.dropped
+
+
+def test_burst_config_is_checked() -> None:
+    with pytest.raises(ValueError):
+        NetemConfig(burst_ms=300)
+    with pytest.raises(ValueError):
+        NetemConfig(burst_ms=3000, burst_every_s=2)
+    assert NetemConfig(burst_ms=300, burst_every_s=5).active

@@ -22,6 +22,7 @@ from realtime.protocol import (
     Report,
     SenderStats,
     Start,
+    Timing,
     encode_message,
     parse_message,
 )
@@ -39,6 +40,7 @@ messages = st.one_of(
     st.builds(Pong, u64, u64, u64),
     st.builds(Report, u32, u32, u32),
     st.builds(SenderStats, u32, u64, u64, st.integers(0, 255)),
+    st.builds(Timing, st.integers(0, 0xFFFF), st.tuples(*[u32] * 5), st.tuples(*[st.integers(0, 0xFFFF)] * 5)),
     st.builds(Bye, st.text(max_size=100)),
 )
 
@@ -120,3 +122,19 @@ def test_report_loss_bounds() -> None:
     assert Report(0, 0, 0).loss == 0.0
     assert Report(10, 12, 0).loss == 0.0  # duplicates cannot make loss negative
     assert Report(10, 0, 0).loss == 1.0
+
+
+def test_timing_carries_the_senders_stage_sums() -> None:
+    from realtime.timing import SENDER_STAGES, StageSums
+
+    sums = StageSums()
+    sums.add_frame({"capture": 1.0, "queue": 2.5, "tracking": 9.0, "tokenizing": 2.0, "send": 0.4})
+    sums.add_frame({"capture": 3.0, "queue": 0.5, "tracking": 11.0, "tokenizing": 2.0, "send": 99999.0})
+    msg = parse_message(encode_message(Timing.of(sums)))
+    assert isinstance(msg, Timing)
+    heard = StageSums()
+    msg.add_to(heard)
+    means = heard.means()
+    assert heard.frames == 2 and means["tracking"] == 10.0 and means["queue"] == 1.5
+    assert heard.summary()["send"]["max"] == 6553.5  # clamped to the field, not an error
+    assert list(heard.summary()) == list(SENDER_STAGES)

@@ -85,3 +85,63 @@ def test_wire_config_is_checked() -> None:
         RateConfig(frames_per_packet=(4,))
     with pytest.raises(ValueError):
         RateConfig(max_wire_kbps=0)
+def feed_frames(rc: RateController, start_ms: float, end_ms: float, delay_ms: float | None,
+                every: int = 1) -> None:
+    """Frames every 40 ms from ``start_ms`` to ``end_ms``; every ``every``-th has ``delay_ms``, the rest 20 ms."""
+    t, k = start_ms, 0
+    while t < end_ms:
+        rc.on_frame(t, delay_ms if k % every == 0 else 20.0)
+        t += 40.0
+        k += 1
+
+
+def test_loss_while_the_sender_is_starved_keeps_the_layers() -> None:
+    rc = RateController(RateConfig(holdoff=1))
+    t = 0.0
+    for _ in range(10):  # a busy machine: every other frame skipped by the encoder, and loss reported
+        feed_frames(rc, t, t + 1000, None, every=2)
+        t += 1000
+        assert rc.on_loss(0.3, t) == 4
+    assert rc.held_for_cpu == 10 and rc.lossy_reports == 10
+
+
+def test_late_frames_count_as_starvation_too() -> None:
+    rc = RateController()
+    feed_frames(rc, 0, 1000, 250.0)  # every frame sent 250 ms after capture
+    assert rc.starved(1000)
+    assert rc.on_loss(0.5, 1000) == 4
+
+
+def test_the_same_loss_with_a_punctual_sender_drops_layers() -> None:
+    rc = RateController(RateConfig(holdoff=1))
+    t = 0.0
+    seen = []
+    for _ in range(5):
+        feed_frames(rc, t, t + 1000, 20.0)
+        t += 1000
+        seen.append(rc.on_loss(0.3, t))
+    assert seen == [3, 2, 1, 1, 1]
+    assert rc.held_for_cpu == 0 and rc.last_reason == "loss"
+
+
+def test_starvation_is_forgotten_after_the_window() -> None:
+    rc = RateController(RateConfig(starved_window_ms=2000))
+    feed_frames(rc, 0, 1000, None)  # a stall
+    assert rc.starved(1000)
+    feed_frames(rc, 1000, 4000, 20.0)  # punctual again
+    assert not rc.starved(4000)
+    assert rc.on_loss(0.3, 4000) == 3
+
+
+def test_a_few_late_frames_are_not_starvation() -> None:
+    rc = RateController()
+    feed_frames(rc, 0, 2000, 300.0, every=20)  # 5% late: under the 10% threshold
+    assert not rc.starved(2000)
+
+
+def test_recovery_reason() -> None:
+    rc = RateController(RateConfig(recover_reports=1, holdoff=1))
+    rc.on_loss(0.5)
+    assert rc.layers == 3 and rc.last_reason == "loss"
+    rc.on_loss(0.0)
+    assert rc.layers == 4 and rc.last_reason == "recovered"

@@ -58,7 +58,9 @@ def test_unwritable_recording() -> None:
 
 def test_stats_json(tmp_path: Path) -> None:
     s = CallStats(frames_received=90, packets_expected=100, motion_payload_bytes=56 * 250,
-                  motion_packet_bytes=63 * 250, motion_media_ms=10_000, render_latency_ms=[10.0, 20.0, 30.0])
+                  motion_packet_bytes=63 * 250, motion_media_ms=10_000)
+    for ms in (10.0, 20.0, 30.0):
+        s.render_latency_ms.add(ms)
     d = s.to_dict()
     assert d["packet_loss"] == pytest.approx(0.1)
     assert d["motion_kbps"] == pytest.approx(11.2)
