@@ -391,8 +391,13 @@ class Call:
                     stages.add("pacing", fired - max(due, decoded))
             elif decision.concealed:
                 self.stats.frames_concealed += 1
-            if self.frames_wanted is None or self.frames_wanted():
+            wanted = self.frames_wanted is None or self.frames_wanted()
+            if wanted:
                 self.render.submit(tick)
+            if not wanted or not self.render.live:
+                # Nothing renders it live (a recording alone renders later, in its own process; token-mode
+                # pages draw it themselves): the caller's face is "shown" when its tick is due.
+                self._note_face(tick, wall_us())
             if self.save_motion is not None:
                 self.save_motion.add(tick)
             p += FRAME_INTERVAL_MS
@@ -408,6 +413,14 @@ class Call:
         """Whether the portrait changed between media times ``a`` and ``b`` (frames from either side do not mix)."""
         return self._face_after_ms is not None and a <= self._face_after_ms < b
 
+    def _note_face(self, tick: Tick, shown_wall_us: float) -> None:
+        """Notes when the first tick showing the caller's own picture was shown."""
+        if self.time_to_face_ms is None and self._face_after_ms is not None and tick.media_ms > self._face_after_ms:
+            start = self.capture_wall_us(0.0)
+            if start is not None:
+                self.time_to_face_ms = (shown_wall_us - start) / 1000.0
+                log.info("the caller's face is on screen %.1f s after the call began", self.time_to_face_ms / 1000)
+
     def _forget_times(self, played_ms: float) -> None:
         """Drops the arrival times of frames at or before the tick just played (late, or never shown)."""
         if len(self._times) > 8:
@@ -417,11 +430,7 @@ class Call:
     def on_rendered(self, tick: Tick, frame: np.ndarray, timing: RenderTiming, shown_ms: float) -> None:
         """The live render stage's report of one of this call's frames, shown at ``shown_ms`` (monotonic)."""
         self.stats.frames_rendered += 1
-        if self.time_to_face_ms is None and self._face_after_ms is not None and tick.media_ms > self._face_after_ms:
-            start = self.capture_wall_us(0.0)
-            if start is not None:
-                self.time_to_face_ms = (timing.end_wall_us - start) / 1000.0
-                log.info("the caller's face is on screen %.1f s after the call began", self.time_to_face_ms / 1000)
+        self._note_face(tick, timing.end_wall_us)
         if tick.kind is not PlayoutKind.FRESH:
             return
         captured = self.capture_wall_us(tick.media_ms)
