@@ -42,7 +42,7 @@ from codec.render.portrait import Portrait, portrait_from_picture
 from codec.smoothing import LOOKAHEAD_FRAMES, smooth_frame
 from realtime.clock import monotonic_ms, wall_us
 from realtime.drops import Drops, error_kind
-from realtime.jitterbuffer import JitterBuffer, PlayoutKind, PushResult
+from realtime.jitterbuffer import JitterBuffer, Playout, PlayoutKind, PushResult
 from realtime.peer import AUDIO_JITTER_MS, PeerLink, fit_audio_jitter_buffer
 from realtime.protocol import (
     Accept,
@@ -136,7 +136,9 @@ class Call:
         self._make_renderer = make_renderer
         self.placeholder = placeholder
         self.pictures = CallPictures(make_renderer is not None, self._use_picture, self._keyframe, self._media_now_ms)
-        self._max_decoded_ts = -1  # the decoder thread's: newest timestamp decoded so far
+        self._max_decoded_ts = -1  # newest timestamp decoded so far
+        self._last_played_ms = -1.0  # media time of the last tick handed to the render stage
+        self._pending_face: tuple[int, Portrait, Any] | None = None  # (after timestamp, portrait, renderer)
         self._face_after_ms: float | None = None  # ticks later than this show the caller's own face
         self.time_to_face_ms: float | None = None
         render.reset()
@@ -286,14 +288,24 @@ class Call:
         portrait = await asyncio.to_thread(portrait_from_picture, picture)
         renderer = await asyncio.to_thread(self._make_renderer, portrait)
         # Packets are decoded on this loop, so this falls between two of them: every packet after it decodes
-        # onto the new portrait, and the frames before (up to the newest timestamp decoded) keep the placeholder.
-        after = self._set_portrait(portrait.landmarks)
+        # onto the new portrait, and the frames before (up to the newest timestamp decoded) onto the placeholder.
+        # The render stage switches at the first tick that shows one of the new frames (_switch_when_due):
+        # ticks before it, a concealed one running ahead of the frames included, hold placeholder landmarks.
+        self._pending_face = (self._set_portrait(portrait.landmarks), portrait, renderer)
+
+    def _switch_when_due(self, decision: Playout[np.ndarray | None]) -> None:
+        """At the first tick showing a frame decoded onto the caller's picture, the render stage switches to it."""
+        if self._pending_face is None or decision.frame is None or decision.frame.timestamp_ms <= self._pending_face[0]:
+            return
+        _, portrait, renderer = self._pending_face
+        self._pending_face = None
         self.rest = np.asarray(portrait.landmarks, np.float32)
         if self.fallback is not None:
             self.fallback.set_portrait(self.rest)
-        self._face_after_ms = float(after)
+        assert self._make_renderer is not None
+        self._face_after_ms = self._last_played_ms
         # The recording process builds its own renderer of the same picture.
-        self.render.switch(renderer, float(after), functools.partial(self._make_renderer, portrait))
+        self.render.switch(renderer, self._last_played_ms, functools.partial(self._make_renderer, portrait))
         if self.on_renderer is not None:
             self.on_renderer(renderer)
 
@@ -361,6 +373,7 @@ class Call:
                 continue
             fired = monotonic_ms()
             decision = self.buffer.pop(p)
+            self._switch_when_due(decision)
             landmarks, face = tick_landmarks(decision, self.rest)
             fresh = landmarks if decision.kind is PlayoutKind.FRESH and face else None
             if fresh is not None and self.lookahead_ms:
@@ -394,6 +407,7 @@ class Call:
             wanted = self.frames_wanted is None or self.frames_wanted()
             if wanted:
                 self.render.submit(tick)
+            self._last_played_ms = p
             if not wanted or not self.render.live:
                 # Nothing renders it live (a recording alone renders later, in its own process; token-mode
                 # pages draw it themselves): the caller's face is "shown" when its tick is due.

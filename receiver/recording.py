@@ -347,6 +347,7 @@ class _Worker:
         self.rendered = 0
         self.failures = 0
         self._last_report = 0.0
+        self._parent = os.getppid()
 
     def report(self, kind: str = "progress") -> None:
         self.outbox.put((kind, self.written, self.from_live, self.rendered, self.failures))
@@ -384,6 +385,10 @@ class _Worker:
     def run(self, inbox: Any) -> None:
         open_ = True
         while open_ or self.pending:
+            if open_ and os.getppid() != self._parent:
+                # The receiver died without saying so: what came is written and the file finished.
+                log.warning("the receiver is gone: finishing the recording with what arrived")
+                open_ = False
             # Everything that has arrived first (speech is cheap and never waits for video), then one step.
             block = open_ and not self.pending
             while open_:
