@@ -97,8 +97,9 @@ def _build() -> dict[str, Target]:
     from codec.picture import ImageFormat, Picture, PictureKind, decode_picture, encode_picture
     from codec.stream import StreamReader, StreamWriter
     from realtime.pictures import PictureInbox, PictureOutbox
-    from realtime.protocol import Hello, PictureBegin, PictureData, encode_message, parse_message
+    from realtime.protocol import Hello, PictureBegin, PictureData, Timing, encode_message, parse_message
     from realtime.signaling import Answer, Challenge, Offer, Reject, encode_signal, parse_signal
+    from realtime.timing import StageSums
 
     ref = ReferenceInfo(frame_index=0, rotation=(0.1, -0.2, 0.0), gaze=(0.0, 0.1, 0.0, -0.1), blink=(0.3, 0.3),
                         mouth_opening=0.05, image_size=(512, 512))
@@ -153,6 +154,7 @@ def _build() -> dict[str, Target]:
 
     def control(data: bytes) -> None:
         inbox = PictureInbox()
+        sender_stages = StageSums()
         for part in _split(data):
             try:
                 msg = parse_message(part)
@@ -164,6 +166,9 @@ def _build() -> dict[str, Target]:
                     whole = inbox.data(msg)
                     if whole is not None:
                         decode_picture(whole)
+                elif isinstance(msg, Timing):  # added up as the receiver does, then summarised
+                    msg.add_to(sender_stages)
+                    sender_stages.summary()
             except TalkcodecError:
                 pass  # the receiver drops the message and goes on
 
@@ -225,7 +230,10 @@ def _build() -> dict[str, Target]:
             if m is not None:
                 chunks.append(m)
             t += 1.0
-        return [_join([encode_message(Hello(fixed.to_bytes()))] + chunks), _join(files(rt_fixtures, "control_"))]
+        timing = StageSums()
+        timing.add_frame({"capture": 3.0, "queue": 1.0, "tracking": 20.0, "tokenizing": 4.0, "send": 0.5})
+        return [_join([encode_message(Hello(fixed.to_bytes()))] + chunks + [encode_message(Timing.of(timing))]),
+                _join(files(rt_fixtures, "control_"))]
 
     def signal_seeds() -> list[bytes]:
         sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
