@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.measure import heavy_loss, latency, soak
-from receiver.playout import MotionLog, Tick
 from realtime.jitterbuffer import PlayoutKind
+from receiver.playout import MotionLog, Tick
 
 
 def _face(shift: float) -> np.ndarray:
