@@ -132,10 +132,11 @@ def run_call(clip: Path, config: CallConfig, directory: Path,
     """
     if not clip.is_file():
         raise MediaError(f"{clip}: no such file")
+    # "--token=...": a random token may begin with "-", which argparse would take for an option.
     port, token = free_port(), secrets.token_urlsafe(12)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     recv_json, send_json = directory / "recv.json", directory / "send.json"
-    recv_cmd = [sys.executable, "-m", "receiver.cli", "--listen", f"127.0.0.1:{port}", "--token", token, "--quiet",
+    recv_cmd = [sys.executable, "-m", "receiver.cli", "--listen", f"127.0.0.1:{port}", f"--token={token}", "--quiet",
                 "--once", "--stats-json", str(recv_json), "--device", config.device, "--renderer", config.renderer]
     if config.live:
         recv_cmd.append("--show")
@@ -149,7 +150,7 @@ def run_call(clip: Path, config: CallConfig, directory: Path,
     try:
         wait_listening(port, recv, config.start_timeout_s)
         send = subprocess.Popen(
-            [sys.executable, "-m", "sender.cli", "--connect", f"ws://127.0.0.1:{port}", "--token", token,
+            [sys.executable, "-m", "sender.cli", "--connect", f"ws://127.0.0.1:{port}", f"--token={token}",
              "--quiet", "--video", str(clip), "--loop", "--duration", f"{config.seconds:g}", "--wait", "30",
              "--layers", str(config.layers), "--stats-json", str(send_json), *config.sender_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)

@@ -85,16 +85,22 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 machine = sampler.stop()
             frames_in_file = None if args.no_record else recording_frames(Path(tmp) / "call.mp4")
+            ended = call_end(run.dir / "send.err")
     except TalkcodecError as e:
         print(f"bench.measure.soak: error: {e}", file=sys.stderr)
         return 1
     out = summarize(run, config)
-    out.update({"minutes": args.minutes, "impairment": " ".join(IMPAIRMENT), "load_before": load,
+    # The sender captures every frame of the call (sent or skipped): its count is the call's length.
+    call_s = run.send.get("frames_captured", 0) / 25.0
+    whole = call_s >= 0.95 * seconds  # a starved reader may lose a few frames of the clip
+    out.update({"call_s": round(call_s, 1), "call_whole": whole, "call_ended": ended,
+                "minutes": args.minutes, "impairment": " ".join(IMPAIRMENT), "load_before": load,
                 "machine_during_call": machine, "nice": os.nice(0), "memory": memory(sampler.samples),
                 "recording_frames_in_file": frames_in_file, "samples": sampler.samples})
     lines = [f"# Soak: {args.minutes:g} min loopback call with loss ({out['impairment']})", "",
-             f"- load average before {load[0]:.2f}; CPUs {machine['cpu_busy']:.0%} busy during the call; nice "
-             f"{out['nice']}",
+             f"- load average before {load[0]:.2f}, 1-min load up to {machine.get('load1_max')} during the call; "
+             f"CPUs {machine['cpu_busy']:.0%} busy during the call; nice {out['nice']}",
+             f"- the call ran {call_s:.0f} of {seconds:.0f} s ({'whole' if whole else 'ENDED EARLY'}): {ended}",
              f"- frames: {out.get('frames_sent')} sent, {out.get('frames_received')} received, "
              f"{out.get('frames_concealed')} ticks concealed, packet loss {out.get('packet_loss')}; "
              f"capture -> rendered {out.get('latency_ms')}",
@@ -107,7 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
-    return 0
+    return 0 if whole else 1
+
+
+def call_end(send_err: Path) -> str:
+    """How talk-send said its call ended (its "call ended: ..." line), or what it said last."""
+    try:
+        lines = [ln for ln in send_err.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "talk-send left no messages"
+    ends = [ln for ln in lines if ln.startswith("call ended")]
+    return (ends or lines or ["talk-send said nothing"])[-1]
 
 
 if __name__ == "__main__":
