@@ -41,6 +41,8 @@ from typing import Any
 from codec.errors import MediaError, TalkcodecError
 from realtime.timing import RECEIVER_STAGES, SENDER_STAGES
 
+# What talk-send says when its clip ran out and the call ended as planned.
+NORMAL_END = "call ended: the source ended"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -267,6 +269,16 @@ def _find(doc: Any, key: str) -> Any:
             if found is not None:
                 return found
     return None
+
+
+def call_end(send_err: Path) -> str:
+    """How talk-send said its call ended (its "call ended: ..." line), or what it said last."""
+    try:
+        lines = [ln for ln in send_err.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "talk-send left no messages"
+    ends = [ln for ln in lines if ln.startswith("call ended")]
+    return (ends or lines or ["talk-send said nothing"])[-1]
 
 
 def _last_line(err: bytes | None) -> str:

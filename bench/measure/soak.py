@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.loopback import CallConfig, run_call, summarize
+from bench.loopback import NORMAL_END, CallConfig, call_end, run_call, summarize
 from bench.measure.latency import Sampler, recording_frames
 from codec.errors import TalkcodecError
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     out = summarize(run, config)
     # The sender captures every frame of the call (sent or skipped): its count is the call's length.
     call_s = run.send.get("frames_captured", 0) / 25.0
-    whole = call_s >= 0.95 * seconds  # a starved reader may lose a few frames of the clip
+    whole = ended == NORMAL_END and call_s >= 0.95 * seconds  # a starved reader may lose a few frames
     out.update({"call_s": round(call_s, 1), "call_whole": whole, "call_ended": ended,
                 "minutes": args.minutes, "impairment": " ".join(IMPAIRMENT), "load_before": load,
                 "machine_during_call": machine, "nice": os.nice(0), "memory": memory(sampler.samples),
@@ -114,16 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0 if whole else 1
-
-
-def call_end(send_err: Path) -> str:
-    """How talk-send said its call ended (its "call ended: ..." line), or what it said last."""
-    try:
-        lines = [ln for ln in send_err.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return "talk-send left no messages"
-    ends = [ln for ln in lines if ln.startswith("call ended")]
-    return (ends or lines or ["talk-send said nothing"])[-1]
 
 
 if __name__ == "__main__":
