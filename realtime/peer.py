@@ -44,12 +44,11 @@ MOTION_LABEL, MOTION_ID = "motion", 1
 # packets the same count would hold 160-240 ms, so the count is fitted to keep about 80 ms.
 AUDIO_JITTER_MS = 80.0
 # Each control message costs ~110 bytes on the wire (~0.9 kbps at one a second): a ping every 2 s
-# (and the peer's pong) hears a live peer five times in the 10 s silence timeout. 10 s, not the 4 it
-# was: on a starved machine (load 15-19 on 2 cores, both programs niced: the soak of bench.measure.soak)
-# a live sender went 4 s without a ping reaching the receiver, which ended the call after 6 minutes.
-# A peer's own stalls are forgiven (stall_ms), the other end's cannot be told from a peer that is gone.
+# (and the peer's pong) still hears a live peer twice in the 4 s silence timeout. A peer's own stalls
+# are forgiven (stall_ms); the other end's cannot be told from a peer that is gone: on a starved machine
+# (both programs niced, load 11-19 on 2 cores) a soak's call was ended this way, with 4 s as with 10 s.
 PING_INTERVAL_S = 2.0
-PEER_TIMEOUT_S = 10.0
+PEER_TIMEOUT_S = 4.0
 CONNECT_TIMEOUT_S = 15.0
 
 

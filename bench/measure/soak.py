@@ -87,7 +87,16 @@ def main(argv: list[str] | None = None) -> int:
             frames_in_file = None if args.no_record else recording_frames(Path(tmp) / "call.mp4")
             ended = call_end(run.dir / "send.err")
     except TalkcodecError as e:
+        # The call failed (a lost peer, say): the memory sampled until then is still worth reporting.
         print(f"bench.measure.soak: error: {e}", file=sys.stderr)
+        machine = sampler.stop()
+        out = {"error": str(e), "minutes": args.minutes, "impairment": " ".join(IMPAIRMENT), "load_before": load,
+               "machine_during_call": machine, "nice": os.nice(0), "memory": memory(sampler.samples),
+               "sampled_s": round(sampler.samples[-1]["t"] - sampler.samples[0]["t"], 1) if sampler.samples else 0,
+               "samples": sampler.samples}
+        print("\n".join([f"# Soak FAILED after {out['sampled_s']} s: {e}", "", *memory_lines(out["memory"])]))
+        if args.json is not None:
+            args.json.write_text(json.dumps(out, indent=1) + "\n")
         return 1
     out = summarize(run, config)
     # The sender captures every frame of the call (sent or skipped): its count is the call's length.
@@ -105,15 +114,20 @@ def main(argv: list[str] | None = None) -> int:
              f"{out.get('frames_concealed')} ticks concealed, packet loss {out.get('packet_loss')}; "
              f"capture -> rendered {out.get('latency_ms')}",
              f"- recording: {frames_in_file} frames in the file; {out.get('recording')}",
-             f"- layers: {(out.get('rate_control') or {}).get('layer_seconds')}", "",
-             "| process | RSS start MB (after 1 min) | RSS end MB | max MB | growth MB / 10 min |",
-             "|---|---|---|---|---|"]
-    for name, m in out["memory"].items():
-        lines.append(f"| {name} | {m['start_mb']} | {m['end_mb']} | {m['max_mb']} | {m['growth_mb_per_10min']} |")
+             f"- layers: {(out.get('rate_control') or {}).get('layer_seconds')}", "", *memory_lines(out["memory"])]
     print("\n".join(lines))
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0 if whole else 1
+
+
+def memory_lines(mem: dict[str, dict[str, float | None]]) -> list[str]:
+    """The RSS table."""
+    lines = ["| process | RSS start MB (after 1 min) | RSS end MB | max MB | growth MB / 10 min |",
+             "|---|---|---|---|---|"]
+    for name, m in mem.items():
+        lines.append(f"| {name} | {m['start_mb']} | {m['end_mb']} | {m['max_mb']} | {m['growth_mb_per_10min']} |")
+    return lines
 
 
 if __name__ == "__main__":
