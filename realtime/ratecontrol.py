@@ -7,7 +7,11 @@ lowest wins:
 * loss: the receiver reports its loss about once a second; above
   ``loss_high`` a layer goes (at most one per ``holdoff`` reports, so a drop
   takes effect before the next), and after ``recover_reports`` reports in a
-  row below ``loss_low`` one comes back;
+  row below ``loss_low`` one comes back. A layer restored only to be lost again
+  soon after (loss in bursts: a lossy second, then clean ones) doubles the
+  good reports the next restore needs, up to ``max_recover_reports``, so the
+  layer count settles instead of see-sawing; a restore that holds for
+  ``proven_reports`` resets it;
 * a rate cap on the packets (``--max-kbps``): the most layers whose measured rate fits;
 * a cap on the motion's rate on the wire (``--max-wire-kbps``): every message
   also costs ``message_overhead_bytes`` of SCTP, DTLS and UDP/IP headers (97
@@ -48,6 +52,8 @@ class RateConfig:
         loss_high: loss fraction above which a layer is dropped.
         loss_low: loss fraction below which a report counts as good.
         recover_reports: good reports in a row before a layer is restored.
+        max_recover_reports: the most that doubling ``recover_reports`` after failed restores reaches.
+        proven_reports: reports a restored layer must hold before a drop no longer counts against it.
         holdoff: reports to wait after a drop before dropping again.
         nominal_layer_kbps: rate of one layer before any has been measured
             (12 tokens of log2(625) bits and a share of the packet header, 25
@@ -70,6 +76,8 @@ class RateConfig:
     loss_high: float = 0.05
     loss_low: float = 0.01
     recover_reports: int = 3
+    max_recover_reports: int = 48
+    proven_reports: int = 12
     holdoff: int = 2
     nominal_layer_kbps: float = 25 * (12 * math.log2(625) + 14) / 1000
     max_wire_kbps: float | None = None
@@ -108,6 +116,8 @@ class RateController:
         self.config = config
         self._loss_layers = config.max_layers
         self._good = 0
+        self._recover_needed = config.recover_reports
+        self._since_restore: int | None = None  # reports since the last restore, until it is proven
         self._since_drop = config.holdoff
         self._layer_kbps = config.nominal_layer_kbps
         self._frames: deque[tuple[float, bool]] = deque()  # (time, late or skipped)
@@ -187,6 +197,11 @@ class RateController:
         cfg = self.config
         self.reports += 1
         self._since_drop += 1
+        if self._since_restore is not None:
+            self._since_restore += 1
+            if self._since_restore >= cfg.proven_reports:  # the restored layer held: probe at the usual pace
+                self._since_restore = None
+                self._recover_needed = cfg.recover_reports
         if loss > cfg.loss_high:
             self.lossy_reports += 1
             self._good = 0
@@ -195,14 +210,23 @@ class RateController:
             elif self._since_drop >= cfg.holdoff and self._loss_layers > cfg.min_layers:
                 self._set_loss_layers(self._loss_layers - 1, "loss")
                 self._since_drop = 0
+                if self._since_restore is not None:  # the last restore did not hold: wait longer next time
+                    self._recover_needed = min(cfg.max_recover_reports, 2 * self._recover_needed)
+                    self._since_restore = None
         elif loss < cfg.loss_low:
             self._good += 1
-            if self._good >= cfg.recover_reports and self._loss_layers < cfg.max_layers:
+            if self._good >= self._recover_needed and self._loss_layers < cfg.max_layers:
                 self._set_loss_layers(self._loss_layers + 1, "recovered")
                 self._good = 0
+                self._since_restore = 0
         else:
             self._good = 0
         return self.layers
+
+    @property
+    def recover_reports(self) -> int:
+        """Good reports in a row the next restore needs (``recover_reports``, doubled after failed ones)."""
+        return self._recover_needed
 
     def _set_loss_layers(self, layers: int, reason: str) -> None:
         before = self.layers

@@ -145,3 +145,30 @@ def test_recovery_reason() -> None:
     assert rc.layers == 3 and rc.last_reason == "loss"
     rc.on_loss(0.0)
     assert rc.layers == 4 and rc.last_reason == "recovered"
+
+
+def test_bursty_loss_settles_instead_of_see_sawing() -> None:
+    """A lossy report every 4th (a 300 ms burst every few seconds): restores that fail double the wait."""
+    cfg = RateConfig()
+    rc = RateController(cfg)
+    pattern = [0.3, 0.0, 0.0, 0.0]
+    history = [rc.on_loss(pattern[i % 4]) for i in range(200)]
+    changes = [i for i in range(1, len(history)) if history[i] != history[i - 1]]
+    early = [i for i in changes if i < 40]
+    late = [i for i in changes if i >= 100]
+    assert len(early) >= 4  # it still reacts at first
+    assert not late  # and then holds one layer count
+    assert rc.recover_reports > cfg.recover_reports
+
+
+def test_a_restore_that_holds_resets_the_wait() -> None:
+    cfg = RateConfig(holdoff=1, recover_reports=3)
+    rc = RateController(cfg)
+    assert rc.on_loss(0.3) == 3
+    assert [rc.on_loss(0.0) for _ in range(3)] == [3, 3, 4]  # restored after 3 good reports
+    assert rc.on_loss(0.3) == 3 and rc.recover_reports == 6  # lost again at once: the next restore waits 6
+    assert [rc.on_loss(0.0) for _ in range(6)] == [3] * 5 + [4]
+    assert rc.on_loss(0.3) == 3 and rc.recover_reports == 12
+    for _ in range(12 + cfg.proven_reports):  # a clean link: the layer comes back and holds
+        rc.on_loss(0.0)
+    assert rc.layers == cfg.max_layers and rc.recover_reports == cfg.recover_reports
