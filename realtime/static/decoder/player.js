@@ -20,7 +20,7 @@ function landmarksOf(d) {
 
 export class CallPlayer {
   // smoothing: smooth decoded motion with the next frame, each tick one frame later (receiver/call.py).
-  constructor(assets, bundle, geometry, renderer, { jitterMs = 40, smoothing = true } = {}) {
+  constructor(assets, bundle, geometry, renderer, { jitterMs = 20, smoothing = true } = {}) {
     Object.assign(this, { assets, bundle, geometry, renderer, jitterMs });
     this.lookaheadMs = smoothing ? LOOKAHEAD_FRAMES * FRAME_INTERVAL_MS : 0;
     const regions = assets.meta.regions;
