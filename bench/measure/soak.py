@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=30.0, help="length of the call (default: %(default)s)")
     p.add_argument("--every", type=float, default=10.0, help="seconds between memory samples (default: %(default)s)")
     p.add_argument("--no-record", action="store_true", help="live view only, no recording")
+    p.add_argument("--size", type=int, default=512,
+                   help="the receiver's frame side (default: %(default)s; smaller leaves more CPU to the call on a "
+                   "loaded machine, where both ends and the renderer share the cores)")
     p.add_argument("--json", type=Path, metavar="OUT.json", help="also write every figure and sample as JSON")
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.every <= 0:
@@ -72,13 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.minutes * 60
     load = os.getloadavg()
     print(f"bench.measure.soak: {args.minutes:g} min loopback call, {' '.join(IMPAIRMENT)}, "
-          f"{'live view only' if args.no_record else 'live view + recording'}; load average {load[0]:.2f} "
-          f"{load[1]:.2f} {load[2]:.2f}; nice {os.nice(0)}", file=sys.stderr)
+          f"{'live view only' if args.no_record else 'live view + recording'} at {args.size} px; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; nice {os.nice(0)}", file=sys.stderr)
     sampler = Sampler(args.every)
     try:
         with tempfile.TemporaryDirectory(prefix="talk-soak-") as tmp:
             # The receiver's default: the caller's own picture, sent at the call's start.
             config = CallConfig(seconds=seconds, device="cpu", live=True, sender_args=IMPAIRMENT,
+                                receiver_args=("--size", str(args.size)),
                                 record=None if args.no_record else Path(tmp) / "call.mp4", finish_timeout_s=3600)
             try:
                 run = run_call(CLIP, config, Path(tmp), during=sampler.start)
