@@ -16,12 +16,8 @@ been) and ``delay`` the head room for jitter: the spread of recent transits
 above the base (their 95th percentile), at least ``target_delay`` and at
 most ``max_delay``. So a steady path plays out after ``target_delay``, and a
 jittery one (a busy sender's face tracker, a congested link) waits just long
-enough for most frames. A path that turns slower for good (a busy sender, a
-generator falling behind) makes every frame late until the fastest transit
-leaves the window; so after :data:`REBASE_LATE_RUN` late frames in a row the
-buffer forgets the faster transits and plays out on the slower path at once.
-No clock is read here: every call takes the time it is about, so the buffer
-is a pure state machine, tested without sleeping.
+enough for most frames. No clock is read here: every call takes the time it
+is about, so the buffer is a pure state machine, tested without sleeping.
 """
 
 from __future__ import annotations
@@ -39,8 +35,6 @@ MAX_TIMESTAMP_JUMP_MS = 10_000
 TRANSIT_WINDOW_MS = 5_000
 # Recent transits whose spread sets the delay.
 SPREAD_WINDOW = 50
-# Late frames in a row that mean the path got slower, not jittery: the base transit moves up to them.
-REBASE_LATE_RUN = 5
 
 
 class PushResult(enum.Enum):
@@ -139,8 +133,7 @@ class JitterBuffer(Generic[T]):
                  capacity: int = 64, seq_bits: int = 16, max_delay_ms: float = 250.0) -> None:
         self.target_delay_ms = target_delay_ms
         self.max_delay_ms = max(max_delay_ms, target_delay_ms)
-        self._recent: deque[tuple[float, float]] = deque(maxlen=SPREAD_WINDOW)  # (arrival, transit)
-        self._late_run = 0
+        self._recent: deque[float] = deque(maxlen=SPREAD_WINDOW)
         self.frame_interval_ms = frame_interval_ms
         self.capacity = capacity
         self.seq_bits = seq_bits
@@ -183,11 +176,7 @@ class JitterBuffer(Generic[T]):
         self._note_transit(arrival_ms, arrival_ms - timestamp_ms)
         if self._playout_ts is not None and timestamp_ms <= self._playout_ts:
             self.stats.late += 1
-            self._late_run += 1
-            if self._late_run >= REBASE_LATE_RUN:
-                self._rebase()
             return PushResult.LATE
-        self._late_run = 0
         self._entries[ext] = Entry(ext, timestamp_ms, value)
         if len(self._entries) > self.capacity:
             del self._entries[min(self._entries)]
@@ -199,22 +188,13 @@ class JitterBuffer(Generic[T]):
         return self._entries[max(self._entries)].timestamp_ms
 
     def _note_transit(self, arrival_ms: float, transit: float) -> None:
-        self._recent.append((arrival_ms, transit))
+        self._recent.append(transit)
         # Monotonic deque: the front is the window's minimum.
         while self._transits and self._transits[-1][1] >= transit:
             self._transits.pop()
         self._transits.append((arrival_ms, transit))
         while self._transits[0][0] < arrival_ms - TRANSIT_WINDOW_MS and len(self._transits) > 1:
             self._transits.popleft()
-
-    def _rebase(self) -> None:
-        """Keeps only the transits of the late run: the fastest of them becomes the base, their spread the delay."""
-        run = list(self._recent)[-REBASE_LATE_RUN:]
-        self._recent.clear()
-        self._transits.clear()
-        self._late_run = 0
-        for arrival, transit in run:
-            self._note_transit(arrival, transit)
 
     # -- playout ----------------------------------------------------------
 
@@ -235,7 +215,7 @@ class JitterBuffer(Generic[T]):
         """Head room now: the 95th percentile of recent transits above the base, within the bounds."""
         if not self._transits:
             return self.target_delay_ms
-        recent = sorted(t for _, t in self._recent)
+        recent = sorted(self._recent)
         spread = recent[min(len(recent) - 1, int(0.95 * len(recent)))] - self._transits[0][1]
         return min(self.max_delay_ms, max(self.target_delay_ms, spread))
 

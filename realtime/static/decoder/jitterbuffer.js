@@ -5,7 +5,6 @@
 export const MAX_TIMESTAMP_JUMP_MS = 10000;
 export const TRANSIT_WINDOW_MS = 5000;
 export const SPREAD_WINDOW = 50;
-export const REBASE_LATE_RUN = 5;
 
 export function unwrapSeq(seq, reference, bits) {
   const mod = 2 ** bits;
@@ -23,8 +22,7 @@ export class JitterBuffer {
     this.seqBits = seqBits;
     this.stats = { expected: 0, received: 0, late: 0, duplicates: 0, outOfRange: 0 };
     this.entries = new Map();  // extended seq -> {seq, timestampMs, value}
-    this.recent = [];          // the last SPREAD_WINDOW [arrival, transit]
-    this.lateRun = 0;          // late frames in a row: REBASE_LATE_RUN of them move the base transit up
+    this.recent = [];          // the last SPREAD_WINDOW transits
     this.transits = [];        // [arrival, transit], transit increasing: the front is the window's minimum
     this.firstSeq = null;
     this.highestSeq = null;
@@ -57,30 +55,19 @@ export class JitterBuffer {
     this.noteTransit(arrivalMs, arrivalMs - timestampMs);
     if (this.playoutTs !== null && timestampMs <= this.playoutTs) {
       this.stats.late++;
-      this.lateRun++;
-      if (this.lateRun >= REBASE_LATE_RUN) this.rebase();
       return "late";
     }
-    this.lateRun = 0;
     this.entries.set(ext, { seq: ext, timestampMs, value });
     if (this.entries.size > this.capacity) this.entries.delete(Math.min(...this.entries.keys()));
     return "accepted";
   }
 
   noteTransit(arrivalMs, transit) {
-    this.recent.push([arrivalMs, transit]);
+    this.recent.push(transit);
     if (this.recent.length > SPREAD_WINDOW) this.recent.shift();
     while (this.transits.length && this.transits[this.transits.length - 1][1] >= transit) this.transits.pop();
     this.transits.push([arrivalMs, transit]);
     while (this.transits[0][0] < arrivalMs - TRANSIT_WINDOW_MS && this.transits.length > 1) this.transits.shift();
-  }
-
-  rebase() {
-    const run = this.recent.slice(-REBASE_LATE_RUN);
-    this.recent = [];
-    this.transits = [];
-    this.lateRun = 0;
-    for (const [arrival, transit] of run) this.noteTransit(arrival, transit);
   }
 
   get started() { return this.transits.length > 0; }
@@ -92,7 +79,7 @@ export class JitterBuffer {
 
   get delayMs() {
     if (!this.transits.length) return this.targetDelayMs;
-    const recent = this.recent.map((r) => r[1]).sort((a, b) => a - b);
+    const recent = this.recent.slice().sort((a, b) => a - b);
     const spread = recent[Math.min(recent.length - 1, Math.floor(0.95 * recent.length))] - this.transits[0][1];
     return Math.min(this.maxDelayMs, Math.max(this.targetDelayMs, spread));
   }
