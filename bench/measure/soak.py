@@ -46,7 +46,7 @@ def memory(samples: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     names = sorted({k for s in samples for k in s["rss_mb"]})
     for name in names:
         pts = [(s["t"] - t0, s["rss_mb"].get(name)) for s in samples]
-        pts = [(t, v) for t, v in pts if v is not None]
+        pts = [(t, v) for t, v in pts if v]  # None: gone; 0: exiting (a zombie has no resident pages)
         if not pts:
             continue
         settled = [(t, v) for t, v in pts if t >= WARMUP_S] or pts

@@ -62,3 +62,8 @@ def test_latency_verdicts_say_what_failed() -> None:
                                     "machine_during_call": {"cpu_busy": 0.5, "load1_max": 3.2}}])
     assert any("PASS capture->rendered p95 <= 100 ms" in line for line in lines)
     assert any("not quiet" in line for line in lines)  # load 3.0 > 1.5: said so
+
+
+def test_soak_memory_ignores_a_process_on_its_way_out() -> None:
+    samples = [{"t": float(t), "rss_mb": {"recv": 0.0 if t == 120 else 100.0}} for t in range(0, 121, 10)]
+    assert soak.memory(samples)["recv"]["end_mb"] == 100.0
