@@ -8,6 +8,9 @@ from typing import Any, Protocol
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+# Speech packets (20 ms each at the defaults) a slow listener may fall behind before it loses the oldest.
+MAX_AUDIO_BACKLOG = 5
+
 
 class PacketSource(Protocol):
     """A shared encoder that viewers' tracks subscribe to."""
@@ -57,3 +60,25 @@ class PacketTrack(MediaStreamTrack):
         self._queue.clear()
         self._wake.set()
         self._shared.unsubscribe(self)
+
+
+class AudioPacketTrack(PacketTrack):
+    """One listener's speech: Opus packets, bounded.
+
+    A listener that falls behind by more than :data:`MAX_AUDIO_BACKLOG`
+    packets loses the oldest: it gets the newest speech, not a growing queue.
+    """
+
+    kind = "audio"
+
+    def __init__(self, shared: PacketSource) -> None:
+        super().__init__(shared)
+        self.packets_dropped = 0
+
+    def push(self, packet: Any) -> None:
+        if self.readyState != "live":
+            return
+        if len(self._queue) >= MAX_AUDIO_BACKLOG:
+            self._queue.popleft()
+            self.packets_dropped += 1
+        self._append(packet)

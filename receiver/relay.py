@@ -53,15 +53,13 @@ from realtime.protocol import (
     parse_message,
 )
 from realtime.webpage import TOKEN_CHANNELS
-from receiver.packet_track import PacketSource, PacketTrack
+from receiver.packet_track import AudioPacketTrack
 
 log = logging.getLogger(__name__)
 
 PORTRAIT_CHUNK = 16 * 1024
 AUDIO_RATE = 48_000
 AUDIO_FRAME = 960
-# Speech packets a page's sender may fall behind before the oldest is dropped (20 ms each).
-MAX_AUDIO_BACKLOG = 5
 # START is sent again when this receiver's estimate of the sender's clock moved this much (µs).
 RESYNC_US = 2000.0
 # Control messages the relay passes on; the rest (ping, pong, report, accept, refuse) belong to one link.
@@ -71,25 +69,11 @@ FORWARDED = {MessageType.HELLO, MessageType.SENDER_STATS, MessageType.BYE}
 RTP_TAP = asyncio.iscoroutinefunction(getattr(RTCRtpReceiver, "_handle_rtp_packet", None))
 
 
-class RelayedAudioTrack(PacketTrack):
+class RelayedAudioTrack(AudioPacketTrack):
     """One page's speech: the caller's Opus packets, as ``av.Packet`` that aiortc only packetizes.
 
-    A page that falls behind by more than :data:`MAX_AUDIO_BACKLOG` packets loses the oldest.
+    A page that falls behind by more than :data:`~receiver.packet_track.MAX_AUDIO_BACKLOG` packets loses the oldest.
     """
-
-    kind = "audio"
-
-    def __init__(self, relay: PacketSource) -> None:
-        super().__init__(relay)
-        self.packets_dropped = 0
-
-    def push(self, packet: Any) -> None:
-        if self.readyState != "live":
-            return
-        if len(self._queue) >= MAX_AUDIO_BACKLOG:
-            self._queue.popleft()
-            self.packets_dropped += 1
-        self._append(packet)
 
 
 class TokenPage:

@@ -21,7 +21,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from codec.audio import opus_encoder
-from receiver.packet_track import PacketTrack
+from receiver.packet_track import AudioPacketTrack
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,6 @@ AUDIO_FRAME = 960  # 20 ms
 MAX_AUDIO_FRAMES = 75
 MAX_AUDIO_SLACK = 5
 AUDIO_BITRATE = 32_000  # speech, mono
-# Encoded 20 ms speech frames a slow viewer may fall behind before it drops the oldest.
-MAX_AUDIO_BACKLOG = 5
 
 
 class _Paced(MediaStreamTrack):
@@ -99,26 +97,8 @@ class CallerAudioTrack(_Paced):
         return frame
 
 
-class ViewerAudioTrack(PacketTrack):
-    """One viewer's speech: the Opus packets :class:`SharedAudio` encodes.
-
-    A viewer that falls behind by more than :data:`MAX_AUDIO_BACKLOG` frames
-    loses the oldest: it gets the newest speech, not a growing queue.
-    """
-
-    kind = "audio"
-
-    def __init__(self, shared: SharedAudio) -> None:
-        super().__init__(shared)
-        self.packets_dropped = 0
-
-    def push(self, packet: Any) -> None:
-        if self.readyState != "live":
-            return
-        if len(self._queue) >= MAX_AUDIO_BACKLOG:
-            self._queue.popleft()
-            self.packets_dropped += 1
-        self._append(packet)
+class ViewerAudioTrack(AudioPacketTrack):
+    """One viewer's speech: the Opus packets :class:`SharedAudio` encodes, bounded as :class:`AudioPacketTrack`."""
 
 
 class SharedAudio:

@@ -268,7 +268,8 @@ def test_a_webrtc_viewer_gets_the_shared_encoding(codec: str) -> None:
 def test_speech_is_encoded_once_for_every_viewer() -> None:
     import av
 
-    from receiver.viewer_audio import MAX_AUDIO_BACKLOG, SharedAudio
+    from receiver.packet_track import MAX_AUDIO_BACKLOG
+    from receiver.viewer_audio import SharedAudio
 
     t = np.arange(AUDIO_FRAME) / AUDIO_RATE
 
