@@ -19,10 +19,9 @@ feature really is.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
-from bench.metrics.pixels import check_pair, luma, ssim_map
+from bench.metrics.pixels import check_pair, luma, polygon_mask, ssim_map
 from codec import regions as R
 from codec.motion import motion_from_landmarks
 
@@ -45,9 +44,7 @@ def inner_lip_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     Returns:
         ``[H, W]`` bool.
     """
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(landmarks[R.LIPS_INNER, :2] - 0.5).astype(np.int32)], (1,))
-    return mask.astype(bool)
+    return polygon_mask(landmarks[R.LIPS_INNER], shape, -0.5)
 
 
 def mouth_interior_luma(frames: np.ndarray, landmarks: np.ndarray, min_pixels: int = 12) -> np.ndarray:

@@ -21,6 +21,21 @@ MOUTH_MARGIN = 0.25
 """Margin around the truth's lip landmarks, as a share of the lip box's larger side."""
 
 
+def polygon_mask(points: np.ndarray, shape: tuple[int, int], offset: float = 0.0) -> np.ndarray:
+    """Pixels inside a polygon.
+
+    Args:
+        points: ``[N, >=2]`` vertices in pixels (x, y first).
+        shape: ``(H, W)``.
+        offset: added to the vertices before rounding (-0.5: pixel centres at integer + 0.5).
+    Returns:
+        ``[H, W]`` bool.
+    """
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(points[:, :2] + offset).astype(np.int32)], (1,))
+    return mask.astype(bool)
+
+
 def check_pair(decoded: np.ndarray, truth: np.ndarray) -> None:
     if decoded.shape != truth.shape:
         raise ValueError(f"decoded {decoded.shape} and truth {truth.shape} differ in shape")

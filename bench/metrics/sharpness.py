@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from bench.metrics.pixels import luma
+from bench.metrics.pixels import luma, polygon_mask
 from codec.regions import FACE_OVAL
 
 
@@ -25,9 +25,7 @@ def face_oval_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     Returns:
         ``[H, W]`` bool.
     """
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(landmarks[FACE_OVAL, :2]).astype(np.int32)], (1,))
-    return mask.astype(bool)
+    return polygon_mask(landmarks[FACE_OVAL], shape)
 
 
 def laplacian_variance(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
