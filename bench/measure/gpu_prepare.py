@@ -10,7 +10,6 @@ Without the corpus (or with ``--quick``) only the bundled sample goes in.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from codec import regions as R
 from codec.logs import quiet_native_logs
 from codec.media import read_video
 from codec.motion import motion_from_landmarks, relative
+from codec.paths import atomic_output
 from codec.render.assets import PortraitAssets, pack_images
 from codec.render.portrait import prepare_portrait
 from codec.render.refiner import RENDERER_PATH, Refiner, load_refiner, refine
@@ -128,9 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.measure.gpu_prepare: error: {e}", file=sys.stderr)
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, args.out)
+    with atomic_output(args.out) as tmp:
+        np.savez_compressed(tmp, **arrays)
     print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, {len(arrays['clips'])} clips, "
           f"{len(arrays['extra'])} extra portraits) in {time.monotonic() - start:.0f} s")
     return 0

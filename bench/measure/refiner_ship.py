@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import torch
 
 from bench.measure.refiner_compare import METRICS, check_weights, report, verdict
 from bench.measure.render_quality import measure_clip
+from codec.paths import write_bytes_atomic
 from codec.render.pipeline import RenderConfig
 from codec.render.refiner import RENDERER_PATH
 from codec.train.corpus import corpus_split
@@ -67,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     report(result)
     if args.ship:
         if result["beats"]:
-            tmp = RENDERER_PATH.with_name(RENDERER_PATH.name + ".tmp")
-            shutil.copyfile(args.candidate, tmp)
-            os.replace(tmp, RENDERER_PATH)
+            write_bytes_atomic(RENDERER_PATH, args.candidate.read_bytes())
             print(f"shipped: {args.candidate} -> {RENDERER_PATH}")
         else:
             print("not shipped")

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from codec.paths import atomic_output
 from codec.render.assets import PortraitAssets, decode_image
 from codec.render.batch import BatchRenderer
 from codec.render.refine_batch import crop_inputs, repair_crops
@@ -234,10 +235,9 @@ def _train_main(args: argparse.Namespace) -> int:
         print("talk-train renderer-gpu: error: the loss is not finite; nothing written", file=sys.stderr)
         return 1
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_refiner(model, tmp, meta={**stats, "recipe": "renderer-gpu",
-                                   "args": {k: str(v) for k, v in vars(args).items()}})
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        save_refiner(model, tmp, meta={**stats, "recipe": "renderer-gpu",
+                                       "args": {k: str(v) for k, v in vars(args).items()}})
     if args.stats:
         Path(args.stats).write_text(json.dumps(stats, indent=1))
     print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MiB) after {stats['steps']} steps, "

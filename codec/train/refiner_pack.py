@@ -12,7 +12,6 @@ which the device tool carries (git ignores ``.gpu/``).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from codec.logs import quiet_native_logs
 from codec.media import read_video
+from codec.paths import atomic_output
 from codec.render.assets import PortraitAssets, pack_images
 from codec.render.refine_batch import repair_crops
 from codec.render.warp import GeometricWarp
@@ -101,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"talk-train renderer-pack: error: {e}", file=sys.stderr)
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, args.out)
+    with atomic_output(args.out) as tmp:
+        np.savez_compressed(tmp, **arrays)
     print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB): {len(arrays['clips'])} clips, "
           f"{len(arrays['landmarks'])} frames, {len(arrays['sources'])} portraits")
     return 0
