@@ -49,6 +49,7 @@ from codec.render.mesh import EYE, FACE, MOUTH, OUTSIDE, TEETH, MeshConfig
 from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
 
 if TYPE_CHECKING:
+    from codec.render.keyframes import Keyframe
     from codec.render.pipeline import Renderer
 
 WEB_MAGIC = b"TKWB"
@@ -272,8 +273,8 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
     (the texture it samples: the denoised portrait padded past its edges and the
     drawn mouth interior below it, with the person's alpha; its plate, its mesh,
     biases and base sources, and what its per-frame geometry needs), so the page
-    draws what the Python renderer would draw. Keyframes are not exported: the
-    page draws the portrait's own mouth or the drawn interior.
+    draws what the Python renderer would draw. Keyframes follow apart, one
+    :func:`keyframe_bundle` each.
 
     Args:
         renderer: a warp :class:`~codec.render.Renderer` (its refiner, if any, is not exported).
@@ -282,7 +283,20 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
     """
     # lazy: the warp pulls in torch, which the decoder assets alone do not need
     from codec.render import interior
-    from codec.render.warp import LEND_SHARE, LID_SPAN, LID_START, MIN_GAIN, NARROWING_FREE, NARROWING_GAIN, SHUT
+    from codec.render.warp import (
+        EYE_ANCHORS,
+        EYE_BLEND,
+        EYE_FEATHER,
+        LEND_SHARE,
+        LID_SPAN,
+        LID_START,
+        MAX_KEYFRAMES,
+        MIN_GAIN,
+        MOUTH_WIDTH_WEIGHT,
+        NARROWING_FREE,
+        NARROWING_GAIN,
+        SHUT,
+    )
 
     warp = renderer.warp
     mesh = warp.mesh
@@ -329,10 +343,79 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
                  "mouth_area": warp._mouth_area,
                  "portrait_mouth": [float(x) for x in mouth.shape],
                  "portrait_blink": [float(x) for x in warp.portrait_state.blink],
-                 "shut": SHUT, "lend_share": LEND_SHARE, "narrowing_gain": NARROWING_GAIN,
+                 "shut": SHUT, "lend_share": LEND_SHARE, "mouth_width_weight": MOUTH_WIDTH_WEIGHT,
+                 "narrowing_gain": NARROWING_GAIN,
                  "narrowing_free": NARROWING_FREE, "min_gain": MIN_GAIN,
                  "upper_teeth": interior.UPPER_TEETH, "lower_teeth": interior.LOWER_TEETH,
                  "teeth_profile_power": interior.TEETH_PROFILE_POWER, "lid_start": LID_START,
-                 "lid_span": LID_SPAN},
+                 "lid_span": LID_SPAN,
+                 # Keyframes (keyframe_bundle): how many the warp keeps, and how a closed eye blends in.
+                 "max_keyframes": MAX_KEYFRAMES, "eye_blend": list(EYE_BLEND), "eye_feather": EYE_FEATHER,
+                 "eye_anchors": [[int(i) for i in a] for a in EYE_ANCHORS]},
     }
+    # Keyframes are cut out for one portrait: they name it by this id (the rest of the bundle's hash).
+    meta["id"] = content_hash(pack_container("portrait", meta, arrays, files))
     return pack_container("portrait", meta, arrays, files)
+
+
+def bundle_id(bundle: bytes) -> str:
+    """The id a portrait bundle names itself by (``meta["id"]``), which its keyframes carry."""
+    index, _, _ = unpack_container(bundle)
+    return str(index["meta"]["id"])
+
+
+# --------------------------------------------------------------------------- keyframes
+
+
+KEYFRAME_GUTTER = 2
+"""Texels each keyframe patch image is padded by (its edge repeated), so a page can place it in its
+texture as it is: bilinear sampling at a patch's edge then reads only its own texels, as in the warp's
+atlas (:data:`codec.render.texture.GUTTER`)."""
+
+
+def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, index: int = 0) -> bytes | None:
+    """What the renderer's warp takes from one keyframe, for a page that renders with that renderer's bundle.
+
+    The patches are made by :meth:`codec.render.warp.GeometricWarp.keyframe_patches`, the same
+    code the Python renderer runs (sharpened to match the portrait, the eyes' colour matched to
+    it), so a page only places them in its texture and picks among them per frame as
+    :meth:`~codec.render.warp.GeometricWarp.geometry` does. Only what the warp uses
+    travels: the mouth's box when it is open enough to lend its interior, each closed
+    eye's box; from a keyframe with neither (a head turn) the warp takes nothing.
+
+    Container kind ``"keyframe"``: meta ``{"portrait": the bundle's id (:func:`bundle_id`), "index", "kind",
+    "gutter", "mouth": {"shape": [opening, width], "patch": "mouth"} | null, "eyes": [{"eye",
+    "patch", "centre", "axes"}]}``; arrays ``mouth.rim`` ``[20, 2]``, ``mouth.centre`` ``[2]``,
+    ``eye<k>.anchors`` (patch texels, relative to the first texel inside the gutter); files:
+    one lossless PNG per patch (RGB; the patches are opaque).
+
+    Args:
+        renderer: the warp renderer whose :func:`portrait_bundle` the page holds.
+        keyframe: a picture of the portrait's own face.
+        portrait: :func:`bundle_id` of that bundle: a page uses the keyframe only with it.
+        index: the keyframe's place among the call's keyframes (those the warp takes nothing from
+            count too): a page keeps the newest :data:`~codec.render.warp.MAX_KEYFRAMES`, as the warp does.
+    Returns:
+        the container's bytes, or None when the warp takes nothing from this keyframe.
+    """
+    taken = renderer.warp.keyframe_patches(keyframe)
+    if not taken.patches:
+        return None
+    g = KEYFRAME_GUTTER
+    files = {}
+    for name, texels in taken.patches.items():
+        rgb = np.round(np.clip(texels[..., :3], 0, 1) * 255).astype(np.uint8)
+        files[name] = ("image/png", _png(cv2.copyMakeBorder(rgb, g, g, g, g, cv2.BORDER_REPLICATE)))
+    arrays: dict[str, np.ndarray] = {}
+    mouth = None
+    if taken.mouth is not None:
+        mouth = {"shape": [float(x) for x in taken.mouth.shape], "patch": taken.mouth.patch}
+        arrays["mouth.rim"] = taken.mouth.rim.astype(np.float64)
+        arrays["mouth.centre"] = taken.mouth.centre.astype(np.float64)
+    eyes = []
+    for e in taken.eyes:
+        eyes.append({"eye": e.eye, "patch": e.patch, "centre": [float(x) for x in e.centre],
+                     "axes": [float(x) for x in e.axes]})
+        arrays[f"eye{e.eye}.anchors"] = e.anchors.astype(np.float64)
+    meta = {"portrait": portrait, "index": index, "kind": keyframe.kind, "gutter": g, "mouth": mouth, "eyes": eyes}
+    return pack_container("keyframe", meta, arrays, files)

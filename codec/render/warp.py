@@ -83,6 +83,9 @@ SHUT = 0.03
 LEND_SHARE = 0.5
 """A picture lends its mouth interior to target openings up to 1 / this times its own."""
 
+MOUTH_WIDTH_WEIGHT = 0.5
+"""The mouth picture nearest a target's is that of least |opening difference| + this times |width difference|."""
+
 MIN_LEND = 0.04
 """Least opening of a keyframe's mouth for it to lend its interior."""
 
@@ -112,6 +115,12 @@ KEEP_DENSITY = 1.5
 
 EYE_BLEND = (0.35, 0.8)
 """Closure (1 - lid opening over the portrait's) at which a keyframe's closed eye starts and ends blending in."""
+
+EYE_AXES = (0.8, 0.55)
+"""Half-axes of the ellipse of a keyframe's closed eye that is blended in, in eye widths (corner to corner)."""
+
+EYE_FEATHER = 0.3
+"""The blended ellipse fades out over this share of its radius, towards its rim."""
 
 
 def _similarity_2d(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +207,22 @@ class EyePicture:
     anchors: np.ndarray
     centre: np.ndarray
     axes: np.ndarray
+
+
+@dataclass
+class KeyframePatches:
+    """What the warp takes from one keyframe (:meth:`GeometricWarp.keyframe_patches`).
+
+    Attributes:
+        patches: name (``"mouth"``, ``"eye0"``, ``"eye1"``) -> ``[h, w, 4]`` float32 texels (alpha 1).
+        mouth: its mouth's interior (``patch`` names one of ``patches``; rim and centre relative to
+            the patch's first texel's corner), or None when its mouth is not open enough to lend.
+        eyes: its closed eyes, likewise.
+    """
+
+    patches: dict[str, np.ndarray]
+    mouth: MouthPicture | None
+    eyes: list[EyePicture]
 
 
 EYE_ANCHORS = (np.concatenate([[33, 133], R.RIGHT_EYE_CONTOUR[9:]]),
@@ -381,14 +406,32 @@ class GeometricWarp:
         return rgba, np.array([x0, y0], np.float64)
 
     def _take_keyframe(self, i: int, kf: Keyframe) -> None:
+        taken = self.keyframe_patches(kf)
+        names = {name: f"key{i}_{name}" for name in taken.patches}
+        for name, texels in taken.patches.items():
+            self.atlas.put(names[name], texels)
+        if taken.mouth is not None:
+            m = taken.mouth
+            self._mouths.append(MouthPicture(m.shape, names[str(m.patch)], m.rim, m.centre))
+        for e in taken.eyes:
+            self._eyes.append(EyePicture(e.eye, names[e.patch], e.anchors, e.centre, e.axes))
+
+    def keyframe_patches(self, kf: Keyframe) -> "KeyframePatches":
+        """What the warp takes from a keyframe, for this portrait: the patches' texels and where they are sampled.
+
+        Depends on the portrait and the keyframe alone (not on other keyframes), and changes nothing:
+        :meth:`add_keyframe` places the patches in the texture; :func:`codec.webexport.keyframe_bundle`
+        sends them to a browser page, which places them in its own.
+        """
+        taken = KeyframePatches({}, None, [])
         lm = kf.landmarks.astype(np.float64)
         if not len(kf.image) or float(R.inter_ocular(lm)) < 4:
-            return
+            return taken
         # Texels at the keyframe's own density (resampling would blur them), unless it is much
         # denser than the portrait (then as dense as the portrait's, which saves texture).
         scale = min(1.0, KEEP_DENSITY * self.iod / float(R.inter_ocular(lm)))
         if scale * max(kf.image.shape[:2]) > 4 * self.size:
-            return
+            return taken
         kf = Keyframe(self._match_sharpness(kf.image, lm), kf.landmarks, kf.kind)
         state = motion_from_landmarks(lm)
         shape = canonical_mouth(state)
@@ -397,11 +440,10 @@ class GeometricWarp:
             box = np.concatenate([rim_lm.min(0) - 3 / scale, rim_lm.max(0) + 3 / scale])
             texels, origin = self._crop(kf, box, scale)
             if texels.shape[1] + 4 < self.atlas.width:
-                name = f"key{i}_mouth"
-                self.atlas.put(name, texels)
+                taken.patches["mouth"] = texels
                 centre = rim_lm.mean(0)
                 rim = centre + RIM_SHRINK * (rim_lm - centre)
-                self._mouths.append(MouthPicture(shape, name, (rim - origin) * scale, (centre - origin) * scale))
+                taken.mouth = MouthPicture(shape, "mouth", (rim - origin) * scale, (centre - origin) * scale)
         closed = state.blink < 0.5 * np.maximum(self.portrait_state.blink, 1e-6)
         for eye, (contour, anchors) in enumerate(zip((R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR), EYE_ANCHORS)):
             if not closed[eye]:
@@ -415,10 +457,11 @@ class GeometricWarp:
             if texels.shape[1] + 4 >= self.atlas.width:
                 continue
             texels[..., :3] = np.clip(texels[..., :3] * self._colour_gain(kf, eye), 0, 1)
-            name = f"key{i}_eye{eye}"
-            self.atlas.put(name, texels)
-            self._eyes.append(EyePicture(eye, name, (lm[anchors, :2] - origin) * scale, (centre - origin) * scale,
-                                         np.array([0.8, 0.55]) * width * scale))
+            name = f"eye{eye}"
+            taken.patches[name] = texels
+            taken.eyes.append(EyePicture(eye, name, (lm[anchors, :2] - origin) * scale, (centre - origin) * scale,
+                                         np.array(EYE_AXES) * width * scale))
+        return taken
 
     def _match_sharpness(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """A keyframe as crisp as the portrait: frames that show a moving mouth or lid are often
@@ -516,7 +559,8 @@ class GeometricWarp:
         pictures = self.mouth_pictures()
         shapes = np.stack([p.shape for p in pictures])                  # [K, 2]
         target = canonical_mouth(st)                                      # [B, 2]
-        dist = np.abs(target[:, None, 0] - shapes[None, :, 0]) + 0.5 * np.abs(target[:, None, 1] - shapes[None, :, 1])
+        dist = (np.abs(target[:, None, 0] - shapes[None, :, 0])
+                + MOUTH_WIDTH_WEIGHT * np.abs(target[:, None, 1] - shapes[None, :, 1]))
         best = np.argmin(dist, 1)
         lends = shapes[best, 0] >= LEND_SHARE * target[:, 0]
         best = np.where(target[:, 0] < SHUT, 0, best)
@@ -666,7 +710,7 @@ class GeometricWarp:
                 py = float(inv.imag) * pz[0] + float(inv.real) * pz[1]
                 r = torch.sqrt(((px - float(pic.centre[0])) / float(pic.axes[0])) ** 2
                                + ((py - float(pic.centre[1])) / float(pic.axes[1])) ** 2)
-                mask = (1 - r).clamp(0, 0.3) / 0.3
+                mask = (1 - r).clamp(0, EYE_FEATHER) / EYE_FEATHER
                 mask = mask * mask * (3 - 2 * mask) * float(weight[b, eye])
                 tx = (px + texels.x) * 2 / side[0] - 1
                 ty = (py + texels.y) * 2 / side[1] - 1
