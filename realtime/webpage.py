@@ -27,7 +27,9 @@ from urllib.parse import urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from codec.picture import MAX_PICTURE_BYTES
 from realtime import protocol as P
+from realtime.pictures import MAX_PENDING
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -51,6 +53,8 @@ def decoder_protocol() -> bytes:
         "control": {"magic": P.MAGIC.decode("ascii"), "version": P.CONTROL_VERSION, "prefix_bytes": P._PREFIX.size,
                     "max_message_bytes": P.MAX_MESSAGE_BYTES, "types": {t.name: int(t) for t in P.MessageType}},
         "channels": TOKEN_CHANNELS,
+        # The caller's keyframes reach a token page as pictures (realtime.pictures), reassembled within these.
+        "pictures": {"max_picture_bytes": MAX_PICTURE_BYTES, "max_pending": MAX_PENDING},
     }, sort_keys=True).encode()
 
 # A websockets ``process_request`` hook: (connection, request) -> None or an HTTP response.

@@ -25,6 +25,13 @@ export function parseControl(bytes, P) {
     case "SENDER_STATS":
       return { type, framesSent: b.getUint32(0), motionBytes: u64(4), audioBytes: u64(12), layers: body[20] };
     case "BYE": case "REFUSE": return { type, reason: new TextDecoder().decode(body) };
+    // The caller's keyframes, as the relay prepared them for this page (keyframes.js).
+    case "PICTURE_BEGIN":
+      if (body.length !== 38) throw new StreamError(`PICTURE_BEGIN body is ${body.length} bytes, expected 38`);
+      return { type, pictureId: b.getUint16(0), length: b.getUint32(2), sha256: body.slice(6) };
+    case "PICTURE_DATA":
+      if (body.length <= 6) throw new StreamError(`PICTURE_DATA body is ${body.length} bytes, expected more than 6`);
+      return { type, pictureId: b.getUint16(0), offset: b.getUint32(2), data: body.subarray(6) };
     default: return { type };
   }
 }

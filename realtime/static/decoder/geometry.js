@@ -2,9 +2,10 @@
 // of the portrait goes for target landmarks, and where it samples the texture. The mesh itself (face
 // tessellation, eye rings, the mouth's teeth strips and fan, rings around the face, border) was built by
 // Python once for the portrait and arrives in the portrait bundle, with each vertex's base source.
-// Per frame: the mouth fan samples the portrait's own mouth or, when the target opens wider than it
-// shows, the drawn interior (teeth hanging from the inner lips); a closing upper lid samples the skin
-// above it. (Keyframes are not exported to the page.)
+// Per frame: the mouth fan samples the mouth picture whose shape is nearest the target's (the
+// portrait's own or a keyframe's) or, when the target opens wider than any lends, the drawn interior
+// (teeth hanging from the inner lips); a closing upper lid samples the skin above it; and with a
+// keyframe of closed eyes, a closing eye is blended towards it (the renderer draws that, see `eyes`).
 
 import { similarity2d, similarityFit } from "./motion.js";
 
@@ -32,6 +33,8 @@ export class WarpGeometry {
     this.drawnCentre = a["warp.drawn_centre"];
     this.portraitRim = a["warp.portrait_rim"];
     this.portraitCentre = a["warp.portrait_centre"];
+    this.margin = m.texture.margin;
+    this.setKeyframes({ places: [] });
     this.stable = A["template.stable"];
     const shape = A["template.shape"];
     this.templateStable = new Float64Array(this.stable.length * 3);
@@ -59,7 +62,32 @@ export class WarpGeometry {
     this.source = new Float32Array(2 * this.vertexCount);
   }
 
-  // The frame for target landmarks [478 * 3] (float32): {target [V * 3], source [V * 2], mouthGain}.
+  // The keyframes' pictures, placed in the texture by keyframes.js layoutPatches (in the call's order):
+  // mouths to pick from (GeometricWarp.mouth_pictures: the portrait's first) and closed eyes.
+  setKeyframes({ places }) {
+    const w = this.w;
+    this.mouths = [{ shape: w.portrait_mouth, rim: this.portraitRim, centre: this.portraitCentre }];
+    this.eyes = [];
+    const at = (kf, name) => places.find((p) => p.keyframe === kf && p.name === name);
+    for (const kf of [...new Set(places.map((p) => p.keyframe))]) {
+      const mouth = kf.mouth && at(kf, kf.mouth.patch);
+      if (mouth) {
+        // Sources are in the portrait's pixels: a texel t lies at t - margin.
+        const ox = mouth.x - this.margin, oy = mouth.y - this.margin;
+        const rim = new Float64Array(kf.mouth.rim.length);
+        for (let k = 0; k < rim.length; k += 2) { rim[k] = kf.mouth.rim[k] + ox; rim[k + 1] = kf.mouth.rim[k + 1] + oy; }
+        this.mouths.push({ shape: kf.mouth.shape, rim, centre: [kf.mouth.centre[0] + ox, kf.mouth.centre[1] + oy] });
+      }
+      for (const e of kf.eyes) {
+        const place = at(kf, e.patch);
+        if (place) this.eyes.push({ ...e, x: place.x, y: place.y, width: place.bitmap.width - 2 * kf.gutter,
+                                    height: place.bitmap.height - 2 * kf.gutter });
+      }
+    }
+  }
+
+  // The frame for target landmarks [478 * 3] (float32): {target [V * 3], source [V * 2], mouthGain, eyes}
+  // (eyes: the keyframe eyes to blend over closing ones, see eyeBlends).
   frame(target) {
     const tv = this.target, v = this.vertices, w = this.w;
     tv.set(target.subarray(0, this.landmarks.length));
@@ -106,14 +134,22 @@ export class WarpGeometry {
       const d = [target[3 * p] - ht[0], target[3 * p + 1] - ht[1], target[3 * p + 2] - ht[2]];
       return [0, 1].map((i) => (H[i] * d[0] + H[3 + i] * d[1] + H[6 + i] * d[2]) / hs);
     };
-    // The mouth: the portrait's own interior, or the drawn one when the target opens wider than it lends.
+    // The mouth: from the picture whose mouth shape is nearest the target's, or drawn when the target
+    // opens wider than that picture lends (GeometricWarp._mouth_sources).
     const opening = Math.max(canon(this.innerLips[1])[1] - canon(this.innerLips[0])[1], 0);
     const width = canon(this.mouthCorners[1])[0] - canon(this.mouthCorners[0])[0];
-    const [pOpen, pWidth] = w.portrait_mouth;
-    const drawn = opening >= w.shut && pOpen < w.lend_share * opening;
-    const mouthGain = Math.min(1, Math.max(w.min_gain, 1 + w.narrowing_gain * Math.min(width - pWidth + w.narrowing_free, 0)));
+    let best = 0, nearest = Infinity;
+    this.mouths.forEach(({ shape }, k) => {
+      const d = Math.abs(opening - shape[0]) + w.mouth_width_weight * Math.abs(width - shape[1]);
+      if (d < nearest) { nearest = d; best = k; }  // the first of equals, as argmin
+    });
+    const lends = this.mouths[best].shape[0] >= w.lend_share * opening;
+    if (opening < w.shut) best = 0;
+    const drawn = opening >= w.shut && !lends;
+    const lent = drawn ? w.portrait_mouth[1] : this.mouths[best].shape[1];
+    const mouthGain = Math.min(1, Math.max(w.min_gain, 1 + w.narrowing_gain * Math.min(width - lent + w.narrowing_free, 0)));
     const [rimFirst, rimContour] = this.copies[0];
-    const rim = drawn ? this.drawnRim : this.portraitRim, centre = drawn ? this.drawnCentre : this.portraitCentre;
+    const rim = drawn ? this.drawnRim : this.mouths[best].rim, centre = drawn ? this.drawnCentre : this.mouths[best].centre;
     for (let k = 0; k < rimContour.length; k++) {
       sv[2 * (rimFirst + k)] = rim[2 * k];
       sv[2 * (rimFirst + k) + 1] = rim[2 * k + 1];
@@ -123,12 +159,52 @@ export class WarpGeometry {
     this.placeTeeth(target, H, hs, drawn);
     // Lids: a closing upper lid samples the skin above it.
     const blink = this.blink(canon);
+    const closure = blink.map((b, eye) => Math.min(1, Math.max(0, 1 - b / Math.max(w.portrait_blink[eye], 1e-6))));
     this.lids.forEach(({ margin, lift }, eye) => {
-      const closure = Math.min(1, Math.max(0, 1 - blink[eye] / Math.max(w.portrait_blink[eye], 1e-6)));
-      const up = smoothstep((closure - w.lid_start) / w.lid_span);
+      const up = smoothstep((closure[eye] - w.lid_start) / w.lid_span);
       margin.forEach((p, k) => { sv[2 * p] += up * lift[2 * k]; sv[2 * p + 1] += up * lift[2 * k + 1]; });
     });
-    return { target: tv, source: sv, mouthGain };
+    return { target: tv, source: sv, mouthGain, eyes: this.eyeBlends(target, closure) };
+  }
+
+  // GeometricWarp._blend_eyes: each closing eye blended towards the newest keyframe's closed one, moved
+  // onto the target's by the similarity of their corners and lower lid. Per eye blended: {eye picture,
+  // weight, a: [re, im] (scale and turn), c: [x, y] (shift): output pixel = a * patch texel + c, box:
+  // [x0, y0, x1, y1] the output pixels it covers}.
+  eyeBlends(target, closure) {
+    const w = this.w, out = [];
+    for (let eye = 0; eye < 2; eye++) {
+      const weight = smoothstep((closure[eye] - w.eye_blend[0]) / (w.eye_blend[1] - w.eye_blend[0]));
+      if (weight <= 0) continue;
+      const pic = this.eyes.filter((e) => e.eye === eye).pop();
+      if (!pic) continue;
+      const idx = w.eye_anchors[eye], n = idx.length, src = pic.anchors;
+      let msx = 0, msy = 0, mdx = 0, mdy = 0;
+      for (let k = 0; k < n; k++) {
+        msx += src[2 * k]; msy += src[2 * k + 1]; mdx += target[3 * idx[k]]; mdy += target[3 * idx[k] + 1];
+      }
+      msx /= n; msy /= n; mdx /= n; mdy /= n;
+      let re = 0, im = 0, den = 0;
+      for (let k = 0; k < n; k++) {
+        const sx = src[2 * k] - msx, sy = src[2 * k + 1] - msy;
+        const dx = target[3 * idx[k]] - mdx, dy = target[3 * idx[k] + 1] - mdy;
+        re += dx * sx + dy * sy;
+        im += dy * sx - dx * sy;
+        den += sx * sx + sy * sy;
+      }
+      re /= den; im /= den;
+      const c = [mdx - (re * msx - im * msy), mdy - (im * msx + re * msy)];
+      const xs = [], ys = [];
+      for (const [px, py] of [[0, 0], [pic.width, 0], [0, pic.height], [pic.width, pic.height]]) {
+        xs.push(re * px - im * py + c[0]);
+        ys.push(im * px + re * py + c[1]);
+      }
+      const box = [Math.max(Math.floor(Math.min(...xs)), 0), Math.max(Math.floor(Math.min(...ys)), 0),
+                   Math.min(Math.ceil(Math.max(...xs)), this.size), Math.min(Math.ceil(Math.max(...ys)), this.size)];
+      if (box[2] - box[0] < 2 || box[3] - box[1] < 2) continue;
+      out.push({ picture: pic, weight, a: [re, im], c, box });
+    }
+    return out;
   }
 
   // codec.motion._eye_measures' blink (lid opening over eye width) of each eye, in the head's frame.

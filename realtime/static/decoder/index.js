@@ -17,5 +17,6 @@ export { Assets, MotionDecoder } from "./decoder.js";
 export { JitterBuffer, tickLandmarks, unwrapSeq } from "./jitterbuffer.js";
 export { WarpGeometry } from "./geometry.js";
 export { WarpRenderer, loadImages, webgl2Available } from "./renderer.js";
+export { KeyframeStore, PictureInbox, layoutPatches, readKeyframe } from "./keyframes.js";
 export { CallPlayer, FRAME_INTERVAL_MS } from "./player.js";
 export { LIMITS, LOOKAHEAD_FRAMES, smoothFrame } from "./smoothing.js";

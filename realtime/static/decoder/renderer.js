@@ -3,8 +3,9 @@
 // position (bilinear, clamped at the border: grid_sample's align_corners=False and
 // padding_mode="border"); a depth test keeps the nearest surface (eye and mouth openings
 // lie behind the lids and lips, hair and background behind the face); the person is laid
-// over the background plate by its alpha; where the mouth opens wider than the portrait's,
-// the opening is shaded as a dark interior. Output: the canvas, size x size.
+// over the background plate by its alpha; the mouth's interior is dimmed by the frame's mouth gain;
+// with keyframes of closed eyes, closing eyes are blended towards them (a second pass, EYE_FRAGMENT).
+// Output: the canvas, size x size.
 
 const VERTEX = `#version 300 es
 in vec3 aTarget;
@@ -51,6 +52,32 @@ void main() {
   colour = vec4(rgb, 1.0);
 }`;
 
+// GeometricWarp._blend_eyes: a keyframe's closed eye over the frame, feathered at its ellipse's rim.
+const EYE_VERTEX = `#version 300 es
+in vec2 aPixel;
+uniform float uSize;
+void main() { gl_Position = vec4(aPixel.x / uSize * 2.0 - 1.0, 1.0 - aPixel.y / uSize * 2.0, 0.0, 1.0); }`;
+
+const EYE_FRAGMENT = `#version 300 es
+precision highp float;
+uniform sampler2D uImage;
+uniform float uSize;
+uniform vec2 uTexture;
+uniform vec2 uInverse;  // 1 / a (complex): output pixel -> patch texel
+uniform vec2 uShift;    // c
+uniform vec2 uPatch;    // the patch's first texel in the texture
+uniform vec2 uCentre;
+uniform vec2 uAxes;
+uniform float uFeather;
+uniform float uWeight;
+out vec4 colour;
+void main() {
+  vec2 z = vec2(gl_FragCoord.x, uSize - gl_FragCoord.y) - uShift;
+  vec2 q = vec2(uInverse.x * z.x - uInverse.y * z.y, uInverse.y * z.x + uInverse.x * z.y);
+  float m = clamp(1.0 - length((q - uCentre) / uAxes), 0.0, uFeather) / uFeather;
+  colour = vec4(texture(uImage, (q + uPatch) / uTexture).rgb, m * m * (3.0 - 2.0 * m) * uWeight);
+}`;
+
 export function webgl2Available() {
   try {
     const gl = document.createElement("canvas").getContext("webgl2");
@@ -68,6 +95,15 @@ function compile(gl, type, source) {
   gl.compileShader(s);
   if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(`shader: ${gl.getShaderInfoLog(s)}`);
   return s;
+}
+
+function link(gl, vertex, fragment) {
+  const prog = gl.createProgram();
+  gl.attachShader(prog, compile(gl, gl.VERTEX_SHADER, vertex));
+  gl.attachShader(prog, compile(gl, gl.FRAGMENT_SHADER, fragment));
+  gl.linkProgram(prog);
+  if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(`program: ${gl.getProgramInfoLog(prog)}`);
+  return prog;
 }
 
 // The portrait bundle's images as ImageBitmaps, exactly as sent (no colour management, no premultiplication).
@@ -88,11 +124,7 @@ export class WarpRenderer {
     if (!gl) throw new Error("this browser has no WebGL2");
     if (gl.getParameter(gl.DEPTH_BITS) < 24) throw new Error("WebGL2 without a 24-bit depth buffer");
     this.gl = gl;
-    const prog = gl.createProgram();
-    gl.attachShader(prog, compile(gl, gl.VERTEX_SHADER, VERTEX));
-    gl.attachShader(prog, compile(gl, gl.FRAGMENT_SHADER, FRAGMENT));
-    gl.linkProgram(prog);
-    if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(`program: ${gl.getProgramInfoLog(prog)}`);
+    const prog = link(gl, VERTEX, FRAGMENT);
     this.prog = prog;
     gl.useProgram(prog);
 
@@ -157,17 +189,23 @@ export class WarpRenderer {
       gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
       gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
       gl.uniform1i(gl.getUniformLocation(prog, name), unit);
+      return t;
     };
-    texture(0, "uImage", images.image);
-    texture(1, "uAlpha", images.alpha);
+    this.images = images;
+    this.textureWidth = m.texture.width;
+    this.baseHeight = m.texture.height;
+    this.imageTexture = texture(0, "uImage", images.image);
+    this.alphaTexture = texture(1, "uAlpha", images.alpha);
     texture(2, "uPlate", images.plate || images.image);
     const u = (name) => gl.getUniformLocation(prog, name);
+    this.uTexture = u("uTexture");
     gl.uniform1f(u("uSize"), S);
     gl.uniform1i(u("uLayered"), m.layered ? 1 : 0);
     gl.uniform1f(u("uOutside"), kinds.outside);
     gl.uniform1i(u("uMouthKind"), kinds.mouth);
     gl.uniform1i(u("uTeethKind"), kinds.teeth);
-    gl.uniform2f(u("uTexture"), m.texture.width, m.texture.height);
+    gl.uniform2f(this.uTexture, m.texture.width, m.texture.height);
+    this.textureHeight = m.texture.height;
     gl.uniform1f(u("uMargin"), m.texture.margin);
     this.uDepth = u("uDepth");
     this.uMouthGain = u("uMouthGain");
@@ -175,10 +213,83 @@ export class WarpRenderer {
     gl.disable(gl.CULL_FACE);
     gl.disable(gl.BLEND);
     gl.depthFunc(gl.LESS);  // the first triangle drawn wins ties, as in the Python rasterizer
+
+    // The eye pass: a box of output pixels per blended eye.
+    this.eyeProg = link(gl, EYE_VERTEX, EYE_FRAGMENT);
+    gl.useProgram(this.eyeProg);
+    this.eyeVao = gl.createVertexArray();
+    gl.bindVertexArray(this.eyeVao);
+    this.eyeBox = new Float32Array(12);
+    this.eyeBuffer = gl.createBuffer();
+    this.buffers.push(this.eyeBuffer);
+    gl.bindBuffer(gl.ARRAY_BUFFER, this.eyeBuffer);
+    gl.bufferData(gl.ARRAY_BUFFER, this.eyeBox, gl.DYNAMIC_DRAW);
+    const loc = gl.getAttribLocation(this.eyeProg, "aPixel");
+    gl.enableVertexAttribArray(loc);
+    gl.vertexAttribPointer(loc, 2, gl.FLOAT, false, 0, 0);
+    const e = (name) => gl.getUniformLocation(this.eyeProg, name);
+    this.eyeUniforms = Object.fromEntries(["uTexture", "uInverse", "uShift", "uPatch", "uCentre", "uAxes",
+                                           "uWeight"].map((n) => [n, e(n)]));
+    gl.uniform1i(e("uImage"), 0);
+    gl.uniform1f(e("uSize"), S);
+    gl.uniform1f(e("uFeather"), m.warp.eye_feather);
+    gl.useProgram(prog);
+    gl.bindVertexArray(this.vao);
   }
 
-  // Draws one frame of WarpGeometry.frame(): target [V * 3] and source [V * 2] of every vertex, mouthGain.
-  draw({ target: tv, source: sv, mouthGain }) {
+  // The texture again: the bundle's, and below it the keyframes' patches where keyframes.js
+  // layoutPatches placed them ({height, places}); opaque (the person's alpha is 1 there).
+  setKeyframes({ height, places }) {
+    const gl = this.gl, W = this.textureWidth, H = Math.max(height, this.baseHeight);
+    if (H > gl.getParameter(gl.MAX_TEXTURE_SIZE)) throw new Error(`a texture of ${W}x${H} is too large here`);
+    const upload = (t, unit, base, patch) => {
+      gl.activeTexture(gl.TEXTURE0 + unit);
+      gl.bindTexture(gl.TEXTURE_2D, t);
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, W, H, 0, gl.RGBA, gl.UNSIGNED_BYTE, null);
+      gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, gl.RGBA, gl.UNSIGNED_BYTE, base);
+      for (const p of places) patch(p, p.x - p.keyframe.gutter, p.y - p.keyframe.gutter);
+    };
+    upload(this.imageTexture, 0, this.images.image,
+           (p, x, y) => gl.texSubImage2D(gl.TEXTURE_2D, 0, x, y, gl.RGBA, gl.UNSIGNED_BYTE, p.bitmap));
+    upload(this.alphaTexture, 1, this.images.alpha, (p, x, y) => {
+      const opaque = new Uint8Array(p.bitmap.width * p.bitmap.height * 4).fill(255);
+      gl.texSubImage2D(gl.TEXTURE_2D, 0, x, y, p.bitmap.width, p.bitmap.height, gl.RGBA, gl.UNSIGNED_BYTE, opaque);
+    });
+    this.textureHeight = H;
+    gl.useProgram(this.prog);
+    gl.uniform2f(this.uTexture, W, H);
+  }
+
+  // Blends keyframes' closed eyes over closing ones (WarpGeometry.eyeBlends), on the frame just drawn.
+  drawEyes(eyes) {
+    const gl = this.gl, U = this.eyeUniforms;
+    gl.useProgram(this.eyeProg);
+    gl.bindVertexArray(this.eyeVao);
+    gl.disable(gl.DEPTH_TEST);
+    gl.enable(gl.BLEND);
+    gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
+    gl.uniform2f(U.uTexture, this.textureWidth, this.textureHeight);
+    gl.bindBuffer(gl.ARRAY_BUFFER, this.eyeBuffer);
+    for (const { picture: pic, weight, a, c, box } of eyes) {
+      const [x0, y0, x1, y1] = box, n = a[0] * a[0] + a[1] * a[1];
+      this.eyeBox.set([x0, y0, x1, y0, x0, y1, x1, y0, x1, y1, x0, y1]);
+      gl.bufferSubData(gl.ARRAY_BUFFER, 0, this.eyeBox);
+      gl.uniform2f(U.uInverse, a[0] / n, -a[1] / n);
+      gl.uniform2f(U.uShift, c[0], c[1]);
+      gl.uniform2f(U.uPatch, pic.x, pic.y);
+      gl.uniform2f(U.uCentre, pic.centre[0], pic.centre[1]);
+      gl.uniform2f(U.uAxes, pic.axes[0], pic.axes[1]);
+      gl.uniform1f(U.uWeight, weight);
+      gl.drawArrays(gl.TRIANGLES, 0, 6);
+    }
+    gl.disable(gl.BLEND);
+    gl.useProgram(this.prog);
+    gl.bindVertexArray(this.vao);
+  }
+
+  // Draws one frame of WarpGeometry.frame(): target [V * 3] and source [V * 2] of every vertex, mouthGain,
+  // and the keyframe eyes to blend in.
+  draw({ target: tv, source: sv, mouthGain, eyes }) {
     const gl = this.gl, tris = this.triangles, F = this.kind.length, target = this.target, source = this.source;
     let fLo = Infinity, fHi = -Infinity, oLo = Infinity, oHi = -Infinity;
     for (let f = 0; f < F; f++) {
@@ -212,6 +323,7 @@ export class WarpRenderer {
     // Last, at the far plane: only pixels no triangle covered (still at the cleared depth) pass.
     gl.depthFunc(gl.LEQUAL);
     gl.drawArrays(gl.TRIANGLES, 0, 6);
+    if (eyes && eyes.length) this.drawEyes(eyes);
   }
 
   // Frees the GL objects (before another renderer takes the canvas).
@@ -220,7 +332,9 @@ export class WarpRenderer {
     for (const t of this.textures) gl.deleteTexture(t);
     for (const b of this.buffers) gl.deleteBuffer(b);
     gl.deleteVertexArray(this.vao);
+    gl.deleteVertexArray(this.eyeVao);
     gl.deleteProgram(this.prog);
+    gl.deleteProgram(this.eyeProg);
   }
 
   // The frame drawn last, [size * size * 4] RGBA, top row first.

@@ -8,6 +8,7 @@ import { Assets } from "./decoder.js";
 import { fetchContainer, parseContainer } from "./container.js";
 import { IncompatibleStreamError } from "./bitstream.js";
 import { WarpGeometry } from "./geometry.js";
+import { KeyframeStore, PictureInbox, layoutPatches, readKeyframe } from "./keyframes.js";
 import { CallPlayer } from "./player.js";
 import { WarpRenderer, loadImages } from "./renderer.js";
 
@@ -25,10 +26,32 @@ export async function watchTokens(ui) {
     fetch("decoder/protocol.json", { cache: "no-store" }).then((r) => r.json())]);
   const assets = new Assets(assetsC);
   const state = { player: null, header: null, epochUs: null, offset: new OffsetEstimator(), latencies: [],
-                  sender: null, error: null, bundleChunks: [], rest: true, stats: null };
+                  sender: null, error: null, bundleChunks: [], rest: true, stats: null,
+                  keyframes: new KeyframeStore(), pictures: new PictureInbox(P.pictures), keyframeBytes: 0,
+                  keyframesUsed: [] };
   window.talkcodec = state;  // for tests and the curious: the page's decoder state
   const channels = {};
   let early = [];  // [bytes, arrivalMs, mediaNowMs] that came before the player could decode them
+
+  // The caller's keyframes cut out for the portrait drawn now (its bundle's id), in its texture.
+  const useKeyframes = () => {
+    const p = state.player;
+    if (!p) return;
+    const kfs = state.keyframes.of(p.bundle.meta.id, p.bundle.meta.warp.max_keyframes);
+    if (kfs.length === state.keyframesUsed.length && kfs.every((k, i) => k === state.keyframesUsed[i])) return;
+    const layout = layoutPatches(p.bundle.meta.texture.width, p.bundle.meta.texture.height, kfs);
+    p.renderer.setKeyframes(layout);
+    p.geometry.setKeyframes(layout);
+    state.keyframesUsed = kfs;
+  };
+  const onPicture = async (m) => {
+    if (m.type === "PICTURE_BEGIN") { state.pictures.begin(m); return; }
+    const bytes = await state.pictures.data(m);
+    if (!bytes) return;
+    state.keyframeBytes += bytes.length;
+    state.keyframes.add(await readKeyframe(bytes));
+    useKeyframes();
+  };
 
   // A portrait bundle: the first at join, another when the caller's own picture has arrived
   // (the receiver shows a placeholder until then), and the first again when a call ends.
@@ -40,12 +63,15 @@ export async function watchTokens(ui) {
     const renderer = new WarpRenderer(ui.canvas, bundle, assets, images);
     const geometry = new WarpGeometry(bundle, assets);
     state.portraits = (state.portraits || 0) + 1;
+    state.keyframesUsed = [];
     if (old) {
       old.setPortrait(bundle, geometry, renderer);
+      useKeyframes();
       if (!old.decoder) old.drawRest();
       return;
     }
     state.player = new CallPlayer(assets, bundle, geometry, renderer);
+    useKeyframes();
     state.player.drawRest();
     if (state.header) setHeader(state.header);
   };
@@ -73,10 +99,15 @@ export async function watchTokens(ui) {
     else if (m.type === "START") state.epochUs = m.epochUs;
     else if (m.type === "PONG") state.offset.add(m.t0Us, m.t1Us, m.t2Us, wallUs());
     else if (m.type === "SENDER_STATS") state.senderStats = { ...m, at: performance.now() };  // sender totals
+    else if (m.type === "PICTURE_BEGIN" || m.type === "PICTURE_DATA") {
+      onPicture(m).catch((err) => { state.keyframeError = err.message; });
+    }
     else if (m.type === "BYE") {
       state.header = null;
       state.epochUs = null;
       early = [];
+      state.keyframes.clear();  // a call's keyframes are of that call (the receiver's renderer forgets them too)
+      useKeyframes();
       if (state.player) { state.player.decoder = null; state.player.reset(); state.player.drawRest(); }
     }
   };
