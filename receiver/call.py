@@ -99,6 +99,7 @@ class Call:
             viewer); ticks nobody needs are not rendered. None: always.
         on_renderer: told of the caller's renderer once the caller's picture has arrived (browsers that
             render the call themselves need that portrait too).
+        on_keyframe: told of each keyframe given to the caller's renderer (browsers need them too).
         smoothing: smooth decoded motion with the next frame (one frame interval more latency).
         save_motion: also keeps every tick's landmarks (``talk-recv --save-motion``), or None.
     """
@@ -110,10 +111,11 @@ class Call:
                  placeholder: PlaceholderRenderer | None = None,
                  frames_wanted: Callable[[], bool] | None = None,
                  on_renderer: Callable[[Any], None] | None = None, smoothing: bool = True,
-                 save_motion: MotionLog | None = None) -> None:
+                 save_motion: MotionLog | None = None, on_keyframe: Callable[[Keyframe], None] | None = None) -> None:
         self.link = link
         self.frames_wanted = frames_wanted
         self.on_renderer = on_renderer
+        self.on_keyframe = on_keyframe
         self.lookahead_ms = LOOKAHEAD_FRAMES * FRAME_INTERVAL_MS if smoothing else 0.0
         self._layers = 4  # of the latest decoded frame: how coarse its quantization is
         self.save_motion = save_motion
@@ -316,7 +318,10 @@ class Call:
         return self._max_decoded_ts
 
     def _keyframe(self, picture: Picture) -> None:
-        self.render.add_keyframe(Keyframe(picture.image, picture.landmarks, picture.kind.label))
+        keyframe = Keyframe(picture.image, picture.landmarks, picture.kind.label)
+        self.render.add_keyframe(keyframe)
+        if self.on_keyframe is not None:
+            self.on_keyframe(keyframe)
 
     async def _hello(self, msg: Hello) -> None:
         if self._decoder is not None:

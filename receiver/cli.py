@@ -41,11 +41,13 @@ from codec.validate import (
     device,
     frame_size,
     jitter_ms,
+    number_in,
     room_token,
     seconds,
     seed,
 )
 from realtime.peer import add_ice_arguments, ice_config, is_loopback, restrict_ice_to_loopback
+from realtime.pictures import PacingConfig
 from realtime.signaling import new_token, parse_listen
 from realtime.status import StatusLine
 from realtime.webpage import BINARY
@@ -77,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve-browser", action="store_true",
                    help="serve a viewer page on the signaling port: browsers that open "
                    "http://HOST:PORT/?token=TOKEN watch the call")
+    p.add_argument("--page-keyframe-kbps", type=number_in(1.0, 10_000.0, "kbps"), default=PacingConfig().kbps,
+                   metavar="K", help="with --serve-browser: the pace of the caller's keyframes to each token-mode "
+                   "page, behind its motion packets, as talk-send's --picture-kbps (default: %(default)s)")
     p.add_argument("--record", type=Path, metavar="OUT.mp4", help="record rendered video and received speech")
     p.add_argument("--duration", type=seconds, metavar="S", help="exit S seconds after the first call starts")
     p.add_argument("--once", action="store_true", help="exit when the first call ends")
@@ -200,7 +205,7 @@ def _main(argv: list[str] | None) -> int:
         # lazy: pulls in torch; the arguments are checked first
         from codec.render.pipeline import RenderConfig, Renderer
         from codec.render.portrait import prepare_portrait
-        from codec.webexport import decoder_assets, portrait_bundle
+        from codec.webexport import decoder_assets, keyframe_bundle, portrait_bundle
 
         config = RenderConfig(device=args.device, size=args.size, renderer=args.renderer)
         make_renderer = None
@@ -235,7 +240,8 @@ def _main(argv: list[str] | None) -> int:
             files = {"/decoder.bin": (BINARY, decoder_assets())}
             shown = Renderer(_placeholder_portrait(PlaceholderRenderer(args.size, "")), config) \
                 if placeholder is not None else renderer
-            viewers = Viewers(rest, TokenRelay(portrait_bundle(shown), portrait_bundle if make_renderer else None))
+            viewers = Viewers(rest, TokenRelay(portrait_bundle(shown), portrait_bundle if make_renderer else None,
+                                               keyframe_bundle if make_renderer else None, args.page_keyframe_kbps))
     except (PortraitError, MediaError, ValueError) as e:
         print(f"talk-recv: {e}", file=sys.stderr)
         return 2

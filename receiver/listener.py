@@ -132,7 +132,8 @@ class Receiver:
                     fallback=self.config.fallback, make_renderer=self.make_renderer, placeholder=self.placeholder,
                     frames_wanted=self._frames_wanted,
                     on_renderer=None if relay is None else relay.use_renderer,
-                    smoothing=self.config.smoothing, save_motion=self.save_motion)
+                    smoothing=self.config.smoothing, save_motion=self.save_motion,
+                    on_keyframe=None if relay is None else relay.add_keyframe)
         self.call = call
         if relay is not None:
             relay.attach(link)  # before the offer is applied: the caller's tracks come with it
@@ -220,6 +221,7 @@ class Receiver:
                                       "loss": s["loss"], "motion_kbps": kbps, "picture": picture})
                 if self.viewers.relay is not None:
                     self.viewers.relay.resync_clock()
+                    self.stats.token_pages = self.viewers.relay.stats_dict()
             watching = "" if self.viewers is None else f" | {len(self.viewers)} watching"
             recording = ""
             if self.recorder is not None:
@@ -253,6 +255,8 @@ class Receiver:
                     self.call.link.end("the receiver is closing")
                 await asyncio.gather(self._call_task, return_exceptions=True)
             if self.viewers is not None:
+                if self.viewers.relay is not None:
+                    self.stats.token_pages = self.viewers.relay.stats_dict()
                 await self.viewers.close()
             await self.render.close()
             if self.recorder is not None:

@@ -13,6 +13,13 @@ A page whose browser has WebGL2 offers no video; instead it gets, besides the
 * ``portrait`` (reliable, ordered): the portrait bundle
   (:func:`codec.webexport.portrait_bundle`) once at join, in chunks, then an
   empty message;
+* the caller's keyframes, on ``control``: each one the call has received, as the
+  page's renderer uses it (:func:`codec.webexport.keyframe_bundle`: the mouth and
+  closed eyes cut out for the portrait bundle the page holds), in the picture
+  messages the sender sends them in (:mod:`realtime.pictures`), paced at
+  ``keyframe_kbps`` one small chunk behind each motion message, so that a page's
+  motion never waits behind them. A page joining gets every keyframe so far (the
+  newest :data:`~codec.render.warp.MAX_KEYFRAMES`), then each new one;
 * the caller's Opus packets on an audio track, as they arrived: no decoding,
   no encoding. aiortc hands a track's RTP only to its decoder, so the relay
   taps the call's audio receiver (:func:`tap_rtp`); where that is not
@@ -27,7 +34,9 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import av
@@ -38,8 +47,11 @@ from aiortc.sdp import SessionDescription
 from codec import bitstream
 from codec.bitstream import StreamHeader
 from codec.errors import StreamError
+from codec.render.warp import MAX_KEYFRAMES
+from codec.webexport import bundle_id
 from realtime.clock import wall_us
 from realtime.peer import PeerLink
+from realtime.pictures import PacingConfig, PictureOutbox
 from realtime.protocol import (
     Bye,
     Hello,
@@ -69,6 +81,36 @@ FORWARDED = {MessageType.HELLO, MessageType.SENDER_STATS, MessageType.BYE}
 RTP_TAP = asyncio.iscoroutinefunction(getattr(RTCRtpReceiver, "_handle_rtp_packet", None))
 
 
+MAX_PAGE_STATS = 64
+"""Pages whose keyframe bytes the statistics list one by one (the newest)."""
+
+
+@dataclass
+class RelayStats:
+    """What the relay sent token pages, over the receiver's run.
+
+    Attributes:
+        pages: pages that joined.
+        keyframes: keyframes prepared for pages (for all the calls' renderers).
+        keyframe_bytes: their containers' bytes, as prepared (what one page gets of each).
+        keyframe_message_bytes: control-message bytes of keyframes sent to all pages (chunk headers included).
+        keyframes_sent: keyframes sent whole, to all pages.
+        page_keyframe_bytes: control-message bytes of keyframes each page got (the newest pages that left).
+    """
+
+    pages: int = 0
+    keyframes: int = 0
+    keyframe_bytes: list[int] = field(default_factory=list)
+    keyframe_message_bytes: int = 0
+    keyframes_sent: int = 0
+    page_keyframe_bytes: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pages": self.pages, "keyframes": self.keyframes, "keyframe_bytes": list(self.keyframe_bytes),
+                "keyframe_message_bytes": self.keyframe_message_bytes, "keyframes_sent": self.keyframes_sent,
+                "page_keyframe_bytes": list(self.page_keyframe_bytes)}
+
+
 class RelayedAudioTrack(AudioPacketTrack):
     """One page's speech: the caller's Opus packets, as ``av.Packet`` that aiortc only packetizes.
 
@@ -91,6 +133,9 @@ class TokenPage:
         self.audio = audio if audio is not None else RelayedAudioTrack(relay)
         self.synced = False  # it has been sent a packet it can decode on its own
         self.packets = 0
+        self.keyframes = PictureOutbox(PacingConfig(relay.keyframe_kbps), relay.clock())
+        self.keyframe_bytes = 0  # control-message bytes of keyframes sent to this page
+        self._queued: list[int] = []  # picture ids of the keyframes not sent whole yet
         self.control.on("open", self._joined)
         self.portrait.on("open", self.send_portrait)
         self.control.on("message", self._on_control)
@@ -112,11 +157,24 @@ class TokenPage:
         return self.channels["portrait"]
 
     def send_portrait(self) -> None:
-        """The relay's current portrait bundle, in chunks, then an empty message."""
+        """The relay's current portrait bundle, in chunks, then an empty message; then its keyframes."""
         bundle = self.relay.bundle
         for i in range(0, len(bundle), PORTRAIT_CHUNK):
             _send(self.portrait, bundle[i:i + PORTRAIT_CHUNK])
         _send(self.portrait, b"")
+        # Keyframes of another bundle still queued are of no use to the page any more.
+        self.keyframes = PictureOutbox(self.keyframes.config, self.relay.clock())
+        self._queued = []
+        for data in self.relay.keyframes[-MAX_KEYFRAMES:]:
+            if data:
+                self.add_keyframe(data)
+
+    def add_keyframe(self, data: bytes) -> None:
+        """Queues a keyframe container; it leaves paced, behind motion messages (:meth:`send_motion`)."""
+        try:
+            self._queued.append(self.keyframes.add(data))
+        except ValueError as e:  # larger than a picture may be: the page goes without it
+            log.warning("a keyframe for token pages was not sent: %s", e)
 
     def _joined(self) -> None:
         """A page joining mid-call gets the call's header and media time first."""
@@ -142,6 +200,22 @@ class TokenPage:
             self.synced = True
         self.packets += 1
         _send(self.motion, data)
+        self._send_keyframe_chunk()
+
+    def _send_keyframe_chunk(self) -> None:
+        """One paced picture message of the queued keyframes, if the rate allows one now: sent right
+        behind a motion message, it has left before the next one (as the sender paces its pictures)."""
+        if not self._queued or self.control.readyState != "open":
+            return
+        msg = self.keyframes.next_message(self.relay.clock())
+        if msg is None:
+            return
+        _send(self.control, msg)
+        self.keyframe_bytes += len(msg)
+        self.relay.stats.keyframe_message_bytes += len(msg)
+        done = [i for i in self._queued if not self.keyframes.has(i)]
+        self.relay.stats.keyframes_sent += len(done)
+        self._queued = [i for i in self._queued if i not in done]
 
 
 class TokenRelay:
@@ -151,12 +225,31 @@ class TokenRelay:
         bundle: the portrait bundle pages get at join (the receiver's portrait, or its placeholder's).
         make_bundle: a renderer's portrait bundle (:func:`codec.webexport.portrait_bundle`), for the
             caller's own picture once it has arrived; None when the receiver animates one portrait for all.
+        make_keyframe: what a renderer takes from a keyframe, for a page holding that renderer's bundle
+            (:func:`codec.webexport.keyframe_bundle` ``(renderer, keyframe, bundle id, index in the call)``,
+            None when it takes nothing); None: pages get no keyframes (the receiver animates a
+            ``--portrait``: the caller's keyframes do not fit it).
+        keyframe_kbps: the pace of keyframes to each page, kilobits per second of control messages.
+        clock: seconds, monotonic (the pacing's time; tests pass their own).
     """
 
-    def __init__(self, bundle: bytes, make_bundle: Callable[[Any], bytes] | None = None) -> None:
+    def __init__(self, bundle: bytes, make_bundle: Callable[[Any], bytes] | None = None,
+                 make_keyframe: Callable[[Any, Any, str, int], bytes | None] | None = None,
+                 keyframe_kbps: float = PacingConfig().kbps,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        PacingConfig(keyframe_kbps)  # checks the rate
+        self.clock = clock
         self.bundle = self.first_bundle = bundle
         self._make_bundle = make_bundle
+        self._make_keyframe = make_keyframe
+        self.keyframe_kbps = keyframe_kbps
         self._building: asyncio.Task[None] | None = None
+        self._renderer: Any = None      # the caller's renderer, once its bundle is the pages'
+        self._call_keyframes: list[Any] = []  # this call's keyframes, in arrival order
+        self.keyframes: list[bytes] = []     # those prepared for the current bundle, in the same order
+        # (b"" for one the renderer takes nothing from: a head turn, say)
+        self._preparing: asyncio.Task[None] | None = None
+        self.stats = RelayStats()
         self.pages: dict[Any, TokenPage] = {}
         self._link: PeerLink | None = None
         self._hello: bytes | None = None
@@ -184,6 +277,7 @@ class TokenRelay:
         """
         page = TokenPage(pc, self, audio)
         self.pages[pc] = page
+        self.stats.pages += 1
         pc.addTransceiver(page.audio, direction="sendonly")
         return page
 
@@ -191,6 +285,14 @@ class TokenRelay:
         page = self.pages.pop(pc, None)
         if page is not None:
             page.audio.stop()
+            self.stats.page_keyframe_bytes.append(page.keyframe_bytes)
+            del self.stats.page_keyframe_bytes[:-MAX_PAGE_STATS]
+
+    def stats_dict(self) -> dict[str, Any]:
+        """:class:`RelayStats` as a dict; ``page_keyframe_bytes`` lists pages that left, then those watching."""
+        out = self.stats.to_dict()
+        out["page_keyframe_bytes"] += [p.keyframe_bytes for p in self.pages.values()]
+        return out
 
     def unsubscribe(self, track: Any) -> None:
         """A page's speech track stopped (its page is removed with :meth:`remove`)."""
@@ -221,15 +323,55 @@ class TokenRelay:
         async def build() -> None:
             bundle = await asyncio.to_thread(make, renderer)
             if self._link is link:  # still this call
-                self._set_bundle(bundle)
+                self._set_bundle(bundle, renderer)
 
         self._building = asyncio.create_task(build(), name="portrait-bundle")
 
-    def _set_bundle(self, bundle: bytes) -> None:
+    def add_keyframe(self, keyframe: Any) -> None:
+        """A keyframe the call gave its renderer (:class:`codec.render.keyframes.Keyframe`): pages get it too.
+
+        It is prepared (on a worker thread) for the caller's renderer once pages hold that renderer's
+        bundle, and queued to every page; keyframes keep their order.
+        """
+        if self._make_keyframe is None or self._link is None:
+            return
+        self._call_keyframes.append(keyframe)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        if self._renderer is not None and (self._preparing is None or self._preparing.done()):
+            self._preparing = asyncio.create_task(self._prepare_keyframes(), name="page-keyframes")
+
+    async def _prepare_keyframes(self) -> None:
+        assert self._make_keyframe is not None
+        while self._renderer is not None and len(self.keyframes) < len(self._call_keyframes):
+            renderer, bundle = self._renderer, self.bundle
+            index = len(self.keyframes)
+            keyframe = self._call_keyframes[index]
+            try:
+                data = await asyncio.to_thread(self._make_keyframe, renderer, keyframe, bundle_id(bundle),
+                                               index) or b""
+            except Exception as e:  # a keyframe that cannot be cut out: pages go without it, as the renderer does
+                log.warning("a keyframe for token pages could not be prepared: %s: %s", type(e).__name__, e)
+                data = b""
+            if self._renderer is not renderer or self.bundle is not bundle:
+                continue  # the call's renderer changed meanwhile: prepare again for the new one
+            self.keyframes.append(data)
+            if not data:
+                continue
+            self.stats.keyframes += 1
+            self.stats.keyframe_bytes.append(len(data))
+            for page in list(self.pages.values()):
+                page.add_keyframe(data)
+
+    def _set_bundle(self, bundle: bytes, renderer: Any = None) -> None:
         self.bundle = bundle
+        self._renderer = renderer
+        self.keyframes = []
         for page in list(self.pages.values()):
             if page.portrait.readyState == "open":
                 page.send_portrait()
+        self._prepare()
 
     def detach(self) -> None:
         """The call ended: pages hear so, go back to the first portrait, and wait for the next call."""
@@ -239,6 +381,10 @@ class TokenRelay:
         if self._building is not None:
             self._building.cancel()
             self._building = None
+        if self._preparing is not None:
+            self._preparing.cancel()
+            self._preparing = None
+        self._call_keyframes = []
         if self.bundle is not self.first_bundle:
             self._set_bundle(self.first_bundle)
         if self._hello is not None:

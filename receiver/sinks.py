@@ -280,6 +280,8 @@ class CallStats:
             self.time_to_face_ms.append(time_to_face_ms)
         if face_after_ms is not None:
             self.face_from_media_ms.append(face_after_ms)
+    # What talk-recv --serve-browser relayed to token-mode pages (receiver.relay.RelayStats), or None.
+    token_pages: dict[str, Any] | None = None
     # Datagrams of all calls (realtime.wire), and the ICE path of the last one.
     wire: WireTotals = field(default_factory=WireTotals)
     ice: dict[str, str] | None = None
@@ -325,6 +327,7 @@ class CallStats:
                         "time_to_face_ms": [round(x, 1) for x in self.time_to_face_ms],
                         "face_after_media_ms": list(self.face_from_media_ms)},
             "wire": self.wire.report(RECEIVED) if self.calls else None, "ice": self.ice,
+            "token_pages": self.token_pages,
         }
 
     def breakdown(self) -> dict[str, Any]:

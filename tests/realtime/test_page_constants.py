@@ -6,12 +6,16 @@ page generated from the Python package (``decoder.bin``, the portrait bundle,
 JavaScript are ports of the receiver's playout rules: the jitter buffer's
 constants and defaults, the playout's frame interval and limits, and the smoothing's bounds. This test
 reads them from the source (no browser needed, so it runs everywhere) and fails
-when one differs from the Python it mirrors.
+when one differs from the Python it mirrors. The keyframe rules (which mouth picture a
+frame samples, how a closed eye blends in, how many keyframes are kept) write out no
+numbers: the page reads each from the portrait bundle, which takes it from
+:mod:`codec.render.warp`; the tests below check both halves.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -20,8 +24,14 @@ from pathlib import Path
 import pytest
 
 from codec import smoothing
+from codec.picture import MAX_PICTURE_BYTES
+from codec.render import warp
+from codec.render.pipeline import RenderConfig, Renderer
+from codec.render.portrait import prepare_portrait
 from codec.speech import FRAME_MS
-from realtime import jitterbuffer
+from codec.webexport import portrait_bundle, unpack_container
+from realtime import jitterbuffer, pictures
+from realtime.webpage import decoder_protocol
 from receiver import call, listener
 
 DECODER = Path(__file__).resolve().parents[2] / "realtime" / "static" / "decoder"
@@ -83,3 +93,43 @@ def test_a_changed_constant_is_noticed(tmp_path: Path, monkeypatch: pytest.Monke
     (tmp_path / "jitterbuffer.js").write_text(source.replace("SPREAD_WINDOW = 50;", "SPREAD_WINDOW = 60;"))
     monkeypatch.setattr(sys.modules[__name__], "DECODER", tmp_path)
     assert _jitter_constants_differ()
+
+
+# The warp's keyframe rules, by the name the portrait bundle's meta["warp"] gives each.
+KEYFRAME_RULES = {"max_keyframes": "MAX_KEYFRAMES", "eye_blend": "EYE_BLEND", "eye_feather": "EYE_FEATHER",
+                  "eye_anchors": "EYE_ANCHORS", "mouth_width_weight": "MOUTH_WIDTH_WEIGHT", "shut": "SHUT",
+                  "lend_share": "LEND_SHARE", "narrowing_gain": "NARROWING_GAIN", "narrowing_free": "NARROWING_FREE",
+                  "min_gain": "MIN_GAIN"}
+
+
+def _rules_not_read(sources: dict[str, str]) -> list[str]:
+    """Keyframe rules the page's modules do not read from the bundle (``w.NAME`` or ``m.warp.NAME``)."""
+    text = "\n".join(sources.values())
+    return [k for k in KEYFRAME_RULES if f"w.{k}" not in text and f"warp.{k}" not in text]
+
+
+def _page_sources() -> dict[str, str]:
+    return {n: (DECODER / n).read_text() for n in ("geometry.js", "renderer.js", "keyframes.js", "watch.js")}
+
+
+def test_the_keyframe_rules_reach_the_page_from_the_warp(sample_portrait: Path) -> None:
+    bundle = portrait_bundle(Renderer(prepare_portrait(sample_portrait), RenderConfig(device="cpu")))
+    meta = unpack_container(bundle)[0]["meta"]["warp"]
+    for key, name in KEYFRAME_RULES.items():
+        want = getattr(warp, name)
+        want = [[int(i) for i in a] for a in want] if name == "EYE_ANCHORS" else want
+        assert meta[key] == (list(want) if isinstance(want, tuple) else want), key
+    assert not _rules_not_read(_page_sources())
+    # Nor does the page write a keyframe number of its own.
+    assert not _constants("keyframes.js") and not _constants("geometry.js") and not _constants("renderer.js")
+
+
+def test_a_rule_the_page_stopped_reading_is_noticed() -> None:
+    sources = _page_sources()
+    sources["geometry.js"] = sources["geometry.js"].replace("w.mouth_width_weight", "0.5")
+    assert _rules_not_read(sources) == ["mouth_width_weight"]
+
+
+def test_the_page_reassembles_pictures_within_the_receivers_bounds() -> None:
+    got = json.loads(decoder_protocol())["pictures"]
+    assert got == {"max_picture_bytes": MAX_PICTURE_BYTES, "max_pending": pictures.MAX_PENDING}

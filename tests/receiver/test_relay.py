@@ -10,10 +10,14 @@ import numpy as np
 from codec.api import EncoderConfig, make_header
 from codec.bitstream import Packet, ReferenceInfo, StreamHeader
 from codec.stream import StreamWriter
+from codec.webexport import pack_container
+from realtime.pictures import PacingConfig, PictureInbox
 from realtime.protocol import (
     Bye,
     Hello,
     MessageType,
+    PictureBegin,
+    PictureData,
     Ping,
     Pong,
     Report,
@@ -212,3 +216,109 @@ def test_tap_rtp_sees_each_packet_before_the_receiver_does() -> None:
     asyncio.run(r._handle_rtp_packet("a", arrival_time_ms=0))
     assert seen == ["tap a", "receiver a"]
     assert not tap_rtp(object(), lambda p: None)
+
+
+def _bundle(name: str) -> bytes:
+    return pack_container("portrait", {"id": name}, {})
+
+
+def _pictures(channel: Channel) -> tuple[list[bytes], list[bytes]]:
+    """The pictures reassembled from a page's control messages, and those messages."""
+    inbox, pictures, messages = PictureInbox(), [], []
+    for raw in channel.sent:
+        msg = parse_message(raw)
+        if isinstance(msg, PictureBegin):
+            inbox.begin(msg)
+        elif isinstance(msg, PictureData):
+            done = inbox.data(msg)
+            if done is not None:
+                pictures.append(done)
+        else:
+            continue
+        messages.append(raw)
+    return pictures, messages
+
+
+def test_pages_get_the_calls_keyframes_paced_behind_motion() -> None:
+    made: list[tuple[Any, Any, str, int]] = []
+
+    def make_keyframe(renderer: Any, keyframe: Any, portrait: str, index: int) -> bytes | None:
+        made.append((renderer, keyframe, portrait, index))
+        return None if keyframe == "turn" else bytes([index]) * 3000 + portrait.encode()
+
+    async def run() -> None:
+        now = [100.0]
+        relay = TokenRelay(_bundle("first"), lambda r: _bundle(f"of-{r}"), make_keyframe, 16.0, lambda: now[0])
+        relay.attach(Link())  # type: ignore[arg-type]
+        header = _header(entropy=False)
+        relay.on_control(encode_message(Hello(header.to_bytes())))
+        early = _page(relay)
+        relay.add_keyframe("mouth")  # before the caller's picture: it waits for the caller's renderer
+        await asyncio.sleep(0)
+        assert made == [] and relay.keyframes == []
+        relay.use_renderer("R")
+        assert relay._building is not None
+        await relay._building
+        relay.add_keyframe("turn")  # the renderer takes nothing from it: not sent
+        relay.add_keyframe("eyes")
+        while relay._preparing is not None and not relay._preparing.done():
+            await relay._preparing
+        assert [(r, k, p, i) for r, k, p, i in made] == [("R", "mouth", "of-R", 0), ("R", "turn", "of-R", 1),
+                                                         ("R", "eyes", "of-R", 2)]
+        want = [bytes([0]) * 3000 + b"of-R", bytes([2]) * 3000 + b"of-R"]
+        packets = _packets(header, 300)
+        control_before = len(early.channels["control"].sent)
+        for i, p in enumerate(packets[:150]):
+            now[0] += 0.04
+            relay.on_motion(p)
+            if i == 20:
+                late = _page(relay)  # joins mid-way: every keyframe so far, from the start
+        pictures, messages = _pictures(early.channels["control"])
+        assert pictures == want
+        # One message at most behind each motion message, each within one frame interval of the rate,
+        # and no more bytes than the rate allows over the time (plus the bucket's depth).
+        pacing = PacingConfig(16.0)
+        assert len(early.channels["control"].sent) - control_before <= 150
+        assert max(map(len, messages)) <= pacing.message_bytes
+        assert sum(map(len, messages)) <= 16_000 / 8 * 150 * 0.04 + pacing.depth
+        late_pictures, late_messages = _pictures(late.channels["control"])
+        assert late_pictures == want[:len(late_pictures)] and late_messages
+        stats = relay.stats_dict()
+        assert stats["pages"] == 2 and stats["keyframes"] == 2 and stats["keyframe_bytes"] == [3004, 3004]
+        assert stats["keyframes_sent"] >= 2
+        assert stats["page_keyframe_bytes"] == [sum(map(len, messages)), sum(map(len, late_messages))]
+        assert stats["keyframe_message_bytes"] == sum(stats["page_keyframe_bytes"])
+        # The call's renderer changes: pages get its bundle, then every keyframe again, cut out for it.
+        relay.use_renderer("S")
+        await relay._building
+        while relay._preparing is not None and not relay._preparing.done():
+            await relay._preparing
+        assert [p for _, _, p, _ in made[-3:]] == ["of-S"] * 3
+        for p in packets[150:]:
+            now[0] += 0.04
+            relay.on_motion(p)
+        pictures, _ = _pictures(early.channels["control"])
+        assert pictures[-1] == bytes([2]) * 3000 + b"of-S"
+        # The call ends: its keyframes are forgotten; the next call's pages get none of them.
+        relay.detach()
+        relay.attach(Link())  # type: ignore[arg-type]
+        assert relay.keyframes == [] and relay._call_keyframes == []
+
+    asyncio.run(run())
+
+
+def test_a_receiver_animating_its_own_portrait_sends_no_keyframes() -> None:
+    async def run() -> None:
+        relay = TokenRelay(_bundle("mine"))  # talk-recv --portrait: no make_bundle, no make_keyframe
+        relay.attach(Link())  # type: ignore[arg-type]
+        page = _page(relay)
+        relay.add_keyframe("mouth")
+        relay.use_renderer("R")
+        await asyncio.sleep(0)
+        header = _header(entropy=False)
+        relay.on_control(encode_message(Hello(header.to_bytes())))
+        for p in _packets(header, 50):
+            relay.on_motion(p)
+        assert _pictures(page.channels["control"]) == ([], [])
+
+    asyncio.run(run())
