@@ -30,6 +30,7 @@ STATE_JS = """() => ({state: document.getElementById('state').dataset.state,
   stats: document.getElementById('stats').textContent,
   player: window.talkcodec && talkcodec.player ? talkcodec.player.stats : null,
   portraits: window.talkcodec ? talkcodec.portraits || 0 : 0,
+  keyframes: window.talkcodec && talkcodec.keyframesUsed ? talkcodec.keyframesUsed.length : 0,
   link: typeof peer !== "undefined" && peer
     ? [peer.connectionState, peer.iceConnectionState, peer.sctp && peer.sctp.state] : null})"""
 AUDIO_JS = """async () => { let n = 0; for (const r of peer.getReceivers()) (await r.getStats()).forEach((s) => {
@@ -41,7 +42,8 @@ def receiver(tmp_path_factory: Any) -> Iterator[tuple[int, Path, Any]]:
     sync_playwright()
     port = free_port()
     stats = tmp_path_factory.mktemp("recv") / "recv.json"
-    proc = start_receiver(port, TOKEN, "--serve-browser", "--device", "cpu", "--stats-json", str(stats))
+    proc = start_receiver(port, TOKEN, "--serve-browser", "--device", "cpu", "--stats-json", str(stats),
+                          "--page-keyframe-kbps", "256")
     try:
         yield port, stats, proc
     finally:
@@ -122,7 +124,7 @@ def test_token_pages_play_a_call_relayed_as_it_came(browser: Any, receiver: tupl
     _wait(early, lambda s: s["state"] == "waiting" and s["player"] and s["player"]["drawn"] > 0, "waiting")
     placeholder = _rest(early)
     sender = start_sender(port, TOKEN, "--video", str(SAMPLE_CLIP), "--loop", "--duration", "600", "--entropy",
-                          "--picture-kbps", "256", "--no-keyframes")
+                          "--picture-kbps", "256")
     late = None
     try:
         _wait(early, lambda s: s["state"] == "live" and s["player"] and s["player"]["fresh"] > 25, "early page")
@@ -136,6 +138,11 @@ def test_token_pages_play_a_call_relayed_as_it_came(browser: Any, receiver: tupl
         assert s["player"]["lost"] == 0 and s["player"]["errors"] == 0, s  # no packet it could not decode
         assert s["player"]["waiting"] == 0, s
         assert s["portraits"] == 1 and _rest(late)[1] > 1.5 * placeholder[1]  # a photo, not the silhouette
+        # The caller's keyframes (the sample clip shows an open mouth and a blink) reach both pages, the
+        # late one all of them at once, and are drawn with.
+        _wait(early, lambda s: s["keyframes"] >= 1, "keyframes")
+        n = early.evaluate(STATE_JS)["keyframes"]
+        _wait(late, lambda s, n=n: s["keyframes"] >= n, "keyframes on the late page", other=early)
         for page in (early, late):
             before = page.evaluate(STATE_JS)["player"]["drawn"]
             _wait(page, lambda s, b=before: s["player"]["drawn"] > b + 25, "drawing")
@@ -183,3 +190,7 @@ def test_the_receiver_rendered_nothing_for_token_pages(receiver: tuple[int, Path
     stats = json.loads(receiver[1].read_text())
     assert stats["calls"] >= 1 and stats["frames_played"] > 100
     assert stats["frames_rendered"] == 0  # the pages drew every frame themselves
+    pages = stats["token_pages"]
+    print(f"keyframes to pages: {pages}; the call's keyframes: {stats['picture']['keyframes']}")
+    assert pages["keyframes"] >= 1 and len(pages["keyframe_bytes"]) == pages["keyframes"]
+    assert max(pages["page_keyframe_bytes"]) >= sum(pages["keyframe_bytes"])  # every one, chunk headers on top
