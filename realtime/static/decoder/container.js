@@ -1,7 +1,7 @@
 // The web asset container written by codec/webexport.py (pack_container):
 //   "TKWB" | version u8 | index length u32 LE | index JSON | zero padding to 8 | blobs
 // Arrays are little-endian typed arrays (float16 is widened to Float32Array here);
-// files are PNG images, returned as Blobs.
+// files are images (PNG; WebP for keyframes), returned as Blobs.
 
 export const WEB_MAGIC = "TKWB";
 export const WEB_FORMAT_VERSION = 1;
