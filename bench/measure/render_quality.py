@@ -19,12 +19,16 @@ are scored only after it. Runs:
 Scores (:mod:`bench.metrics`): SSIM, PSNR, mouth SSIM, landmark NME re-tracked
 on the rendered frames, identity distance, face detail; the mouth interior's
 mean luma against the truth's on the 20% widest-open frames (``mouth_lum_diff``);
-eye-region SSIM on the frames with closed eyes (``eye_ssim_closed``); and, per
-clip, the decoded landmarks' jitter over the truth's. Speed: 512x512 frames at
+eye-region SSIM on the frames with closed eyes (``eye_ssim_closed``); SSIM,
+NME, identity distance and detail on the frames turned farthest from the
+portrait (``turned``: the fifth of the scored frames with the largest |yaw|,
+identity on every one of them); and, per clip, the decoded landmarks' jitter
+over the truth's. ``--no-turns`` renders without taking faces from turn
+keyframes (the renderer before :mod:`codec.render.turns`). Speed: 512x512 frames at
 batch 1, wall clock and CPU time.
 
     python -m bench.measure.render_quality [--renderer warp|neural] [--max-frames N] [--stride 2]
-        [--no-keyframes] [--no-smoothing] [--h264] [--strips docs] [--save-strips DIR] [--before DIR]
+        [--no-keyframes] [--no-turns] [--no-smoothing] [--h264] [--strips docs] [--save-strips DIR] [--before DIR]
         [--json OUT.json] [--compare BEFORE.json --markdown OUT.md]
 
 ``--save-strips DIR`` keeps the rendered strip frames, and ``--before DIR`` puts
@@ -61,11 +65,16 @@ from codec.motion import motion_from_landmarks, relative, transfer
 from codec.render.keyframes import Keyframe
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import prepare_portrait
+from codec.render.turns import yaws
+from codec.render.warp import WarpConfig
 from codec.tokenizer import TOKENIZER_PATH
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
 
 METRICS = ("ssim", "psnr", "mouth_ssim", "nme", "id_dist", "detail", "mouth_lum_diff", "eye_ssim_closed")
 KEYFRAME_SECONDS = 5.0
+TURNED_SHARE = 0.2
+"""Share of a clip's scored frames, those turned farthest from the portrait, scored apart (``turned``)."""
+TURNED_METRICS = ("ssim", "nme", "id_dist", "detail")
 H264_KBPS = 12.6
 """talkcodec's 4-layer rate with packet headers, the rate ``talk-bench`` matches H.264 to."""
 
@@ -130,11 +139,19 @@ def _feature_box(kind: str, lm: np.ndarray, shape: tuple[int, int]) -> tuple[int
     return lip_box(lm, shape, margin=1.6)  # the head turn: most of the face
 
 
+def turned_frames(lm: np.ndarray, portrait_landmarks: np.ndarray, share: float = TURNED_SHARE) -> np.ndarray:
+    """Indices into ``lm [T, 478, 3]`` of the ``share`` of frames whose head is turned farthest (|yaw|) from the
+    portrait's, farthest first."""
+    yaw = yaws(motion_from_landmarks(lm.astype(np.float64)).rotation,
+               motion_from_landmarks(portrait_landmarks.astype(np.float64)).rotation)
+    return np.argsort(-np.abs(yaw), kind="stable")[:max(1, int(math.ceil(share * len(lm))))]
+
+
 def score_run(decoded: np.ndarray, ref: Reference, widest: np.ndarray, closed: np.ndarray,
-              truth_mouth: np.ndarray) -> dict[str, float]:
-    """Every score of one run on the scored frames."""
+              truth_mouth: np.ndarray, turned: np.ndarray | None = None) -> dict[str, Any]:
+    """Every score of one run on the scored frames (and on the ``turned`` ones apart, when given)."""
     s = score_clip(decoded, ref, identity=True)
-    row = {k: float(getattr(s, k)) for k in ("ssim", "psnr", "mouth_ssim", "nme", "id_dist", "detail")}
+    row: dict[str, Any] = {k: float(getattr(s, k)) for k in ("ssim", "psnr", "mouth_ssim", "nme", "id_dist", "detail")}
     ours = mouth_interior_luma(decoded[widest], ref.landmarks[widest])
     diff = np.abs(ours - truth_mouth)
     row["mouth_lum"] = float(np.nanmean(ours)) if np.isfinite(ours).any() else math.nan
@@ -142,6 +159,9 @@ def score_run(decoded: np.ndarray, ref: Reference, widest: np.ndarray, closed: n
     row["eye_ssim_closed"] = (float(eye_ssim(decoded[closed], ref.frames[closed], ref.landmarks[closed]).mean())
                               if len(closed) else math.nan)
     row["face_detected"] = float(s.face_detected)
+    if turned is not None:
+        t = score_clip(decoded[turned], ref.subset(turned), identity=True, stride=1)
+        row["turned"] = {k: float(getattr(t, k)) for k in TURNED_METRICS}
     return row
 
 
@@ -173,6 +193,14 @@ def measure_clip(clip: str, args: argparse.Namespace, config: RenderConfig) -> d
     runs = {"still": np.repeat(frames[:1], len(idx), 0), name: render(targets)}
     row: dict[str, Any] = {"clip": clip, "frames": len(idx), "first_scored": k,
                            "keyframes": [[i, kind] for i, kind in picks]}
+    ref_yaw = motion_from_landmarks(lm[0].astype(np.float64)).rotation
+    row["keyframe_yaws"] = [float(yaws(motion_from_landmarks(lm[i].astype(np.float64)).rotation, ref_yaw))
+                            for i, _ in picks]
+    row["turn_pictures"] = [float(t.yaw) for t in renderer.warp._turns]
+    turned = turned_frames(lm[idx], lm[0])
+    turned_yaw = np.abs(yaws(motion_from_landmarks(lm[idx[turned]].astype(np.float64)).rotation, ref_yaw))
+    row["turned"] = {"frames": len(turned), "share": TURNED_SHARE, "yaw_min": float(turned_yaw.min()),
+                     "yaw_mean": float(turned_yaw.mean()), "yaw_max": float(turned_yaw.max())}
     decoded = decode_tokens(lm, valid, portrait.landmarks, args.smoothing) if args.tokens else None
     if decoded is not None:
         runs[f"{name}_tokens"] = render(decoded[idx])
@@ -195,7 +223,8 @@ def measure_clip(clip: str, args: argparse.Namespace, config: RenderConfig) -> d
     row["truth_mouth_lum"] = float(np.nanmean(truth_mouth))
     row["closed_frames"] = len(closed)
     for method, out in runs.items():
-        row[method] = score_run(out, ref, widest, closed, truth_mouth)
+        row[method] = score_run(out, ref, widest, closed, truth_mouth,
+                                turned if method.startswith(name) else None)
 
     main = runs.get(f"{name}_tokens", runs[name])
     shown = strip_picks(ref.landmarks)
@@ -319,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keyframe-seconds", type=float, default=KEYFRAME_SECONDS,
                    help="keyframes come from this many first seconds (at most half a clip); scores from the rest")
     p.add_argument("--no-keyframes", dest="keyframes", action="store_false", help="render without keyframes")
+    p.add_argument("--no-turns", dest="turns", action="store_false",
+                   help="never take the face from a turn keyframe (the renderer before codec.render.turns)")
     p.add_argument("--no-smoothing", dest="smoothing", action="store_false",
                    help="decode tokens without the receiver's smoothing")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda")
@@ -339,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", default="", help="write the per-clip tables (markdown) here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = RenderConfig(device=args.device, renderer=args.renderer)
+    config = RenderConfig(device=args.device, renderer=args.renderer, warp=WarpConfig(turns=args.turns))
 
     clips = corpus_split().held_out
     if args.clips:
@@ -351,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     speed = measure_speed(clips[0], config, args.keyframes) if args.speed else {}
     result = {"config": {"renderer": args.renderer, "max_frames": args.max_frames, "stride": args.stride,
                          "keyframe_seconds": args.keyframe_seconds, "keyframes": args.keyframes,
+                         "turns": args.turns,
                          "smoothing": args.smoothing, "h264_kbps": args.kbps if args.h264 else None},
               "clips": rows, "mean": _mean_row(rows, _methods(rows)), "speed": speed}
     print()

@@ -8,13 +8,16 @@ frame from them alone, and they can be written to a file and rendered on a machi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from codec.render.mesh import PortraitMesh
-from codec.render.warp import GeometricWarp
+from codec.render.warp import EYE_ANCHORS, GeometricWarp
+
+EYE_BOX = 8
+"""Numbers that place a keyframe's closed eye (:attr:`PortraitAssets.eye_box`)."""
 
 # Images inside a file: as they are, lossless (PNG, WebP), or small (WebP at quality 95).
 IMAGE_CODECS = ("raw", "png", "webp-lossless", "webp")
@@ -42,6 +45,15 @@ class PortraitAssets:
         lid_lift: ``[2, 7, 2]`` float64 how far each upper lid's margin samples upwards when closed.
         blink: ``[2]`` float64 the portrait's lid openings.
         body_follow: share of the head's translation the body follows (0 when not layered).
+        turn_yaw: ``[K]`` float64 the turn pictures' head turns from the portrait, degrees
+            (:mod:`codec.render.turns`).
+        turn_sources: ``[K, V, 2]`` float32 where each vertex samples in each turn picture (NaN: as in the
+            first render).
+        turn_lift: ``[K, 2, 7, 2]`` float64 ``lid_lift`` in each turn picture.
+        eye_anchors: ``[2, 9, 2]`` float64 per eye, a keyframe's closed eye's corners and lower lid in its
+            patch's texels (NaN: no closed eye to blend in).
+        eye_box: ``[2, 8]`` float64 per eye: the blended ellipse's centre and axes (patch texels), the patch's
+            position and size in the texture.
     """
 
     texture: np.ndarray
@@ -57,6 +69,11 @@ class PortraitAssets:
     lid_lift: np.ndarray
     blink: np.ndarray
     body_follow: float
+    turn_yaw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    turn_sources: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 2), np.float32))
+    turn_lift: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 7, 2)))
+    eye_anchors: np.ndarray = field(default_factory=lambda: np.full((2, len(EYE_ANCHORS[0]), 2), np.nan))
+    eye_box: np.ndarray = field(default_factory=lambda: np.full((2, EYE_BOX), np.nan))
 
     @property
     def size(self) -> int:
@@ -76,8 +93,8 @@ class PortraitAssets:
 
     @staticmethod
     def from_warp(warp: GeometricWarp) -> PortraitAssets:
-        """The assets of a prepared CPU warp (its tensors are read back, exactly; its keyframes' mouths too,
-        not their eyes: the device renderer blends no keyframe eyes)."""
+        """The assets of a prepared CPU warp (its tensors are read back, exactly), with what it takes from its
+        keyframes: mouths, turned faces, and the closed eye each eye would blend in."""
         background = None
         if warp.background is not None:
             background = np.round(np.clip(warp.background[0].detach().cpu().permute(1, 2, 0).numpy(), 0, 1)
@@ -86,6 +103,14 @@ class PortraitAssets:
         for p in warp.mouth_pictures():
             origin = 0.0 if p.patch is None else warp.atlas.patches[p.patch].origin(warp.atlas.margin)
             mouths.append(np.concatenate([p.shape, (p.rim + origin).ravel(), p.centre + origin]))
+        turned = warp.turn_pictures()
+        anchors, box = np.full((2, len(EYE_ANCHORS[0]), 2), np.nan), np.full((2, EYE_BOX), np.nan)
+        for eye in (0, 1):
+            pic = warp.eye_picture(eye)
+            if pic is not None:
+                patch = warp.atlas.patches[pic.patch]
+                anchors[eye] = pic.anchors
+                box[eye] = [*pic.centre, *pic.axes, patch.x, patch.y, patch.texels.shape[1], patch.texels.shape[0]]
         return PortraitAssets(
             texture=np.ascontiguousarray(warp.texture[0].detach().cpu().permute(1, 2, 0).numpy(), np.float32),
             margin=warp.atlas.margin, background=background, landmarks=warp.landmarks.astype(np.float32),
@@ -95,7 +120,12 @@ class PortraitAssets:
             teeth_u=np.stack(warp.teeth_u).astype(np.float64),
             lid_lift=np.stack([lift for _, lift in warp.lids]).astype(np.float64),
             blink=np.asarray(warp.portrait_state.blink, np.float64),
-            body_follow=float(warp.config.body_follow if warp.config.layered else 0.0))
+            body_follow=float(warp.config.body_follow if warp.config.layered else 0.0),
+            turn_yaw=np.array([t.yaw for t, _ in turned], np.float64),
+            turn_sources=(np.stack([src for _, src in turned]) if turned
+                          else np.zeros((0, len(warp.mesh.vertices), 2), np.float32)),
+            turn_lift=np.stack([t.lift for t, _ in turned]) if turned else np.zeros((0, 2, 7, 2)),
+            eye_anchors=anchors, eye_box=box)
 
     def to_arrays(self, prefix: str = "", codec: str = "png") -> dict[str, np.ndarray]:
         """The assets as named arrays (for ``np.savez``), images encoded with ``codec`` (see :data:`IMAGE_CODECS`).
@@ -123,6 +153,8 @@ class PortraitAssets:
             "bias": self.bias, "sources": self.sources, "mouths": self.mouths, "drawn": self.drawn,
             "teeth_u": self.teeth_u, "lid_lift": self.lid_lift, "blink": self.blink,
             "body_follow": np.array(self.body_follow, np.float64),
+            "turn_yaw": self.turn_yaw, "turn_sources": self.turn_sources, "turn_lift": self.turn_lift,
+            "eye_anchors": self.eye_anchors, "eye_box": self.eye_box,
         }
         if self.background is not None:
             out["background"] = encode_image(self.background, codec)
@@ -148,10 +180,13 @@ class PortraitAssets:
 
         texture = np.concatenate([unit(a("texture")), unit(a("texture_alpha"))[..., None]], -1)
         background = decode_image(a("background")) if prefix + "background" in arrays else None
+        # Files written before turn pictures and device eye blends have neither.
+        extra = {k: a(k) for k in ("turn_yaw", "turn_sources", "turn_lift", "eye_anchors", "eye_box")
+                 if prefix + k in arrays}
         return PortraitAssets(texture=texture, margin=int(a("margin")), background=background,
                               landmarks=a("landmarks"), mesh=mesh, bias=a("bias"), sources=a("sources"),
                               mouths=a("mouths"), drawn=a("drawn"), teeth_u=a("teeth_u"), lid_lift=a("lid_lift"),
-                              blink=a("blink"), body_follow=float(a("body_follow")))
+                              blink=a("blink"), body_follow=float(a("body_follow")), **extra)
 
 
 def _pack_centres(centres: tuple[tuple[int, np.ndarray], ...]) -> np.ndarray:

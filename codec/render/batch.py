@@ -9,9 +9,10 @@ renders frames ``[B, 3, H, W]`` from portrait indices ``[B]`` and target landmar
    :meth:`codec.render.warp.GeometricWarp.geometry`: the mouth's interior from the nearest-shaped picture
    or drawn, the teeth hanging from the inner lips, closing lids sampling the skin above them);
 2. the mesh rasterized into a sampling grid and region maps (:mod:`codec.render.raster_torch`);
-3. ``grid_sample`` of each portrait's texture, laid over its background plate, a narrowed mouth darkened.
-
-Keyframes' eyes are not blended here (the CPU warp blends them over a blink); their mouths are used.
+3. ``grid_sample`` of each portrait's texture, laid over its background plate;
+4. the face of frames turned towards a turn keyframe rasterized again from that keyframe and mixed in by pose
+   inside the face (:mod:`codec.render.turns`), a narrowed mouth darkened, and a closing eye blended towards a
+   keyframe's closed eye, all as the CPU warp does.
 
 It computes what :class:`codec.render.warp.GeometricWarp` does with the numba rasterizer, to float rounding.
 :class:`DeviceWarp` puts one portrait behind :class:`~codec.render.warp.GeometricWarp`'s interface, for
@@ -23,6 +24,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,14 +32,17 @@ import torch.nn.functional as F
 
 from codec import regions as R
 from codec.motion import load_template, motion_from_landmarks
-from codec.render import interior
+from codec.render import interior, turns
 from codec.render.assets import PortraitAssets
-from codec.render.mesh import RING_POINTS
+from codec.render.mesh import OUTSIDE, RING_POINTS
 from codec.render.raster_torch import RasterConfig, rasterize
 from codec.render.warp import (
+    EYE_ANCHORS,
+    EYE_BLEND,
     LEND_SHARE,
     LID_SPAN,
     LID_START,
+    MAX_KEYFRAMES,
     MIN_GAIN,
     NARROWING_FREE,
     NARROWING_GAIN,
@@ -51,6 +56,7 @@ IRISES = 2
 TEETH_POINTS = 2 * 2 * 11  # two strips, each 11 vertices on an inner lip and 11 hanging from them
 RIM = len(R.LIPS_INNER)  # the mouth fan's rim: copies of the inner lips
 MOUTHS = 9  # pictures a mouth's interior can come from: the portrait and up to 8 keyframes
+TURNS = MAX_KEYFRAMES  # turn pictures a portrait can have
 # Eye measures (codec.motion._eye_measures): the corners left and right in the image, the lids up and down.
 EYE_POINTS = ((R.RIGHT_EYE_CORNERS[0], R.RIGHT_EYE_CORNERS[1], *R.RIGHT_EYE_LIDS),
               (R.LEFT_EYE_CORNERS[1], R.LEFT_EYE_CORNERS[0], *R.LEFT_EYE_LIDS))
@@ -96,6 +102,37 @@ def similarity_fit(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, 
     s = (sig * fix).sum(-1) / ((xs**2).sum() / src.shape[0])
     t = mu_d - s[:, None] * (rot @ mu_s)
     return rot, t, s
+
+
+class _Geometry(NamedTuple):
+    """One batch's mesh (the shared layout) and what the steps after the first render need."""
+
+    tv: torch.Tensor      # [B, V, 3] float64 target vertices
+    sv: torch.Tensor      # [B, V, 2] float64 sources
+    gain: torch.Tensor    # [B] the mouth interior's gain
+    yaw: torch.Tensor     # [B] degrees from the portrait
+    closure: torch.Tensor  # [B, 2] each eye's closure against the portrait's
+
+
+def turn_weights(target: torch.Tensor, pictures: torch.Tensor) -> torch.Tensor:
+    """:func:`codec.render.turns.turn_weights` per frame: yaws ``[B]``, each frame's pictures' yaws ``[B, K]``
+    (NaN: none) -> ``[B, K]`` float64."""
+    t, y = target.double()[:, None], pictures.double()
+    same = torch.isfinite(y) & (torch.sign(y) == torch.sign(t)) & (t != 0)
+    s, a = t.abs(), torch.where(same, y.abs(), torch.nan)
+    below, above = same & (a <= s), same & (a > s)
+    lo, lo_k = torch.where(below, a, -torch.inf).max(1)
+    hi, hi_k = torch.where(above, a, torch.inf).min(1)
+    has_lo, has_hi = torch.isfinite(lo), torch.isfinite(hi)
+    base = torch.where(has_lo, lo, 0.0)
+    u = (s[:, 0] - base) / torch.where(has_hi, hi - base, 1.0)
+    x = ((u - turns.BLEND[0]) / (turns.BLEND[1] - turns.BLEND[0])).clamp(0.0, 1.0)
+    w_hi = torch.where(has_hi, x * x * (3 - 2 * x), 0.0)
+    out = torch.zeros_like(y)
+    rows = torch.arange(len(t), device=t.device)
+    out[rows[has_lo], lo_k[has_lo]] += (1.0 - w_hi)[has_lo]
+    out[rows[has_hi], hi_k[has_hi]] += w_hi[has_hi]
+    return out
 
 
 class BatchRenderer:
@@ -158,6 +195,12 @@ class BatchRenderer:
         self._mouth_slot = stack("mouth_slot").long()
         self._teeth_reach, self._blink = stack("teeth_reach"), stack("blink")
         self._lid_slots, self._lid_lift = stack("lid_slots").long(), stack("lid_lift")
+        self._rotation = stack("rotation")
+        self._turn_yaw, self._turn_src, self._turn_lift = stack("turn_yaw"), stack("turn_src"), stack("turn_lift")
+        self._face_mask = stack("face_mask")[:, None].contiguous()               # [P, 1, H, W]
+        # The turn pictures' renders draw no rings (degenerate triangles are skipped).
+        self._turn_tris = torch.where((self.kind == OUTSIDE)[..., None], 0, self.tris)
+        self._eye_anchors, self._eye_box = stack("eye_anchors"), stack("eye_box")
         side = max(p["texture"].shape[0] for p in per)
         self.texture = stack("texture", side).permute(0, 3, 1, 2).contiguous()      # [P, 4, Ht, Wt]
         m = assets[0].margin
@@ -233,6 +276,15 @@ class BatchRenderer:
 
         state = motion_from_landmarks(lm)
         canon = lambda p: (p - state.translation) @ state.rotation / state.scale  # noqa: E731
+        k = len(a.turn_yaw)
+        if k > TURNS:
+            raise ValueError(f"unexpected assets: {k} turn pictures, the layout holds {TURNS}")
+        turn_yaw = np.full(TURNS, np.nan)
+        turn_yaw[:k] = a.turn_yaw
+        turn_src = np.full((TURNS, self.ring_base + self.rings, 2), np.nan)
+        turn_src[:k, slot] = a.turn_sources
+        turn_lift = np.zeros((TURNS, 2, 7, 2))
+        turn_lift[:k] = a.turn_lift
         oval = lm[R.FACE_OVAL]
         ring = m.vertices[m.ring_start:].astype(np.float64)
         ring[:, 2] = oval[:, 2].mean()
@@ -251,6 +303,9 @@ class BatchRenderer:
             "mouth_slot": np.array(mouth_slot), "teeth_reach": reach, "blink": a.blink.astype(np.float64),
             "lid_slots": np.stack([slot[margin] for margin, _ in m.lids]), "lid_lift": a.lid_lift,
             "texture": a.texture.astype(np.float32),
+            "rotation": state.rotation, "turn_yaw": turn_yaw, "turn_src": turn_src, "turn_lift": turn_lift,
+            "face_mask": turns.face_mask(a.landmarks, a.size),
+            "eye_anchors": np.asarray(a.eye_anchors, np.float64), "eye_box": np.asarray(a.eye_box, np.float64),
         }
 
     def geometry(self, pid: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -264,6 +319,10 @@ class BatchRenderer:
             layout, and the mouth interior's gain ``[B]`` float32 (see
             :meth:`codec.render.warp.GeometricWarp.geometry`).
         """
+        g = self._geometry(pid, target)
+        return g.tv.float(), g.sv.float(), g.gain.float()
+
+    def _geometry(self, pid: torch.Tensor, target: torch.Tensor) -> _Geometry:
         b = len(pid)
         lm = target.double()
         tv = torch.zeros((b, self.vertices, 3), dtype=torch.float64, device=self.device)
@@ -305,8 +364,10 @@ class BatchRenderer:
         canon = ((lm - t[:, None]) @ rot) / scale[:, None, None]               # [B, 478, 3] the head's own frame
         drawn, gain = self._mouth(pid, canon, sv)
         self._teeth(pid, lm, rot, scale, drawn, tv)
-        self._lids(pid, canon, sv)
-        return tv.float(), sv.float(), gain.float()
+        closure = self._lids(pid, canon, sv)
+        rel = rot @ self._rotation[pid].transpose(1, 2)
+        yaw = torch.rad2deg(torch.atan2(rel[:, 0, 2], rel[:, 2, 2]))
+        return _Geometry(tv, sv, gain, yaw, closure)
 
     def _mouth(self, pid: torch.Tensor, canon: torch.Tensor, sv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mouth fan's sources (in ``sv``): the nearest-shaped picture, or the drawn interior."""
@@ -352,8 +413,9 @@ class BatchRenderer:
             tv[:, base + 11:base + 22, :2] = top + sign * length[..., None] * unit[:, None]
             tv[:, base:base + 22, 2] = far[:, None]
 
-    def _lids(self, pid: torch.Tensor, canon: torch.Tensor, sv: torch.Tensor) -> None:
-        """A closing upper lid's margin samples the skin above it (in ``sv``)."""
+    def _lids(self, pid: torch.Tensor, canon: torch.Tensor, sv: torch.Tensor) -> torch.Tensor:
+        """A closing upper lid's margin samples the skin above it (in ``sv``); returns each eye's closure
+        ``[B, 2]``."""
         blink = []
         for left, right, up, lo in EYE_POINTS:
             axis = canon[:, right, :2] - canon[:, left, :2]
@@ -366,6 +428,7 @@ class BatchRenderer:
         lift = (x * x * (3 - 2 * x))[..., None, None] * self._lid_lift[pid]     # [B, 2, 7, 2]
         rows = torch.arange(len(pid), device=self.device)[:, None, None]
         sv[rows, self._lid_slots[pid]] += lift
+        return closure
 
     def mouth_newness(self, pid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[B]`` float32 share of each target mouth opening the portrait has no interior for
@@ -380,11 +443,11 @@ class BatchRenderer:
         grid, regions, _ = self._flow(pid, target)
         return grid, regions
 
-    def _flow(self, pid: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        tv, sv, gain = self.geometry(pid, target)
-        grid, regions = rasterize(tv, sv, self.tris[pid], self.bias[pid], self.kind[pid], self.size,
-                                  self.config.raster)
-        return grid, regions, gain
+    def _flow(self, pid: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, _Geometry]:
+        g = self._geometry(pid, target)
+        grid, regions = rasterize(g.tv.float(), g.sv.float(), self.tris[pid], self.bias[pid], self.kind[pid],
+                                  self.size, self.config.raster)
+        return grid, regions, g
 
     @torch.inference_mode()
     def warp(self, pid: torch.Tensor, target: torch.Tensor) -> WarpResult:
@@ -396,16 +459,96 @@ class BatchRenderer:
             the :class:`codec.render.warp.WarpResult`.
         """
         pid, target = pid.to(self.device), target.to(self.device, torch.float32)
-        grid, regions, gain = self._flow(pid, target)
+        grid, regions, g = self._flow(pid, target)
         tex_grid = torch.addcmul(self._grid_offset, grid, self._grid_scale)
         sampled = F.grid_sample(self.texture[pid], tex_grid, mode="bilinear", padding_mode="border",
                                 align_corners=False)
         frames, alpha = sampled[:, :3], sampled[:, 3:]
         if self.background is not None:
             frames = torch.lerp(self.background[pid], frames, alpha)
-        frames = frames * (1 - (1 - gain).view(-1, 1, 1, 1) * regions[:, :1])
+        frames = self._blend_turns(pid, frames, grid, g)
+        frames = frames * (1 - (1 - g.gain.float()).view(-1, 1, 1, 1) * regions[:, :1])
+        frames = self._blend_eyes(pid, frames, target, g.closure)
         newness = self.mouth_newness(pid, target).view(-1, 1, 1, 1)
         return WarpResult(frames, grid, regions, alpha, newness)
+
+    def _blend_turns(self, pid: torch.Tensor, frames: torch.Tensor, grid: torch.Tensor, g: _Geometry) -> torch.Tensor:
+        """The face rendered from each frame's turn pictures mixed in by pose, inside the face
+        (as :meth:`codec.render.warp.GeometricWarp._blend_turns`)."""
+        weights = turn_weights(g.yaw, self._turn_yaw[pid])                      # [B, K]
+        if not bool((weights > 0).any()):
+            return frames
+        mask = F.grid_sample(self._face_mask[pid], grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)                               # [B, 1, H, W]
+        x = ((g.closure - LID_START) / LID_SPAN).clamp(0.0, 1.0)
+        up = x * x * (3 - 2 * x)                                                # [B, 2]
+        mixed = frames.clone()
+        face = self.teeth_base  # the landmarks, centres and iris rings come first in the layout
+        for k in range(TURNS):
+            rows = torch.nonzero(weights[:, k] > 0)[:, 0]
+            if not len(rows):
+                continue
+            p = pid[rows]
+            src = self._turn_src[p, k, :face]
+            sv = g.sv[rows].clone()
+            sv[:, :face] = torch.where(torch.isnan(src), sv[:, :face], src)
+            lift = up[rows][..., None, None] * self._turn_lift[p, k]               # [R, 2, 7, 2]
+            at = torch.arange(len(rows), device=self.device)[:, None, None]
+            sv[at, self._lid_slots[p]] += lift
+            turned_grid, _ = rasterize(g.tv[rows].float(), sv.float(), self._turn_tris[p], self.bias[p],
+                                       self.kind[p], self.size, self.config.raster)
+            turned = F.grid_sample(self.texture[p, :3], torch.addcmul(self._grid_offset, turned_grid,
+                                                                      self._grid_scale),
+                                   mode="bilinear", padding_mode="border", align_corners=False)
+            w = weights[rows, k].float().view(-1, 1, 1, 1)
+            mixed[rows] += w * mask[rows] * (turned - frames[rows])
+        return mixed
+
+    def _blend_eyes(self, pid: torch.Tensor, frames: torch.Tensor, target: torch.Tensor,
+                    closure: torch.Tensor) -> torch.Tensor:
+        """Each closing eye blended towards its keyframe's closed eye (as
+        :meth:`codec.render.warp.GeometricWarp._blend_eyes`)."""
+        x = ((closure - EYE_BLEND[0]) / (EYE_BLEND[1] - EYE_BLEND[0])).clamp(0.0, 1.0)
+        weight = x * x * (3 - 2 * x)                                            # [B, 2]
+        ok = torch.isfinite(self._eye_box[pid, :, 0])                           # [B, 2]
+        if not bool(((weight > 0) & ok).any()):
+            return frames
+        frames = frames.clone()
+        side = torch.tensor([self.texture.shape[3], self.texture.shape[2]], dtype=torch.float32, device=self.device)
+        pix = (torch.arange(self.size, device=self.device, dtype=torch.float32) + 0.5)
+        for eye in (0, 1):
+            for b in torch.nonzero((weight[:, eye] > 0) & ok[:, eye])[:, 0].tolist():
+                box = self._eye_box[pid[b], eye]
+                anchors = self._eye_anchors[pid[b], eye]                         # [N, 2] patch texels
+                dst = target[b, torch.as_tensor(EYE_ANCHORS[eye], device=self.device), :2].double()
+                zs = torch.complex(anchors[:, 0], anchors[:, 1])
+                zd = torch.complex(dst[:, 0], dst[:, 1])
+                ms, md = zs.mean(), zd.mean()
+                a = ((zd - md) * torch.conj(zs - ms)).sum() / ((zs - ms).abs() ** 2).sum()
+                c = md - a * ms
+                w, h = float(box[6]), float(box[7])
+                corners = torch.tensor([0, w, 1j * h, w + 1j * h], dtype=torch.complex128, device=self.device)
+                z = a * corners + c
+                x0, x1 = int(max(np.floor(float(z.real.min())), 0)), int(min(np.ceil(float(z.real.max())), self.size))
+                y0, y1 = int(max(np.floor(float(z.imag.min())), 0)), int(min(np.ceil(float(z.imag.max())), self.size))
+                if x1 - x0 < 2 or y1 - y0 < 2:
+                    continue
+                ys, xs = torch.meshgrid(pix[y0:y1], pix[x0:x1], indexing="ij")
+                inv = 1 / a
+                pz = (xs - float(c.real), ys - float(c.imag))
+                px = float(inv.real) * pz[0] - float(inv.imag) * pz[1]
+                py = float(inv.imag) * pz[0] + float(inv.real) * pz[1]
+                cx, cy, ax, ay = (float(v) for v in box[:4])
+                r = torch.sqrt(((px - cx) / ax) ** 2 + ((py - cy) / ay) ** 2)
+                mask = (1 - r).clamp(0, 0.3) / 0.3
+                mask = mask * mask * (3 - 2 * mask) * float(weight[b, eye])
+                tx = (px + float(box[4])) * 2 / side[0] - 1
+                ty = (py + float(box[5])) * 2 / side[1] - 1
+                sample = F.grid_sample(self.texture[pid[b]:pid[b] + 1, :3], torch.stack([tx, ty], -1)[None],
+                                       mode="bilinear", padding_mode="border", align_corners=False)[0]
+                region = frames[b, :, y0:y1, x0:x1]
+                region.copy_(torch.lerp(region, sample, mask[None]))
+        return frames
 
     def __call__(self, pid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` float32 RGB in [0, 1]: frames of portraits ``pid [B]`` at ``target [B, 478, 3]``."""

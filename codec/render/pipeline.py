@@ -118,7 +118,8 @@ class Renderer:
         """Gives the renderer another picture of the portrait's face (see :mod:`codec.render.keyframes`).
 
         From then on, mouths open about as wide as the keyframe's show its teeth and
-        tongue, and blinks its lids when its eyes are closed. Call it between
+        tongue, blinks its lids when its eyes are closed, and heads turned towards its
+        pose its face (:mod:`codec.render.turns`). Call it between
         :meth:`render` calls (not concurrently); it takes a few milliseconds.
 
         Args:

@@ -19,7 +19,11 @@ samples it there with ``grid_sample``:
    padded past the photo's edges, and patches below it) is sampled there
    (``grid_sample``, torch, on any device) and the person is laid over a
    still background plate (:mod:`codec.render.composite`);
-4. with a keyframe of closed eyes, a closing eye is blended towards that
+4. with a keyframe of the head turned, a target turned towards it takes its
+   face from that keyframe (:mod:`codec.render.turns`: the same target mesh
+   rasterized again, the face sampling the keyframe, mixed in by pose inside
+   the face oval);
+5. with a keyframe of closed eyes, a closing eye is blended towards that
    keyframe's eye, moved onto the target's by a similarity transform.
 
 Steps 1 and 2 run on the CPU (about 5 ms a frame at 512x512); everything that
@@ -37,7 +41,7 @@ import torch.nn.functional as F
 
 from codec import regions as R
 from codec.motion import MotionState, load_template, motion_from_landmarks
-from codec.render import interior
+from codec.render import interior, turns
 from codec.render.composite import background_plate, denoise_portrait, person_alpha
 from codec.render.keyframes import Keyframe, canonical_mouth
 from codec.render.mesh import EYE, MOUTH, OUTSIDE, TEETH, MeshConfig, PortraitMesh, build_mesh
@@ -64,6 +68,8 @@ class WarpConfig:
             would otherwise be frozen onto every rendered frame.
         smooth_outside: past the portrait's edges, sample a soft continuation of it
             (:func:`codec.render.texture.pad_portrait`); otherwise its edge pixels are repeated (stripes).
+        turns: take the face of a head turned far from a keyframe of the head turned that way
+            (:mod:`codec.render.turns`); otherwise always from the portrait.
     """
 
     mesh: MeshConfig = field(default_factory=MeshConfig)
@@ -72,6 +78,7 @@ class WarpConfig:
     body_follow: float = 0.8
     denoise: bool = True
     smooth_outside: bool = True
+    turns: bool = True
 
 
 MAX_KEYFRAMES = 8
@@ -313,6 +320,8 @@ class GeometricWarp:
         self.keyframes: list[Keyframe] = []
         self._mouths: list[MouthPicture] = []
         self._eyes: list[EyePicture] = []
+        self._turns: list[turns.TurnPicture] = []
+        self._init_turns()
         self._upload()
 
     # -- what depends on the portrait alone -----------------------------------------------------
@@ -350,6 +359,23 @@ class GeometricWarp:
             rise = np.maximum((b - a) @ up, 0.0)
             self.lids.append((margin, LID_LIFT * rise[:, None] * up[None, :]))
 
+    def _init_turns(self) -> None:
+        """What a turn picture replaces: the face's mask (sampled where the portrait is), the vertices whose
+        sources it gives (``self.turn_vertices``), and the triangles its render needs (all but the rings')."""
+        mask = turns.face_mask(self.landmarks, self.size)
+        self.face_mask = torch.from_numpy(mask).to(self.device)[None, None].contiguous()
+        mesh = self.mesh
+        face = np.zeros(len(mesh.vertices), bool)
+        face[:R.NUM_LANDMARKS] = True
+        for vertex, _ in mesh.centres:
+            face[vertex] = vertex != mesh.mouth_centre
+        for first, count, _ in mesh.irises:
+            face[first:first + count] = True
+        self.turn_vertices = np.flatnonzero(face)
+        inner = mesh.kind != OUTSIDE
+        self._turn_mesh = (np.ascontiguousarray(mesh.triangles[inner]), np.ascontiguousarray(self._bias[inner]),
+                           np.ascontiguousarray(mesh.kind[inner]))
+
     def _patch_uv(self, name: str, uv: np.ndarray) -> np.ndarray:
         """Portrait-pixel coordinates of texture coordinates ``uv [..., 2]`` in [0, 1] of a patch (texel centres)."""
         p = self.atlas.patches[name]
@@ -376,7 +402,8 @@ class GeometricWarp:
     # -- keyframes --------------------------------------------------------------------------------
 
     def add_keyframe(self, keyframe: Keyframe) -> None:
-        """Takes what a picture of the caller shows that the portrait does not: an open mouth, closed eyes.
+        """Takes what a picture of the caller shows that the portrait does not: an open mouth, closed eyes,
+        the head turned.
 
         Args:
             keyframe: a picture of the portrait's own face (never someone else's).
@@ -386,7 +413,7 @@ class GeometricWarp:
             self.keyframes.pop(0)
         for name in [n for n in self.atlas.patches if n.startswith("key")]:
             del self.atlas.patches[name]
-        self._mouths, self._eyes = [], []
+        self._mouths, self._eyes, self._turns = [], [], []
         for i, kf in enumerate(self.keyframes):
             self._take_keyframe(i, kf)
         self.atlas.put("cavity", self.atlas.patches.pop("cavity").texels)  # re-lays out all patches
@@ -415,6 +442,18 @@ class GeometricWarp:
             self._mouths.append(MouthPicture(m.shape, names[str(m.patch)], m.rim, m.centre))
         for e in taken.eyes:
             self._eyes.append(EyePicture(e.eye, names[e.patch], e.anchors, e.centre, e.axes))
+        lm = kf.landmarks.astype(np.float64)
+        if not self.config.turns or not len(kf.image) or float(R.inter_ocular(lm)) < 4:
+            return
+        scale = min(1.0, KEEP_DENSITY * self.iod / float(R.inter_ocular(lm)))
+        if scale * max(kf.image.shape[:2]) > 4 * self.size:
+            return
+        state = motion_from_landmarks(lm)
+        yaw = float(turns.yaws(state.rotation, self.portrait_state.rotation))
+        if turns.is_turn_picture(yaw, state.blink, self.portrait_state.blink):
+            # The whole face: denoised as the portrait is, then as crisp.
+            image = denoise_portrait(kf.image) if self.config.denoise else kf.image
+            self._take_turn(i, Keyframe(self._match_sharpness(image, lm), kf.landmarks, kf.kind), yaw, scale)
 
     def keyframe_patches(self, kf: Keyframe) -> "KeyframePatches":
         """What the warp takes from a keyframe, for this portrait: the patches' texels and where they are sampled.
@@ -462,6 +501,44 @@ class GeometricWarp:
             taken.eyes.append(EyePicture(eye, name, (lm[anchors, :2] - origin) * scale, (centre - origin) * scale,
                                          np.array(EYE_AXES) * width * scale))
         return taken
+
+    def _take_turn(self, i: int, kf: Keyframe, yaw: float, scale: float) -> None:
+        """A keyframe of the head turned as a :class:`codec.render.turns.TurnPicture`: its face as a patch, and
+        where each face vertex samples in it."""
+        lm = kf.landmarks.astype(np.float64)
+        oval = lm[R.FACE_OVAL, :2]
+        box = np.concatenate([oval.min(0) - 3 / scale, oval.max(0) + 3 / scale])
+        texels, origin = self._crop(kf, box, scale)
+        if texels.shape[1] + 4 >= self.atlas.width:
+            return
+        name = f"key{i}_face"
+        self.atlas.put(name, texels)
+        mesh = self.mesh
+        src = np.full((len(mesh.vertices), 2), np.nan)
+        src[:R.NUM_LANDMARKS] = lm[:, :2]
+        for vertex, contour in mesh.centres:
+            if vertex != mesh.mouth_centre:
+                src[vertex] = lm[contour, :2].mean(0)
+        # The portrait's iris rings and lid lifts, turned and scaled as the face is from the portrait to the keyframe.
+        a, _ = _similarity_2d(self.landmarks[self._stable, :2].astype(np.float64), lm[None, self._stable, :2])
+        for first, count, centre in mesh.irises:
+            off = mesh.vertices[first:first + count, :2].astype(np.float64) - self.landmarks[centre, :2]
+            z = a[0] * (off[:, 0] + 1j * off[:, 1])
+            src[first:first + count] = lm[centre, :2] + np.stack([z.real, z.imag], 1)
+        lift = []
+        for _, up in self.lids:
+            z = a[0] * (up[:, 0] + 1j * up[:, 1]) * scale
+            lift.append(np.stack([z.real, z.imag], 1))
+        self._turns.append(turns.TurnPicture(yaw, name, (src - origin) * scale, np.stack(lift)))
+
+    def turn_pictures(self) -> list[tuple[turns.TurnPicture, np.ndarray]]:
+        """The turn pictures and, for each, ``[V, 2]`` float32 where each mesh vertex samples in the texture's
+        layout (the portrait's pixels; NaN: keeps the first render's source)."""
+        out = []
+        for t in self._turns:
+            origin = self.atlas.patches[t.patch].origin(self.atlas.margin)
+            out.append((t, (t.sources + origin).astype(np.float32)))
+        return out
 
     def _match_sharpness(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """A keyframe as crisp as the portrait: frames that show a moving mouth or lid are often
@@ -667,6 +744,8 @@ class GeometricWarp:
         frames, alpha = sampled[:, :3], sampled[:, 3:]
         if self.background is not None:
             frames = torch.lerp(self.background, frames, alpha)
+        if self._turns:
+            self._blend_turns(frames, grid, geo)
         if (geo.mouth_gain < 1).any():
             # Only the box around the target mouths can change.
             lips = target[:, R.LIPS_OUTER, :2]
@@ -680,6 +759,44 @@ class GeometricWarp:
         newness = torch.from_numpy(self.mouth_newness(target)).to(self.device).view(-1, 1, 1, 1)
         return WarpResult(frames, grid, regions, alpha, newness)
 
+    def turn_weights(self, st: MotionState) -> np.ndarray:
+        """``[B, K]`` how much of each frame's face comes from each turn picture
+        (:func:`codec.render.turns.turn_weights`)."""
+        yaw = turns.yaws(st.rotation, self.portrait_state.rotation)
+        return turns.turn_weights(yaw, np.array([t.yaw for t in self._turns], np.float64))
+
+    def _blend_turns(self, frames: torch.Tensor, grid: torch.Tensor, geo: Geometry) -> None:
+        """Mixes the face rendered from each turn picture into the frames, by pose, inside the face (in place)."""
+        weights = self.turn_weights(geo.state)
+        if not (weights > 0).any():
+            return
+        mask = F.grid_sample(self.face_mask.expand(len(frames), -1, -1, -1), grid, mode="bilinear",
+                             padding_mode="zeros", align_corners=False)               # [B, 1, H, W]
+        up = _smoothstep((self._closure(geo.state) - LID_START) / LID_SPAN)           # [B, 2]
+        tris, bias, kind = self._turn_mesh
+        mixed = frames.clone()
+        for k, (pic, sources) in enumerate(self.turn_pictures()):
+            rows = np.flatnonzero(weights[:, k] > 0)
+            if not len(rows):
+                continue
+            sv = geo.source[rows].copy()
+            sv[:, self.turn_vertices] = sources[self.turn_vertices]
+            for eye, (margin, _) in enumerate(self.lids):
+                sv[:, margin] += (up[rows, eye][:, None, None] * pic.lift[eye]).astype(np.float32)
+            g, _ = rasterize_batch(geo.target[rows], sv, tris, bias, kind, self.size)
+            turned = F.grid_sample(self.texture[:, :3].expand(len(rows), -1, -1, -1),
+                                   torch.addcmul(self._grid_offset, torch.from_numpy(g).to(self.device),
+                                                 self._grid_scale), mode="bilinear",
+                                   padding_mode="border", align_corners=False)
+            idx = torch.from_numpy(rows).to(self.device)
+            w = torch.from_numpy(weights[rows, k].astype(np.float32)).to(self.device).view(-1, 1, 1, 1)
+            mixed[idx] += w * mask[idx] * (turned - frames[idx])
+        frames.copy_(mixed)
+
+    def eye_picture(self, eye: int) -> EyePicture | None:
+        """The closed eye a closing ``eye`` (0 or 1) is blended towards: the latest keyframe's, or None."""
+        return next((p for p in reversed(self._eyes) if p.eye == eye), None)
+
     def _blend_eyes(self, frames: torch.Tensor, target: np.ndarray, st: MotionState) -> None:
         """Blends each closing eye towards a keyframe's closed eye (in place)."""
         weight = _smoothstep((self._closure(st) - EYE_BLEND[0]) / (EYE_BLEND[1] - EYE_BLEND[0]))  # [B, 2]
@@ -688,7 +805,7 @@ class GeometricWarp:
             for eye in (0, 1):
                 if weight[b, eye] <= 0:
                     continue
-                pic = next((p for p in reversed(self._eyes) if p.eye == eye), None)
+                pic = self.eye_picture(eye)
                 if pic is None:
                     continue
                 texels = self.atlas.patches[pic.patch]

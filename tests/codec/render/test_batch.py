@@ -10,11 +10,12 @@ import torch
 
 from bench.metrics.pixels import ssim
 from codec.media import read_video
+from codec.motion import motion_from_landmarks
 from codec.render.assets import PortraitAssets
 from codec.render.batch import BatchRenderer, DeviceWarp
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import Portrait, prepare_portrait
-from codec.render.warp import GeometricWarp, WarpResult
+from codec.render.warp import EYE_BLEND, GeometricWarp, WarpResult
 
 
 def _u8(frames: torch.Tensor) -> np.ndarray:
@@ -102,7 +103,7 @@ def test_device_warp_draws_teeth_lids_and_keyframe_mouths_as_numba(portrait: Por
     warp = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
     frame = list(read_video(sample_clip, 49))[48]  # the mouth wide open, the eyes open
     warp.add_keyframe(Keyframe(frame, sample_landmarks[48].astype(np.float32), "mouth"))
-    assert warp.mouth_pictures()[1:] and not warp._eyes  # a mouth to lend; no eyes (not blended on a device)
+    assert warp.mouth_pictures()[1:] and not warp._eyes  # a mouth to lend, no eyes
     lm = portrait.landmarks
     iod = float(R.inter_ocular(lm))
     opened = lm.copy()
@@ -117,3 +118,39 @@ def test_device_warp_draws_teeth_lids_and_keyframe_mouths_as_numba(portrait: Por
     drawn, gain = warp._mouth_sources(warp.geometry(cases).state, np.zeros((4, len(warp.base_sources), 2)))
     assert drawn[0] and not drawn[2]
     _assert_same_warp(want, DeviceWarp(warp).warp(cases))
+
+
+def test_device_warp_takes_turned_faces_and_closed_eyes_from_keyframes_as_numba(
+        portrait: Portrait, sample_clip: Path, sample_landmarks: np.ndarray) -> None:
+    from codec import regions as R
+    from codec.render.keyframes import Keyframe
+    from tests.codec.render.test_turns import turned
+
+    plain = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
+    warp = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
+    frames = list(read_video(sample_clip, 101))
+    blink = motion_from_landmarks(sample_landmarks[:101]).blink.mean(-1)
+    closed = int(np.argmin(blink))
+    assert blink[closed] < 0.3 * np.median(blink)
+    warp.add_keyframe(Keyframe(frames[closed], sample_landmarks[closed].astype(np.float32), "eyes_closed"))
+    for degrees in (20.0, 32.0, -18.0):  # two pictures on one side: a target between them takes both
+        lm = turned(portrait.landmarks, degrees)
+        image = (plain(lm[None])[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        warp.add_keyframe(Keyframe(image, lm, "turn_left" if degrees > 0 else "turn_right"))
+    assert len(warp.turn_pictures()) == 3 and warp.eye_picture(0) is not None and warp.eye_picture(1) is not None
+    shut = turned(portrait.landmarks, 12.0)
+    for contour in (R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR):
+        shut[contour[1:8]] = 0.9 * shut[contour[9:][::-1]] + 0.1 * shut[contour[1:8]]
+    cases = np.stack([turned(portrait.landmarks, d) for d in (0.0, 5.0, 10.0, 14.0, 26.0, 40.0, -12.0)] + [shut])
+    state = warp.geometry(cases).state
+    assert (warp._closure(state)[-1] > EYE_BLEND[1]).all()  # the last one's eyes blend in the keyframe's
+    weights = warp.turn_weights(state)
+    assert (weights[0] == 0).all() and ((weights > 0) & (weights < 1)).any() and ((weights > 0).sum(1) == 2).any()
+    want = warp.warp(cases)
+    assert not torch.equal(want.frames, plain.warp(cases).frames)
+    _assert_same_warp(want, DeviceWarp(warp).warp(cases))
+    # Written and read back (as a GPU server loads portraits), the same.
+    back = PortraitAssets.from_arrays(PortraitAssets.from_warp(warp).to_arrays("p_", "raw"), "p_")
+    got = BatchRenderer([back], torch.device("cpu")).warp(torch.zeros(len(cases), dtype=torch.long),
+                                                          torch.from_numpy(cases))
+    _assert_same_warp(want, got)
