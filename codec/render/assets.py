@@ -47,6 +47,7 @@ class PortraitAssets:
         body_follow: share of the head's translation the body follows (0 when not layered).
         turn_yaw: ``[K]`` float64 the turn pictures' head turns from the portrait, degrees
             (:mod:`codec.render.turns`).
+        turn_tilt: ``[K, 2]`` float64 their pitch and roll from the portrait, degrees.
         turn_sources: ``[K, V, 2]`` float32 where each vertex samples in each turn picture (NaN: as in the
             first render).
         turn_lift: ``[K, 2, 7, 2]`` float64 ``lid_lift`` in each turn picture.
@@ -70,6 +71,7 @@ class PortraitAssets:
     blink: np.ndarray
     body_follow: float
     turn_yaw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    turn_tilt: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     turn_sources: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 2), np.float32))
     turn_lift: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 7, 2)))
     eye_anchors: np.ndarray = field(default_factory=lambda: np.full((2, len(EYE_ANCHORS[0]), 2), np.nan))
@@ -122,6 +124,7 @@ class PortraitAssets:
             blink=np.asarray(warp.portrait_state.blink, np.float64),
             body_follow=float(warp.config.body_follow if warp.config.layered else 0.0),
             turn_yaw=np.array([t.yaw for t, _ in turned], np.float64),
+            turn_tilt=np.array([t.tilt for t, _ in turned], np.float64).reshape(-1, 2),
             turn_sources=(np.stack([src for _, src in turned]) if turned
                           else np.zeros((0, len(warp.mesh.vertices), 2), np.float32)),
             turn_lift=np.stack([t.lift for t, _ in turned]) if turned else np.zeros((0, 2, 7, 2)),
@@ -153,7 +156,8 @@ class PortraitAssets:
             "bias": self.bias, "sources": self.sources, "mouths": self.mouths, "drawn": self.drawn,
             "teeth_u": self.teeth_u, "lid_lift": self.lid_lift, "blink": self.blink,
             "body_follow": np.array(self.body_follow, np.float64),
-            "turn_yaw": self.turn_yaw, "turn_sources": self.turn_sources, "turn_lift": self.turn_lift,
+            "turn_yaw": self.turn_yaw, "turn_tilt": self.turn_tilt, "turn_sources": self.turn_sources,
+            "turn_lift": self.turn_lift,
             "eye_anchors": self.eye_anchors, "eye_box": self.eye_box,
         }
         if self.background is not None:
@@ -181,7 +185,7 @@ class PortraitAssets:
         texture = np.concatenate([unit(a("texture")), unit(a("texture_alpha"))[..., None]], -1)
         background = decode_image(a("background")) if prefix + "background" in arrays else None
         # Files written before turn pictures and device eye blends have neither.
-        extra = {k: a(k) for k in ("turn_yaw", "turn_sources", "turn_lift", "eye_anchors", "eye_box")
+        extra = {k: a(k) for k in ("turn_yaw", "turn_tilt", "turn_sources", "turn_lift", "eye_anchors", "eye_box")
                  if prefix + k in arrays}
         return PortraitAssets(texture=texture, margin=int(a("margin")), background=background,
                               landmarks=a("landmarks"), mesh=mesh, bias=a("bias"), sources=a("sources"),

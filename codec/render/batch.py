@@ -110,13 +110,14 @@ class _Geometry(NamedTuple):
     tv: torch.Tensor      # [B, V, 3] float64 target vertices
     sv: torch.Tensor      # [B, V, 2] float64 sources
     gain: torch.Tensor    # [B] the mouth interior's gain
-    yaw: torch.Tensor     # [B] degrees from the portrait
+    pose: torch.Tensor    # [B, 3] yaw, pitch, roll from the portrait, degrees
     closure: torch.Tensor  # [B, 2] each eye's closure against the portrait's
 
 
-def turn_weights(target: torch.Tensor, pictures: torch.Tensor) -> torch.Tensor:
+def turn_weights(target: torch.Tensor, pictures: torch.Tensor, target_tilt: torch.Tensor,
+                 picture_tilt: torch.Tensor) -> torch.Tensor:
     """:func:`codec.render.turns.turn_weights` per frame: yaws ``[B]``, each frame's pictures' yaws ``[B, K]``
-    (NaN: none) -> ``[B, K]`` float64."""
+    (NaN: none), pitch and roll ``[B, 2]`` and ``[B, K, 2]`` -> ``[B, K]`` float64."""
     t, y = target.double()[:, None], pictures.double()
     same = torch.isfinite(y) & (torch.sign(y) == torch.sign(t)) & (t != 0)
     s, a = t.abs(), torch.where(same, y.abs(), torch.nan)
@@ -132,7 +133,9 @@ def turn_weights(target: torch.Tensor, pictures: torch.Tensor) -> torch.Tensor:
     rows = torch.arange(len(t), device=t.device)
     out[rows[has_lo], lo_k[has_lo]] += (1.0 - w_hi)[has_lo]
     out[rows[has_hi], hi_k[has_hi]] += w_hi[has_hi]
-    return out
+    d = target_tilt.double()[:, None] - picture_tilt.double()
+    x = ((torch.hypot(d[..., 0], d[..., 1]) - turns.TILT_FREE) / turns.TILT_SPAN).clamp(0.0, 1.0)
+    return out * (1.0 - x * x * (3 - 2 * x))
 
 
 class BatchRenderer:
@@ -196,7 +199,8 @@ class BatchRenderer:
         self._teeth_reach, self._blink = stack("teeth_reach"), stack("blink")
         self._lid_slots, self._lid_lift = stack("lid_slots").long(), stack("lid_lift")
         self._rotation = stack("rotation")
-        self._turn_yaw, self._turn_src, self._turn_lift = stack("turn_yaw"), stack("turn_src"), stack("turn_lift")
+        self._turn_yaw, self._turn_tilt = stack("turn_yaw"), stack("turn_tilt")
+        self._turn_src, self._turn_lift = stack("turn_src"), stack("turn_lift")
         self._face_mask = stack("face_mask")[:, None].contiguous()               # [P, 1, H, W]
         # The turn pictures' renders draw no rings (degenerate triangles are skipped).
         self._turn_tris = torch.where((self.kind == OUTSIDE)[..., None], 0, self.tris)
@@ -281,6 +285,8 @@ class BatchRenderer:
             raise ValueError(f"unexpected assets: {k} turn pictures, the layout holds {TURNS}")
         turn_yaw = np.full(TURNS, np.nan)
         turn_yaw[:k] = a.turn_yaw
+        turn_tilt = np.zeros((TURNS, 2))
+        turn_tilt[:k] = a.turn_tilt
         turn_src = np.full((TURNS, self.ring_base + self.rings, 2), np.nan)
         turn_src[:k, slot] = a.turn_sources
         turn_lift = np.zeros((TURNS, 2, 7, 2))
@@ -303,7 +309,8 @@ class BatchRenderer:
             "mouth_slot": np.array(mouth_slot), "teeth_reach": reach, "blink": a.blink.astype(np.float64),
             "lid_slots": np.stack([slot[margin] for margin, _ in m.lids]), "lid_lift": a.lid_lift,
             "texture": a.texture.astype(np.float32),
-            "rotation": state.rotation, "turn_yaw": turn_yaw, "turn_src": turn_src, "turn_lift": turn_lift,
+            "rotation": state.rotation, "turn_yaw": turn_yaw, "turn_tilt": turn_tilt, "turn_src": turn_src,
+            "turn_lift": turn_lift,
             "face_mask": turns.face_mask(a.landmarks, a.size),
             "eye_anchors": np.asarray(a.eye_anchors, np.float64), "eye_box": np.asarray(a.eye_box, np.float64),
         }
@@ -366,8 +373,10 @@ class BatchRenderer:
         self._teeth(pid, lm, rot, scale, drawn, tv)
         closure = self._lids(pid, canon, sv)
         rel = rot @ self._rotation[pid].transpose(1, 2)
-        yaw = torch.rad2deg(torch.atan2(rel[:, 0, 2], rel[:, 2, 2]))
-        return _Geometry(tv, sv, gain, yaw, closure)
+        look = rel[:, :, 2]
+        pose = torch.rad2deg(torch.stack([torch.atan2(look[:, 0], look[:, 2]), torch.asin(look[:, 1].clamp(-1, 1)),
+                                          torch.atan2(rel[:, 1, 0], rel[:, 0, 0])], -1))
+        return _Geometry(tv, sv, gain, pose, closure)
 
     def _mouth(self, pid: torch.Tensor, canon: torch.Tensor, sv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mouth fan's sources (in ``sv``): the nearest-shaped picture, or the drawn interior."""
@@ -475,7 +484,7 @@ class BatchRenderer:
     def _blend_turns(self, pid: torch.Tensor, frames: torch.Tensor, grid: torch.Tensor, g: _Geometry) -> torch.Tensor:
         """The face rendered from each frame's turn pictures mixed in by pose, inside the face
         (as :meth:`codec.render.warp.GeometricWarp._blend_turns`)."""
-        weights = turn_weights(g.yaw, self._turn_yaw[pid])                      # [B, K]
+        weights = turn_weights(g.pose[:, 0], self._turn_yaw[pid], g.pose[:, 1:], self._turn_tilt[pid])  # [B, K]
         if not bool((weights > 0).any()):
             return frames
         mask = F.grid_sample(self._face_mask[pid], grid, mode="bilinear", padding_mode="zeros",

@@ -20,7 +20,12 @@ them, the warp takes the face from it (:class:`codec.render.warp.GeometricWarp`)
   portrait (yaw 0) and that side's turn pictures are ordered by yaw; a target
   between two of them takes the nearer one, with a smoothstep over the middle
   of the interval (:data:`BLEND`), so no frame pops; past the farthest
-  picture, that picture.
+  picture, that picture. The rest of the pose must agree too: a picture
+  whose pitch and roll differ from the target's by more than
+  :data:`TILT_FREE` degrees gives way to the portrait, fully at
+  ``TILT_FREE + TILT_SPAN`` (a head turned as far but tilted otherwise is not
+  near in pose: on a held-out clip whose only turn keyframe was tilted 12-18
+  degrees from the frames turned like it, taking it made landmarks and identity worse).
 
 Only keyframes turned at least :data:`MIN_TURN_DEG` with both eyes open
 (:data:`EYES_OPEN`) serve as turn pictures, whatever kind the sender gave them.
@@ -45,6 +50,10 @@ BLEND = (0.3, 0.7)
 """Where a target between two pictures' yaws (0: the nearer to the portrait, 1: the farther) starts and ends
 crossing over from the one to the other (a smoothstep)."""
 
+TILT_FREE, TILT_SPAN = 6.0, 6.0
+"""Pitch and roll difference (degrees, combined) up to which a turn picture serves fully, and over which more it
+gives way to the portrait (a smoothstep)."""
+
 FEATHER = 0.3
 """Width of the face mask's soft edge inside the face oval, in inter-ocular distances."""
 
@@ -56,6 +65,7 @@ class TurnPicture:
     Attributes:
         yaw: its head turn from the portrait, degrees (positive: the nose towards the image's left, as
             :func:`codec.keyframe_select.yaw_degrees`).
+        tilt: ``[2]`` its pitch and roll from the portrait, degrees (:func:`poses`).
         patch: its texture patch (the face, cropped around the face oval).
         sources: ``[V, 2]`` float64 where each mesh vertex samples in it, relative to the patch's origin, in
             texels; NaN for vertices that keep the first render's sources (the mouth's, the rings').
@@ -63,24 +73,44 @@ class TurnPicture:
     """
 
     yaw: float
+    tilt: np.ndarray
     patch: str
     sources: np.ndarray
     lift: np.ndarray
 
 
-def yaws(rotation: np.ndarray, portrait_rotation: np.ndarray) -> np.ndarray:
-    """Head turns ``[B]`` in degrees of rotations ``[B, 3, 3]`` from the portrait's ``[3, 3]`` (sign as
-    :func:`codec.keyframe_select.yaw_degrees`)."""
+def poses(rotation: np.ndarray, portrait_rotation: np.ndarray) -> np.ndarray:
+    """Yaw, pitch and roll ``[..., 3]`` in degrees of head rotations ``[..., 3, 3]`` from the portrait's ``[3, 3]``:
+    the yaw and pitch of where the face looks (yaw's sign as :func:`codec.keyframe_select.yaw_degrees`), the roll
+    of its left-right axis in the image."""
     rel = rotation @ portrait_rotation.T
-    return np.degrees(np.arctan2(rel[..., 0, 2], rel[..., 2, 2]))
+    look = rel[..., :, 2]
+    return np.degrees(np.stack([np.arctan2(look[..., 0], look[..., 2]), np.arcsin(np.clip(look[..., 1], -1, 1)),
+                                np.arctan2(rel[..., 1, 0], rel[..., 0, 0])], -1))
 
 
-def turn_weights(target: np.ndarray, pictures: np.ndarray) -> np.ndarray:
+def yaws(rotation: np.ndarray, portrait_rotation: np.ndarray) -> np.ndarray:
+    """Head turns ``[...]`` in degrees of rotations ``[..., 3, 3]`` from the portrait's ``[3, 3]`` (sign as
+    :func:`codec.keyframe_select.yaw_degrees`)."""
+    return poses(rotation, portrait_rotation)[..., 0]
+
+
+def tilt_gate(target: np.ndarray, pictures: np.ndarray) -> np.ndarray:
+    """``[B, K]`` share of its weight each picture keeps for pitch and roll: targets' ``[B, 2]``, pictures'
+    ``[K, 2]``."""
+    diff = np.hypot(target[:, None, 0] - pictures[None, :, 0], target[:, None, 1] - pictures[None, :, 1])
+    x = np.clip((diff - TILT_FREE) / TILT_SPAN, 0.0, 1.0)
+    return 1.0 - x * x * (3 - 2 * x)
+
+
+def turn_weights(target: np.ndarray, pictures: np.ndarray, target_tilt: np.ndarray | None = None,
+                 picture_tilt: np.ndarray | None = None) -> np.ndarray:
     """How much of each frame's face comes from each turn picture (the rest from the portrait).
 
     Args:
         target: ``[B]`` the frames' yaws from the portrait, degrees.
         pictures: ``[K]`` the pictures' yaws (NaN: no picture).
+        target_tilt, picture_tilt: ``[B, 2]`` and ``[K, 2]`` pitch and roll (:func:`poses`); None: not gated by them.
     Returns:
         ``[B, K]`` float64 weights in [0, 1], at most two non-zero per frame, summing to at most 1.
     """
@@ -106,6 +136,8 @@ def turn_weights(target: np.ndarray, pictures: np.ndarray) -> np.ndarray:
     has_lo, has_hi = lo_k >= 0, hi_k >= 0
     out[rows[has_lo], lo_k[has_lo]] += w_lo[has_lo]
     out[rows[has_hi], hi_k[has_hi]] += w_hi[has_hi]
+    if target_tilt is not None and picture_tilt is not None:
+        out *= tilt_gate(np.asarray(target_tilt, np.float64), np.asarray(picture_tilt, np.float64))
     return out
 
 

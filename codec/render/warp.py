@@ -449,11 +449,11 @@ class GeometricWarp:
         if scale * max(kf.image.shape[:2]) > 4 * self.size:
             return
         state = motion_from_landmarks(lm)
-        yaw = float(turns.yaws(state.rotation, self.portrait_state.rotation))
-        if turns.is_turn_picture(yaw, state.blink, self.portrait_state.blink):
+        pose = turns.poses(state.rotation, self.portrait_state.rotation)
+        if turns.is_turn_picture(pose[0], state.blink, self.portrait_state.blink):
             # The whole face: denoised as the portrait is, then as crisp.
             image = denoise_portrait(kf.image) if self.config.denoise else kf.image
-            self._take_turn(i, Keyframe(self._match_sharpness(image, lm), kf.landmarks, kf.kind), yaw, scale)
+            self._take_turn(i, Keyframe(self._match_sharpness(image, lm), kf.landmarks, kf.kind), pose, scale)
 
     def keyframe_patches(self, kf: Keyframe) -> "KeyframePatches":
         """What the warp takes from a keyframe, for this portrait: the patches' texels and where they are sampled.
@@ -502,7 +502,7 @@ class GeometricWarp:
                                          np.array(EYE_AXES) * width * scale))
         return taken
 
-    def _take_turn(self, i: int, kf: Keyframe, yaw: float, scale: float) -> None:
+    def _take_turn(self, i: int, kf: Keyframe, pose: np.ndarray, scale: float) -> None:
         """A keyframe of the head turned as a :class:`codec.render.turns.TurnPicture`: its face as a patch, and
         where each face vertex samples in it."""
         lm = kf.landmarks.astype(np.float64)
@@ -529,7 +529,8 @@ class GeometricWarp:
         for _, up in self.lids:
             z = a[0] * (up[:, 0] + 1j * up[:, 1]) * scale
             lift.append(np.stack([z.real, z.imag], 1))
-        self._turns.append(turns.TurnPicture(yaw, name, (src - origin) * scale, np.stack(lift)))
+        self._turns.append(turns.TurnPicture(float(pose[0]), pose[1:].copy(), name, (src - origin) * scale,
+                                             np.stack(lift)))
 
     def turn_pictures(self) -> list[tuple[turns.TurnPicture, np.ndarray]]:
         """The turn pictures and, for each, ``[V, 2]`` float32 where each mesh vertex samples in the texture's
@@ -762,8 +763,9 @@ class GeometricWarp:
     def turn_weights(self, st: MotionState) -> np.ndarray:
         """``[B, K]`` how much of each frame's face comes from each turn picture
         (:func:`codec.render.turns.turn_weights`)."""
-        yaw = turns.yaws(st.rotation, self.portrait_state.rotation)
-        return turns.turn_weights(yaw, np.array([t.yaw for t in self._turns], np.float64))
+        pose = turns.poses(st.rotation, self.portrait_state.rotation)
+        return turns.turn_weights(pose[:, 0], np.array([t.yaw for t in self._turns], np.float64), pose[:, 1:],
+                                  np.array([t.tilt for t in self._turns], np.float64).reshape(-1, 2))
 
     def _blend_turns(self, frames: torch.Tensor, grid: torch.Tensor, geo: Geometry) -> None:
         """Mixes the face rendered from each turn picture into the frames, by pose, inside the face (in place)."""

@@ -141,7 +141,8 @@ def test_device_warp_takes_turned_faces_and_closed_eyes_from_keyframes_as_numba(
     shut = turned(portrait.landmarks, 12.0)
     for contour in (R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR):
         shut[contour[1:8]] = 0.9 * shut[contour[9:][::-1]] + 0.1 * shut[contour[1:8]]
-    cases = np.stack([turned(portrait.landmarks, d) for d in (0.0, 5.0, 10.0, 14.0, 26.0, 40.0, -12.0)] + [shut])
+    cases = np.stack([turned(portrait.landmarks, d) for d in (0.0, 5.0, 10.0, 14.0, 26.0, 40.0, -12.0)]
+                     + [turned(portrait.landmarks, 22.0, pitch=9.0), shut])  # the one nodded: weights gated
     state = warp.geometry(cases).state
     assert (warp._closure(state)[-1] > EYE_BLEND[1]).all()  # the last one's eyes blend in the keyframe's
     weights = warp.turn_weights(state)

@@ -12,14 +12,15 @@ from codec.render.portrait import Portrait
 from codec.render.warp import GeometricWarp
 
 
-def turned(landmarks: np.ndarray, degrees: float) -> np.ndarray:
+def turned(landmarks: np.ndarray, degrees: float, pitch: float = 0.0) -> np.ndarray:
     """Landmarks ``[478, 3]`` with the head turned about the vertical axis through the face's centre (positive:
-    the nose towards the image's left, as :func:`codec.render.turns.yaws` counts)."""
+    the nose towards the image's left, as :func:`codec.render.turns.yaws` counts), then nodded by ``pitch``."""
     lm = np.asarray(landmarks, np.float64)
     c = lm[R.FACE_OVAL].mean(0)
-    a = np.radians(degrees)
-    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    return ((lm - c) @ rot.T + c).astype(np.float32)
+    a, b = np.radians(degrees), np.radians(pitch)
+    yaw = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    nod = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    return ((lm - c) @ (nod @ yaw).T + c).astype(np.float32)
 
 
 def _u8(frames: torch.Tensor) -> np.ndarray:
@@ -68,6 +69,12 @@ def test_weights_take_the_nearest_picture_smoothly() -> None:
     assert np.abs(np.diff(w, axis=0)).max() <= steepest + 1e-9
     assert np.abs(np.diff(w, axis=0)).max() > 0.5 * steepest  # and it does move
     assert (turns.turn_weights(np.array([0.0, 30.0]), np.zeros(0)) == 0).all()
+    # A picture tilted otherwise (pitch, roll) than the target gives way to the portrait, smoothly.
+    tilt = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    gap = np.linspace(0, 20, 201)
+    g = turns.turn_weights(np.full(201, 20.0), pics, np.stack([gap, np.zeros(201)], 1), tilt)[:, 0]
+    assert g[gap <= turns.TILT_FREE].min() == 1 and g[gap >= turns.TILT_FREE + turns.TILT_SPAN].max() == 0
+    assert (np.diff(g) <= 0).all() and np.abs(np.diff(g)).max() < 0.1
 
 
 def test_only_turned_keyframes_with_open_eyes_serve() -> None:
@@ -126,3 +133,16 @@ def test_a_turn_keyframe_with_closed_eyes_is_not_a_turn_picture(portrait: Portra
         lm[contour[1:8]] = 0.9 * lm[contour[9:][::-1]] + 0.1 * lm[contour[1:8]]
     warp.add_keyframe(Keyframe(portrait.image, lm, "turn_left"))
     assert not warp.turn_pictures()
+
+
+def test_a_turn_keyframe_tilted_otherwise_is_not_taken(portrait: Portrait) -> None:
+    plain = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
+    warp = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
+    key = tinted_turn(plain, 20.0, 60.0)
+    nodded = turned(portrait.landmarks, 20.0, pitch=turns.TILT_FREE + turns.TILT_SPAN + 3)
+    warp.add_keyframe(Keyframe(key.image, nodded, key.kind))  # its landmarks say: nodded
+    assert len(warp.turn_pictures()) == 1
+    target = turned(portrait.landmarks, 20.0)[None]
+    assert warp.turn_weights(warp.geometry(target).state).max() == 0
+    a, b = _u8(warp(target))[0].astype(int), _u8(plain(target))[0].astype(int)
+    assert np.abs(a - b)[face_not_mouth(target[0], warp.size)].max() <= 1  # (its mouth may still be lent)
