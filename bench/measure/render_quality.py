@@ -29,6 +29,7 @@ batch 1, wall clock and CPU time.
 
     python -m bench.measure.render_quality [--renderer warp|neural] [--max-frames N] [--stride 2]
         [--no-keyframes] [--no-turns] [--no-smoothing] [--h264] [--strips docs] [--save-strips DIR] [--before DIR]
+        [--turn-strip docs/render_turn.png] [--split held_out|train]
         [--json OUT.json] [--compare BEFORE.json --markdown OUT.md]
 
 ``--save-strips DIR`` keeps the rendered strip frames, and ``--before DIR`` puts
@@ -165,7 +166,10 @@ def score_run(decoded: np.ndarray, ref: Reference, widest: np.ndarray, closed: n
     return row
 
 
-def measure_clip(clip: str, args: argparse.Namespace, config: RenderConfig) -> dict[str, Any]:
+def measure_clip(clip: str, args: argparse.Namespace, config: RenderConfig,
+                 turn_rows: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """One clip's scores (see the module's docstring); appends its strip of the frame turned farthest from the
+    portrait to ``turn_rows`` when given and the renderer has a turn picture."""
     root = corpus_dir()
     cl = clip_landmarks(root / clip)
     n = min(args.max_frames or len(cl.landmarks), len(cl.landmarks))
@@ -229,16 +233,27 @@ def measure_clip(clip: str, args: argparse.Namespace, config: RenderConfig) -> d
     main = runs.get(f"{name}_tokens", runs[name])
     shown = strip_picks(ref.landmarks)
     row["strip_frames"] = {kind: int(idx[i]) for kind, i in shown.items()}
+    saved = {**shown, "yaw": int(turned[0])}  # and the frame turned farthest from the portrait
     if args.save_strips:
         folder = Path(args.save_strips)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(folder / f"{Path(clip).stem}.npz", **{kind: main[i] for kind, i in shown.items()},
-                            **{f"{kind}_index": idx[i] for kind, i in shown.items()})
+        np.savez_compressed(folder / f"{Path(clip).stem}.npz", **{kind: main[i] for kind, i in saved.items()},
+                            **{f"{kind}_index": idx[i] for kind, i in saved.items()})
+    before = None
+    if args.before:
+        path = Path(args.before) / f"{Path(clip).stem}.npz"
+        before = np.load(path) if path.exists() else None
+    if turn_rows is not None and row["turn_pictures"]:
+        i = saved["yaw"]
+        cols = [ref.frames[i]]
+        if before is not None and "yaw_index" in before and int(before["yaw_index"]) == idx[i]:
+            cols.append(before["yaw"])
+        cols.append(main[i])
+        box = _feature_box("turn", ref.landmarks[i], (ref.frames.shape[1], ref.frames.shape[2]))
+        turn_rows.append(np.concatenate([_strip(cols, args.strip_size),
+                                         *[_zoom(c, box, args.strip_size) for c in cols]], 1))
+        row["turn_strip_frame"] = int(idx[i])
     if args.strips:
-        before = None
-        if args.before:
-            path = Path(args.before) / f"{Path(clip).stem}.npz"
-            before = np.load(path) if path.exists() else None
         rows = []
         for kind, i in shown.items():
             cols = [ref.frames[i]]
@@ -359,9 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kbps", type=float, default=H264_KBPS, help="H.264's bitrate for --h264")
     p.add_argument("--strips", default="", help="folder for truth | [before |] after strips (PNG)")
     p.add_argument("--strip-size", type=int, default=256)
+    p.add_argument("--turn-strip", default="",
+                   help="PNG of truth | [before |] after at each clip's frame turned farthest from the portrait "
+                        "(clips whose renderer has a turn keyframe)")
     p.add_argument("--save-strips", default="", help="keep this run's strip frames here (for a later --before)")
     p.add_argument("--before", default="", help="strip frames saved by an earlier run's --save-strips")
     p.add_argument("--clips", nargs="*", help="held-out clips to score (default: all)")
+    p.add_argument("--split", choices=("held_out", "train"), default="held_out",
+                   help="score the held-out clips (default) or, to check a setting on other clips, training clips")
     p.add_argument("--no-tokens", dest="tokens", action="store_false",
                    help="skip the run through the motion tokenizer")
     p.add_argument("--no-speed", dest="speed", action="store_false", help="skip the speed measurement")
@@ -372,13 +392,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     config = RenderConfig(device=args.device, renderer=args.renderer, warp=WarpConfig(turns=args.turns))
 
-    clips = corpus_split().held_out
+    clips = getattr(corpus_split(), args.split)
     if args.clips:
         clips = tuple(c for c in clips if Path(c).stem in args.clips or c in args.clips)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    turn_rows: list[np.ndarray] = []
     for clip in clips:
-        rows.append(measure_clip(clip, args, config))
+        rows.append(measure_clip(clip, args, config, turn_rows if args.turn_strip else None))
         print(f"{clip}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "clip"}), flush=True)
+    if args.turn_strip and turn_rows:
+        Path(args.turn_strip).parent.mkdir(parents=True, exist_ok=True)
+        _save_small_png(np.concatenate(turn_rows, 0), Path(args.turn_strip))
     speed = measure_speed(clips[0], config, args.keyframes) if args.speed else {}
     result = {"config": {"renderer": args.renderer, "max_frames": args.max_frames, "stride": args.stride,
                          "keyframe_seconds": args.keyframe_seconds, "keyframes": args.keyframes,
