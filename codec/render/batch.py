@@ -135,7 +135,8 @@ def turn_weights(target: torch.Tensor, pictures: torch.Tensor, target_tilt: torc
     out[rows[has_hi], hi_k[has_hi]] += w_hi[has_hi]
     d = target_tilt.double()[:, None] - picture_tilt.double()
     x = ((torch.hypot(d[..., 0], d[..., 1]) - turns.TILT_FREE) / turns.TILT_SPAN).clamp(0.0, 1.0)
-    return out * (1.0 - x * x * (3 - 2 * x))
+    out = out * (1.0 - x * x * (3 - 2 * x))
+    return torch.where(out >= turns.MIN_WEIGHT, out, 0.0)
 
 
 class BatchRenderer:

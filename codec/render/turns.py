@@ -54,6 +54,10 @@ TILT_FREE, TILT_SPAN = 6.0, 6.0
 """Pitch and roll difference (degrees, combined) up to which a turn picture serves fully, and over which more it
 gives way to the portrait (a smoothstep)."""
 
+MIN_WEIGHT = 0.02
+"""A picture's weight below this is taken as none (its face is not rendered): 2% of a face, never seen, costs a
+second rasterization."""
+
 FEATHER = 0.3
 """Width of the face mask's soft edge inside the face oval, in inter-ocular distances."""
 
@@ -112,7 +116,8 @@ def turn_weights(target: np.ndarray, pictures: np.ndarray, target_tilt: np.ndarr
         pictures: ``[K]`` the pictures' yaws (NaN: no picture).
         target_tilt, picture_tilt: ``[B, 2]`` and ``[K, 2]`` pitch and roll (:func:`poses`); None: not gated by them.
     Returns:
-        ``[B, K]`` float64 weights in [0, 1], at most two non-zero per frame, summing to at most 1.
+        ``[B, K]`` float64 weights in [0, 1], at most two non-zero per frame, summing to at most 1 (none
+        below :data:`MIN_WEIGHT`).
     """
     t = np.asarray(target, np.float64)[:, None]
     y = np.asarray(pictures, np.float64)[None, :]
@@ -138,7 +143,7 @@ def turn_weights(target: np.ndarray, pictures: np.ndarray, target_tilt: np.ndarr
     out[rows[has_hi], hi_k[has_hi]] += w_hi[has_hi]
     if target_tilt is not None and picture_tilt is not None:
         out *= tilt_gate(np.asarray(target_tilt, np.float64), np.asarray(picture_tilt, np.float64))
-    return out
+    return np.where(out >= MIN_WEIGHT, out, 0.0)
 
 
 def face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:

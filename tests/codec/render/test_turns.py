@@ -64,9 +64,10 @@ def test_weights_take_the_nearest_picture_smoothly() -> None:
     # At a picture's own pose, past the farthest, and nearer a picture than the blend band: that picture alone.
     for t, k in ((20.0, 0), (-15.0, 1), (40.0, 2), (60.0, 2), (-30.0, 1), (17.0, 0), (37.0, 2)):
         np.testing.assert_allclose(turns.turn_weights(np.array([t]), pics)[0, k], 1.0)
-    # Continuous: 0.1 degree never moves a weight by more than a smoothstep's steepest slope allows.
+    # Continuous: 0.1 degree never moves a weight by more than a smoothstep's steepest slope allows (or from
+    # nothing to the least weight rendered).
     steepest = 1.5 / (turns.BLEND[1] - turns.BLEND[0]) / 15 * 0.1
-    assert np.abs(np.diff(w, axis=0)).max() <= steepest + 1e-9
+    assert np.abs(np.diff(w, axis=0)).max() <= max(steepest, turns.MIN_WEIGHT + steepest) + 1e-9
     assert np.abs(np.diff(w, axis=0)).max() > 0.5 * steepest  # and it does move
     assert (turns.turn_weights(np.array([0.0, 30.0]), np.zeros(0)) == 0).all()
     # A picture tilted otherwise (pitch, roll) than the target gives way to the portrait, smoothly.
@@ -74,7 +75,7 @@ def test_weights_take_the_nearest_picture_smoothly() -> None:
     gap = np.linspace(0, 20, 201)
     g = turns.turn_weights(np.full(201, 20.0), pics, np.stack([gap, np.zeros(201)], 1), tilt)[:, 0]
     assert g[gap <= turns.TILT_FREE].min() == 1 and g[gap >= turns.TILT_FREE + turns.TILT_SPAN].max() == 0
-    assert (np.diff(g) <= 0).all() and np.abs(np.diff(g)).max() < 0.1
+    assert (np.diff(g) <= 0).all() and np.abs(np.diff(g)).max() < 0.1 and g[g > 0].min() >= turns.MIN_WEIGHT
 
 
 def test_only_turned_keyframes_with_open_eyes_serve() -> None:
