@@ -39,6 +39,7 @@ from codec.render.raster_torch import RasterConfig, rasterize
 from codec.render.warp import (
     EYE_ANCHORS,
     EYE_BLEND,
+    EYE_FEATHER,
     LEND_SHARE,
     LID_SPAN,
     LID_START,
@@ -550,7 +551,7 @@ class BatchRenderer:
                 py = float(inv.imag) * pz[0] + float(inv.real) * pz[1]
                 cx, cy, ax, ay = (float(v) for v in box[:4])
                 r = torch.sqrt(((px - cx) / ax) ** 2 + ((py - cy) / ay) ** 2)
-                mask = (1 - r).clamp(0, 0.3) / 0.3
+                mask = (1 - r).clamp(0, EYE_FEATHER) / EYE_FEATHER
                 mask = mask * mask * (3 - 2 * mask) * float(weight[b, eye])
                 tx = (px + float(box[4])) * 2 / side[0] - 1
                 ty = (py + float(box[5])) * 2 / side[1] - 1
