@@ -44,6 +44,8 @@ MAX_BATCH = 8
 # (the recording process is far behind) further ticks go without their frame, to be rendered there.
 MAX_FRAMES_IN_FLIGHT = 64
 PROGRESS_INTERVAL_S = 0.5
+# Once the recording catches up after at least this many ticks waiting (10 s), its heap is trimmed.
+TRIM_AFTER_BACKLOG = 250
 START_TIMEOUT_S = 120.0
 
 
@@ -337,6 +339,26 @@ def bound_heap() -> bool:
     return bool(mapped and trimmed)
 
 
+def trim_heap() -> bool:
+    """Gives the heap's free pages back to the system (glibc's ``malloc_trim``); True where it did.
+
+    Ticks waiting in a backlog are small blocks (5.7 kB of landmarks each) that the mmap threshold
+    does not cover; once a long backlog has drained, their pages are free but stay resident until trimmed.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name is not None else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
+
+
 def _lower_priority(nice: int) -> None:
     try:
         os.nice(nice)
@@ -384,6 +406,7 @@ class _Worker:
         self.failures = 0
         self._last_report = 0.0
         self._parent = os.getppid()
+        self.backlog_max = 0  # the most ticks waiting here since the heap was last trimmed
 
     def report(self, kind: str = "progress") -> None:
         self.outbox.put((kind, self.written, self.from_live, self.rendered, self.failures))
@@ -435,7 +458,11 @@ class _Worker:
                 open_ = self.take(item)
                 block = False
             if self.pending:
+                self.backlog_max = max(self.backlog_max, len(self.pending))
                 self.step()
+                if not self.pending and self.backlog_max >= TRIM_AFTER_BACKLOG:
+                    trim_heap()  # caught up after a long backlog: its memory goes back
+                    self.backlog_max = 0
             if time.monotonic() - self._last_report > PROGRESS_INTERVAL_S:
                 self.report()
 

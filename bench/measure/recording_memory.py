@@ -4,11 +4,12 @@ The recording process (:mod:`receiver.recording`) renders the ticks the live
 view skipped, in batches, when it gets CPU: on a loaded machine it falls
 behind and catches up many times in a call. This drives one with the real
 renderer (the sample portrait, ``--size`` px) at 25 ticks a second, the live
-view's frame with most ticks, and every ``--cycle`` seconds stops the process
-(SIGSTOP) for ``--stall`` seconds while ticks keep coming, half of them
-without a frame, as a starved one would; after each cycle it samples the
-process's resident memory (RSS). A heap that ratchets up with each catch-up
-shows as RSS rising from cycle to cycle.
+view's frame with most ticks, and each ``--cycle`` seconds begins by stopping
+the process (SIGSTOP) for ``--stall`` seconds while ticks keep coming, half of
+them without a frame, as a starved one would; it then has the rest of the
+cycle to catch up, and the process's resident memory (RSS) is sampled at the
+end of each cycle and once more when the last backlog has drained. A heap that
+ratchets up with each catch-up shows as RSS rising from cycle to cycle.
 
 Usage (about ``cycles * cycle`` seconds)::
 
@@ -79,7 +80,7 @@ async def drive(path: Path, size: int, cycles: int, cycle_s: float, stall_s: flo
     index = 0
     t0 = time.monotonic()
     for c in range(cycles):
-        for stalled, seconds in ((False, cycle_s - stall_s), (True, stall_s)):
+        for stalled, seconds in ((True, stall_s), (False, cycle_s - stall_s)):
             if stalled:
                 os.kill(pid, signal.SIGSTOP)
             try:
@@ -98,12 +99,18 @@ async def drive(path: Path, size: int, cycles: int, cycle_s: float, stall_s: flo
         samples.append({"cycle": c, "ticks": index, "behind": rec.behind, "rss_mb": rss_mb(pid)})
         print(f"cycle {c + 1}/{cycles}: {index} ticks, {rec.behind} behind, RSS {samples[-1]['rss_mb']:.1f} MB",
               file=sys.stderr)
+    while rec.behind > 0 and rec.stats.error is None:  # the backlog drains: what memory stays?
+        rec.poll()
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+    drained = rss_mb(pid)
+    print(f"caught up: RSS {drained:.1f} MB", file=sys.stderr)
     rec.call_ended()
     await rec.close(600)
     rss = [s["rss_mb"] for s in samples[1:] if s["rss_mb"] is not None]
     return {"size": size, "cycles": cycles, "cycle_s": cycle_s, "stall_s": stall_s, "samples": samples,
             "rss_after_first_mb": rss[0] if rss else None, "rss_last_mb": rss[-1] if rss else None,
-            "rss_max_mb": max(rss) if rss else None, "recording": rec.stats.to_dict(),
+            "rss_max_mb": max(rss) if rss else None, "rss_caught_up_mb": drained, "recording": rec.stats.to_dict(),
             "load_after": os.getloadavg()}
 
 
@@ -120,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = asyncio.run(drive(Path(tmp) / "rec.mp4", args.size, args.cycles, args.cycle, args.stall))
     print(f"recording process RSS after the first cycle {out['rss_after_first_mb']:.1f} MB, after the last "
-          f"{out['rss_last_mb']:.1f} MB, largest {out['rss_max_mb']:.1f} MB; recording {out['recording']}")
+          f"{out['rss_last_mb']:.1f} MB, largest {out['rss_max_mb']:.1f} MB, "
+          f"caught up {out['rss_caught_up_mb']:.1f} MB; recording {out['recording']}")
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
