@@ -100,18 +100,8 @@ def _stream(mode: str) -> tuple[bytes, list[bytes]]:
     return stream.header.to_bytes(), stream.packets
 
 
-def run(mode: str, seconds: float) -> dict[str, Any]:
-    import base64
-
-    from playwright.sync_api import sync_playwright
-
-    from codec.render.pipeline import RenderConfig, Renderer
-    from codec.render.portrait import prepare_portrait
-    from codec.webexport import decoder_assets, portrait_bundle
-
-    renderer = Renderer(prepare_portrait(REPO / "samples" / "portrait.jpg"), RenderConfig(device="cpu"))
-    assets = {"decoder.bin": decoder_assets(), "portrait.bin": portrait_bundle(renderer)}
-    header, packets = _stream(mode)
+def open_page(browser: Any, assets: dict[str, bytes]) -> Any:
+    """A page at ``ORIGIN/`` that can import ``/decoder/*.js`` and fetch ``/assets/<name>`` (no server runs)."""
 
     def serve(route: Any) -> None:
         path = route.request.url[len(ORIGIN):].split("?")[0]
@@ -125,13 +115,30 @@ def run(mode: str, seconds: float) -> dict[str, Any]:
         else:
             route.fulfill(status=404, body="")
 
+    page = browser.new_page()
+    page.route(f"{ORIGIN}/**", serve)
+    page.goto(f"{ORIGIN}/")
+    return page
+
+
+def run(mode: str, seconds: float) -> dict[str, Any]:
+    import base64
+
+    from playwright.sync_api import sync_playwright
+
+    from codec.render.pipeline import RenderConfig, Renderer
+    from codec.render.portrait import prepare_portrait
+    from codec.webexport import decoder_assets, portrait_bundle
+
+    renderer = Renderer(prepare_portrait(REPO / "samples" / "portrait.jpg"), RenderConfig(device="cpu"))
+    assets = {"decoder.bin": decoder_assets(), "portrait.bin": portrait_bundle(renderer)}
+    header, packets = _stream(mode)
+
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
     load = os.getloadavg()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=WEBGL_ARGS)
-        page = browser.new_page()
-        page.route(f"{ORIGIN}/**", serve)
-        page.goto(f"{ORIGIN}/")
+        page = open_page(browser, assets)
         out = page.evaluate(MEASURE_JS, {"header": b64(header), "packets": [b64(x) for x in packets],
                                          "seconds": seconds})
         browser.close()

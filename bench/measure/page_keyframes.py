@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.measure.browser_decoder import CHROMIUM, ORIGIN, STATIC, WEBGL_ARGS
+from bench.measure.browser_decoder import CHROMIUM, WEBGL_ARGS, open_page
 
 DEFAULT_CLIP = "clips/latentsync_demo2.mp4"
 
@@ -141,23 +141,9 @@ def run(clip: str, max_frames: int) -> dict[str, Any]:
 
     assets = {"decoder.bin": decoder_assets(), "portrait.bin": bundle}
 
-    def serve(route: Any) -> None:
-        path = route.request.url[len(ORIGIN):].split("?")[0]
-        if path == "/":
-            route.fulfill(status=200, body="<!doctype html><meta charset=utf-8>", headers={"Content-Type": "text/html"})
-        elif path.startswith("/assets/") and path[8:] in assets:
-            route.fulfill(status=200, body=assets[path[8:]], headers={"Content-Type": "application/octet-stream"})
-        elif path.startswith("/decoder/") and (STATIC / path[1:]).is_file():
-            route.fulfill(status=200, body=(STATIC / path[1:]).read_bytes(),
-                          headers={"Content-Type": "text/javascript"})
-        else:
-            route.fulfill(status=404, body="")
-
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=WEBGL_ARGS)
-        page = browser.new_page()
-        page.route(f"{ORIGIN}/**", serve)
-        page.goto(f"{ORIGIN}/")
+        page = open_page(browser, assets)
         page.evaluate(PAGE_JS, {"keyframes": [base64.b64encode(c).decode() for c in sent]})
         with_kf = _page_frames(page, targets, True)
         without = _page_frames(page, targets, False)
