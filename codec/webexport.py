@@ -407,6 +407,8 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
         the container's bytes, or None when the warp takes nothing from this keyframe.
     """
     taken = renderer.warp.keyframe_patches(keyframe)
+    if taken.mouth is not None and not taken.mouth.interior:
+        taken.patches.pop("mouth", None)
     if not taken.patches:
         return None
     g = KEYFRAME_GUTTER
@@ -416,7 +418,9 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
         files[name] = ("image/webp", _webp_lossless(cv2.copyMakeBorder(rgb, g, g, g, g, cv2.BORDER_REPLICATE)))
     arrays: dict[str, np.ndarray] = {}
     mouth = None
-    if taken.mouth is not None:
+    # Every keyframe's mouth patch now lends its lips too (the warp lays them over the frame); the page draws
+    # only the interior yet, so only a mouth open enough to lend one travels as before.
+    if taken.mouth is not None and taken.mouth.interior:
         mouth = {"shape": [float(x) for x in taken.mouth.shape], "patch": taken.mouth.patch}
         arrays["mouth.rim"] = taken.mouth.rim.astype(np.float64)
         arrays["mouth.centre"] = taken.mouth.centre.astype(np.float64)

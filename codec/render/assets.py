@@ -38,8 +38,10 @@ class PortraitAssets:
         bias: ``[F]`` float64 depth added per triangle.
         sources: ``[V, 2]`` float32 where each vertex samples before the per-frame changes (the
             portrait's pixels; patches lie outside it).
-        mouths: ``[K, 2 + 21 * 2]`` float64 the pictures a mouth's interior can come from, first the
-            portrait's own: canonical opening and width, then the fan's rim (20) and centre sources.
+        mouths: ``[K, 2 + 21 * 2 + N * 2 + 1]`` float64 the pictures a mouth's interior and lips can come
+            from, first the portrait's own: canonical opening and width, the fan's rim (20) and centre
+            sources, the lip region's N sources (:func:`codec.render.mesh.lip_region`), and 1 where it lends
+            its interior.
         drawn: ``[21, 2]`` float32 the fan's sources in the drawn interior (rim, then centre).
         teeth_u: ``[2, 11]`` float64 where each teeth strip vertex lies across the mouth (0 to 1).
         lid_lift: ``[2, 7, 2]`` float64 how far each upper lid's margin samples upwards when closed.
@@ -104,7 +106,8 @@ class PortraitAssets:
         mouths = []
         for p in warp.mouth_pictures():
             origin = 0.0 if p.patch is None else warp.atlas.patches[p.patch].origin(warp.atlas.margin)
-            mouths.append(np.concatenate([p.shape, (p.rim + origin).ravel(), p.centre + origin]))
+            mouths.append(np.concatenate([p.shape, (p.rim + origin).ravel(), p.centre + origin,
+                                          (p.lips + origin).ravel(), [float(p.interior)]]))
         turned = warp.turn_pictures()
         anchors, box = np.full((2, len(EYE_ANCHORS[0]), 2), np.nan), np.full((2, EYE_BOX), np.nan)
         for eye in (0, 1):

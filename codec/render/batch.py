@@ -11,8 +11,11 @@ renders frames ``[B, 3, H, W]`` from portrait indices ``[B]`` and target landmar
 2. the mesh rasterized into a sampling grid and region maps (:mod:`codec.render.raster_torch`);
 3. ``grid_sample`` of each portrait's texture, laid over its background plate;
 4. the face of frames turned towards a turn keyframe rasterized again from that keyframe and mixed in by pose
-   inside the face (:mod:`codec.render.turns`), a narrowed mouth darkened, and a closing eye blended towards a
-   keyframe's closed eye, all as the CPU warp does.
+   inside the face (:mod:`codec.render.turns`), a narrowed mouth darkened, where a keyframe's mouth is the
+   nearest in shape (or the second nearest, cross-faded) its lips and the skin around them rasterized again
+   from that keyframe's patch and laid over the frame, faded out over a ring of landmarks
+   (:func:`codec.render.warp.lip_flow`), and a closing eye blended towards a keyframe's closed eye, all as the
+   CPU warp does.
 
 It computes what :class:`codec.render.warp.GeometricWarp` does with the numba rasterizer, to float rounding.
 :class:`DeviceWarp` puts one portrait behind :class:`~codec.render.warp.GeometricWarp`'s interface, for
@@ -34,7 +37,7 @@ from codec import regions as R
 from codec.motion import load_template, motion_from_landmarks
 from codec.render import interior, turns
 from codec.render.assets import PortraitAssets
-from codec.render.mesh import OUTSIDE, RING_POINTS
+from codec.render.mesh import OUTSIDE, RING_POINTS, TEETH, lip_region
 from codec.render.raster_torch import RasterConfig, rasterize
 from codec.render.warp import (
     EYE_ANCHORS,
@@ -43,8 +46,11 @@ from codec.render.warp import (
     LEND_SHARE,
     LID_SPAN,
     LID_START,
+    LIP_FADE,
+    LIP_RINGS,
     MAX_KEYFRAMES,
     MIN_GAIN,
+    MOUTH_WIDTH_WEIGHT,
     NARROWING_FREE,
     NARROWING_GAIN,
     SHUT,
@@ -56,7 +62,7 @@ CENTRES = 3  # vertices at the centre of a contour: the mouth's, and an eye's wh
 IRISES = 2
 TEETH_POINTS = 2 * 2 * 11  # two strips, each 11 vertices on an inner lip and 11 hanging from them
 RIM = len(R.LIPS_INNER)  # the mouth fan's rim: copies of the inner lips
-MOUTHS = 9  # pictures a mouth's interior can come from: the portrait and up to 8 keyframes
+MOUTHS = 9  # pictures a mouth's interior and lips can come from: the portrait and up to 8 keyframes
 TURNS = MAX_KEYFRAMES  # turn pictures a portrait can have
 # Eye measures (codec.motion._eye_measures): the corners left and right in the image, the lids up and down.
 EYE_POINTS = ((R.RIGHT_EYE_CORNERS[0], R.RIGHT_EYE_CORNERS[1], *R.RIGHT_EYE_LIDS),
@@ -113,6 +119,9 @@ class _Geometry(NamedTuple):
     gain: torch.Tensor    # [B] the mouth interior's gain
     pose: torch.Tensor    # [B, 3] yaw, pitch, roll from the portrait, degrees
     closure: torch.Tensor  # [B, 2] each eye's closure against the portrait's
+    lips: torch.Tensor    # [B, 2] the lips' pictures, nearest and second nearest (0: the portrait's own)
+    lip_weight: torch.Tensor  # [B] the nearest's share
+    lip_source: torch.Tensor  # [B, 2, N, 2] where the lip region samples in each
 
 
 def turn_weights(target: torch.Tensor, pictures: torch.Tensor, target_tilt: torch.Tensor,
@@ -197,6 +206,11 @@ class BatchRenderer:
         self._body_reach = stack("body_reach")
         self._mouth_area, self._iod = stack("mouth_area"), stack("iod")
         self._mouths, self._mouth_ok, self._drawn = stack("mouths"), stack("mouth_ok"), stack("drawn")
+        region, lip_tris, lip_alpha = lip_region(LIP_RINGS)
+        self._lip_region = torch.as_tensor(region, device=device)
+        self._lip_tris = torch.as_tensor(lip_tris, device=device)
+        self._lip_alpha = torch.as_tensor(lip_alpha, device=device)
+        self._rim_in_lips = torch.as_tensor(np.searchsorted(region, R.LIPS_INNER), device=device)
         self._mouth_slot = stack("mouth_slot").long()
         self._teeth_reach, self._blink = stack("teeth_reach"), stack("blink")
         self._lid_slots, self._lid_lift = stack("lid_slots").long(), stack("lid_lift")
@@ -225,7 +239,8 @@ class BatchRenderer:
 
     def _per_portrait(self) -> list[str]:
         """Names of the attributes that hold one row per portrait."""
-        shared = ("_stable", "_template", "_grid_scale", "_grid_offset")
+        shared = ("_stable", "_template", "_grid_scale", "_grid_offset", "_lip_region", "_lip_tris", "_lip_alpha",
+                  "_rim_in_lips")
         return [k for k, v in vars(self).items() if isinstance(v, torch.Tensor) and k not in shared]
 
     def subset(self, index: torch.Tensor) -> BatchRenderer:
@@ -326,7 +341,7 @@ class BatchRenderer:
         Returns:
             target vertices ``[B, V, 3]`` float32 and sources ``[B, V, 2]`` float32, in the shared vertex
             layout, and the mouth interior's gain ``[B]`` float32 (see
-            :meth:`codec.render.warp.GeometricWarp.geometry`).
+            :meth:`codec.render.warp.GeometricWarp.geometry`; the lips' pictures are in :meth:`_geometry`'s).
         """
         g = self._geometry(pid, target)
         return g.tv.float(), g.sv.float(), g.gain.float()
@@ -371,36 +386,59 @@ class BatchRenderer:
 
         sv = self.sv[pid].double().clone()
         canon = ((lm - t[:, None]) @ rot) / scale[:, None, None]               # [B, 478, 3] the head's own frame
-        drawn, gain = self._mouth(pid, canon, sv)
+        drawn, gain, lips, lip_weight, lip_source = self._mouth(pid, canon, sv)
         self._teeth(pid, lm, rot, scale, drawn, tv)
         closure = self._lids(pid, canon, sv)
         rel = rot @ self._rotation[pid].transpose(1, 2)
         look = rel[:, :, 2]
         pose = torch.rad2deg(torch.stack([torch.atan2(look[:, 0], look[:, 2]), torch.asin(look[:, 1].clamp(-1, 1)),
                                           torch.atan2(rel[:, 1, 0], rel[:, 0, 0])], -1))
-        return _Geometry(tv, sv, gain, pose, closure)
+        return _Geometry(tv, sv, gain, pose, closure, lips, lip_weight, lip_source)
 
-    def _mouth(self, pid: torch.Tensor, canon: torch.Tensor, sv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mouth fan's sources (in ``sv``): the nearest-shaped picture, or the drawn interior."""
+    def _mouth(self, pid: torch.Tensor, canon: torch.Tensor,
+               sv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The mouth fan's sources (in ``sv``) and the lips' picture, as
+        :meth:`codec.render.warp.GeometricWarp._mouth_sources` picks them.
+
+        Returns:
+            ``[B]`` the drawn interior, ``[B]`` its gain, ``[B, 2]`` the lips' pictures (nearest, second
+            nearest; 0: the portrait's own), ``[B]`` the nearest's share, ``[B, 2, N, 2]`` where the lip region
+            samples in each.
+        """
         up, lo = R.MOUTH_INNER_LIPS
         left, right = R.MOUTH_CORNERS
         opening = (canon[:, lo, 1] - canon[:, up, 1]).clamp(min=0.0)
         width = canon[:, right, 0] - canon[:, left, 0]
-        pics = self._mouths[pid]                                               # [B, K, 2 + 42]
-        dist = (opening[:, None] - pics[..., 0]).abs() + 0.5 * (width[:, None] - pics[..., 1]).abs()
+        pics = self._mouths[pid]                                   # [B, K, 2 + 42 + 2 N + 1]
+        dist = (opening[:, None] - pics[..., 0]).abs() + MOUTH_WIDTH_WEIGHT * (width[:, None] - pics[..., 1]).abs()
         dist = torch.where(self._mouth_ok[pid], dist, torch.inf)
-        best = dist.argmin(1)
+        near = torch.sort(dist, dim=1, stable=True)
+        second = near.indices[:, 1] if dist.shape[1] > 1 else near.indices[:, 0]
+        lips = near.indices[:, 0]
+        d1, d2 = near.values[:, 0], dist.gather(1, second[:, None])[:, 0]
+        second = torch.where(torch.isfinite(d2), second, lips)  # the portrait alone: no second picture
+        d2 = torch.where(torch.isfinite(d2), d2, d1)
+        closer = (d2 - d1) / (d2 + d1).clamp(min=1e-9)
+        x = (closer / LIP_FADE).clamp(0.0, 1.0)
+        lip_weight = 0.5 + 0.5 * x * x * (3 - 2 * x)
+        lending = self._mouth_ok[pid] & (pics[..., -1] > 0.5)
+        best = torch.where(lending, dist, torch.inf).argmin(1)
         rows = torch.arange(len(pid), device=self.device)
-        lends = pics[rows, best, 0] >= LEND_SHARE * opening
-        best = torch.where(opening < SHUT, 0, best)
+        own = (lips > 0) & lending[rows, lips] & (pics[rows, lips, 0] >= LEND_SHARE * opening)
+        best = torch.where(own, lips, torch.where(opening < SHUT, 0, best))
+        lends = own | (pics[rows, best, 0] >= LEND_SHARE * opening)
         drawn = (opening >= SHUT) & ~lends
         lent = torch.where(drawn, pics[:, 0, 1], pics[rows, best, 1])
         gain = torch.clamp(1 + NARROWING_GAIN * torch.clamp(width - lent + NARROWING_FREE, max=0.0), MIN_GAIN, 1.0)
-        chosen = pics[rows, best, 2:].reshape(-1, RIM + 1, 2)
+        pair = torch.stack([lips, second], 1)                                            # [B, 2]
+        lip_source = pics[rows[:, None], pair, 2 + 2 * (RIM + 1):-1].reshape(len(pid), 2, -1, 2)  # [B, 2, N, 2]
+        inner = lip_source[:, 0, self._rim_in_lips]                                       # [B, 20, 2]
+        exact = torch.cat([inner, inner.mean(1, keepdim=True)], 1)
+        chosen = torch.where(own[:, None, None], exact, pics[rows, best, 2:2 + 2 * (RIM + 1)].reshape(-1, RIM + 1, 2))
         fan = torch.where(drawn[:, None, None], self._drawn[pid], chosen)     # [B, 21, 2]: rim, then centre
         sv[:, self.rim_base:self.ring_base] = fan[:, :RIM]
         sv[rows, self._mouth_slot[pid]] = fan[:, RIM]
-        return drawn, gain
+        return drawn, gain, pair, lip_weight, lip_source
 
     def _teeth(self, pid: torch.Tensor, lm: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor,
                drawn: torch.Tensor, tv: torch.Tensor) -> None:
@@ -451,7 +489,7 @@ class BatchRenderer:
     def flow(self, pid: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The sampling grid ``[B, H, W, 2]`` and region maps ``[B, 3, H, W]`` of target frames
         (see :meth:`codec.render.warp.GeometricWarp.flow`)."""
-        grid, regions, _ = self._flow(pid, target)
+        grid, regions, *_ = self._flow(pid, target)
         return grid, regions
 
     def _flow(self, pid: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, _Geometry]:
@@ -479,6 +517,7 @@ class BatchRenderer:
             frames = torch.lerp(self.background[pid], frames, alpha)
         frames = self._blend_turns(pid, frames, grid, g)
         frames = frames * (1 - (1 - g.gain.float()).view(-1, 1, 1, 1) * regions[:, :1])
+        frames = self._lay_lips(pid, target, frames, g.lips, g.lip_weight, g.lip_source)
         frames = self._blend_eyes(pid, frames, target, g.closure)
         newness = self.mouth_newness(pid, target).view(-1, 1, 1, 1)
         return WarpResult(frames, grid, regions, alpha, newness)
@@ -559,6 +598,37 @@ class BatchRenderer:
                                        mode="bilinear", padding_mode="border", align_corners=False)[0]
                 region = frames[b, :, y0:y1, x0:x1]
                 region.copy_(torch.lerp(region, sample, mask[None]))
+        return frames
+
+    def _lay_lips(self, pid: torch.Tensor, target: torch.Tensor, frames: torch.Tensor, lips: torch.Tensor,
+                  weight: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """Keyframes' lips laid over the frames whose lips come from one: the nearest picture's and the second
+        nearest's mixed by the nearest's share, laid over with the region's alpha (as
+        :meth:`codec.render.warp.GeometricWarp.warp`)."""
+        sel = torch.nonzero((lips > 0).any(1)).flatten()
+        if not len(sel):
+            return frames
+        source, weight = source.float(), weight.float()
+        n = len(sel)
+        tv = target[sel][:, self._lip_region].contiguous()                   # [n, N, 3]
+        tris = self._lip_tris.expand(n, -1, -1)
+        bias = torch.zeros(tris.shape[:2], dtype=torch.float64, device=self.device)
+        kind = torch.full(tris.shape[:2], TEETH, dtype=torch.int64, device=self.device)  # coverage in regions[0]
+        coded = torch.zeros_like(source[sel, 0])
+        coded[..., 0] = self._lip_alpha * (self.size / 2)  # the rasterizer's grid x is then alpha - 1
+        opacity, regions = rasterize(tv, coded, tris, bias, kind, self.size, self.config.raster)
+        alpha = ((opacity[..., 0] + 1) * regions[:, 0])[:, None]
+        warped = frames[sel]
+        laid = []
+        for k in (0, 1):
+            grid, _ = rasterize(tv, source[sel, k].contiguous(), tris, bias, kind, self.size, self.config.raster)
+            tex_grid = torch.addcmul(self._grid_offset, grid, self._grid_scale)
+            pic = F.grid_sample(self.texture[pid[sel], :3], tex_grid, mode="bilinear", padding_mode="border",
+                                align_corners=False)
+            laid.append(torch.where((lips[sel, k] == 0).view(-1, 1, 1, 1), warped, pic))  # the portrait's: as warped
+        out = torch.lerp(warped, torch.lerp(laid[1], laid[0], weight[sel].view(-1, 1, 1, 1)), alpha)
+        frames = frames.clone()
+        frames[sel] = out
         return frames
 
     def __call__(self, pid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

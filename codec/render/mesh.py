@@ -66,6 +66,27 @@ def face_triangles() -> np.ndarray:
     return np.array(faces, dtype=np.int32)
 
 
+@lru_cache(maxsize=4)
+def lip_region(rings: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lips and the rings of face landmarks around them, as the face tessellation joins them: the
+    patch of face a keyframe's lips are laid over the portrait's with (see :func:`codec.render.warp.lip_flow`).
+
+    Args:
+        rings: rings of neighbouring landmarks taken around the lips; the overlay fades out across the last.
+    Returns:
+        ``landmarks [N]`` int64 (sorted), ``triangles [F, 3]`` int64 indices into ``landmarks`` (the
+        tessellation's triangles that touch the lips or an inner ring), and ``alpha [N]`` float32: 1 on
+        the lips and inner rings, 0 on the outermost ring (the overlay fades out towards it).
+    """
+    tris = face_triangles()
+    inner = np.asarray(R.LIPS)
+    for _ in range(rings - 1):
+        inner = np.unique(tris[np.isin(tris, inner).any(1)])
+    touching = tris[np.isin(tris, inner).any(1)]
+    region = np.unique(touching).astype(np.int64)
+    return region, np.searchsorted(region, touching).astype(np.int64), np.isin(region, inner).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class MeshConfig:
     """Shape of the mesh around the face.

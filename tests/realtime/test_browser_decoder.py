@@ -458,7 +458,7 @@ def test_page_draws_the_mouth_interior_and_lids_as_python(page: Any, setup: Setu
     # Wider than the portrait's own mouth: drawn teeth and cavity; closed eyes: lids from the skin above.
     lm = setup.renderer.warp.landmarks
     targets = np.stack([_open_mouth(lm, 0.3), _open_mouth(_close_eyes(lm), 0.18), _close_eyes(lm)]).astype(np.float32)
-    drawn, gain = setup.renderer.warp._mouth_sources(setup.renderer.warp.geometry(targets).state,
+    drawn, gain, *_ = setup.renderer.warp._mouth_sources(setup.renderer.warp.geometry(targets).state,
                                                      np.zeros((3, len(setup.renderer.warp.base_sources), 2)))
     assert drawn[:2].all() and not drawn[2]
     pixels = page.evaluate(TARGETS_JS, [b64(t.tobytes()) for t in targets])

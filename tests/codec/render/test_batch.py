@@ -115,8 +115,10 @@ def test_device_warp_draws_teeth_lids_and_keyframe_mouths_as_numba(portrait: Por
         shut[contour[1:8]] = 0.9 * lm[contour[9:][::-1]] + 0.1 * lm[contour[1:8]]
     cases = np.stack([opened, shut, targets[0], targets[2]]).astype(np.float32)
     want = warp.warp(cases)
-    drawn, gain = warp._mouth_sources(warp.geometry(cases).state, np.zeros((4, len(warp.base_sources), 2)))
+    drawn, gain, *_ = warp._mouth_sources(warp.geometry(cases).state, np.zeros((4, len(warp.base_sources), 2)))
     assert drawn[0] and not drawn[2]
+    lips = warp.geometry(cases).lips
+    assert lips[0, 0] == 1 and lips[1, 0] == 0  # the open mouth: the keyframe's lips; the shut one: the portrait's
     _assert_same_warp(want, DeviceWarp(warp).warp(cases))
 
 
