@@ -57,6 +57,7 @@ class PortraitAssets:
             patch's texels (NaN: no closed eye to blend in).
         eye_box: ``[2, 8]`` float64 per eye: the blended ellipse's centre and axes (patch texels), the patch's
             position and size in the texture.
+        keyframe_lips: keyframes' lips are laid over the frame (:attr:`codec.render.warp.WarpConfig.keyframe_lips`).
     """
 
     texture: np.ndarray
@@ -78,6 +79,7 @@ class PortraitAssets:
     turn_lift: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 7, 2)))
     eye_anchors: np.ndarray = field(default_factory=lambda: np.full((2, len(EYE_ANCHORS[0]), 2), np.nan))
     eye_box: np.ndarray = field(default_factory=lambda: np.full((2, EYE_BOX), np.nan))
+    keyframe_lips: bool = True
 
     @property
     def size(self) -> int:
@@ -131,7 +133,8 @@ class PortraitAssets:
             turn_sources=(np.stack([src for _, src in turned]) if turned
                           else np.zeros((0, len(warp.mesh.vertices), 2), np.float32)),
             turn_lift=np.stack([t.lift for t, _ in turned]) if turned else np.zeros((0, 2, 7, 2)),
-            eye_anchors=anchors, eye_box=box)
+            eye_anchors=anchors, eye_box=box,
+            keyframe_lips=warp.config.keyframe_lips)
 
     def to_arrays(self, prefix: str = "", codec: str = "png") -> dict[str, np.ndarray]:
         """The assets as named arrays (for ``np.savez``), images encoded with ``codec`` (see :data:`IMAGE_CODECS`).
@@ -162,6 +165,7 @@ class PortraitAssets:
             "turn_yaw": self.turn_yaw, "turn_tilt": self.turn_tilt, "turn_sources": self.turn_sources,
             "turn_lift": self.turn_lift,
             "eye_anchors": self.eye_anchors, "eye_box": self.eye_box,
+            "keyframe_lips": np.array(self.keyframe_lips),
         }
         if self.background is not None:
             out["background"] = encode_image(self.background, codec)
@@ -193,7 +197,9 @@ class PortraitAssets:
         return PortraitAssets(texture=texture, margin=int(a("margin")), background=background,
                               landmarks=a("landmarks"), mesh=mesh, bias=a("bias"), sources=a("sources"),
                               mouths=a("mouths"), drawn=a("drawn"), teeth_u=a("teeth_u"), lid_lift=a("lid_lift"),
-                              blink=a("blink"), body_follow=float(a("body_follow")), **extra)
+                              blink=a("blink"), body_follow=float(a("body_follow")),
+                              keyframe_lips=bool(a("keyframe_lips")) if prefix + "keyframe_lips" in arrays else True,
+                              **extra)
 
 
 def _pack_centres(centres: tuple[tuple[int, np.ndarray], ...]) -> np.ndarray:

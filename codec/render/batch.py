@@ -221,6 +221,7 @@ class BatchRenderer:
         # The turn pictures' renders draw no rings (degenerate triangles are skipped).
         self._turn_tris = torch.where((self.kind == OUTSIDE)[..., None], 0, self.tris)
         self._eye_anchors, self._eye_box = stack("eye_anchors"), stack("eye_box")
+        self._keyframe_lips = stack("keyframe_lips")
         side = max(p["texture"].shape[0] for p in per)
         self.texture = stack("texture", side).permute(0, 3, 1, 2).contiguous()      # [P, 4, Ht, Wt]
         m = assets[0].margin
@@ -325,6 +326,7 @@ class BatchRenderer:
             "mouths": mouths, "mouth_ok": np.arange(MOUTHS) < len(a.mouths), "drawn": a.drawn.astype(np.float64),
             "mouth_slot": np.array(mouth_slot), "teeth_reach": reach, "blink": a.blink.astype(np.float64),
             "lid_slots": np.stack([slot[margin] for margin, _ in m.lids]), "lid_lift": a.lid_lift,
+            "keyframe_lips": np.array(a.keyframe_lips),
             "texture": a.texture.astype(np.float32),
             "rotation": state.rotation, "turn_yaw": turn_yaw, "turn_tilt": turn_tilt, "turn_src": turn_src,
             "turn_lift": turn_lift,
@@ -414,9 +416,9 @@ class BatchRenderer:
         dist = torch.where(self._mouth_ok[pid], dist, torch.inf)
         near = torch.sort(dist, dim=1, stable=True)
         second = near.indices[:, 1] if dist.shape[1] > 1 else near.indices[:, 0]
-        lips = near.indices[:, 0]
+        lips = torch.where(self._keyframe_lips[pid], near.indices[:, 0], 0)
         d1, d2 = near.values[:, 0], dist.gather(1, second[:, None])[:, 0]
-        second = torch.where(torch.isfinite(d2), second, lips)  # the portrait alone: no second picture
+        second = torch.where(torch.isfinite(d2) & self._keyframe_lips[pid], second, lips)  # no second picture
         d2 = torch.where(torch.isfinite(d2), d2, d1)
         closer = (d2 - d1) / (d2 + d1).clamp(min=1e-9)
         x = (closer / LIP_FADE).clamp(0.0, 1.0)

@@ -78,6 +78,9 @@ class WarpConfig:
             (:func:`codec.render.texture.pad_portrait`); otherwise its edge pixels are repeated (stripes).
         turns: take the face of a head turned far from a keyframe of the head turned that way
             (:mod:`codec.render.turns`); otherwise always from the portrait.
+        keyframe_lips: lay the lips of the keyframes nearest in mouth shape over the frame (and take the
+            interior of the nearest up to its own inner lips); off: the portrait's own lips, as the browser
+            page still draws them.
     """
 
     mesh: MeshConfig = field(default_factory=MeshConfig)
@@ -87,6 +90,7 @@ class WarpConfig:
     denoise: bool = True
     smooth_outside: bool = True
     turns: bool = True
+    keyframe_lips: bool = True
 
 
 MAX_KEYFRAMES = 8
@@ -725,6 +729,8 @@ class GeometricWarp:
         dist = (np.abs(target[:, None, 0] - shapes[None, :, 0])
                 + MOUTH_WIDTH_WEIGHT * np.abs(target[:, None, 1] - shapes[None, :, 1]))
         order = np.argsort(dist, 1, kind="stable")
+        if not self.config.keyframe_lips:
+            order = np.zeros_like(order)
         lips = order[:, 0]
         pair = order[:, :2] if len(pictures) > 1 else np.repeat(order, 2, 1)
         d1, d2 = np.take_along_axis(dist, pair, 1).T

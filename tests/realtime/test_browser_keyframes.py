@@ -26,7 +26,7 @@ from codec.motion import motion_from_landmarks, relative, transfer
 from codec.render.keyframes import Keyframe, canonical_mouth
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import Portrait
-from codec.render.warp import EYE_BLEND
+from codec.render.warp import EYE_BLEND, WarpConfig
 from codec.webexport import DECODER_FILE, PORTRAIT_FILE, bundle_id, decoder_assets, keyframe_bundle, portrait_bundle
 from tests.realtime.decoder_page import b64, from_b64, open_page, sync_playwright, webgl_browser
 
@@ -88,7 +88,8 @@ def setup(sample_clip: Any, sample_landmarks: np.ndarray) -> Setup:
     picks = dict((kind, i) for i, kind in reversed(pick_keyframes(lm, np.ones(len(lm), bool), frames)))
     assert {"mouth", "eyes_closed"} <= set(picks)
     portrait = Portrait(frames[0], lm[0], motion_from_landmarks(lm[0]), (0.0, 0.0, 512.0, 512.0))
-    renderer = Renderer(portrait, RenderConfig(device="cpu"))
+    # The page draws the keyframes' mouth interiors and eyes, not yet their lips laid over the frame.
+    renderer = Renderer(portrait, RenderConfig(device="cpu", warp=WarpConfig(keyframe_lips=False)))
     bundle = portrait_bundle(renderer)
     keyframes = [Keyframe(frames[picks[k]], lm[picks[k]], k) for k in ("eyes_closed", "mouth")]
     containers = [keyframe_bundle(renderer, kf, bundle_id(bundle), i) for i, kf in enumerate(keyframes)]

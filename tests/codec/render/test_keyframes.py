@@ -91,6 +91,10 @@ def test_an_open_mouth_takes_the_keyframes_lips(clip, picks):
     inner = np.round(target[0, 14, :2] + [0.0, 2.0]).astype(int)  # just below the lower inner lip
     assert alpha[0, inner[1], inner[0]] == pytest.approx(1.0)
     assert alpha[0, :20].max() == 0 and 0 < alpha.mean() < 0.1
+    # Switched off (what the browser page draws): the portrait's lips.
+    off = GeometricWarp(frames[0], lm[0], torch.device("cpu"), WarpConfig(keyframe_lips=False))
+    off.add_keyframe(Keyframe(frames[i], lm[i], "mouth"))
+    assert (off.geometry(target).lips == 0).all()
 
 
 def test_a_closed_eye_keyframe_gives_real_lids(clip, picks):
