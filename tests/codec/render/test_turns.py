@@ -8,8 +8,9 @@ import torch
 from codec import regions as R
 from codec.render import turns
 from codec.render.keyframes import Keyframe
+from codec.render.mesh import lip_region
 from codec.render.portrait import Portrait
-from codec.render.warp import GeometricWarp
+from codec.render.warp import LIP_RINGS, GeometricWarp
 
 
 def turned(landmarks: np.ndarray, degrees: float, pitch: float = 0.0) -> np.ndarray:
@@ -28,10 +29,12 @@ def _u8(frames: torch.Tensor) -> np.ndarray:
 
 
 def face_not_mouth(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """``[size, size]`` bool: well inside the face oval, and not within 10 pixels of the lips."""
+    """``[size, size]`` bool: well inside the face oval, and not within 3 pixels of the lip region (the lips and
+    the skin around them, which a keyframe nearest in mouth shape lends: :func:`codec.render.mesh.lip_region`)."""
     inside = turns.face_mask(landmarks, size) > 0.99
-    x0, y0 = np.floor(landmarks[R.LIPS_OUTER, :2].min(0)).astype(int) - 10
-    x1, y1 = np.ceil(landmarks[R.LIPS_OUTER, :2].max(0)).astype(int) + 10
+    region = landmarks[lip_region(LIP_RINGS)[0], :2]
+    x0, y0 = np.floor(region.min(0)).astype(int) - 3
+    x1, y1 = np.ceil(region.max(0)).astype(int) + 3
     inside[max(y0, 0):y1, max(x0, 0):x1] = False
     return inside
 
