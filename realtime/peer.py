@@ -44,11 +44,14 @@ MOTION_LABEL, MOTION_ID = "motion", 1
 # packets the same count would hold 160-240 ms, so the count is fitted to keep about 80 ms.
 AUDIO_JITTER_MS = 80.0
 # Each control message costs ~110 bytes on the wire (~0.9 kbps at one a second): a ping every 2 s
-# (and the peer's pong) still hears a live peer twice in the 4 s silence timeout. A peer's own stalls
-# are forgiven (stall_ms); the other end's cannot be told from a peer that is gone: on a starved machine
-# (both programs niced, load 11-19 on 2 cores) a soak's call was ended this way, with 4 s as with 10 s.
+# (and the peer's pong) hears a live peer twice within PEER_SILENT_S. A peer's own stalls are forgiven
+# (stall_ms); the other end's cannot be told from a peer that is gone, nor can a link that drops out for a
+# few seconds. So silence is said (a warning, counted) after PEER_SILENT_S, and the call ends only after
+# PEER_TIMEOUT_S, as a browser's ICE consent gives up after some 30 s: with a 4 s end, 30-minute soaks
+# at 512 px were ended after 3-13 minutes on a loaded 2-core machine (load 8-19) while both ends ran.
 PING_INTERVAL_S = 2.0
-PEER_TIMEOUT_S = 4.0
+PEER_SILENT_S = 4.0
+PEER_TIMEOUT_S = 20.0
 CONNECT_TIMEOUT_S = 15.0
 
 
@@ -249,6 +252,9 @@ class PeerLink:
         self.ice_pair: dict[str, str] | None = None
         self.wire_window_us: list[int] = []  # wall clock when counting started (and stopped)
         self._last_heard = monotonic_ms()
+        self.silences = 0  # times the peer went silent for PEER_SILENT_S or more and came back (or not)
+        self.longest_silence_ms = 0.0
+        self._silent_since: float | None = None  # the silence said, not yet over
         self._bye_received = False
         self._task: asyncio.Task[None] | None = None
         self.control.on("message", self._on_control)
@@ -328,7 +334,7 @@ class PeerLink:
         except ProtocolError as e:
             self.drops.note(error_kind(e), str(e))
             return
-        self._last_heard = monotonic_ms()
+        self._heard()
         if isinstance(msg, Ping):
             t1 = wall_us()
             self.send(Pong(msg.t0_us, t1, wall_us()))
@@ -340,11 +346,33 @@ class PeerLink:
         else:
             self.messages.put_nowait(msg)
 
+    def silence_report(self) -> dict[str, float | int]:
+        """The stats' ``"peer_silences"``: silences of :data:`PEER_SILENT_S` or more, and the longest (s)."""
+        return {"count": self.silences, "longest_s": round(self.longest_silence_ms / 1000, 1)}
+
+    def _heard(self) -> None:
+        if self._silent_since is not None:
+            log.warning("the peer is back after %.1f s of silence", self.silent_ms / 1000)
+            self._silent_since = None
+        self._last_heard = monotonic_ms()
+
+    def _check_silence(self) -> bool:
+        """Says a silence once it lasts :data:`PEER_SILENT_S`; True once it lasts ``timeout_s`` (the peer is gone)."""
+        silent = self.silent_ms
+        if silent >= min(PEER_SILENT_S, self.timeout_s) * 1000:
+            self.longest_silence_ms = max(self.longest_silence_ms, silent)
+            if self._silent_since is None:
+                self._silent_since = self._last_heard
+                self.silences += 1
+                log.warning("no word from the peer for %.0f s: waiting up to %.0f s for it", silent / 1000,
+                            self.timeout_s)
+        return silent > self.timeout_s * 1000
+
     async def _heartbeat(self) -> None:
         while not self.ended.is_set():
             self.send(Ping(wall_us()))
             await self._nap(PING_INTERVAL_S / 2)
-            if self.silent_ms > self.timeout_s * 1000:
+            if self._check_silence():
                 self.end(f"the peer went silent for {self.timeout_s:.0f} s")
                 return
             await self._nap(PING_INTERVAL_S / 2)

@@ -524,5 +524,6 @@ class Call:
         self.stats.clock_offset_ms = self.link.clock.offset_us / 1000.0
         self.stats.wire.merge(self.link.wire.stop(monotonic_ms() / 1000.0))
         self.stats.ice = self.link.ice_pair or self.stats.ice
+        self.stats.peer_silences = self.link.silence_report()
         await self.link.close(self.link.end_reason)
         self._pool.shutdown(wait=True)

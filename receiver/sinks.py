@@ -285,6 +285,7 @@ class CallStats:
     # Datagrams of all calls (realtime.wire), and the ICE path of the last one.
     wire: WireTotals = field(default_factory=WireTotals)
     ice: dict[str, str] | None = None
+    peer_silences: dict[str, float | int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         secs = self.motion_media_ms / 1000.0
@@ -327,6 +328,7 @@ class CallStats:
                         "time_to_face_ms": [round(x, 1) for x in self.time_to_face_ms],
                         "face_after_media_ms": list(self.face_from_media_ms)},
             "wire": self.wire.report(RECEIVED) if self.calls else None, "ice": self.ice,
+            "peer_silences": self.peer_silences,
             "token_pages": self.token_pages,
         }
 

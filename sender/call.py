@@ -310,10 +310,11 @@ class Sender:
         return self._track.bytes_sent if self._track is not None else 0
 
     def wire_stats(self) -> dict[str, Any]:
-        """The call's datagrams as ``--stats-json`` reports them: ``{"wire": ..., "ice": ...}``."""
+        """The call's datagrams, ICE path and silences as ``--stats-json`` reports them."""
         if self.link is None:
-            return {"wire": None, "ice": None}
-        return {"wire": self.link.wire.totals.report(SENT), "ice": self.link.ice_pair}
+            return {"wire": None, "ice": None, "peer_silences": None}
+        return {"wire": self.link.wire.totals.report(SENT), "ice": self.link.ice_pair,
+                "peer_silences": self.link.silence_report()}
 
     @property
     def netem_dropped(self) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from realtime.jitterbuffer import PlayoutKind
+from realtime.peer import PEER_TIMEOUT_S
 from tests.realtime.harness import (
     SAMPLE_PORTRAIT,
     FakeRenderer,
@@ -219,7 +220,7 @@ def test_sender_notices_a_vanished_receiver(tmp_path: Path) -> None:
         wait_for_line(send, "accepted the stream")
         recv.kill()  # no bye: the machine is gone
         t0 = time.monotonic()
-        _, err = send.communicate(timeout=30)
+        _, err = send.communicate(timeout=PEER_TIMEOUT_S + 40)
         noticed = time.monotonic() - t0
     finally:
         for p in (send, recv):
@@ -228,7 +229,9 @@ def test_sender_notices_a_vanished_receiver(tmp_path: Path) -> None:
                 p.wait()
     assert send.returncode == 1
     assert "call lost" in err and "Traceback" not in err
-    assert noticed < 10
+    # Said after PEER_SILENT_S, given up after PEER_TIMEOUT_S (a live peer may be silent that long on a bad link).
+    assert "no word from the peer" in err, err
+    assert PEER_TIMEOUT_S - 3 <= noticed < PEER_TIMEOUT_S + 10
 
 
 # -- speech-driven mode: talk-send --audio-only, talk-recv --animate-from-audio ----------------
