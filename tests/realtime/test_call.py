@@ -212,10 +212,11 @@ def test_loss_and_jitter_are_concealed_and_ctrl_c_ends_both_cleanly(tmp_path: Pa
 
 
 def test_sender_notices_a_vanished_receiver(tmp_path: Path) -> None:
-    clip, flags = clip_10s()
+    clip, _ = clip_10s()
     port = free_port()
     recv = start_receiver(port, TOKEN, "--device", "cpu", "--size", "64")
-    send = start_sender(port, TOKEN, "--video", str(clip), "--duration", "60", "--no-audio", *flags)
+    # Looped, so that the clip outlasts the silence the sender waits through before it gives up.
+    send = start_sender(port, TOKEN, "--video", str(clip), "--loop", "--duration", "120", "--no-audio")
     try:
         wait_for_line(send, "accepted the stream")
         recv.kill()  # no bye: the machine is gone
