@@ -323,17 +323,10 @@ def bound_heap() -> bool:
     and stayed at 528-529 MB with the threshold fixed, as here.
     """
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
-    if name is None:
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt)
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     mapped = mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)
     trimmed = mallopt(_M_TRIM_THRESHOLD, HEAP_MMAP_THRESHOLD)
     return bool(mapped and trimmed)
@@ -346,17 +339,25 @@ def trim_heap() -> bool:
     does not cover; once a long backlog has drained, their pages are free but stay resident until trimmed.
     """
     import ctypes
+
+    trim = _libc_function("malloc_trim", [ctypes.c_size_t])
+    return trim is not None and bool(trim(0))
+
+
+def _libc_function(name: str, argtypes: list[Any]) -> Any:
+    """The C library's function ``name`` (returning int), or None where there is none (not glibc)."""
+    import ctypes
     import ctypes.util
 
-    name = ctypes.util.find_library("c")
+    path = ctypes.util.find_library("c")
+    if path is None:
+        return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim if name is not None else None
-    except (OSError, AttributeError):
-        trim = None
-    if trim is None:
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
+        function = getattr(ctypes.CDLL(path), name)
+    except (OSError, AttributeError):  # macOS, musl: no mallopt / malloc_trim
+        return None
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
 
 
 def _lower_priority(nice: int) -> None:
