@@ -20,7 +20,8 @@ the true frames:
 
 Usage::
 
-    python -m bench.measure.page_keyframes [--clip clips/latentsync_demo2.mp4 ...] [--max-frames 200] [--json OUT.json]
+    python -m bench.measure.page_keyframes [--clip clips/latentsync_demo2.mp4 ...] [--max-frames 200] [--no-turns]
+        [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def paced_bytes(containers: list[bytes], kbps: float) -> tuple[int, float]:
     return sent, t
 
 
-def run(clip: str, max_frames: int) -> dict[str, Any]:
+def run(clip: str, max_frames: int, turns: bool = True) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from bench.measure.render_quality import keyframe_window
@@ -111,6 +112,7 @@ def run(clip: str, max_frames: int) -> dict[str, Any]:
     from codec.render.pipeline import RenderConfig, Renderer
     from codec.render.portrait import portrait_from_picture
     from codec.render.video import hand_keyframe
+    from codec.render.warp import WarpConfig
     from codec.train.corpus import clip_landmarks, corpus_dir
     from codec.webexport import bundle_id, decoder_assets, keyframe_bundle, portrait_bundle
     from realtime.pictures import PacingConfig
@@ -124,7 +126,7 @@ def run(clip: str, max_frames: int) -> dict[str, Any]:
     k = keyframe_window(n, cl.fps)
     pics = clip_pictures(frames, lm, valid, cl.fps, 0)
     portrait = portrait_from_picture(pics.reference)
-    renderer = Renderer(portrait, RenderConfig(device="cpu"))
+    renderer = Renderer(portrait, RenderConfig(device="cpu", warp=WarpConfig(turns=turns)))
     bundle = portrait_bundle(renderer)
     containers = [keyframe_bundle(renderer, hand, bundle_id(bundle), i)
                   for i, hand in enumerate(_keyframes(pics.keyframes))]
@@ -163,7 +165,8 @@ def run(clip: str, max_frames: int) -> dict[str, Any]:
     kbps = PacingConfig().kbps
     per_page, seconds = paced_bytes(sent, kbps)
     return {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "clip": clip, "scored_frames": len(idx), "first_scored": k,
+        "date": time.strftime("%Y-%m-%d %H:%M"), "clip": clip, "python_turns": turns,
+        "scored_frames": len(idx), "first_scored": k,
         "widest_frames": len(widest), "closed_frames": len(closed),
         "truth_mouth_lum": float(np.nanmean(truth_mouth)),
         "keyframes": [p.kind.label for p in pics.keyframes],
@@ -171,7 +174,9 @@ def run(clip: str, max_frames: int) -> dict[str, Any]:
         "python_with_keyframes": scores(python),
         "agreement": {"ssim": float(ssim(with_kf, python).mean()),
                       "mouth_ssim": float(mouth_ssim(with_kf, python, targets).mean()),
-                      "mouth_ssim_without_keyframes": float(mouth_ssim(without, python, targets).mean())},
+                      "mouth_ssim_without_keyframes": float(mouth_ssim(without, python, targets).mean()),
+                      "eye_ssim_closed": (float(eye_ssim(with_kf[closed], python[closed], targets[closed]).mean())
+                                          if len(closed) else math.nan)},
         "bytes": {"call_keyframe_records": pics.keyframe_bytes,
                   "page_containers": [0 if c is None else len(c) for c in containers],
                   "page_control_messages": per_page, "page_seconds_at_kbps": round(seconds, 2), "kbps": kbps},
@@ -191,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", action="append", help=f"a clip of the corpus, repeatable (default: {DEFAULT_CLIP})")
     p.add_argument("--max-frames", type=int, default=200, help="scored frames at most (default: %(default)s)")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the figures here")
+    p.add_argument("--no-turns", dest="turns", action="store_false",
+                   help="the Python renderer without head-turn pictures (as a page that does not draw them)")
     args = p.parse_args(argv)
     if not os.path.exists(CHROMIUM):
         print(f"page_keyframes: no Chromium at {CHROMIUM} (set TALKCODEC_CHROMIUM)", file=sys.stderr)
         return 2
-    result = {"clips": [run(clip, args.max_frames) for clip in args.clip or [DEFAULT_CLIP]]}
+    result = {"clips": [run(clip, args.max_frames, args.turns) for clip in args.clip or [DEFAULT_CLIP]]}
     text = json.dumps(result, indent=1)
     print(text)
     if args.json is not None:
