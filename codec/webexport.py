@@ -298,6 +298,7 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
         LEND_SHARE,
         LID_SPAN,
         LID_START,
+        LIP_FADE,
         MAX_KEYFRAMES,
         MIN_GAIN,
         MOUTH_WIDTH_WEIGHT,
@@ -333,6 +334,10 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
         "warp.portrait_rim": mouth.rim, "warp.portrait_centre": mouth.centre,
         **{f"warp.teeth_u{k}": u for k, u in enumerate(warp.teeth_u)},
         **{f"warp.lid_lift{k}": lift for k, (_, lift) in enumerate(warp.lids)},
+        # The lips laid over the frame from keyframes (GeometricWarp._lay_lips): the region's landmarks, its
+        # triangles (indices into those) and each landmark's opacity.
+        "warp.lip_region": warp.lip_region, "warp.lip_triangles": warp.lip_triangles,
+        "warp.lip_alpha": warp.lip_alpha,
     }
     config = warp.config
     meta = {
@@ -359,7 +364,9 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
                  "lid_span": LID_SPAN,
                  # Keyframes (keyframe_bundle): how many the warp keeps, and how a closed eye blends in.
                  "max_keyframes": MAX_KEYFRAMES, "eye_blend": list(EYE_BLEND), "eye_feather": EYE_FEATHER,
-                 "eye_anchors": [[int(i) for i in a] for a in EYE_ANCHORS]},
+                 "eye_anchors": [[int(i) for i in a] for a in EYE_ANCHORS],
+                 # and how keyframes' lips are laid over the frame (keyframe_lips False: never).
+                 "keyframe_lips": config.keyframe_lips, "lip_fade": LIP_FADE},
     }
     # Keyframes are cut out for one portrait: they name it by this id (the rest of the bundle's hash).
     meta["id"] = content_hash(pack_container("portrait", meta, arrays, files))
@@ -388,14 +395,17 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
     code the Python renderer runs (sharpened to match the portrait, the eyes' colour matched to
     it), so a page only places them in its texture and picks among them per frame as
     :meth:`~codec.render.warp.GeometricWarp.geometry` does. Only what the warp uses
-    travels: the mouth's box when it is open enough to lend its interior, each closed
-    eye's box; from a keyframe with neither (a head turn) the warp takes nothing.
+    travels: the box of the mouth's lips and the skin around them (every keyframe lends its lips;
+    one open enough also its interior), each closed eye's box. With ``keyframe_lips`` off the warp
+    takes only an interior from a mouth, so a mouth that lends none does not travel; a keyframe the
+    warp then takes nothing from is not sent.
 
     Container kind ``"keyframe"``: meta ``{"portrait": the bundle's id (:func:`bundle_id`), "index", "kind",
-    "gutter", "mouth": {"shape": [opening, width], "patch": "mouth"} | null, "eyes": [{"eye",
-    "patch", "centre", "axes"}]}``; arrays ``mouth.rim`` ``[20, 2]``, ``mouth.centre`` ``[2]``,
-    ``eye<k>.anchors`` (patch texels, relative to the first texel inside the gutter); files:
-    one lossless WebP per patch (RGB; the patches are opaque).
+    "gutter", "mouth": {"shape": [opening, width], "patch": "mouth", "interior": bool} | null, "eyes":
+    [{"eye", "patch", "centre", "axes"}]}``; arrays ``mouth.rim`` ``[20, 2]``, ``mouth.centre`` ``[2]``,
+    ``mouth.lips`` ``[N, 2]`` (the portrait bundle's ``warp.lip_region`` landmarks), ``eye<k>.anchors``
+    (patch texels, relative to the first texel inside the gutter); files: one lossless WebP per patch
+    (RGB; the patches are opaque).
 
     Args:
         renderer: the warp renderer whose :func:`portrait_bundle` the page holds.
@@ -407,8 +417,9 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
         the container's bytes, or None when the warp takes nothing from this keyframe.
     """
     taken = renderer.warp.keyframe_patches(keyframe)
-    if taken.mouth is not None and not taken.mouth.interior:
+    if taken.mouth is not None and not taken.mouth.interior and not renderer.warp.config.keyframe_lips:
         taken.patches.pop("mouth", None)
+        taken.mouth = None
     if not taken.patches:
         return None
     g = KEYFRAME_GUTTER
@@ -418,12 +429,13 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
         files[name] = ("image/webp", _webp_lossless(cv2.copyMakeBorder(rgb, g, g, g, g, cv2.BORDER_REPLICATE)))
     arrays: dict[str, np.ndarray] = {}
     mouth = None
-    # Every keyframe's mouth patch now lends its lips too (the warp lays them over the frame); the page draws
-    # only the interior yet, so only a mouth open enough to lend one travels as before.
-    if taken.mouth is not None and taken.mouth.interior:
-        mouth = {"shape": [float(x) for x in taken.mouth.shape], "patch": taken.mouth.patch}
+    if taken.mouth is not None:
+        mouth = {"shape": [float(x) for x in taken.mouth.shape], "patch": taken.mouth.patch,
+                 "interior": taken.mouth.interior}
         arrays["mouth.rim"] = taken.mouth.rim.astype(np.float64)
         arrays["mouth.centre"] = taken.mouth.centre.astype(np.float64)
+        # float32: a hundred-thousandth of a texel off, for half the bytes of float64.
+        arrays["mouth.lips"] = taken.mouth.lips.astype(np.float32)
     eyes = []
     for e in taken.eyes:
         eyes.append({"eye": e.eye, "patch": e.patch, "centre": [float(x) for x in e.centre],

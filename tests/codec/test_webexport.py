@@ -97,3 +97,40 @@ def test_export_web_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_export_web_with_a_bad_portrait_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert codec_main(["export-web", "-o", str(tmp_path), "--portrait", str(tmp_path / "none.jpg")]) == 1
     assert "none.jpg" in capsys.readouterr().err
+
+
+def test_every_keyframe_lends_the_page_its_lips(sample_frames: list[np.ndarray], sample_landmarks: np.ndarray) -> None:
+    """A keyframe's mouth travels to the page with its lips, also a shut one that lends no interior; with the
+    warp's keyframe lips off, such a mouth is of no use to it and does not travel."""
+    from codec.motion import motion_from_landmarks
+    from codec.render.keyframes import Keyframe, canonical_mouth
+    from codec.render.pipeline import RenderConfig, Renderer
+    from codec.render.portrait import Portrait
+    from codec.render.warp import MIN_LEND, WarpConfig
+    from codec.webexport import bundle_id, keyframe_bundle, portrait_bundle
+
+    lm = sample_landmarks[:len(sample_frames)].astype(np.float32)
+    st = motion_from_landmarks(lm.astype(np.float64))
+    opening = canonical_mouth(st)[:, 0]
+    eyes_open = st.blink.min(1) > 0.8 * st.blink[0].min()
+    shut = int(np.flatnonzero(eyes_open)[np.argmin(opening[eyes_open])])
+    assert opening[shut] < MIN_LEND
+    portrait = Portrait(sample_frames[0], lm[0], motion_from_landmarks(lm[0]), (0.0, 0.0, 512.0, 512.0))
+    keyframe = Keyframe(sample_frames[shut], lm[shut], "mouth")
+    for lips in (True, False):
+        renderer = Renderer(portrait, RenderConfig(device="cpu", warp=WarpConfig(keyframe_lips=lips)))
+        bundle = portrait_bundle(renderer)
+        meta, arrays, _ = unpack_container(bundle)
+        assert meta["meta"]["warp"]["keyframe_lips"] is lips
+        assert np.array_equal(arrays["warp.lip_region"], renderer.warp.lip_region)
+        data = keyframe_bundle(renderer, keyframe, bundle_id(bundle), 3)
+        if not lips:
+            assert data is None
+            continue
+        assert data is not None
+        index, arrays, files = unpack_container(data)
+        taken = renderer.warp.keyframe_patches(keyframe).mouth
+        assert taken is not None and index["meta"]["mouth"]["interior"] is False
+        assert set(files) == {"mouth"} and index["meta"]["index"] == 3
+        assert np.allclose(arrays["mouth.lips"], taken.lips, rtol=0, atol=1e-3)
+        assert arrays["mouth.lips"].shape == (len(renderer.warp.lip_region), 2)

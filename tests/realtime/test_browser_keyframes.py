@@ -1,12 +1,14 @@
 """The page renders with the caller's keyframes as talk-recv's renderer does, in headless Chromium.
 
 The same portrait and keyframes (an open mouth with teeth, closed eyes) go to
-the Python warp renderer (:meth:`codec.render.pipeline.Renderer.add_keyframe`)
+the Python warp renderer (:meth:`codec.render.pipeline.Renderer.add_keyframe`,
+its default settings: keyframes' lips laid over the frame)
 and, as :func:`codec.webexport.keyframe_bundle` containers, to the page; both
 render the same motion. The page's frames must match the Python renderer's
 (mean SSIM >= 0.97, as for the page without keyframes) and, where keyframes
 matter, in the mouth (mouth-region SSIM) and the closing eyes. The same page
-without the keyframes must fail the mouth criterion, so the test can fail.
+without the keyframes, and the page with them but without laying their lips,
+must each fail the mouth criterion, so the test can fail.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from codec.motion import motion_from_landmarks, relative, transfer
 from codec.render.keyframes import Keyframe, canonical_mouth
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import Portrait
-from codec.render.warp import EYE_BLEND, WarpConfig
+from codec.render.warp import EYE_BLEND
 from codec.webexport import DECODER_FILE, PORTRAIT_FILE, bundle_id, decoder_assets, keyframe_bundle, portrait_bundle
 from tests.realtime.decoder_page import b64, from_b64, open_page, sync_playwright, webgl_browser
 
 CLIP_FRAMES = 110  # the sample clip's open mouth (~100) and blink (~7) lie within these
 MOUTH_SSIM = 0.95
 """Least mean mouth-region SSIM of the page against the Python renderer, both given the keyframes."""
+LIP_SSIM = 0.98
+"""Least mean mouth-region SSIM of the page against the Python renderer on the frames where keyframes' lips
+are laid over the frame (the page matches at 0.999; drawing the keyframe's interior but not laying its lips
+over it, about 0.95 on these frames)."""
 
 LOAD_JS = """async ({keyframes}) => {
   window.D = await import('/decoder/index.js');
@@ -43,8 +49,9 @@ LOAD_JS = """async ({keyframes}) => {
   return kfs.map((k) => [k.portrait, k.index, k.mouth ? k.mouth.shape : null, k.eyes.map((e) => e.eye)]);
 }"""
 
-# Renders targets [478 * 3] float32 (the renderer's pixels) with the keyframes or without them.
-RENDER_JS = """async ({targets, withKeyframes}) => {
+# Renders targets [478 * 3] float32 (the renderer's pixels) with the keyframes or without them (and with
+# or without laying their lips).
+RENDER_JS = """async ({targets, withKeyframes, withLips}) => {
   const canvas = document.getElementById('c');
   if (window.renderer) window.renderer.dispose();
   window.geometry = new D.WarpGeometry(bundle, assets);
@@ -57,8 +64,10 @@ RENDER_JS = """async ({targets, withKeyframes}) => {
   geometry.setKeyframes(layout);
   return targets.map((t) => {
     const frame = geometry.frame(new Float32Array(unb64(t).buffer));
+    const lips = frame.lips ? 1 : 0;
+    if (!withLips) frame.lips = null;
     renderer.draw(frame);
-    return [b64(renderer.readPixels()), frame.eyes.length];
+    return [b64(renderer.readPixels()), frame.eyes.length, lips];
   });
 }"""
 
@@ -88,8 +97,7 @@ def setup(sample_clip: Any, sample_landmarks: np.ndarray) -> Setup:
     picks = dict((kind, i) for i, kind in reversed(pick_keyframes(lm, np.ones(len(lm), bool), frames)))
     assert {"mouth", "eyes_closed"} <= set(picks)
     portrait = Portrait(frames[0], lm[0], motion_from_landmarks(lm[0]), (0.0, 0.0, 512.0, 512.0))
-    # The page draws the keyframes' mouth interiors and eyes, not yet their lips laid over the frame.
-    renderer = Renderer(portrait, RenderConfig(device="cpu", warp=WarpConfig(keyframe_lips=False)))
+    renderer = Renderer(portrait, RenderConfig(device="cpu"))
     bundle = portrait_bundle(renderer)
     keyframes = [Keyframe(frames[picks[k]], lm[picks[k]], k) for k in ("eyes_closed", "mouth")]
     containers = [keyframe_bundle(renderer, kf, bundle_id(bundle), i) for i, kf in enumerate(keyframes)]
@@ -119,9 +127,13 @@ def page(setup: Setup) -> Iterator[Any]:
         page.close()
 
 
-def _render(page: Any, targets: np.ndarray, with_keyframes: bool) -> tuple[np.ndarray, list[int]]:
-    out = page.evaluate(RENDER_JS, {"targets": [b64(t.tobytes()) for t in targets], "withKeyframes": with_keyframes})
-    return np.stack([from_b64(p).reshape(512, 512, 4)[..., :3] for p, _ in out]), [n for _, n in out]
+def _render(page: Any, targets: np.ndarray, with_keyframes: bool,
+            with_lips: bool = True) -> tuple[np.ndarray, list[int], list[int]]:
+    """The page's frames, per frame the eyes it blended, and whether it had keyframe lips to lay."""
+    out = page.evaluate(RENDER_JS, {"targets": [b64(t.tobytes()) for t in targets], "withKeyframes": with_keyframes,
+                                    "withLips": with_lips})
+    return (np.stack([from_b64(p).reshape(512, 512, 4)[..., :3] for p, _, _ in out]), [n for _, n, _ in out],
+            [n for _, _, n in out])
 
 
 def test_the_page_reads_what_the_renderer_takes_from_each_keyframe(page: Any, setup: Setup) -> None:
@@ -130,6 +142,11 @@ def test_the_page_reads_what_the_renderer_takes_from_each_keyframe(page: Any, se
     warp = setup.renderer.warp
     want_mouths = [m.shape.tolist() for m in warp.mouth_pictures()[1:]]
     assert np.allclose([g[2] for g in got if g[2] is not None], want_mouths, rtol=0, atol=1e-12)
+    # Every keyframe lends its lips (and where they lie in its patch), the open one its interior too.
+    lips = page.evaluate("() => kfs.filter((k) => k.mouth).map((k) => [k.mouth.interior, Array.from(k.mouth.lips)])")
+    assert [g[0] for g in lips] == [m.interior for m in warp.mouth_pictures()[1:]] and any(g[0] for g in lips)
+    for (_, xy), m in zip(lips, warp.mouth_pictures()[1:]):
+        assert np.allclose(np.reshape(xy, (-1, 2)), m.lips, rtol=0, atol=1e-3)
     assert sorted(e for g in got for e in g[3]) == sorted(e.eye for e in warp._eyes)
     ids = {g[0] for g in got}
     assert ids == {page.evaluate("() => bundle.meta.id")} and [g[1] for g in got] == [0, 1]
@@ -137,22 +154,31 @@ def test_the_page_reads_what_the_renderer_takes_from_each_keyframe(page: Any, se
 
 def test_the_page_renders_keyframes_as_python(page: Any, setup: Setup) -> None:
     py = setup.renderer.render(setup.targets)
-    js, eyes = _render(page, setup.targets, True)
-    bare, _ = _render(page, setup.targets, False)
+    js, eyes, lips = _render(page, setup.targets, True)
+    bare, _, _ = _render(page, setup.targets, False)
+    unlaid, _, _ = _render(page, setup.targets, True, with_lips=False)
     scores = ssim(js, py)
     mouth, eye = setup.mouth, setup.eyes
     m_with = mouth_ssim(js[mouth], py[mouth], setup.targets[mouth])
     m_without = mouth_ssim(bare[mouth], py[mouth], setup.targets[mouth])
+    laid = [i for i, n in enumerate(lips) if n]
+    lip_with = mouth_ssim(js[laid], py[laid], setup.targets[laid])
+    lip_unlaid = mouth_ssim(unlaid[laid], py[laid], setup.targets[laid])
     e_with = eye_ssim(js[eye], py[eye], setup.targets[eye])
     e_without = eye_ssim(bare[eye], py[eye], setup.targets[eye])
     diff = np.abs(js.astype(np.int16) - py.astype(np.int16))
     print(f"frames SSIM mean {scores.mean():.4f} min {scores.min():.4f}, mean abs diff {diff.mean():.3f}; "
-          f"mouth SSIM {m_with.mean():.4f} (without keyframes {m_without.mean():.4f}); "
+          f"mouth SSIM {m_with.mean():.4f} (without keyframes {m_without.mean():.4f}); frames with lips laid {laid}: "
+          f"mouth SSIM {lip_with.mean():.4f} (not laid {lip_unlaid.mean():.4f}); "
           f"eye SSIM {np.nanmean(e_with):.4f} (without {np.nanmean(e_without):.4f}); eyes blended {eyes}")
     assert scores.mean() >= 0.97 and scores.min() >= 0.95
     assert m_with.mean() >= MOUTH_SSIM
     # A page that ignores the keyframes draws its own interior: it fails the mouth criterion.
     assert m_without.mean() < MOUTH_SSIM
+    # The keyframes' lips are laid where Python lays them (the open mouths at least), and match; a page
+    # that leaves them out keeps the portrait's lips there and fails.
+    assert set(mouth) <= set(laid)
+    assert lip_with.mean() >= LIP_SSIM and lip_unlaid.mean() < LIP_SSIM
     # The blink's frames blend a keyframe's closed eye in on the page too, and it matches.
     assert eye and all(eyes[i] > 0 for i in eye)
     assert np.nanmean(e_with) > np.nanmean(e_without)

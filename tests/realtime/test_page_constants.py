@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from codec import smoothing
@@ -99,13 +100,13 @@ def test_a_changed_constant_is_noticed(tmp_path: Path, monkeypatch: pytest.Monke
 KEYFRAME_RULES = {"max_keyframes": "MAX_KEYFRAMES", "eye_blend": "EYE_BLEND", "eye_feather": "EYE_FEATHER",
                   "eye_anchors": "EYE_ANCHORS", "mouth_width_weight": "MOUTH_WIDTH_WEIGHT", "shut": "SHUT",
                   "lend_share": "LEND_SHARE", "narrowing_gain": "NARROWING_GAIN", "narrowing_free": "NARROWING_FREE",
-                  "min_gain": "MIN_GAIN"}
+                  "min_gain": "MIN_GAIN", "lip_fade": "LIP_FADE"}
 
 
 def _rules_not_read(sources: dict[str, str]) -> list[str]:
     """Keyframe rules the page's modules do not read from the bundle (``w.NAME`` or ``m.warp.NAME``)."""
     text = "\n".join(sources.values())
-    return [k for k in KEYFRAME_RULES if f"w.{k}" not in text and f"warp.{k}" not in text]
+    return [k for k in [*KEYFRAME_RULES, "keyframe_lips"] if f"w.{k}" not in text and f"warp.{k}" not in text]
 
 
 def _page_sources() -> dict[str, str]:
@@ -113,8 +114,13 @@ def _page_sources() -> dict[str, str]:
 
 
 def test_the_keyframe_rules_reach_the_page_from_the_warp(sample_portrait: Path) -> None:
-    bundle = portrait_bundle(Renderer(prepare_portrait(sample_portrait), RenderConfig(device="cpu")))
-    meta = unpack_container(bundle)[0]["meta"]["warp"]
+    renderer = Renderer(prepare_portrait(sample_portrait), RenderConfig(device="cpu"))
+    index, arrays, _ = unpack_container(portrait_bundle(renderer))
+    meta = index["meta"]["warp"]
+    assert meta["keyframe_lips"] is renderer.warp.config.keyframe_lips
+    # The lip region the keyframes' lips are laid over with (topology and opacity).
+    for name in ("lip_region", "lip_triangles", "lip_alpha"):
+        assert np.array_equal(arrays[f"warp.{name}"], getattr(renderer.warp, name)), name
     for key, name in KEYFRAME_RULES.items():
         want = getattr(warp, name)
         want = [[int(i) for i in a] for a in want] if name == "EYE_ANCHORS" else want

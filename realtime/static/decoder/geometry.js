@@ -34,6 +34,9 @@ export class WarpGeometry {
     this.portraitRim = a["warp.portrait_rim"];
     this.portraitCentre = a["warp.portrait_centre"];
     this.margin = m.texture.margin;
+    // The lip region (codec.render.mesh.lip_region): its landmarks; the fan's rim among them.
+    this.lipRegion = a["warp.lip_region"];
+    this.rimInLips = this.copies[0][1].map((c) => this.lipRegion.indexOf(c));
     this.setKeyframes({ places: [] });
     this.stable = A["template.stable"];
     const shape = A["template.shape"];
@@ -63,20 +66,27 @@ export class WarpGeometry {
   }
 
   // The keyframes' pictures, placed in the texture by keyframes.js layoutPatches (in the call's order):
-  // mouths to pick from (GeometricWarp.mouth_pictures: the portrait's first) and closed eyes.
+  // mouths to pick from (GeometricWarp.mouth_pictures: the portrait's first; each lends its lips, those
+  // with `interior` their interior too) and closed eyes.
   setKeyframes({ places }) {
     const w = this.w;
-    this.mouths = [{ shape: w.portrait_mouth, rim: this.portraitRim, centre: this.portraitCentre }];
+    this.mouths = [{ shape: w.portrait_mouth, rim: this.portraitRim, centre: this.portraitCentre, lips: null,
+                     interior: true }];
     this.eyes = [];
     const at = (kf, name) => places.find((p) => p.keyframe === kf && p.name === name);
+    // Sources are in the portrait's pixels: a texel t lies at t - margin.
+    const shift = (xy, ox, oy) => {
+      const out = new Float64Array(xy.length);
+      for (let k = 0; k < xy.length; k += 2) { out[k] = xy[k] + ox; out[k + 1] = xy[k + 1] + oy; }
+      return out;
+    };
     for (const kf of [...new Set(places.map((p) => p.keyframe))]) {
       const mouth = kf.mouth && at(kf, kf.mouth.patch);
       if (mouth) {
-        // Sources are in the portrait's pixels: a texel t lies at t - margin.
         const ox = mouth.x - this.margin, oy = mouth.y - this.margin;
-        const rim = new Float64Array(kf.mouth.rim.length);
-        for (let k = 0; k < rim.length; k += 2) { rim[k] = kf.mouth.rim[k] + ox; rim[k + 1] = kf.mouth.rim[k + 1] + oy; }
-        this.mouths.push({ shape: kf.mouth.shape, rim, centre: [kf.mouth.centre[0] + ox, kf.mouth.centre[1] + oy] });
+        this.mouths.push({ shape: kf.mouth.shape, rim: shift(kf.mouth.rim, ox, oy),
+                           centre: [kf.mouth.centre[0] + ox, kf.mouth.centre[1] + oy],
+                           lips: shift(kf.mouth.lips, ox, oy), interior: kf.mouth.interior });
       }
       for (const e of kf.eyes) {
         const place = at(kf, e.patch);
@@ -86,8 +96,10 @@ export class WarpGeometry {
     }
   }
 
-  // The frame for target landmarks [478 * 3] (float32): {target [V * 3], source [V * 2], mouthGain, eyes}
-  // (eyes: the keyframe eyes to blend over closing ones, see eyeBlends).
+  // The frame for target landmarks [478 * 3] (float32): {target [V * 3], source [V * 2], mouthGain, lips,
+  // eyes} (lips: null, or the lip region's sources in the nearest and second nearest mouth pictures,
+  // null for the portrait's, and the nearest's share; eyes: the keyframe eyes to blend over closing ones,
+  // see eyeBlends).
   frame(target) {
     const tv = this.target, v = this.vertices, w = this.w;
     tv.set(target.subarray(0, this.landmarks.length));
@@ -134,28 +146,52 @@ export class WarpGeometry {
       const d = [target[3 * p] - ht[0], target[3 * p + 1] - ht[1], target[3 * p + 2] - ht[2]];
       return [0, 1].map((i) => (H[i] * d[0] + H[3 + i] * d[1] + H[6 + i] * d[2]) / hs);
     };
-    // The mouth: from the picture whose mouth shape is nearest the target's, or drawn when the target
-    // opens wider than that picture lends (GeometricWarp._mouth_sources).
+    // The mouth (GeometricWarp._mouth_sources): the lips from the two pictures whose mouth shapes are
+    // nearest the target's; the fan from the nearest too when it lends its interior, else from the nearest
+    // that lends one, or drawn when the target opens wider than that picture lends.
     const opening = Math.max(canon(this.innerLips[1])[1] - canon(this.innerLips[0])[1], 0);
     const width = canon(this.mouthCorners[1])[0] - canon(this.mouthCorners[0])[0];
-    let best = 0, nearest = Infinity;
-    this.mouths.forEach(({ shape }, k) => {
-      const d = Math.abs(opening - shape[0]) + w.mouth_width_weight * Math.abs(width - shape[1]);
-      if (d < nearest) { nearest = d; best = k; }  // the first of equals, as argmin
-    });
-    const lends = this.mouths[best].shape[0] >= w.lend_share * opening;
-    if (opening < w.shut) best = 0;
+    const mouths = this.mouths;
+    const dist = mouths.map(({ shape }) => Math.abs(opening - shape[0]) + w.mouth_width_weight * Math.abs(width - shape[1]));
+    // A stable argsort's first two (the first of equals first); without keyframe lips, the portrait's.
+    let first = 0, second = -1;
+    for (let k = 1; k < dist.length; k++) {
+      if (dist[k] < dist[first]) { second = first; first = k; } else if (second < 0 || dist[k] < dist[second]) second = k;
+    }
+    if (second < 0 || !w.keyframe_lips) { first = 0; second = 0; }
+    let best = 0;
+    mouths.forEach(({ interior }, k) => { if (interior && dist[k] < dist[best]) best = k; });  // the portrait lends
+    const own = first > 0 && mouths[first].interior && mouths[first].shape[0] >= w.lend_share * opening;
+    if (own) best = first; else if (opening < w.shut) best = 0;
+    const lends = own || mouths[best].shape[0] >= w.lend_share * opening;
     const drawn = opening >= w.shut && !lends;
-    const lent = drawn ? w.portrait_mouth[1] : this.mouths[best].shape[1];
+    const lent = drawn ? w.portrait_mouth[1] : mouths[best].shape[1];
     const mouthGain = Math.min(1, Math.max(w.min_gain, 1 + w.narrowing_gain * Math.min(width - lent + w.narrowing_free, 0)));
     const [rimFirst, rimContour] = this.copies[0];
-    const rim = drawn ? this.drawnRim : this.mouths[best].rim, centre = drawn ? this.drawnCentre : this.mouths[best].centre;
+    let rim = drawn ? this.drawnRim : mouths[best].rim, centre = drawn ? this.drawnCentre : mouths[best].centre;
+    if (own) {  // the fan meets the same picture's lips: up to its own inner lips
+      const lips = mouths[first].lips;
+      rim = new Float64Array(2 * rimContour.length);
+      centre = [0, 0];
+      this.rimInLips.forEach((i, k) => {
+        rim[2 * k] = lips[2 * i]; rim[2 * k + 1] = lips[2 * i + 1];
+        centre[0] += lips[2 * i] / rimContour.length; centre[1] += lips[2 * i + 1] / rimContour.length;
+      });
+    }
     for (let k = 0; k < rimContour.length; k++) {
       sv[2 * (rimFirst + k)] = rim[2 * k];
       sv[2 * (rimFirst + k) + 1] = rim[2 * k + 1];
     }
     sv[2 * this.mouthCentre] = centre[0];
     sv[2 * this.mouthCentre + 1] = centre[1];
+    // The lips laid over the frame (GeometricWarp._lay_lips) when a keyframe's is among the two: the
+    // nearest's share cross-fades from a half (the two as near) to all of it (LIP_FADE).
+    let lips = null;
+    if (first > 0 || second > 0) {
+      const d1 = dist[first], d2 = dist[second];
+      const weight = 0.5 + 0.5 * smoothstep((d2 - d1) / Math.max(d2 + d1, 1e-9) / w.lip_fade);
+      lips = { nearest: mouths[first].lips, second: mouths[second].lips, weight };
+    }
     this.placeTeeth(target, H, hs, drawn);
     // Lids: a closing upper lid samples the skin above it.
     const blink = this.blink(canon);
@@ -164,7 +200,7 @@ export class WarpGeometry {
       const up = smoothstep((closure[eye] - w.lid_start) / w.lid_span);
       margin.forEach((p, k) => { sv[2 * p] += up * lift[2 * k]; sv[2 * p + 1] += up * lift[2 * k + 1]; });
     });
-    return { target: tv, source: sv, mouthGain, eyes: this.eyeBlends(target, closure) };
+    return { target: tv, source: sv, mouthGain, lips, eyes: this.eyeBlends(target, closure) };
   }
 
   // GeometricWarp._blend_eyes: each closing eye blended towards the newest keyframe's closed one, moved

@@ -1,5 +1,6 @@
 // The caller's keyframes in the page. talk-recv's renderer takes from each keyframe of the call what
-// the portrait lacks (codec/render/warp.py add_keyframe): the inside of an open mouth, closed eyes.
+// the portrait lacks (codec/render/warp.py add_keyframe): lips and the skin around them in other mouth
+// shapes, the inside of an open mouth, closed eyes.
 // The relay cuts those patches out for the portrait bundle this page holds (codec/webexport.py
 // keyframe_bundle: the same Python code, so nothing here re-implements it) and sends them as pictures
 // on the control channel, paced behind the motion (realtime/pictures.py). Here they are reassembled
@@ -64,8 +65,8 @@ export async function readKeyframe(bytes) {
   for (const [name, bitmap] of Object.entries(images)) patches[name] = bitmap;
   return {
     portrait: m.portrait, index: m.index, kind: m.kind, gutter: m.gutter, bytes: bytes.length, patches,
-    mouth: m.mouth && { shape: m.mouth.shape, patch: m.mouth.patch, rim: c.arrays["mouth.rim"],
-                        centre: c.arrays["mouth.centre"] },
+    mouth: m.mouth && { shape: m.mouth.shape, patch: m.mouth.patch, interior: m.mouth.interior,
+                        rim: c.arrays["mouth.rim"], centre: c.arrays["mouth.centre"], lips: c.arrays["mouth.lips"] },
     eyes: m.eyes.map((e) => ({ ...e, anchors: c.arrays[`eye${e.eye}.anchors`] })),
   };
 }

@@ -4,7 +4,8 @@
 // padding_mode="border"); a depth test keeps the nearest surface (eye and mouth openings
 // lie behind the lids and lips, hair and background behind the face); the person is laid
 // over the background plate by its alpha; the mouth's interior is dimmed by the frame's mouth gain;
-// with keyframes of closed eyes, closing eyes are blended towards them (a second pass, EYE_FRAGMENT).
+// the lips and the skin around them from the keyframes nearest in mouth shape are laid over that
+// (LIP_FRAGMENT); with keyframes of closed eyes, closing eyes are blended towards them (EYE_FRAGMENT).
 // Output: the canvas, size x size.
 
 const VERTEX = `#version 300 es
@@ -50,6 +51,45 @@ void main() {
   }
   if (vKind == uMouthKind || vKind == uTeethKind) rgb *= uMouthGain;
   colour = vec4(rgb, 1.0);
+}`;
+
+// GeometricWarp._lay_lips: the lip region's triangles again, at the target's lips, sampling the two
+// mouth pictures nearest in shape; their mix laid over the frame with the region's alpha (1 on the lips
+// and the first ring of skin, fading to 0 across the second). uOpacity carries the nearest's (or the
+// second's) share where the other picture is the portrait, whose lips are the frame as drawn.
+const LIP_VERTEX = `#version 300 es
+in vec3 aTarget;
+in vec2 aNearest;
+in vec2 aSecond;
+in float aAlpha;
+uniform float uSize;
+uniform vec2 uDepth;  // (offset, scale) onto [0, 1)
+out vec2 vNearest;
+out vec2 vSecond;
+out float vAlpha;
+void main() {
+  vNearest = aNearest;
+  vSecond = aSecond;
+  vAlpha = aAlpha;
+  float d = 0.98 * clamp((aTarget.z - uDepth.x) * uDepth.y, 0.0, 1.0);
+  gl_Position = vec4(aTarget.x / uSize * 2.0 - 1.0, 1.0 - aTarget.y / uSize * 2.0, d * 2.0 - 1.0, 1.0);
+}`;
+
+const LIP_FRAGMENT = `#version 300 es
+precision highp float;
+uniform sampler2D uImage;
+uniform vec2 uTexture;
+uniform float uMargin;
+uniform float uWeight;   // the nearest picture's share of the mix
+uniform float uOpacity;
+in vec2 vNearest;
+in vec2 vSecond;
+in float vAlpha;
+out vec4 colour;
+void main() {
+  vec3 near = texture(uImage, (vNearest + uMargin) / uTexture).rgb;
+  vec3 second = texture(uImage, (vSecond + uMargin) / uTexture).rgb;
+  colour = vec4(mix(second, near, uWeight), vAlpha * uOpacity);
 }`;
 
 // GeometricWarp._blend_eyes: a keyframe's closed eye over the frame, feathered at its ellipse's rim.
@@ -233,6 +273,42 @@ export class WarpRenderer {
     gl.uniform1i(e("uImage"), 0);
     gl.uniform1f(e("uSize"), S);
     gl.uniform1f(e("uFeather"), m.warp.eye_feather);
+
+    // The lip pass: the lip region's landmarks as vertices, its triangles as indices.
+    this.lipProg = link(gl, LIP_VERTEX, LIP_FRAGMENT);
+    gl.useProgram(this.lipProg);
+    this.lipVao = gl.createVertexArray();
+    gl.bindVertexArray(this.lipVao);
+    this.lipRegion = a["warp.lip_region"];
+    const N = this.lipRegion.length;
+    this.lipTarget = new Float32Array(3 * N);
+    this.lipNearest = new Float32Array(2 * N);
+    this.lipSecond = new Float32Array(2 * N);
+    const lipAttribute = (name, data, size, usage) => {
+      const buf = gl.createBuffer();
+      this.buffers.push(buf);
+      gl.bindBuffer(gl.ARRAY_BUFFER, buf);
+      gl.bufferData(gl.ARRAY_BUFFER, data, usage);
+      const at = gl.getAttribLocation(this.lipProg, name);
+      gl.enableVertexAttribArray(at);
+      gl.vertexAttribPointer(at, size, gl.FLOAT, false, 0, 0);
+      return buf;
+    };
+    this.lipTargetBuffer = lipAttribute("aTarget", this.lipTarget, 3, gl.DYNAMIC_DRAW);
+    this.lipNearestBuffer = lipAttribute("aNearest", this.lipNearest, 2, gl.DYNAMIC_DRAW);
+    this.lipSecondBuffer = lipAttribute("aSecond", this.lipSecond, 2, gl.DYNAMIC_DRAW);
+    lipAttribute("aAlpha", Float32Array.from(a["warp.lip_alpha"]), 1, gl.STATIC_DRAW);
+    const lipTriangles = Uint16Array.from(a["warp.lip_triangles"]);
+    this.lipIndices = lipTriangles.length;
+    const indices = gl.createBuffer();
+    this.buffers.push(indices);
+    gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, indices);
+    gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, lipTriangles, gl.STATIC_DRAW);
+    const l = (name) => gl.getUniformLocation(this.lipProg, name);
+    this.lipUniforms = Object.fromEntries(["uTexture", "uDepth", "uWeight", "uOpacity"].map((n) => [n, l(n)]));
+    gl.uniform1i(l("uImage"), 0);
+    gl.uniform1f(l("uSize"), S);
+    gl.uniform1f(l("uMargin"), m.texture.margin);
     gl.useProgram(prog);
     gl.bindVertexArray(this.vao);
   }
@@ -287,9 +363,51 @@ export class WarpRenderer {
     gl.bindVertexArray(this.vao);
   }
 
+  // Lays keyframes' lips over the frame just drawn (WarpGeometry.frame's lips): target [V * 3] of the
+  // frame's vertices (the landmarks first).
+  drawLips(tv, { nearest, second, weight }) {
+    const gl = this.gl, U = this.lipUniforms, region = this.lipRegion, N = region.length;
+    let lo = Infinity, hi = -Infinity;
+    for (let k = 0; k < N; k++) {
+      const v = 3 * region[k], z = tv[v + 2];
+      this.lipTarget[3 * k] = tv[v];
+      this.lipTarget[3 * k + 1] = tv[v + 1];
+      this.lipTarget[3 * k + 2] = z;
+      if (z < lo) lo = z;
+      if (z > hi) hi = z;
+    }
+    // The portrait's lips are the frame itself: then only the keyframe's is drawn, at its share.
+    const near = nearest || second, other = second || nearest;
+    this.lipNearest.set(near);
+    this.lipSecond.set(other);
+    const mix = nearest && second ? weight : 1, opacity = nearest && second ? 1 : nearest ? weight : 1 - weight;
+    gl.useProgram(this.lipProg);
+    gl.bindVertexArray(this.lipVao);
+    gl.bindBuffer(gl.ARRAY_BUFFER, this.lipTargetBuffer);
+    gl.bufferSubData(gl.ARRAY_BUFFER, 0, this.lipTarget);
+    gl.bindBuffer(gl.ARRAY_BUFFER, this.lipNearestBuffer);
+    gl.bufferSubData(gl.ARRAY_BUFFER, 0, this.lipNearest);
+    gl.bindBuffer(gl.ARRAY_BUFFER, this.lipSecondBuffer);
+    gl.bufferSubData(gl.ARRAY_BUFFER, 0, this.lipSecond);
+    gl.uniform2f(U.uTexture, this.textureWidth, this.textureHeight);
+    gl.uniform2f(U.uDepth, lo, 1 / Math.max(hi - lo, 1e-6));
+    gl.uniform1f(U.uWeight, mix);
+    gl.uniform1f(U.uOpacity, opacity);
+    // Depth among the lip triangles alone (the nearest wins, the first drawn on ties, as lip_flow's raster).
+    gl.clear(gl.DEPTH_BUFFER_BIT);
+    gl.enable(gl.DEPTH_TEST);
+    gl.depthFunc(gl.LESS);
+    gl.enable(gl.BLEND);
+    gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
+    gl.drawElements(gl.TRIANGLES, this.lipIndices, gl.UNSIGNED_SHORT, 0);
+    gl.disable(gl.BLEND);
+    gl.useProgram(this.prog);
+    gl.bindVertexArray(this.vao);
+  }
+
   // Draws one frame of WarpGeometry.frame(): target [V * 3] and source [V * 2] of every vertex, mouthGain,
-  // and the keyframe eyes to blend in.
-  draw({ target: tv, source: sv, mouthGain, eyes }) {
+  // the keyframes' lips to lay over it and the keyframe eyes to blend in (in the warp's order).
+  draw({ target: tv, source: sv, mouthGain, lips, eyes }) {
     const gl = this.gl, tris = this.triangles, F = this.kind.length, target = this.target, source = this.source;
     let fLo = Infinity, fHi = -Infinity, oLo = Infinity, oHi = -Infinity;
     for (let f = 0; f < F; f++) {
@@ -323,6 +441,7 @@ export class WarpRenderer {
     // Last, at the far plane: only pixels no triangle covered (still at the cleared depth) pass.
     gl.depthFunc(gl.LEQUAL);
     gl.drawArrays(gl.TRIANGLES, 0, 6);
+    if (lips) this.drawLips(tv, lips);
     if (eyes && eyes.length) this.drawEyes(eyes);
   }
 
@@ -333,8 +452,10 @@ export class WarpRenderer {
     for (const b of this.buffers) gl.deleteBuffer(b);
     gl.deleteVertexArray(this.vao);
     gl.deleteVertexArray(this.eyeVao);
+    gl.deleteVertexArray(this.lipVao);
     gl.deleteProgram(this.prog);
     gl.deleteProgram(this.eyeProg);
+    gl.deleteProgram(this.lipProg);
   }
 
   // The frame drawn last, [size * size * 4] RGBA, top row first.
