@@ -16,7 +16,10 @@ the true frames:
 * the page against the Python renderer (SSIM, mouth SSIM): agreement;
 * bytes: each keyframe's container, the control-message bytes a page gets
   (chunked and paced as the relay does, at the relay's default rate) and
-  how long that takes, against the call's own keyframe records.
+  how long that takes, against the call's own keyframe records;
+* the page's cost per frame in this (software, SwiftShader) WebGL: geometry,
+  and the draw with and without the keyframe-lip pass (``page_cost``; timings,
+  so the load average is recorded with them).
 
 Usage::
 
@@ -73,6 +76,34 @@ DRAW_JS = """(targets) => targets.map((t) => {
   for (let i = 0; i < p.length; i += 0x8000) s += String.fromCharCode.apply(null, p.subarray(i, i + 0x8000));
   return btoa(s);
 })"""
+
+
+# Per frame, in ms: the geometry (landmarks -> mesh, mouth and lip picks) and the draw with and without the
+# lip pass (uploads, the passes, and waiting for the GPU: one pixel read back), interleaved so that a change
+# of load hits both alike; frames whose lips are all the portrait's draw no lip pass and are left out.
+COST_JS = """(targets) => {
+  const ts = targets.map((t) => new Float32Array(unb64(t).buffer));
+  for (const t of ts.slice(0, 10)) { renderer.draw(geometry.frame(t)); renderer.sync(); }  // warm up
+  let geo = 0, withLips = 0, without = 0, n = 0;
+  for (const t of ts) {
+    let t0 = performance.now();
+    const f = geometry.frame(t);
+    geo += performance.now() - t0;
+    if (!f.lips) continue;
+    const g = {...f, target: Float32Array.from(f.target), source: Float32Array.from(f.source)};
+    t0 = performance.now();
+    renderer.draw(g); renderer.sync();
+    const t1 = performance.now();
+    renderer.draw({...g, lips: null}); renderer.sync();
+    withLips += t1 - t0;
+    without += performance.now() - t1;
+    n++;
+  }
+  return {geometry_ms: geo / ts.length, draw_ms_with_lip_pass: withLips / Math.max(n, 1),
+          draw_ms_without_lip_pass: without / Math.max(n, 1), frames_with_lips: n,
+          webgl: (() => { const gl = renderer.gl, x = gl.getExtension('WEBGL_debug_renderer_info');
+                          return x ? gl.getParameter(x.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER); })()};
+}"""
 
 
 def _page_frames(page: Any, targets: np.ndarray, with_keyframes: bool, batch: int = 8) -> np.ndarray:
@@ -149,6 +180,8 @@ def run(clip: str, max_frames: int, turns: bool = True) -> dict[str, Any]:
         page.evaluate(PAGE_JS, {"keyframes": [base64.b64encode(c).decode() for c in sent]})
         with_kf = _page_frames(page, targets, True)
         without = _page_frames(page, targets, False)
+        page.evaluate(USE_JS, True)
+        cost = page.evaluate(COST_JS, [base64.b64encode(t.tobytes()).decode() for t in targets])
         browser.close()
 
     widest = widest_open(truth_lm)
@@ -180,6 +213,7 @@ def run(clip: str, max_frames: int, turns: bool = True) -> dict[str, Any]:
         "bytes": {"call_keyframe_records": pics.keyframe_bytes,
                   "page_containers": [0 if c is None else len(c) for c in containers],
                   "page_control_messages": per_page, "page_seconds_at_kbps": round(seconds, 2), "kbps": kbps},
+        "page_cost": {k: round(v, 3) if isinstance(v, float) else v for k, v in cost.items()},
         "load_average_before": [round(x, 2) for x in load],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
