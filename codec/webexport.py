@@ -401,7 +401,7 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
     warp then takes nothing from is not sent.
 
     Container kind ``"keyframe"``: meta ``{"portrait": the bundle's id (:func:`bundle_id`), "index", "kind",
-    "gutter", "mouth": {"shape": [opening, width], "patch": "mouth", "interior": bool} | null, "eyes":
+    "gutter", "mouth": {"shape": [opening, width], "patch": "mouth", "interior": bool, "rotation": [9]} | null, "eyes":
     [{"eye", "patch", "centre", "axes"}]}``; arrays ``mouth.rim`` ``[20, 2]``, ``mouth.centre`` ``[2]``,
     ``mouth.lips`` ``[N, 2]`` (the portrait bundle's ``warp.lip_region`` landmarks), ``eye<k>.anchors``
     (patch texels, relative to the first texel inside the gutter); files: one lossless WebP per patch
@@ -430,8 +430,10 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
     arrays: dict[str, np.ndarray] = {}
     mouth = None
     if taken.mouth is not None:
+        # The head's rotation in the keyframe (row-major), for a mouth distance that counts the pose.
+        rotation = motion_from_landmarks(np.asarray(keyframe.landmarks, np.float64)).rotation
         mouth = {"shape": [float(x) for x in taken.mouth.shape], "patch": taken.mouth.patch,
-                 "interior": taken.mouth.interior}
+                 "interior": taken.mouth.interior, "rotation": [float(x) for x in rotation.ravel()]}
         arrays["mouth.rim"] = taken.mouth.rim.astype(np.float64)
         arrays["mouth.centre"] = taken.mouth.centre.astype(np.float64)
         # float32: a hundred-thousandth of a texel off, for half the bytes of float64.

@@ -37,6 +37,7 @@ export class WarpGeometry {
     // The lip region (codec.render.mesh.lip_region): its landmarks; the fan's rim among them.
     this.lipRegion = a["warp.lip_region"];
     this.rimInLips = this.copies[0][1].map((c) => this.lipRegion.indexOf(c));
+    this.portraitRotation = a["warp.state.rotation"];
     this.setKeyframes({ places: [] });
     this.stable = A["template.stable"];
     const shape = A["template.shape"];
@@ -70,8 +71,9 @@ export class WarpGeometry {
   // with `interior` their interior too) and closed eyes.
   setKeyframes({ places }) {
     const w = this.w;
+    const portraitRotation = this.portraitRotation;
     this.mouths = [{ shape: w.portrait_mouth, rim: this.portraitRim, centre: this.portraitCentre, lips: null,
-                     interior: true }];
+                     interior: true, rotation: portraitRotation }];
     this.eyes = [];
     const at = (kf, name) => places.find((p) => p.keyframe === kf && p.name === name);
     // Sources are in the portrait's pixels: a texel t lies at t - margin.
@@ -86,7 +88,8 @@ export class WarpGeometry {
         const ox = mouth.x - this.margin, oy = mouth.y - this.margin;
         this.mouths.push({ shape: kf.mouth.shape, rim: shift(kf.mouth.rim, ox, oy),
                            centre: [kf.mouth.centre[0] + ox, kf.mouth.centre[1] + oy],
-                           lips: shift(kf.mouth.lips, ox, oy), interior: kf.mouth.interior });
+                           lips: shift(kf.mouth.lips, ox, oy), interior: kf.mouth.interior,
+                           rotation: kf.mouth.rotation || portraitRotation });
       }
       for (const e of kf.eyes) {
         const place = at(kf, e.patch);
@@ -152,7 +155,16 @@ export class WarpGeometry {
     const opening = Math.max(canon(this.innerLips[1])[1] - canon(this.innerLips[0])[1], 0);
     const width = canon(this.mouthCorners[1])[0] - canon(this.mouthCorners[0])[0];
     const mouths = this.mouths;
-    const dist = mouths.map(({ shape }) => Math.abs(opening - shape[0]) + w.mouth_width_weight * Math.abs(width - shape[1]));
+    // codec.render.keyframes.mouth_distance: shape, and the angle between the head's rotations (a bundle
+    // without mouth_pose_weight: shape alone).
+    const poseWeight = w.mouth_pose_weight || 0;
+    const angle = (R) => {
+      let trace = 0;
+      for (let i = 0; i < 9; i++) trace += H[i] * R[i];  // trace(H R^T)
+      return Math.acos(Math.min(1, Math.max(-1, (trace - 1) / 2)));
+    };
+    const dist = mouths.map(({ shape, rotation }) => Math.abs(opening - shape[0])
+      + w.mouth_width_weight * Math.abs(width - shape[1]) + (poseWeight ? poseWeight * angle(rotation) : 0));
     // A stable argsort's first two (the first of equals first); without keyframe lips, the portrait's.
     let first = 0, second = -1;
     for (let k = 1; k < dist.length; k++) {

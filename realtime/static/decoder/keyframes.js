@@ -65,7 +65,7 @@ export async function readKeyframe(bytes) {
   for (const [name, bitmap] of Object.entries(images)) patches[name] = bitmap;
   return {
     portrait: m.portrait, index: m.index, kind: m.kind, gutter: m.gutter, bytes: bytes.length, patches,
-    mouth: m.mouth && { shape: m.mouth.shape, patch: m.mouth.patch, interior: m.mouth.interior,
+    mouth: m.mouth && { shape: m.mouth.shape, patch: m.mouth.patch, interior: m.mouth.interior, rotation: m.mouth.rotation,
                         rim: c.arrays["mouth.rim"], centre: c.arrays["mouth.centre"], lips: c.arrays["mouth.lips"] },
     eyes: m.eyes.map((e) => ({ ...e, anchors: c.arrays[`eye${e.eye}.anchors`] })),
   };
