@@ -64,7 +64,7 @@ RENDER_JS = """async ({targets, withKeyframes, withLips}) => {
   geometry.setKeyframes(layout);
   return targets.map((t) => {
     const frame = geometry.frame(new Float32Array(unb64(t).buffer));
-    const lips = frame.lips ? 1 : 0;
+    const lips = frame.lips ? [...frame.lips.pictures, frame.lips.weight] : null;
     if (!withLips) frame.lips = null;
     renderer.draw(frame);
     return [b64(renderer.readPixels()), frame.eyes.length, lips];
@@ -128,8 +128,9 @@ def page(setup: Setup) -> Iterator[Any]:
 
 
 def _render(page: Any, targets: np.ndarray, with_keyframes: bool,
-            with_lips: bool = True) -> tuple[np.ndarray, list[int], list[int]]:
-    """The page's frames, per frame the eyes it blended, and whether it had keyframe lips to lay."""
+            with_lips: bool = True) -> tuple[np.ndarray, list[int], list[Any]]:
+    """The page's frames, per frame the eyes it blended, and the pictures its lips came from with the nearest's
+    share (None: the portrait's own)."""
     out = page.evaluate(RENDER_JS, {"targets": [b64(t.tobytes()) for t in targets], "withKeyframes": with_keyframes,
                                     "withLips": with_lips})
     return (np.stack([from_b64(p).reshape(512, 512, 4)[..., :3] for p, _, _ in out]), [n for _, n, _ in out],
@@ -162,6 +163,11 @@ def test_the_page_renders_keyframes_as_python(page: Any, setup: Setup) -> None:
     m_with = mouth_ssim(js[mouth], py[mouth], setup.targets[mouth])
     m_without = mouth_ssim(bare[mouth], py[mouth], setup.targets[mouth])
     laid = [i for i, n in enumerate(lips) if n]
+    # The lips' pictures and their shares are the Python warp's (GeometricWarp._mouth_sources).
+    geo = setup.renderer.warp.geometry(setup.targets)
+    assert laid == [int(i) for i in np.flatnonzero((geo.lips > 0).any(1))]
+    assert np.array_equal([lips[i][:2] for i in laid], geo.lips[laid])
+    assert np.allclose([lips[i][2] for i in laid], geo.lip_weight[laid], rtol=0, atol=1e-4)
     lip_with = mouth_ssim(js[laid], py[laid], setup.targets[laid])
     lip_unlaid = mouth_ssim(unlaid[laid], py[laid], setup.targets[laid])
     e_with = eye_ssim(js[eye], py[eye], setup.targets[eye])

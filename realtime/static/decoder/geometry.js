@@ -101,7 +101,7 @@ export class WarpGeometry {
 
   // The frame for target landmarks [478 * 3] (float32): {target [V * 3], source [V * 2], mouthGain, lips,
   // eyes} (lips: null, or the lip region's sources in the nearest and second nearest mouth pictures,
-  // null for the portrait's, and the nearest's share; eyes: the keyframe eyes to blend over closing ones,
+  // null for the portrait's, the nearest's share, and which pictures the two are (0: the portrait); eyes: the keyframe eyes to blend over closing ones,
   // see eyeBlends).
   frame(target) {
     const tv = this.target, v = this.vertices, w = this.w;
@@ -202,7 +202,7 @@ export class WarpGeometry {
     if (first > 0 || second > 0) {
       const d1 = dist[first], d2 = dist[second];
       const weight = 0.5 + 0.5 * smoothstep((d2 - d1) / Math.max(d2 + d1, 1e-9) / w.lip_fade);
-      lips = { nearest: mouths[first].lips, second: mouths[second].lips, weight };
+      lips = { nearest: mouths[first].lips, second: mouths[second].lips, weight, pictures: [first, second] };
     }
     this.placeTeeth(target, H, hs, drawn);
     // Lids: a closing upper lid samples the skin above it.
