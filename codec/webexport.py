@@ -290,7 +290,7 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
         the container bytes (kind ``"portrait"``).
     """
     # lazy: the warp pulls in torch, which the decoder assets alone do not need
-    from codec.render import interior
+    from codec.render import interior, turns
     from codec.render.warp import (
         EYE_ANCHORS,
         EYE_BLEND,
@@ -316,6 +316,9 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
     if warp.background is not None:
         plate = np.round(warp.background[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
         files["plate"] = ("image/png", _png(plate))
+    # Where a turn picture's face is mixed in (turns.face_mask), in the portrait's pixels.
+    mask = warp.face_mask[0, 0].cpu().numpy()
+    files["face_mask"] = ("image/png", _png(np.round(np.clip(mask, 0, 1) * 255).astype(np.uint8)))
     portrait = renderer.portrait
     mouth = warp.portrait_mouth
     arrays = {
@@ -338,6 +341,8 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
         # triangles (indices into those) and each landmark's opacity.
         "warp.lip_region": warp.lip_region, "warp.lip_triangles": warp.lip_triangles,
         "warp.lip_alpha": warp.lip_alpha,
+        # The vertices a turn picture gives sources for (keyframe_bundle's turn.sources, in this order).
+        "warp.turn_vertices": warp.turn_vertices,
     }
     config = warp.config
     meta = {
@@ -366,7 +371,10 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
                  "max_keyframes": MAX_KEYFRAMES, "eye_blend": list(EYE_BLEND), "eye_feather": EYE_FEATHER,
                  "eye_anchors": [[int(i) for i in a] for a in EYE_ANCHORS],
                  # and how keyframes' lips are laid over the frame (keyframe_lips False: never).
-                 "keyframe_lips": config.keyframe_lips, "lip_fade": LIP_FADE},
+                 "keyframe_lips": config.keyframe_lips, "lip_fade": LIP_FADE,
+                 # and how a turned head's face comes from turn pictures (codec.render.turns).
+                 "turns": config.turns, "turn_blend": list(turns.BLEND), "tilt_free": turns.TILT_FREE,
+                 "tilt_span": turns.TILT_SPAN, "turn_min_weight": turns.MIN_WEIGHT},
     }
     # Keyframes are cut out for one portrait: they name it by this id (the rest of the bundle's hash).
     meta["id"] = content_hash(pack_container("portrait", meta, arrays, files))
@@ -396,16 +404,19 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
     it), so a page only places them in its texture and picks among them per frame as
     :meth:`~codec.render.warp.GeometricWarp.geometry` does. Only what the warp uses
     travels: the box of the mouth's lips and the skin around them (every keyframe lends its lips;
-    one open enough also its interior), each closed eye's box. With ``keyframe_lips`` off the warp
+    one open enough also its interior), each closed eye's box, the face of a turn picture
+    (:meth:`~codec.render.warp.GeometricWarp.turn_patch`). With ``keyframe_lips`` off the warp
     takes only an interior from a mouth, so a mouth that lends none does not travel; a keyframe the
     warp then takes nothing from is not sent.
 
     Container kind ``"keyframe"``: meta ``{"portrait": the bundle's id (:func:`bundle_id`), "index", "kind",
-    "gutter", "mouth": {"shape": [opening, width], "patch": "mouth", "interior": bool, "rotation": [9]} | null, "eyes":
-    [{"eye", "patch", "centre", "axes"}]}``; arrays ``mouth.rim`` ``[20, 2]``, ``mouth.centre`` ``[2]``,
-    ``mouth.lips`` ``[N, 2]`` (the portrait bundle's ``warp.lip_region`` landmarks), ``eye<k>.anchors``
-    (patch texels, relative to the first texel inside the gutter); files: one lossless WebP per patch
-    (RGB; the patches are opaque).
+    "gutter", "mouth": {"shape": [opening, width], "patch": "mouth", "interior": bool, "rotation": [9]} | null,
+    "eyes": [{"eye", "patch", "centre", "axes"}], "turn": {"yaw", "tilt": [pitch, roll], "patch": "face"} | null}``;
+    arrays ``mouth.rim`` ``[20, 2]``, ``mouth.centre`` ``[2]``, ``mouth.lips`` ``[N, 2]`` (the portrait
+    bundle's ``warp.lip_region`` landmarks), ``eye<k>.anchors``, ``turn.sources`` ``[M, 2]`` (where the
+    portrait bundle's ``warp.turn_vertices`` sample in the face), ``turn.lift`` ``[2, 7, 2]`` (the upper
+    lids' lifts) (patch texels, relative to the first texel inside the gutter); files: one lossless WebP
+    per patch (RGB; the patches are opaque).
 
     Args:
         renderer: the warp renderer whose :func:`portrait_bundle` the page holds.
@@ -416,10 +427,14 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
     Returns:
         the container's bytes, or None when the warp takes nothing from this keyframe.
     """
-    taken = renderer.warp.keyframe_patches(keyframe)
-    if taken.mouth is not None and not taken.mouth.interior and not renderer.warp.config.keyframe_lips:
+    warp = renderer.warp
+    taken = warp.keyframe_patches(keyframe)
+    if taken.mouth is not None and not taken.mouth.interior and not warp.config.keyframe_lips:
         taken.patches.pop("mouth", None)
         taken.mouth = None
+    turn = warp.turn_patch(keyframe)
+    if turn is not None:
+        taken.patches[turn[1].patch] = turn[0]
     if not taken.patches:
         return None
     g = KEYFRAME_GUTTER
@@ -443,5 +458,12 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
         eyes.append({"eye": e.eye, "patch": e.patch, "centre": [float(x) for x in e.centre],
                      "axes": [float(x) for x in e.axes]})
         arrays[f"eye{e.eye}.anchors"] = e.anchors.astype(np.float64)
-    meta = {"portrait": portrait, "index": index, "kind": keyframe.kind, "gutter": g, "mouth": mouth, "eyes": eyes}
+    face = None
+    if turn is not None:
+        t = turn[1]
+        face = {"yaw": t.yaw, "tilt": [float(x) for x in t.tilt], "patch": t.patch}
+        arrays["turn.sources"] = t.sources[warp.turn_vertices].astype(np.float32)
+        arrays["turn.lift"] = t.lift.astype(np.float32)
+    meta = {"portrait": portrait, "index": index, "kind": keyframe.kind, "gutter": g, "mouth": mouth, "eyes": eyes,
+            "turn": face}
     return pack_container("keyframe", meta, arrays, files)

@@ -40,7 +40,7 @@ depends on the portrait and the keyframes alone is computed when they arrive.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -516,18 +516,11 @@ class GeometricWarp:
             self._mouths.append(MouthPicture(m.shape, names[str(m.patch)], m.rim, m.centre, m.lips, m.interior))
         for e in taken.eyes:
             self._eyes.append(EyePicture(e.eye, names[e.patch], e.anchors, e.centre, e.axes))
-        lm = kf.landmarks.astype(np.float64)
-        if not self.config.turns or not len(kf.image) or float(R.inter_ocular(lm)) < 4:
-            return
-        scale = min(1.0, KEEP_DENSITY * self.iod / float(R.inter_ocular(lm)))
-        if scale * max(kf.image.shape[:2]) > 4 * self.size:
-            return
-        state = motion_from_landmarks(lm)
-        pose = turns.poses(state.rotation, self.portrait_state.rotation)
-        if turns.is_turn_picture(pose[0], state.blink, self.portrait_state.blink):
-            # The whole face: denoised as the portrait is, then as crisp.
-            image = denoise_portrait(kf.image) if self.config.denoise else kf.image
-            self._take_turn(i, Keyframe(self._match_sharpness(image, lm), kf.landmarks, kf.kind), pose, scale)
+        turn = self.turn_patch(kf)
+        if turn is not None:
+            texels, picture = turn
+            self.atlas.put(f"key{i}_face", texels)
+            self._turns.append(replace(picture, patch=f"key{i}_face"))
 
     def keyframe_patches(self, kf: Keyframe) -> "KeyframePatches":
         """What the warp takes from a keyframe, for this portrait: the patches' texels and where they are sampled.
@@ -583,17 +576,33 @@ class GeometricWarp:
                                          np.array(EYE_AXES) * width * scale))
         return taken
 
-    def _take_turn(self, i: int, kf: Keyframe, pose: np.ndarray, scale: float) -> None:
-        """A keyframe of the head turned as a :class:`codec.render.turns.TurnPicture`: its face as a patch, and
-        where each face vertex samples in it."""
+    def turn_patch(self, kf: Keyframe) -> tuple[np.ndarray, turns.TurnPicture] | None:
+        """A keyframe of the head turned as a :class:`codec.render.turns.TurnPicture`: its face's texels
+        (``[h, w, 4]``, alpha 1), and where each face vertex samples in them (``patch`` ``"face"``; sources
+        and lid lifts in its texels, relative to its first texel's corner). None when the keyframe serves
+        as no turn picture (:func:`codec.render.turns.is_turn_picture`, or ``turns`` off).
+
+        Like :meth:`keyframe_patches`, depends on the portrait and the keyframe alone and changes nothing:
+        :meth:`add_keyframe` places the patch; :func:`codec.webexport.keyframe_bundle` sends it to a page.
+        """
         lm = kf.landmarks.astype(np.float64)
+        if not self.config.turns or not len(kf.image) or float(R.inter_ocular(lm)) < 4:
+            return None
+        scale = min(1.0, KEEP_DENSITY * self.iod / float(R.inter_ocular(lm)))
+        if scale * max(kf.image.shape[:2]) > 4 * self.size:
+            return None
+        state = motion_from_landmarks(lm)
+        pose = turns.poses(state.rotation, self.portrait_state.rotation)
+        if not turns.is_turn_picture(pose[0], state.blink, self.portrait_state.blink):
+            return None
+        # The whole face: denoised as the portrait is, then as crisp.
+        image = denoise_portrait(kf.image) if self.config.denoise else kf.image
+        kf = Keyframe(self._match_sharpness(image, lm), kf.landmarks, kf.kind)
         oval = lm[R.FACE_OVAL, :2]
         box = np.concatenate([oval.min(0) - 3 / scale, oval.max(0) + 3 / scale])
         texels, origin = self._crop(kf, box, scale)
         if texels.shape[1] + 4 >= self.atlas.width:
-            return
-        name = f"key{i}_face"
-        self.atlas.put(name, texels)
+            return None
         mesh = self.mesh
         src = np.full((len(mesh.vertices), 2), np.nan)
         src[:R.NUM_LANDMARKS] = lm[:, :2]
@@ -610,8 +619,8 @@ class GeometricWarp:
         for _, up in self.lids:
             z = a[0] * (up[:, 0] + 1j * up[:, 1]) * scale
             lift.append(np.stack([z.real, z.imag], 1))
-        self._turns.append(turns.TurnPicture(float(pose[0]), pose[1:].copy(), name, (src - origin) * scale,
-                                             np.stack(lift)))
+        return texels, turns.TurnPicture(float(pose[0]), pose[1:].copy(), "face", (src - origin) * scale,
+                                         np.stack(lift))
 
     def turn_pictures(self) -> list[tuple[turns.TurnPicture, np.ndarray]]:
         """The turn pictures and, for each, ``[V, 2]`` float32 where each mesh vertex samples in the texture's

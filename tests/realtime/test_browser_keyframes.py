@@ -22,6 +22,7 @@ import pytest
 
 from bench.metrics.features import eye_ssim
 from bench.metrics.pixels import mouth_ssim, ssim
+from codec import regions as R
 from codec.keyframe_select import pick_keyframes
 from codec.media import read_video
 from codec.motion import motion_from_landmarks, relative, transfer
@@ -197,3 +198,90 @@ def test_the_page_keeps_the_newest_keyframes_as_the_warp_does(page: Any, setup: 
       return [s.of('a', 8).map((k) => k.index), s.of('b', 8).map((k) => k.index), s.of('c', 8).length]; }""")
     assert got == [[9, 11], [30], 0]
 
+
+
+def _turned(lm: np.ndarray, degrees: float) -> np.ndarray:
+    """Landmarks ``[..., 478, 3]`` with the head turned about its vertical axis through the face's centre."""
+    a = np.radians(degrees)
+    centre = lm[..., R.FACE_OVAL, :].mean(-2, keepdims=True)
+    d = lm - centre
+    out = lm.copy()
+    out[..., 0] = centre[..., 0] + np.cos(a) * d[..., 0] + np.sin(a) * d[..., 2]
+    out[..., 2] = centre[..., 2] - np.sin(a) * d[..., 0] + np.cos(a) * d[..., 2]
+    return out
+
+
+TURN_JS = """async ({keyframe, targets}) => {
+  const canvas = document.getElementById('c');
+  if (window.renderer) window.renderer.dispose();
+  window.geometry = new D.WarpGeometry(bundle, assets);
+  window.renderer = new D.WarpRenderer(canvas, bundle, assets, await D.loadImages(bundle));
+  const kf = await D.readKeyframe(unb64(keyframe));
+  const layout = D.layoutPatches(bundle.meta.texture.width, bundle.meta.texture.height, [kf]);
+  renderer.setKeyframes(layout);
+  geometry.setKeyframes(layout);
+  const out = [];
+  for (const withTurns of [true, false]) {
+    for (const t of targets) {
+      const frame = geometry.frame(new Float32Array(unb64(t).buffer));
+      const weights = frame.turns.map((x) => x.weight);
+      if (!withTurns) frame.turns = [];
+      renderer.draw(frame);
+      out.push([b64(renderer.readPixels()), weights]);
+    }
+  }
+  return [geometry.turns.length, out];
+}"""
+
+
+def test_the_page_takes_a_turned_face_from_a_turn_picture_as_python(page: Any, setup: Setup, sample_clip: Any,
+                                                                   sample_landmarks: np.ndarray) -> None:
+    """A keyframe of the head turned (here: the sample's landmarks turned 14 degrees, so that the warp takes
+    its face as a turn picture) and targets turned towards it: the page mixes in the face rendered from it
+    by the same weights, and matches the Python renderer; without it, it does not."""
+    frames = np.stack(list(read_video(sample_clip, CLIP_FRAMES)))
+    lm = sample_landmarks[:len(frames)].astype(np.float64)
+    portrait = Portrait(frames[0], lm[0].astype(np.float32), motion_from_landmarks(lm[0]), (0.0, 0.0, 512.0, 512.0))
+    renderer = Renderer(portrait, RenderConfig(device="cpu"))
+    bundle = portrait_bundle(renderer)
+    keyframe = Keyframe(frames[60], _turned(lm[60], 14.0).astype(np.float32), "turn_left")
+    container = keyframe_bundle(renderer, keyframe, bundle_id(bundle), 0)
+    renderer.add_keyframe(keyframe)
+    assert container is not None and len(renderer.warp.turn_pictures()) == 1
+    targets = np.stack([_turned(t, a) for t, a in zip(_targets(lm.astype(np.float32), [20, 40, 60, 80, 100]),
+                                                          (6.0, 9.0, 12.0, 16.0, 20.0))]).astype(np.float32)
+    want = renderer.warp.turn_weights(motion_from_landmarks(targets.astype(np.float64)))[:, 0]
+    py = renderer.render(targets)
+    p = open_page(page.context.browser, {DECODER_FILE: setup.assets[DECODER_FILE], PORTRAIT_FILE: bundle})
+    p.evaluate(LOAD_JS, {"keyframes": []})
+    pictures, out = p.evaluate(TURN_JS, {"keyframe": b64(container), "targets": [b64(t.tobytes()) for t in targets]})
+    p.close()
+    n = len(targets)
+    js = np.stack([from_b64(x).reshape(512, 512, 4)[..., :3] for x, _ in out[:n]])
+    bare = np.stack([from_b64(x).reshape(512, 512, 4)[..., :3] for x, _ in out[n:]])
+    got = np.array([w[0] if w else 0.0 for _, w in out[:n]])
+    turned = want > 0
+    face = [_face_box(t) for t in targets]
+    s_with = np.array([ssim(js[i:i + 1, y0:y1, x0:x1], py[i:i + 1, y0:y1, x0:x1])[0]
+                       for i, (x0, y0, x1, y1) in enumerate(face)])
+    s_without = np.array([ssim(bare[i:i + 1, y0:y1, x0:x1], py[i:i + 1, y0:y1, x0:x1])[0]
+                          for i, (x0, y0, x1, y1) in enumerate(face)])
+    print(f"turn weights Python {np.round(want, 3)} page {np.round(got, 3)}; face SSIM with the turn picture "
+          f"{np.round(s_with, 4)}, without {np.round(s_without, 4)}; frames {np.round(ssim(js, py), 4)}")
+    assert pictures == 1 and turned.sum() >= 3 and np.allclose(got, want, rtol=0, atol=1e-6)
+    assert ssim(js, py).mean() >= 0.97 and ssim(js, py).min() >= 0.95
+    assert s_with[turned].mean() >= FACE_SSIM
+    # A page that leaves the turn picture out draws the portrait's face there: it fails.
+    assert s_without[turned].mean() < FACE_SSIM
+
+
+FACE_SSIM = 0.97
+"""Least mean SSIM, in the face's box, of the page against the Python renderer on frames turned towards a turn
+picture."""
+
+
+def _face_box(landmarks: np.ndarray) -> tuple[int, int, int, int]:
+    oval = landmarks[R.FACE_OVAL, :2]
+    x0, y0 = np.clip(np.floor(oval.min(0)), 0, 512).astype(int)
+    x1, y1 = np.clip(np.ceil(oval.max(0)), 0, 512).astype(int)
+    return int(x0), int(y0), int(x1), int(y1)

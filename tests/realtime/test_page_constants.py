@@ -26,7 +26,7 @@ import pytest
 
 from codec import smoothing
 from codec.picture import MAX_PICTURE_BYTES
-from codec.render import warp
+from codec.render import turns, warp
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import prepare_portrait
 from codec.speech import FRAME_MS
@@ -103,10 +103,16 @@ KEYFRAME_RULES = {"max_keyframes": "MAX_KEYFRAMES", "eye_blend": "EYE_BLEND", "e
                   "min_gain": "MIN_GAIN", "lip_fade": "LIP_FADE"}
 
 
+# The head-turn rules (codec.render.turns), likewise.
+TURN_RULES = {"turn_blend": "BLEND", "tilt_free": "TILT_FREE", "tilt_span": "TILT_SPAN",
+              "turn_min_weight": "MIN_WEIGHT"}
+
+
 def _rules_not_read(sources: dict[str, str]) -> list[str]:
     """Keyframe rules the page's modules do not read from the bundle (``w.NAME`` or ``m.warp.NAME``)."""
     text = "\n".join(sources.values())
-    return [k for k in [*KEYFRAME_RULES, "keyframe_lips"] if f"w.{k}" not in text and f"warp.{k}" not in text]
+    keys = [*KEYFRAME_RULES, *TURN_RULES, "keyframe_lips", "turns"]
+    return [k for k in keys if f"w.{k}" not in text and f"warp.{k}" not in text]
 
 
 def _page_sources() -> dict[str, str]:
@@ -118,6 +124,11 @@ def test_the_keyframe_rules_reach_the_page_from_the_warp(sample_portrait: Path) 
     index, arrays, _ = unpack_container(portrait_bundle(renderer))
     meta = index["meta"]["warp"]
     assert meta["keyframe_lips"] is renderer.warp.config.keyframe_lips
+    assert meta["turns"] is renderer.warp.config.turns
+    for key, name in TURN_RULES.items():
+        want = getattr(turns, name)
+        assert meta[key] == (list(want) if isinstance(want, tuple) else want), key
+    assert np.array_equal(arrays["warp.turn_vertices"], renderer.warp.turn_vertices)
     # The lip region the keyframes' lips are laid over with (topology and opacity).
     for name in ("lip_region", "lip_triangles", "lip_alpha"):
         assert np.array_equal(arrays[f"warp.{name}"], getattr(renderer.warp, name)), name

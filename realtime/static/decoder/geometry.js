@@ -37,6 +37,9 @@ export class WarpGeometry {
     // The lip region (codec.render.mesh.lip_region): its landmarks; the fan's rim among them.
     this.lipRegion = a["warp.lip_region"];
     this.rimInLips = this.copies[0][1].map((c) => this.lipRegion.indexOf(c));
+    // Head turns (codec.render.turns): the vertices a turn picture gives sources for; the portrait's rotation
+    // (turns and the mouth distance's pose).
+    this.turnVertices = a["warp.turn_vertices"];
     this.portraitRotation = a["warp.state.rotation"];
     this.setKeyframes({ places: [] });
     this.stable = A["template.stable"];
@@ -75,6 +78,7 @@ export class WarpGeometry {
     this.mouths = [{ shape: w.portrait_mouth, rim: this.portraitRim, centre: this.portraitCentre, lips: null,
                      interior: true, rotation: portraitRotation }];
     this.eyes = [];
+    this.turns = [];
     const at = (kf, name) => places.find((p) => p.keyframe === kf && p.name === name);
     // Sources are in the portrait's pixels: a texel t lies at t - margin.
     const shift = (xy, ox, oy) => {
@@ -90,6 +94,12 @@ export class WarpGeometry {
                            centre: [kf.mouth.centre[0] + ox, kf.mouth.centre[1] + oy],
                            lips: shift(kf.mouth.lips, ox, oy), interior: kf.mouth.interior,
                            rotation: kf.mouth.rotation || portraitRotation });
+      }
+      const face = kf.turn && w.turns && at(kf, kf.turn.patch);
+      if (face) {
+        const ox = face.x - this.margin, oy = face.y - this.margin;
+        this.turns.push({ yaw: kf.turn.yaw, tilt: kf.turn.tilt, sources: shift(kf.turn.sources, ox, oy),
+                          lift: kf.turn.lift });
       }
       for (const e of kf.eyes) {
         const place = at(kf, e.patch);
@@ -208,11 +218,66 @@ export class WarpGeometry {
     // Lids: a closing upper lid samples the skin above it.
     const blink = this.blink(canon);
     const closure = blink.map((b, eye) => Math.min(1, Math.max(0, 1 - b / Math.max(w.portrait_blink[eye], 1e-6))));
+    const ups = closure.map((c) => smoothstep((c - w.lid_start) / w.lid_span));
     this.lids.forEach(({ margin, lift }, eye) => {
-      const up = smoothstep((closure[eye] - w.lid_start) / w.lid_span);
+      const up = ups[eye];
       margin.forEach((p, k) => { sv[2 * p] += up * lift[2 * k]; sv[2 * p + 1] += up * lift[2 * k + 1]; });
     });
-    return { target: tv, source: sv, mouthGain, lips, eyes: this.eyeBlends(target, closure) };
+    return { target: tv, source: sv, mouthGain, lips, turns: this.turnSources(H, sv, ups),
+             eyes: this.eyeBlends(target, closure) };
+  }
+
+  // GeometricWarp._blend_turns' sources: per turn picture with a weight (turns.turn_weights), where every
+  // vertex samples when the face is taken from it: the face's vertices in the picture, its lids lifted as
+  // the portrait's are; the rest as in the first render. [{weight, source [V * 2]}].
+  turnSources(H, sv, ups) {
+    if (!this.turns.length) return [];
+    const weights = this.turnWeights(H), out = [];
+    this.turns.forEach((pic, k) => {
+      if (!(weights[k] > 0)) return;
+      const source = Float32Array.from(sv);
+      this.turnVertices.forEach((v, j) => { source[2 * v] = pic.sources[2 * j]; source[2 * v + 1] = pic.sources[2 * j + 1]; });
+      this.lids.forEach(({ margin }, eye) => {
+        margin.forEach((p, m) => {
+          const j = 2 * (eye * margin.length + m);
+          source[2 * p] += ups[eye] * pic.lift[j];
+          source[2 * p + 1] += ups[eye] * pic.lift[j + 1];
+        });
+      });
+      out.push({ weight: weights[k], source });
+    });
+    return out;
+  }
+
+  // turns.poses of the target's head rotation (row-major) from the portrait's, then turns.turn_weights.
+  turnWeights(H) {
+    const w = this.w, P = this.portraitRotation;
+    const rel = (i, j) => H[3 * i] * P[3 * j] + H[3 * i + 1] * P[3 * j + 1] + H[3 * i + 2] * P[3 * j + 2];  // H P^T
+    const deg = 180 / Math.PI;
+    const yaw = Math.atan2(rel(0, 2), rel(2, 2)) * deg;
+    const pitch = Math.asin(Math.min(1, Math.max(-1, rel(1, 2)))) * deg;
+    const roll = Math.atan2(rel(1, 0), rel(0, 0)) * deg;
+    const s = Math.abs(yaw);
+    // Along the target's side, the nearest picture at or below its turn and the nearest above.
+    let lo = -1, hi = -1;
+    this.turns.forEach((pic, k) => {
+      if (!(Math.sign(pic.yaw) === Math.sign(yaw) && yaw !== 0)) return;
+      const a = Math.abs(pic.yaw);
+      if (a <= s) { if (lo < 0 || a > Math.abs(this.turns[lo].yaw)) lo = k; } else if (hi < 0 || a < Math.abs(this.turns[hi].yaw)) hi = k;
+    });
+    const base = lo >= 0 ? Math.abs(this.turns[lo].yaw) : 0;
+    const u = (s - base) / (hi >= 0 ? Math.abs(this.turns[hi].yaw) - base : 1);
+    const x = Math.min(1, Math.max(0, (u - w.turn_blend[0]) / (w.turn_blend[1] - w.turn_blend[0])));
+    const wHi = hi >= 0 ? x * x * (3 - 2 * x) : 0;
+    const out = this.turns.map(() => 0);
+    if (lo >= 0) out[lo] += 1 - wHi;
+    if (hi >= 0) out[hi] += wHi;
+    return out.map((v, k) => {
+      const t = this.turns[k].tilt, diff = Math.hypot(pitch - t[0], roll - t[1]);
+      const g = Math.min(1, Math.max(0, (diff - w.tilt_free) / w.tilt_span));
+      const gated = v * (1 - g * g * (3 - 2 * g));
+      return gated >= w.turn_min_weight ? gated : 0;
+    });
   }
 
   // GeometricWarp._blend_eyes: each closing eye blended towards the newest keyframe's closed one, moved

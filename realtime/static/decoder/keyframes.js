@@ -1,6 +1,6 @@
 // The caller's keyframes in the page. talk-recv's renderer takes from each keyframe of the call what
 // the portrait lacks (codec/render/warp.py add_keyframe): lips and the skin around them in other mouth
-// shapes, the inside of an open mouth, closed eyes.
+// shapes, the inside of an open mouth, closed eyes, the face of the head turned.
 // The relay cuts those patches out for the portrait bundle this page holds (codec/webexport.py
 // keyframe_bundle: the same Python code, so nothing here re-implements it) and sends them as pictures
 // on the control channel, paced behind the motion (realtime/pictures.py). Here they are reassembled
@@ -68,6 +68,8 @@ export async function readKeyframe(bytes) {
     mouth: m.mouth && { shape: m.mouth.shape, patch: m.mouth.patch, interior: m.mouth.interior, rotation: m.mouth.rotation,
                         rim: c.arrays["mouth.rim"], centre: c.arrays["mouth.centre"], lips: c.arrays["mouth.lips"] },
     eyes: m.eyes.map((e) => ({ ...e, anchors: c.arrays[`eye${e.eye}.anchors`] })),
+    turn: m.turn && { yaw: m.turn.yaw, tilt: m.turn.tilt, patch: m.turn.patch, sources: c.arrays["turn.sources"],
+                      lift: c.arrays["turn.lift"] },
   };
 }
 

@@ -16,6 +16,7 @@ in float aBias;
 uniform float uSize;
 uniform vec4 uDepth;  // face: (offset, scale); outside: (offset, scale), each onto [0, 1)
 uniform float uOutside;
+uniform bool uTurned;  // a turn picture's render: the rings around the face are left out
 out vec2 vSource;
 flat out int vKind;
 void main() {
@@ -25,6 +26,7 @@ void main() {
   float d = aKind < -0.5 ? 1.0 : outside ? 0.5 + 0.49 * clamp((aTarget.z - uDepth.z) * uDepth.w, 0.0, 1.0)
                     : 0.49 * clamp((aTarget.z + aBias - uDepth.x) * uDepth.y, 0.0, 1.0);
   gl_Position = vec4(aTarget.x / uSize * 2.0 - 1.0, 1.0 - aTarget.y / uSize * 2.0, d * 2.0 - 1.0, 1.0);
+  if (uTurned && outside) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);  // clipped
 }`;
 
 const FRAGMENT = `#version 300 es
@@ -39,18 +41,47 @@ uniform bool uLayered;
 uniform float uMouthGain;
 uniform int uMouthKind;
 uniform int uTeethKind;
+uniform sampler2D uMask;  // turns.face_mask, in the portrait's pixels
+uniform bool uTurned;
 in vec2 vSource;
 flat in int vKind;
-out vec4 colour;
+layout(location = 0) out vec4 colour;
+layout(location = 1) out vec4 mask;  // the face mask where this pixel samples (grid_sample, zeros outside)
 void main() {
   vec2 uv = (vSource + uMargin) / uTexture;
   vec3 rgb = texture(uImage, uv).rgb;
-  if (uLayered) {
+  vec2 m = vSource / uSize;
+  mask = vec4(all(greaterThanEqual(m, vec2(0.0))) && all(lessThanEqual(m, vec2(1.0))) ? texture(uMask, m).r : 0.0);
+  if (uLayered && !uTurned) {
     ivec2 p = ivec2(int(gl_FragCoord.x), int(uSize) - 1 - int(gl_FragCoord.y));
     rgb = mix(texelFetch(uPlate, p, 0).rgb, rgb, texture(uAlpha, uv).r);
   }
   if (vKind == uMouthKind || vKind == uTeethKind) rgb *= uMouthGain;
   colour = vec4(rgb, 1.0);
+}`;
+
+// GeometricWarp._blend_turns: the frame rendered from the portrait (uFrame) with each turn picture's render
+// (uTurn0, uTurn1: the same target mesh sampling the picture's face) mixed in by weight, inside the face mask
+// sampled where the first render sampled (uFaceMask).
+const QUAD_VERTEX = `#version 300 es
+in vec2 aCorner;
+void main() { gl_Position = vec4(aCorner, 0.0, 1.0); }`;
+
+const TURN_FRAGMENT = `#version 300 es
+precision highp float;
+uniform sampler2D uFrame;
+uniform sampler2D uFaceMask;
+uniform sampler2D uTurn0;
+uniform sampler2D uTurn1;
+uniform vec2 uWeights;
+out vec4 colour;
+void main() {
+  ivec2 p = ivec2(gl_FragCoord.xy);
+  vec3 frame = texelFetch(uFrame, p, 0).rgb;
+  float m = texelFetch(uFaceMask, p, 0).r;
+  vec3 mixed = frame + uWeights.x * m * (texelFetch(uTurn0, p, 0).rgb - frame)
+                     + uWeights.y * m * (texelFetch(uTurn1, p, 0).rgb - frame);
+  colour = vec4(mixed, 1.0);
 }`;
 
 // GeometricWarp._lay_lips: the lip region's triangles again, at the target's lips, sampling the two
@@ -237,7 +268,9 @@ export class WarpRenderer {
     this.imageTexture = texture(0, "uImage", images.image);
     this.alphaTexture = texture(1, "uAlpha", images.alpha);
     texture(2, "uPlate", images.plate || images.image);
+    texture(3, "uMask", images.face_mask || images.alpha);  // (no face mask: no turn pictures either)
     const u = (name) => gl.getUniformLocation(prog, name);
+    this.uTurned = u("uTurned");
     this.uTexture = u("uTexture");
     gl.uniform1f(u("uSize"), S);
     gl.uniform1i(u("uLayered"), m.layered ? 1 : 0);
@@ -309,8 +342,57 @@ export class WarpRenderer {
     gl.uniform1i(l("uImage"), 0);
     gl.uniform1f(l("uSize"), S);
     gl.uniform1f(l("uMargin"), m.texture.margin);
+
+    // The turn pictures' mix: a full-frame quad over the offscreen renders (made at the first turned frame).
+    this.turnProg = link(gl, QUAD_VERTEX, TURN_FRAGMENT);
+    gl.useProgram(this.turnProg);
+    this.quadVao = gl.createVertexArray();
+    gl.bindVertexArray(this.quadVao);
+    const quadBuffer = gl.createBuffer();
+    this.buffers.push(quadBuffer);
+    gl.bindBuffer(gl.ARRAY_BUFFER, quadBuffer);
+    gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 1, -1, -1, 1, 1, -1, 1, 1, -1, 1]), gl.STATIC_DRAW);
+    const corner = gl.getAttribLocation(this.turnProg, "aCorner");
+    gl.enableVertexAttribArray(corner);
+    gl.vertexAttribPointer(corner, 2, gl.FLOAT, false, 0, 0);
+    const t = (name) => gl.getUniformLocation(this.turnProg, name);
+    ["uFrame", "uFaceMask", "uTurn0", "uTurn1"].forEach((name, k) => gl.uniform1i(t(name), 4 + k));
+    this.uWeights = t("uWeights");
+    this.offscreen = null;
     gl.useProgram(prog);
     gl.bindVertexArray(this.vao);
+  }
+
+  // Framebuffers for a frame with turn pictures: the first render and its face mask, and one render per
+  // picture (at most two weigh in at once), sharing one depth buffer.
+  makeOffscreen() {
+    const gl = this.gl, S = this.size;
+    const depth = gl.createRenderbuffer();
+    gl.bindRenderbuffer(gl.RENDERBUFFER, depth);
+    gl.renderbufferStorage(gl.RENDERBUFFER, gl.DEPTH_COMPONENT24, S, S);
+    const target = () => {
+      const tex = gl.createTexture();
+      this.textures.push(tex);
+      gl.bindTexture(gl.TEXTURE_2D, tex);
+      gl.texStorage2D(gl.TEXTURE_2D, 1, gl.RGBA8, S, S);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+      return tex;
+    };
+    const framebuffer = (...colours) => {
+      const fb = gl.createFramebuffer();
+      gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+      colours.forEach((tex, k) => gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0 + k, gl.TEXTURE_2D, tex, 0));
+      gl.framebufferRenderbuffer(gl.FRAMEBUFFER, gl.DEPTH_ATTACHMENT, gl.RENDERBUFFER, depth);
+      gl.drawBuffers(colours.map((_, k) => gl.COLOR_ATTACHMENT0 + k));
+      if (gl.checkFramebufferStatus(gl.FRAMEBUFFER) !== gl.FRAMEBUFFER_COMPLETE) throw new Error("no offscreen framebuffer");
+      return fb;
+    };
+    gl.activeTexture(gl.TEXTURE4);
+    const frame = target(), mask = target(), turn0 = target(), turn1 = target();
+    this.offscreen = { depth, textures: [frame, mask, turn0, turn1],
+                       frame: framebuffer(frame, mask), turns: [framebuffer(turn0), framebuffer(turn1)] };
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
   }
 
   // The texture again: the bundle's, and below it the keyframes' patches where keyframes.js
@@ -406,9 +488,10 @@ export class WarpRenderer {
   }
 
   // Draws one frame of WarpGeometry.frame(): target [V * 3] and source [V * 2] of every vertex, mouthGain,
-  // the keyframes' lips to lay over it and the keyframe eyes to blend in (in the warp's order).
-  draw({ target: tv, source: sv, mouthGain, lips, eyes }) {
-    const gl = this.gl, tris = this.triangles, F = this.kind.length, target = this.target, source = this.source;
+  // the turn pictures' renders to mix in, the keyframes' lips to lay over it and the keyframe eyes to blend
+  // in (in the warp's order).
+  draw({ target: tv, source: sv, mouthGain, turns, lips, eyes }) {
+    const gl = this.gl, tris = this.triangles, F = this.kind.length, target = this.target;
     let fLo = Infinity, fHi = -Infinity, oLo = Infinity, oHi = -Infinity;
     for (let f = 0; f < F; f++) {
       const outside = this.kind[f] === this.outsideKind;
@@ -418,8 +501,6 @@ export class WarpRenderer {
         target[j] = tv[v];
         target[j + 1] = tv[v + 1];
         target[j + 2] = z;
-        source[2 * (6 + 3 * f + c)] = sv[2 * tris[3 * f + c]];
-        source[2 * (6 + 3 * f + c) + 1] = sv[2 * tris[3 * f + c] + 1];
         if (outside) { if (z < oLo) oLo = z; if (z > oHi) oHi = z; } else {
           const zb = z + this.bias[f];
           if (zb < fLo) fLo = zb;
@@ -429,10 +510,34 @@ export class WarpRenderer {
     }
     gl.bindBuffer(gl.ARRAY_BUFFER, this.targetBuffer);
     gl.bufferSubData(gl.ARRAY_BUFFER, 0, target);
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.sourceBuffer);
-    gl.bufferSubData(gl.ARRAY_BUFFER, 0, source);
     gl.uniform4f(this.uDepth, fLo, 1 / Math.max(fHi - fLo, 1e-6), oLo, 1 / Math.max(oHi - oLo, 1e-6));
     gl.uniform1f(this.uMouthGain, mouthGain);
+    const turned = (turns || []).slice(0, 2);
+    if (turned.length) {
+      if (!this.offscreen) this.makeOffscreen();
+      this.drawMesh(sv, false, this.offscreen.frame);
+      turned.forEach(({ source }, k) => this.drawMesh(source, true, this.offscreen.turns[k]));
+      this.mixTurns(turned.map(({ weight }) => weight));
+    } else {
+      this.drawMesh(sv, false, null);
+    }
+    if (lips) this.drawLips(tv, lips);
+    if (eyes && eyes.length) this.drawEyes(eyes);
+  }
+
+  // The mesh drawn with sources sv [V * 2] into `framebuffer` (null: the canvas); `turned`: a turn
+  // picture's render (no rings, no background plate).
+  drawMesh(sv, turned, framebuffer) {
+    const gl = this.gl, tris = this.triangles, source = this.source;
+    for (let k = 0, n = 3 * this.kind.length; k < n; k++) {
+      const j = 2 * (6 + k), v = 2 * tris[k];
+      source[j] = sv[v];
+      source[j + 1] = sv[v + 1];
+    }
+    gl.bindFramebuffer(gl.FRAMEBUFFER, framebuffer);
+    gl.bindBuffer(gl.ARRAY_BUFFER, this.sourceBuffer);
+    gl.bufferSubData(gl.ARRAY_BUFFER, 0, source);
+    gl.uniform1i(this.uTurned, turned ? 1 : 0);
     gl.clearDepth(1);
     gl.clear(gl.DEPTH_BUFFER_BIT);
     gl.enable(gl.DEPTH_TEST);
@@ -441,8 +546,20 @@ export class WarpRenderer {
     // Last, at the far plane: only pixels no triangle covered (still at the cleared depth) pass.
     gl.depthFunc(gl.LEQUAL);
     gl.drawArrays(gl.TRIANGLES, 0, 6);
-    if (lips) this.drawLips(tv, lips);
-    if (eyes && eyes.length) this.drawEyes(eyes);
+  }
+
+  // frame + sum_k weight_k * mask * (turn_k - frame), onto the canvas (GeometricWarp._blend_turns).
+  mixTurns(weights) {
+    const gl = this.gl, o = this.offscreen;
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    gl.useProgram(this.turnProg);
+    gl.bindVertexArray(this.quadVao);
+    o.textures.forEach((tex, k) => { gl.activeTexture(gl.TEXTURE4 + k); gl.bindTexture(gl.TEXTURE_2D, tex); });
+    gl.uniform2f(this.uWeights, weights[0] || 0, weights[1] || 0);
+    gl.disable(gl.DEPTH_TEST);
+    gl.drawArrays(gl.TRIANGLES, 0, 6);
+    gl.useProgram(this.prog);
+    gl.bindVertexArray(this.vao);
   }
 
   // Frees the GL objects (before another renderer takes the canvas).
@@ -453,6 +570,13 @@ export class WarpRenderer {
     gl.deleteVertexArray(this.vao);
     gl.deleteVertexArray(this.eyeVao);
     gl.deleteVertexArray(this.lipVao);
+    gl.deleteVertexArray(this.quadVao);
+    gl.deleteProgram(this.turnProg);
+    if (this.offscreen) {
+      gl.deleteRenderbuffer(this.offscreen.depth);
+      gl.deleteFramebuffer(this.offscreen.frame);
+      this.offscreen.turns.forEach((fb) => gl.deleteFramebuffer(fb));
+    }
     gl.deleteProgram(this.prog);
     gl.deleteProgram(this.eyeProg);
     gl.deleteProgram(this.lipProg);

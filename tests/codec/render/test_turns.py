@@ -150,3 +150,22 @@ def test_a_turn_keyframe_tilted_otherwise_is_not_taken(portrait: Portrait) -> No
     assert warp.turn_weights(warp.geometry(target).state).max() == 0
     a, b = _u8(warp(target))[0].astype(int), _u8(plain(target))[0].astype(int)
     assert np.abs(a - b)[face_not_mouth(target[0], warp.size)].max() <= 1  # (its mouth may still be lent)
+
+
+def test_the_turn_cut_out_is_what_the_warp_places(portrait: Portrait) -> None:
+    """GeometricWarp.turn_patch (what a browser page gets of a turn picture) changes nothing, and is exactly
+    the patch and the sources the warp itself takes from the keyframe."""
+    plain = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
+    warp = GeometricWarp(portrait.image, portrait.landmarks, torch.device("cpu"))
+    keyframe = tinted_turn(plain, 20.0, 60.0)
+    taken = warp.turn_patch(keyframe)
+    assert taken is not None and not warp.turn_pictures() and "key0_face" not in warp.atlas.patches
+    warp.add_keyframe(keyframe)
+    [(picture, sources)] = warp.turn_pictures()
+    texels, cut = taken
+    patch = warp.atlas.patches[picture.patch]
+    assert np.array_equal(patch.texels, texels)
+    assert np.allclose(sources, cut.sources + patch.origin(warp.atlas.margin), rtol=0, atol=1e-3, equal_nan=True)
+    assert cut.yaw == picture.yaw and np.array_equal(cut.tilt, picture.tilt) and np.array_equal(cut.lift, picture.lift)
+    # A frontal keyframe is no turn picture.
+    assert warp.turn_patch(Keyframe(keyframe.image, portrait.landmarks, "mouth")) is None
