@@ -18,8 +18,8 @@ the true frames:
   (chunked and paced as the relay does, at the relay's default rate) and
   how long that takes, against the call's own keyframe records;
 * the page's cost per frame in this (software, SwiftShader) WebGL: geometry,
-  and the draw with and without the keyframe-lip pass (``page_cost``; timings,
-  so the load average is recorded with them).
+  and the draw with and without the keyframe-lip pass and the turn pictures'
+  renders (``page_cost``; timings, so the load average is recorded with them).
 
 Usage::
 
@@ -78,29 +78,33 @@ DRAW_JS = """(targets) => targets.map((t) => {
 })"""
 
 
-# Per frame, in ms: the geometry (landmarks -> mesh, mouth and lip picks) and the draw with and without the
-# lip pass (uploads, the passes, and waiting for the GPU: one pixel read back), interleaved so that a change
-# of load hits both alike; frames whose lips are all the portrait's draw no lip pass and are left out.
+# Per frame, in ms: the geometry (landmarks -> mesh, mouth, lip and turn picks) and the draw with and without
+# the lip pass, and with and without the turn pictures' renders (uploads, the passes, and waiting for the GPU:
+# one pixel read back), interleaved so that a change of load hits both alike; each over the frames that have
+# lips to lay (turn pictures to mix in).
 COST_JS = """(targets) => {
   const ts = targets.map((t) => new Float32Array(unb64(t).buffer));
   for (const t of ts.slice(0, 10)) { renderer.draw(geometry.frame(t)); renderer.sync(); }  // warm up
-  let geo = 0, withLips = 0, without = 0, n = 0;
+  let geo = 0, lips = 0, noLips = 0, nLips = 0, turns = 0, noTurns = 0, nTurns = 0;
+  const time = (g) => {
+    const t0 = performance.now();
+    renderer.draw(g);
+    renderer.sync();
+    return performance.now() - t0;
+  };
   for (const t of ts) {
-    let t0 = performance.now();
+    const t0 = performance.now();
     const f = geometry.frame(t);
     geo += performance.now() - t0;
-    if (!f.lips) continue;
     const g = {...f, target: Float32Array.from(f.target), source: Float32Array.from(f.source)};
-    t0 = performance.now();
-    renderer.draw(g); renderer.sync();
-    const t1 = performance.now();
-    renderer.draw({...g, lips: null}); renderer.sync();
-    withLips += t1 - t0;
-    without += performance.now() - t1;
-    n++;
+    const all = time(g);
+    if (g.lips) { lips += all; noLips += time({...g, lips: null}); nLips++; }
+    if (g.turns.length) { turns += all; noTurns += time({...g, turns: []}); nTurns++; }
   }
-  return {geometry_ms: geo / ts.length, draw_ms_with_lip_pass: withLips / Math.max(n, 1),
-          draw_ms_without_lip_pass: without / Math.max(n, 1), frames_with_lips: n,
+  return {geometry_ms: geo / ts.length, draw_ms_with_lip_pass: lips / Math.max(nLips, 1),
+          draw_ms_without_lip_pass: noLips / Math.max(nLips, 1), frames_with_lips: nLips,
+          draw_ms_with_turn_renders: turns / Math.max(nTurns, 1),
+          draw_ms_without_turn_renders: noTurns / Math.max(nTurns, 1), frames_with_turns: nTurns,
           webgl: (() => { const gl = renderer.gl, x = gl.getExtension('WEBGL_debug_renderer_info');
                           return x ? gl.getParameter(x.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER); })()};
 }"""
@@ -198,7 +202,8 @@ def run(clip: str, max_frames: int, turns: bool = True) -> dict[str, Any]:
     kbps = PacingConfig().kbps
     per_page, seconds = paced_bytes(sent, kbps)
     return {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "clip": clip, "python_turns": turns,
+        "date": time.strftime("%Y-%m-%d %H:%M"), "clip": clip, "turns": turns,
+        "turn_pictures": len(renderer.warp.turn_pictures()),
         "scored_frames": len(idx), "first_scored": k,
         "widest_frames": len(widest), "closed_frames": len(closed),
         "truth_mouth_lum": float(np.nanmean(truth_mouth)),
@@ -231,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-frames", type=int, default=200, help="scored frames at most (default: %(default)s)")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the figures here")
     p.add_argument("--no-turns", dest="turns", action="store_false",
-                   help="the Python renderer without head-turn pictures (as a page that does not draw them)")
+                   help="the renderer without head-turn pictures (Python and page)")
     args = p.parse_args(argv)
     if not os.path.exists(CHROMIUM):
         print(f"page_keyframes: no Chromium at {CHROMIUM} (set TALKCODEC_CHROMIUM)", file=sys.stderr)
