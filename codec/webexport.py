@@ -268,6 +268,14 @@ def _webp_lossless(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _webp_lossy(image: np.ndarray, quality: int) -> bytes:
+    """WebP bytes of ``[H, W, 3]`` RGB uint8 at ``quality`` (0-100)."""
+    ok, buf = cv2.imencode(".webp", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_WEBP_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode a WebP")
+    return buf.tobytes()
+
+
 def _state_arrays(prefix: str, landmarks: np.ndarray) -> dict[str, np.ndarray]:
     st = motion_from_landmarks(np.asarray(landmarks, np.float64))
     return {f"{prefix}.rotation": st.rotation, f"{prefix}.translation": st.translation,
@@ -390,6 +398,11 @@ def bundle_id(bundle: bytes) -> str:
 # --------------------------------------------------------------------------- keyframes
 
 
+FACE_WEBP_QUALITY = 95
+"""WebP quality of a turn picture's face patch for a page. Lossless, a face is 27-59 kB (4 held-out clips), with
+the mouth patch more than a picture message holds (:data:`codec.picture.MAX_PICTURE_BYTES`) and half a minute at
+16 kbps; at 95, 6-10 kB."""
+
 KEYFRAME_GUTTER = 2
 """Texels each keyframe patch image is padded by (its edge repeated), so a page can place it in its
 texture as it is: bilinear sampling at a patch's edge then reads only its own texels, as in the warp's
@@ -415,8 +428,8 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
     arrays ``mouth.rim`` ``[20, 2]``, ``mouth.centre`` ``[2]``, ``mouth.lips`` ``[N, 2]`` (the portrait
     bundle's ``warp.lip_region`` landmarks), ``eye<k>.anchors``, ``turn.sources`` ``[M, 2]`` (where the
     portrait bundle's ``warp.turn_vertices`` sample in the face), ``turn.lift`` ``[2, 7, 2]`` (the upper
-    lids' lifts) (patch texels, relative to the first texel inside the gutter); files: one lossless WebP
-    per patch (RGB; the patches are opaque).
+    lids' lifts) (patch texels, relative to the first texel inside the gutter); files: one WebP per patch
+    (RGB; the patches are opaque), lossless but the face (:data:`FACE_WEBP_QUALITY`).
 
     Args:
         renderer: the warp renderer whose :func:`portrait_bundle` the page holds.
@@ -440,8 +453,10 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
     g = KEYFRAME_GUTTER
     files = {}
     for name, texels in taken.patches.items():
-        rgb = np.round(np.clip(texels[..., :3], 0, 1) * 255).astype(np.uint8)
-        files[name] = ("image/webp", _webp_lossless(cv2.copyMakeBorder(rgb, g, g, g, g, cv2.BORDER_REPLICATE)))
+        rgb = cv2.copyMakeBorder(np.round(np.clip(texels[..., :3], 0, 1) * 255).astype(np.uint8), g, g, g, g,
+                                 cv2.BORDER_REPLICATE)
+        lossy = turn is not None and name == turn[1].patch
+        files[name] = ("image/webp", _webp_lossy(rgb, FACE_WEBP_QUALITY) if lossy else _webp_lossless(rgb))
     arrays: dict[str, np.ndarray] = {}
     mouth = None
     if taken.mouth is not None:

@@ -14,8 +14,8 @@ A page whose browser has WebGL2 offers no video; instead it gets, besides the
   (:func:`codec.webexport.portrait_bundle`) once at join, in chunks, then an
   empty message;
 * the caller's keyframes, on ``control``: each one the call has received, as the
-  page's renderer uses it (:func:`codec.webexport.keyframe_bundle`: the mouth and
-  closed eyes cut out for the portrait bundle the page holds), in the picture
+  page's renderer uses it (:func:`codec.webexport.keyframe_bundle`: the mouth, the
+  closed eyes and a turned face cut out for the portrait bundle the page holds), in the picture
   messages the sender sends them in (:mod:`realtime.pictures`), paced at
   ``keyframe_kbps`` one small chunk behind each motion message, so that a page's
   motion never waits behind them. A page joining gets every keyframe so far (the

@@ -122,11 +122,13 @@ def _page_frames(page: Any, targets: np.ndarray, with_keyframes: bool, batch: in
 def paced_bytes(containers: list[bytes], kbps: float) -> tuple[int, float]:
     """Control-message bytes one page gets for ``containers``, and the seconds that takes, paced as the relay
     does (a message behind each 40 ms motion message, :class:`realtime.pictures.PictureOutbox`)."""
+    from codec.picture import MAX_PICTURE_BYTES
     from realtime.pictures import FRAME_INTERVAL_S, PacingConfig, PictureOutbox
 
     outbox = PictureOutbox(PacingConfig(kbps), 0.0)
     for c in containers:
-        outbox.add(c)
+        if len(c) <= MAX_PICTURE_BYTES:  # else the relay sends it not at all (see page_containers)
+            outbox.add(c)
     t, sent = 0.0, 0
     while outbox.pending:
         t += FRAME_INTERVAL_S
