@@ -299,6 +299,7 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
     """
     # lazy: the warp pulls in torch, which the decoder assets alone do not need
     from codec.render import interior, turns
+    from codec.render.keyframes import MOUTH_POSE_WEIGHT, MOUTH_WIDTH_WEIGHT
     from codec.render.warp import (
         EYE_ANCHORS,
         EYE_BLEND,
@@ -309,7 +310,6 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
         LIP_FADE,
         MAX_KEYFRAMES,
         MIN_GAIN,
-        MOUTH_WIDTH_WEIGHT,
         NARROWING_FREE,
         NARROWING_GAIN,
         SHUT,
@@ -370,6 +370,7 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
                  "portrait_mouth": [float(x) for x in mouth.shape],
                  "portrait_blink": [float(x) for x in warp.portrait_state.blink],
                  "shut": SHUT, "lend_share": LEND_SHARE, "mouth_width_weight": MOUTH_WIDTH_WEIGHT,
+                 "mouth_pose_weight": MOUTH_POSE_WEIGHT,
                  "narrowing_gain": NARROWING_GAIN,
                  "narrowing_free": NARROWING_FREE, "min_gain": MIN_GAIN,
                  "upper_teeth": interior.UPPER_TEETH, "lower_teeth": interior.LOWER_TEETH,
@@ -461,9 +462,8 @@ def keyframe_bundle(renderer: "Renderer", keyframe: "Keyframe", portrait: str, i
     mouth = None
     if taken.mouth is not None:
         # The head's rotation in the keyframe (row-major), for a mouth distance that counts the pose.
-        rotation = motion_from_landmarks(np.asarray(keyframe.landmarks, np.float64)).rotation
         mouth = {"shape": [float(x) for x in taken.mouth.shape], "patch": taken.mouth.patch,
-                 "interior": taken.mouth.interior, "rotation": [float(x) for x in rotation.ravel()]}
+                 "interior": taken.mouth.interior, "rotation": [float(x) for x in taken.mouth.rotation.ravel()]}
         arrays["mouth.rim"] = taken.mouth.rim.astype(np.float64)
         arrays["mouth.centre"] = taken.mouth.centre.astype(np.float64)
         # float32: a hundred-thousandth of a texel off, for half the bytes of float64.

@@ -58,6 +58,9 @@ class PortraitAssets:
         eye_box: ``[2, 8]`` float64 per eye: the blended ellipse's centre and axes (patch texels), the patch's
             position and size in the texture.
         keyframe_lips: keyframes' lips are laid over the frame (:attr:`codec.render.warp.WarpConfig.keyframe_lips`).
+        mouth_rotation: ``[K, 3, 3]`` float64 the head's rotation in each of ``mouths``' pictures (files written
+            before it have none: then all are taken as the portrait's, and the lips' picture is chosen by
+            shape alone).
     """
 
     texture: np.ndarray
@@ -80,6 +83,7 @@ class PortraitAssets:
     eye_anchors: np.ndarray = field(default_factory=lambda: np.full((2, len(EYE_ANCHORS[0]), 2), np.nan))
     eye_box: np.ndarray = field(default_factory=lambda: np.full((2, EYE_BOX), np.nan))
     keyframe_lips: bool = True
+    mouth_rotation: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -134,7 +138,8 @@ class PortraitAssets:
                           else np.zeros((0, len(warp.mesh.vertices), 2), np.float32)),
             turn_lift=np.stack([t.lift for t, _ in turned]) if turned else np.zeros((0, 2, 7, 2)),
             eye_anchors=anchors, eye_box=box,
-            keyframe_lips=warp.config.keyframe_lips)
+            keyframe_lips=warp.config.keyframe_lips,
+            mouth_rotation=np.stack([p.rotation for p in warp.mouth_pictures()]).astype(np.float64))
 
     def to_arrays(self, prefix: str = "", codec: str = "png") -> dict[str, np.ndarray]:
         """The assets as named arrays (for ``np.savez``), images encoded with ``codec`` (see :data:`IMAGE_CODECS`).
@@ -167,6 +172,8 @@ class PortraitAssets:
             "eye_anchors": self.eye_anchors, "eye_box": self.eye_box,
             "keyframe_lips": np.array(self.keyframe_lips),
         }
+        if self.mouth_rotation is not None:
+            out["mouth_rotation"] = self.mouth_rotation
         if self.background is not None:
             out["background"] = encode_image(self.background, codec)
         return {prefix + k: v for k, v in out.items()}
@@ -192,8 +199,8 @@ class PortraitAssets:
         texture = np.concatenate([unit(a("texture")), unit(a("texture_alpha"))[..., None]], -1)
         background = decode_image(a("background")) if prefix + "background" in arrays else None
         # Files written before turn pictures and device eye blends have neither.
-        extra = {k: a(k) for k in ("turn_yaw", "turn_tilt", "turn_sources", "turn_lift", "eye_anchors", "eye_box")
-                 if prefix + k in arrays}
+        extra = {k: a(k) for k in ("turn_yaw", "turn_tilt", "turn_sources", "turn_lift", "eye_anchors", "eye_box",
+                                   "mouth_rotation") if prefix + k in arrays}
         return PortraitAssets(texture=texture, margin=int(a("margin")), background=background,
                               landmarks=a("landmarks"), mesh=mesh, bias=a("bias"), sources=a("sources"),
                               mouths=a("mouths"), drawn=a("drawn"), teeth_u=a("teeth_u"), lid_lift=a("lid_lift"),

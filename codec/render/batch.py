@@ -37,6 +37,7 @@ from codec import regions as R
 from codec.motion import load_template, motion_from_landmarks
 from codec.render import interior, turns
 from codec.render.assets import PortraitAssets
+from codec.render.keyframes import MOUTH_POSE_WEIGHT, MOUTH_WIDTH_WEIGHT
 from codec.render.mesh import OUTSIDE, RING_POINTS, TEETH, lip_region
 from codec.render.raster_torch import RasterConfig, rasterize
 from codec.render.warp import (
@@ -50,7 +51,6 @@ from codec.render.warp import (
     LIP_RINGS,
     MAX_KEYFRAMES,
     MIN_GAIN,
-    MOUTH_WIDTH_WEIGHT,
     NARROWING_FREE,
     NARROWING_GAIN,
     SHUT,
@@ -62,7 +62,7 @@ CENTRES = 3  # vertices at the centre of a contour: the mouth's, and an eye's wh
 IRISES = 2
 TEETH_POINTS = 2 * 2 * 11  # two strips, each 11 vertices on an inner lip and 11 hanging from them
 RIM = len(R.LIPS_INNER)  # the mouth fan's rim: copies of the inner lips
-MOUTHS = 9  # pictures a mouth's interior and lips can come from: the portrait and up to 8 keyframes
+MOUTHS = 1 + MAX_KEYFRAMES  # pictures a mouth's interior and lips can come from: the portrait and its keyframes
 TURNS = MAX_KEYFRAMES  # turn pictures a portrait can have
 # Eye measures (codec.motion._eye_measures): the corners left and right in the image, the lids up and down.
 EYE_POINTS = ((R.RIGHT_EYE_CORNERS[0], R.RIGHT_EYE_CORNERS[1], *R.RIGHT_EYE_LIDS),
@@ -206,6 +206,7 @@ class BatchRenderer:
         self._body_reach = stack("body_reach")
         self._mouth_area, self._iod = stack("mouth_area"), stack("iod")
         self._mouths, self._mouth_ok, self._drawn = stack("mouths"), stack("mouth_ok"), stack("drawn")
+        self._mouth_rotation = stack("mouth_rotation")                          # [P, K, 3, 3]
         region, lip_tris, lip_alpha = lip_region(LIP_RINGS)
         self._lip_region = torch.as_tensor(region, device=device)
         self._lip_tris = torch.as_tensor(lip_tris, device=device)
@@ -297,6 +298,9 @@ class BatchRenderer:
                           * interior.teeth_profile(a.teeth_u[k]) for k, (_, _, sign) in enumerate(teeth)])
 
         state = motion_from_landmarks(lm)
+        mouth_rotation = np.repeat(state.rotation[None], MOUTHS, 0)
+        if a.mouth_rotation is not None:
+            mouth_rotation[:len(a.mouths)] = a.mouth_rotation[:MOUTHS]
         canon = lambda p: (p - state.translation) @ state.rotation / state.scale  # noqa: E731
         k = len(a.turn_yaw)
         if k > TURNS:
@@ -328,8 +332,8 @@ class BatchRenderer:
             "lid_slots": np.stack([slot[margin] for margin, _ in m.lids]), "lid_lift": a.lid_lift,
             "keyframe_lips": np.array(a.keyframe_lips),
             "texture": a.texture.astype(np.float32),
-            "rotation": state.rotation, "turn_yaw": turn_yaw, "turn_tilt": turn_tilt, "turn_src": turn_src,
-            "turn_lift": turn_lift,
+            "rotation": state.rotation, "mouth_rotation": mouth_rotation, "turn_yaw": turn_yaw,
+            "turn_tilt": turn_tilt, "turn_src": turn_src, "turn_lift": turn_lift,
             "face_mask": turns.face_mask(a.landmarks, a.size),
             "eye_anchors": np.asarray(a.eye_anchors, np.float64), "eye_box": np.asarray(a.eye_box, np.float64),
         }
@@ -388,7 +392,7 @@ class BatchRenderer:
 
         sv = self.sv[pid].double().clone()
         canon = ((lm - t[:, None]) @ rot) / scale[:, None, None]               # [B, 478, 3] the head's own frame
-        drawn, gain, lips, lip_weight, lip_source = self._mouth(pid, canon, sv)
+        drawn, gain, lips, lip_weight, lip_source = self._mouth(pid, canon, rot, sv)
         self._teeth(pid, lm, rot, scale, drawn, tv)
         closure = self._lids(pid, canon, sv)
         rel = rot @ self._rotation[pid].transpose(1, 2)
@@ -397,7 +401,7 @@ class BatchRenderer:
                                           torch.atan2(rel[:, 1, 0], rel[:, 0, 0])], -1))
         return _Geometry(tv, sv, gain, pose, closure, lips, lip_weight, lip_source)
 
-    def _mouth(self, pid: torch.Tensor, canon: torch.Tensor,
+    def _mouth(self, pid: torch.Tensor, canon: torch.Tensor, rot: torch.Tensor,
                sv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The mouth fan's sources (in ``sv``) and the lips' picture, as
         :meth:`codec.render.warp.GeometricWarp._mouth_sources` picks them.
@@ -412,7 +416,10 @@ class BatchRenderer:
         opening = (canon[:, lo, 1] - canon[:, up, 1]).clamp(min=0.0)
         width = canon[:, right, 0] - canon[:, left, 0]
         pics = self._mouths[pid]                                   # [B, K, 2 + 42 + 2 N + 1]
-        dist = (opening[:, None] - pics[..., 0]).abs() + MOUTH_WIDTH_WEIGHT * (width[:, None] - pics[..., 1]).abs()
+        trace = torch.einsum("bij,bkij->bk", rot, self._mouth_rotation[pid])     # trace(R R_k^T)
+        angle = torch.arccos(((trace - 1) / 2).clamp(-1.0, 1.0))
+        dist = ((opening[:, None] - pics[..., 0]).abs() + MOUTH_WIDTH_WEIGHT * (width[:, None] - pics[..., 1]).abs()
+                + MOUTH_POSE_WEIGHT * angle)
         dist = torch.where(self._mouth_ok[pid], dist, torch.inf)
         near = torch.sort(dist, dim=1, stable=True)
         second = near.indices[:, 1] if dist.shape[1] > 1 else near.indices[:, 0]

@@ -20,6 +20,15 @@ from codec.errors import NoFaceError, PortraitError
 from codec.face import detect_landmarks
 from codec.motion import MotionState, load_template
 
+MOUTH_WIDTH_WEIGHT = 0.5
+"""A mouth shape's distance: |opening difference| + this times |width difference| (+ the pose's share)."""
+
+MOUTH_POSE_WEIGHT = 0.3
+"""And this times the angle, in radians, between the head's rotation in the target and in the picture: lips
+seen from another side, or lit from another one, look unlike the target's even when their shape is the same.
+On the 7 held-out clips, with a mouth picture every 5th frame of the first 5 s, mouth SSIM 0.839 without it,
+0.844 with 0.3 and 0.45, 0.842 with 0.6."""
+
 
 @dataclass(frozen=True)
 class Keyframe:
@@ -74,3 +83,25 @@ def canonical_mouth(state: MotionState) -> np.ndarray:
     opening = np.maximum(canon[..., lo, 1] - canon[..., up, 1], 0.0)
     width = canon[..., right, 0] - canon[..., left, 0]
     return np.stack([opening, width], -1)
+
+
+def rotation_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle in radians between rotations ``a [B, 3, 3]`` and ``b [K, 3, 3]``: ``[B, K]``."""
+    trace = np.einsum("bij,kij->bk", a, b)  # trace(a b^T)
+    return np.arccos(np.clip((trace - 1) / 2, -1.0, 1.0))
+
+
+def mouth_distance(shape: np.ndarray, rotation: np.ndarray, shapes: np.ndarray,
+                   rotations: np.ndarray) -> np.ndarray:
+    """How unlike each picture's mouth is each target's: the renderer takes the lips of the nearest.
+
+    Args:
+        shape: ``[B, 2]`` the targets' :func:`canonical_mouth`; rotation: ``[B, 3, 3]`` their heads'.
+        shapes: ``[K, 2]`` the pictures'; rotations: ``[K, 3, 3]``.
+    Returns:
+        ``[B, K]``: |opening difference| + :data:`MOUTH_WIDTH_WEIGHT` |width difference| +
+        :data:`MOUTH_POSE_WEIGHT` times the angle between the head rotations.
+    """
+    return (np.abs(shape[:, None, 0] - shapes[None, :, 0])
+            + MOUTH_WIDTH_WEIGHT * np.abs(shape[:, None, 1] - shapes[None, :, 1])
+            + MOUTH_POSE_WEIGHT * rotation_angle(rotation, rotations))

@@ -51,7 +51,7 @@ from codec import regions as R
 from codec.motion import MotionState, load_template, motion_from_landmarks
 from codec.render import interior, turns
 from codec.render.composite import background_plate, denoise_portrait, person_alpha
-from codec.render.keyframes import Keyframe, canonical_mouth
+from codec.render.keyframes import Keyframe, canonical_mouth, mouth_distance
 from codec.render.mesh import EYE, MOUTH, OUTSIDE, TEETH, MeshConfig, PortraitMesh, build_mesh, lip_region
 from codec.render.raster import rasterize_batch
 from codec.render.texture import Atlas
@@ -93,17 +93,15 @@ class WarpConfig:
     keyframe_lips: bool = True
 
 
-MAX_KEYFRAMES = 8
-"""Keyframes a warp keeps; the oldest goes first."""
+MAX_KEYFRAMES = 24
+"""Keyframes a warp keeps; the oldest goes first. The sender sends at most this many
+(:data:`codec.keyframe_select.MAX_KEYFRAMES`): up to 16 of the mouth alone, 2 of each other kind."""
 
 SHUT = 0.03
 """Below this opening (canonical, inter-ocular distances) a mouth shows the portrait's own."""
 
 LEND_SHARE = 0.5
 """A picture lends its mouth interior to target openings up to 1 / this times its own."""
-
-MOUTH_WIDTH_WEIGHT = 0.5
-"""The mouth picture nearest a target's is that of least |opening difference| + this times |width difference|."""
 
 MIN_LEND = 0.04
 """Least opening of a keyframe's mouth for it to lend its interior."""
@@ -216,6 +214,7 @@ class MouthPicture:
         lips: ``[N, 2]`` likewise for the lip region's landmarks (:func:`codec.render.mesh.lip_region`);
             the fan samples its own inner lips exactly when the lips are this picture's too.
         interior: it lends its interior to wider openings (a keyframe's mouth open at least :data:`MIN_LEND`).
+        rotation: ``[3, 3]`` the head's rotation in it (:func:`codec.render.keyframes.mouth_distance`).
     """
 
     shape: np.ndarray
@@ -224,6 +223,7 @@ class MouthPicture:
     centre: np.ndarray
     lips: np.ndarray
     interior: bool = True
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
 
 
 @dataclass
@@ -325,6 +325,15 @@ def lip_flow(target: np.ndarray, source: np.ndarray, triangles: np.ndarray, alph
     return grid.reshape(b, k, y1 - y0, x1 - x0, 2), opaque
 
 
+def _shows(image: np.ndarray, box: np.ndarray, share: float = 0.9) -> bool:
+    """Whether at least ``share`` of ``box`` ``[x0, y0, x1, y1]`` lies inside ``image`` (a keyframe may be a
+    picture of the mouth alone: it has no eyes or face to lend)."""
+    h, w = image.shape[:2]
+    area = max(float(box[2] - box[0]) * float(box[3] - box[1]), 1e-9)
+    inside = max(0.0, min(box[2], w) - max(box[0], 0)) * max(0.0, min(box[3], h) - max(box[1], 0))
+    return bool(inside >= share * area)
+
+
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
@@ -389,6 +398,8 @@ class GeometricWarp:
         self._init_mouth()
         self._init_lids()
         self.keyframes: list[Keyframe] = []
+        # What each keyframe lends (the costly part, cut once): keyframe_patches, and its turned face.
+        self._taken: list[tuple[KeyframePatches, tuple[np.ndarray, turns.TurnPicture] | None]] = []
         self._mouths: list[MouthPicture] = []
         self._eyes: list[EyePicture] = []
         self._turns: list[turns.TurnPicture] = []
@@ -419,7 +430,8 @@ class GeometricWarp:
         self.portrait_mouth = MouthPicture(canonical_mouth(self.portrait_state), None,
                                             self.landmarks[rim, :2].astype(np.float64),
                                             self.landmarks[rim, :2].astype(np.float64).mean(0),
-                                            self.landmarks[self.lip_region, :2].astype(np.float64))
+                                            self.landmarks[self.lip_region, :2].astype(np.float64),
+                                            rotation=self.portrait_state.rotation)
 
     def _init_lids(self) -> None:
         """How far each upper lid's margin samples upwards when the eye is closed: ``self.lids``, per eye
@@ -483,13 +495,15 @@ class GeometricWarp:
             keyframe: a picture of the portrait's own face (never someone else's).
         """
         self.keyframes.append(keyframe)
+        self._taken.append((self.keyframe_patches(keyframe), self.turn_patch(keyframe)))
         if len(self.keyframes) > MAX_KEYFRAMES:
             self.keyframes.pop(0)
+            self._taken.pop(0)
         for name in [n for n in self.atlas.patches if n.startswith("key")]:
             del self.atlas.patches[name]
         self._mouths, self._eyes, self._turns = [], [], []
-        for i, kf in enumerate(self.keyframes):
-            self._take_keyframe(i, kf)
+        for i, (taken, turn) in enumerate(self._taken):
+            self._take_keyframe(i, taken, turn)
         self.atlas.put("cavity", self.atlas.patches.pop("cavity").texels)  # re-lays out all patches
         self._upload()
 
@@ -506,17 +520,17 @@ class GeometricWarp:
         rgba = np.concatenate([out.astype(np.float32) / 255, np.ones((*out.shape[:2], 1), np.float32)], -1)
         return rgba, np.array([x0, y0], np.float64)
 
-    def _take_keyframe(self, i: int, kf: Keyframe) -> None:
-        taken = self.keyframe_patches(kf)
+    def _take_keyframe(self, i: int, taken: KeyframePatches,
+                       turn: tuple[np.ndarray, turns.TurnPicture] | None) -> None:
         names = {name: f"key{i}_{name}" for name in taken.patches}
         for name, texels in taken.patches.items():
             self.atlas.put(names[name], texels)
         if taken.mouth is not None:
             m = taken.mouth
-            self._mouths.append(MouthPicture(m.shape, names[str(m.patch)], m.rim, m.centre, m.lips, m.interior))
+            self._mouths.append(MouthPicture(m.shape, names[str(m.patch)], m.rim, m.centre, m.lips, m.interior,
+                                             m.rotation))
         for e in taken.eyes:
             self._eyes.append(EyePicture(e.eye, names[e.patch], e.anchors, e.centre, e.axes))
-        turn = self.turn_patch(kf)
         if turn is not None:
             texels, picture = turn
             self.atlas.put(f"key{i}_face", texels)
@@ -550,14 +564,14 @@ class GeometricWarp:
         img = denoise_portrait(kf.image) if self.config.denoise else kf.image
         mouth = Keyframe(self._match_sharpness(img, lm), kf.landmarks, kf.kind)
         texels, origin = self._crop(mouth, box, scale)
-        if texels.shape[1] + 4 < self.atlas.width:
+        if texels.shape[1] + 4 < self.atlas.width and _shows(kf.image, box):
             taken.patches["mouth"] = texels
             centre = rim_lm.mean(0)
             rim = centre + RIM_SHRINK * (rim_lm - centre)
             taken.mouth = MouthPicture(shape, "mouth", (rim - origin) * scale, (centre - origin) * scale,
-                                       (lips_lm - origin) * scale, bool(shape[0] >= MIN_LEND))
-        kf = Keyframe(self._match_sharpness(kf.image, lm), kf.landmarks, kf.kind)
+                                       (lips_lm - origin) * scale, bool(shape[0] >= MIN_LEND), state.rotation)
         closed = state.blink < 0.5 * np.maximum(self.portrait_state.blink, 1e-6)
+        sharp: Keyframe | None = None
         for eye, (contour, anchors) in enumerate(zip((R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR), EYE_ANCHORS)):
             if not closed[eye]:
                 continue
@@ -566,6 +580,11 @@ class GeometricWarp:
             centre = pts.mean(0)
             half = np.array([0.95 * width, 0.8 * width])
             box = np.concatenate([centre - half, centre + half])
+            if not _shows(kf.image, box):  # a picture of the mouth alone
+                continue
+            if sharp is None:
+                sharp = Keyframe(self._match_sharpness(kf.image, lm), kf.landmarks, kf.kind)
+            kf = sharp
             texels, origin = self._crop(kf, box, scale)
             if texels.shape[1] + 4 >= self.atlas.width:
                 continue
@@ -593,12 +612,13 @@ class GeometricWarp:
             return None
         state = motion_from_landmarks(lm)
         pose = turns.poses(state.rotation, self.portrait_state.rotation)
-        if not turns.is_turn_picture(pose[0], state.blink, self.portrait_state.blink):
+        oval = lm[R.FACE_OVAL, :2]
+        if not (turns.is_turn_picture(pose[0], state.blink, self.portrait_state.blink)
+                and _shows(kf.image, np.concatenate([oval.min(0), oval.max(0)]))):  # not a picture of the mouth alone
             return None
         # The whole face: denoised as the portrait is, then as crisp.
         image = denoise_portrait(kf.image) if self.config.denoise else kf.image
         kf = Keyframe(self._match_sharpness(image, lm), kf.landmarks, kf.kind)
-        oval = lm[R.FACE_OVAL, :2]
         box = np.concatenate([oval.min(0) - 3 / scale, oval.max(0) + 3 / scale])
         texels, origin = self._crop(kf, box, scale)
         if texels.shape[1] + 4 >= self.atlas.width:
@@ -735,8 +755,8 @@ class GeometricWarp:
         pictures = self.mouth_pictures()
         shapes = np.stack([p.shape for p in pictures])                  # [K, 2]
         target = canonical_mouth(st)                                      # [B, 2]
-        dist = (np.abs(target[:, None, 0] - shapes[None, :, 0])
-                + MOUTH_WIDTH_WEIGHT * np.abs(target[:, None, 1] - shapes[None, :, 1]))
+        dist = mouth_distance(target, st.rotation.reshape(-1, 3, 3), shapes,
+                              np.stack([p.rotation for p in pictures]))
         order = np.argsort(dist, 1, kind="stable")
         if not self.config.keyframe_lips:
             order = np.zeros_like(order)

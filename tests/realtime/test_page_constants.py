@@ -26,7 +26,7 @@ import pytest
 
 from codec import smoothing
 from codec.picture import MAX_PICTURE_BYTES
-from codec.render import turns, warp
+from codec.render import keyframes, turns, warp
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import prepare_portrait
 from codec.speech import FRAME_MS
@@ -98,7 +98,8 @@ def test_a_changed_constant_is_noticed(tmp_path: Path, monkeypatch: pytest.Monke
 
 # The warp's keyframe rules, by the name the portrait bundle's meta["warp"] gives each.
 KEYFRAME_RULES = {"max_keyframes": "MAX_KEYFRAMES", "eye_blend": "EYE_BLEND", "eye_feather": "EYE_FEATHER",
-                  "eye_anchors": "EYE_ANCHORS", "mouth_width_weight": "MOUTH_WIDTH_WEIGHT", "shut": "SHUT",
+                  "eye_anchors": "EYE_ANCHORS", "mouth_width_weight": "MOUTH_WIDTH_WEIGHT",
+                  "mouth_pose_weight": "MOUTH_POSE_WEIGHT", "shut": "SHUT",
                   "lend_share": "LEND_SHARE", "narrowing_gain": "NARROWING_GAIN", "narrowing_free": "NARROWING_FREE",
                   "min_gain": "MIN_GAIN", "lip_fade": "LIP_FADE"}
 
@@ -133,7 +134,7 @@ def test_the_keyframe_rules_reach_the_page_from_the_warp(sample_portrait: Path) 
     for name in ("lip_region", "lip_triangles", "lip_alpha"):
         assert np.array_equal(arrays[f"warp.{name}"], getattr(renderer.warp, name)), name
     for key, name in KEYFRAME_RULES.items():
-        want = getattr(warp, name)
+        want = getattr(warp, name) if hasattr(warp, name) else getattr(keyframes, name)
         want = [[int(i) for i in a] for a in want] if name == "EYE_ANCHORS" else want
         assert meta[key] == (list(want) if isinstance(want, tuple) else want), key
     assert not _rules_not_read(_page_sources())

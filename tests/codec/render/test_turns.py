@@ -108,9 +108,14 @@ def test_a_turned_target_takes_its_face_from_the_turn_keyframe(portrait: Portrai
     x1, y1 = np.ceil(target[0, R.FACE_OVAL, :2].max(0)).astype(int) + 20
     far[max(y0, 0):y1, max(x0, 0):x1] = False
     assert np.abs(a[far] - b[far]).max() <= 1
-    # The other way: the portrait's face.
+    # The other way: the portrait's face. The lips may mix in a little of the keyframe's (their picture is
+    # chosen by shape and pose: both pictures are as far in shape, the portrait nearer in pose), and the
+    # keyframe's lips are a render of the portrait's: close to them, not equal.
     other = turned(portrait.landmarks, -20.0)[None]
-    assert _same(warp(other), plain(other))
+    a, b = _u8(warp(other))[0].astype(int), _u8(plain(other))[0].astype(int)
+    lips = ~face_not_mouth(other[0], warp.size) & (turns.face_mask(other[0], warp.size) > 0.99)
+    assert np.abs(a - b)[~lips].max() <= 1
+    assert np.abs(a - b)[lips].max() <= 4
 
 
 def test_turning_step_by_step_never_pops(portrait: Portrait) -> None:
