@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codec.keyframe_select import KEYFRAME_BUDGET_BYTES, pick_keyframes
+from codec.keyframe_select import KeyframeBudget, clip_frame_picture, pick_keyframes
 from codec.picture import DEFAULT_QUALITY, Picture, PictureKind, decode_picture, encode_picture
 
 KEYFRAME_SECONDS = 5.0
 FIVE_MINUTES_S = 300.0
-_KINDS = {k.label: k for k in PictureKind}
 
 
 @dataclass
@@ -74,10 +73,12 @@ def clip_pictures(frames: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, 
     out = ClipPictures(decode_picture(record), len(record))
     n = min(len(frames), int(round(KEYFRAME_SECONDS * fps)))
     picks = pick_keyframes(landmarks[:n], valid[:n], frames[:n], fps, reference_index) if reference_index < n else []
+    spend = KeyframeBudget()
     for index, kind in picks:
-        kf = Picture(_KINDS[kind], frames[index], landmarks[index].astype(np.float32), int(round(index * 1000 / fps)))
+        kf = clip_frame_picture(frames[index], landmarks[index].astype(np.float32), PictureKind.of_label(kind),
+                                int(round(index * 1000 / fps)))
         rec = encode_picture(kf, quality=quality)
-        if out.keyframe_bytes + len(rec) > KEYFRAME_BUDGET_BYTES:
+        if not spend.take(kf.kind, len(rec)):
             continue
         out.keyframes.append(decode_picture(rec))
         out.keyframe_bytes += len(rec)

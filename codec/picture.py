@@ -72,6 +72,18 @@ class PictureKind(enum.IntEnum):
         """The name the renderer's keyframes use (``codec.render.keyframes.Keyframe.kind``)."""
         return _LABELS[self]
 
+    @staticmethod
+    def of_label(label: str) -> PictureKind:
+        """The kind of a :attr:`label`.
+
+        Raises:
+            ValueError: no kind has that label.
+        """
+        for kind, name in _LABELS.items():
+            if name == label:
+                return kind
+        raise ValueError(f"no picture kind is called {label!r}")
+
 
 _LABELS = {PictureKind.REFERENCE: "reference", PictureKind.MOUTH: "mouth", PictureKind.EYES_CLOSED: "eyes_closed",
            PictureKind.TURN_LEFT: "turn_left", PictureKind.TURN_RIGHT: "turn_right"}

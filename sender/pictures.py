@@ -26,7 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from codec.keyframe_select import KEYFRAME_BUDGET_BYTES, KeyframeSelector, frame_picture, photo_picture
+from codec.keyframe_select import (
+    KEYFRAME_BUDGET_BYTES,
+    KeyframeBudget,
+    KeyframeSelector,
+    frame_picture,
+    photo_picture,
+)
 from codec.picture import DEFAULT_QUALITY, Picture, PictureKind, encode_picture
 from codec.render.portrait import crop_box
 from realtime.pictures import PacingConfig, PictureOutbox
@@ -47,7 +53,8 @@ class PictureConfig:
         photo: a photo to send as the reference instead of the reference frame's crop (``--audio-only
             --portrait``); keyframes are then off (they would show another face).
         keyframes: send keyframes.
-        keyframe_budget: keyframe bytes per call at most.
+        keyframe_budget: keyframe bytes per call at most (mouth pictures at most
+            :data:`codec.keyframe_select.MOUTH_SHARE` of it).
         pacing: the pictures' rate on the link.
         quality: image quality.
     """
@@ -113,6 +120,7 @@ class SenderPictures:
         self.outbox = PictureOutbox(config.pacing, self._t0)
         self._reference_id: int | None = None
         self.totals = PictureTotals()
+        self._budget = KeyframeBudget(config.keyframe_budget)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pictures", initializer=_lower_priority)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._selector: KeyframeSelector | None = None
@@ -224,7 +232,7 @@ class SenderPictures:
             t.reference_ready_s = self._clock_s() - self._t0
             self._reference_id = self.outbox.add(record, priority=0)
             log.info("the caller's picture: %d bytes", len(record))
-        elif t.keyframe_bytes + len(record) > self.config.keyframe_budget:
+        elif not self._budget.take(pic.kind, len(record)):
             t.keyframes_over_budget += 1
             return
         else:

@@ -60,9 +60,10 @@ from bench.metrics.reference import Reference
 from bench.metrics.scores import score_clip
 from codec import regions as R
 from codec.api import EncoderConfig, decode_stream, encode_landmarks
-from codec.keyframe_select import pick_keyframes
+from codec.keyframe_select import KeyframeBudget, clip_frame_picture, pick_keyframes
 from codec.media import read_video
 from codec.motion import motion_from_landmarks, relative, transfer
+from codec.picture import PictureKind, decode_picture, encode_picture
 from codec.render.keyframes import Keyframe
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import prepare_portrait
@@ -93,6 +94,21 @@ def decode_tokens(lm: np.ndarray, valid: np.ndarray, portrait_landmarks: np.ndar
     stream = encode_landmarks(lm, valid, EncoderConfig(layers=4), reference_frame=0)
     out = decode_stream(stream.header, stream.packets, portrait_landmarks, smooth=smooth)
     return np.asarray(out, np.float32)
+
+
+def add_keyframes(renderer: Renderer, frames: np.ndarray, lm: np.ndarray, picks: list[tuple[int, str]],
+                  fps: float) -> int:
+    """Gives the renderer the picked keyframes as a receiver gets them: cut (a mouth alone), compressed and
+    decoded again, within the call's keyframe budget; returns their records' bytes."""
+    spend = KeyframeBudget()
+    for i, kind in picks:
+        picture = clip_frame_picture(frames[i], lm[i].astype(np.float32), PictureKind.of_label(kind),
+                                     int(round(i * 1000 / fps)))
+        record = encode_picture(picture)
+        if spend.take(picture.kind, len(record)):
+            got = decode_picture(record)
+            renderer.add_keyframe(Keyframe(got.image, got.landmarks.astype(np.float32), kind))
+    return spend.spent
 
 
 def _strip(frames: list[np.ndarray], size: int) -> np.ndarray:
@@ -182,8 +198,7 @@ def measure_clip(clip: str, args: argparse.Namespace, config: RenderConfig,
     portrait = prepare_portrait(frames[0], size=frames.shape[1], crop=False)
     renderer = Renderer(portrait, config)
     picks = pick_keyframes(lm[:k], valid[:k], frames[:k], cl.fps) if args.keyframes else []
-    for i, kind in picks:
-        renderer.add_keyframe(Keyframe(frames[i], lm[i].astype(np.float32), kind))
+    keyframe_bytes = add_keyframes(renderer, frames, lm, picks, cl.fps)
 
     idx = k + np.flatnonzero(valid[k:])[:: args.stride]
     ref = Reference.of(frames[idx])
@@ -196,7 +211,7 @@ def measure_clip(clip: str, args: argparse.Namespace, config: RenderConfig,
 
     runs = {"still": np.repeat(frames[:1], len(idx), 0), name: render(targets)}
     row: dict[str, Any] = {"clip": clip, "frames": len(idx), "first_scored": k,
-                           "keyframes": [[i, kind] for i, kind in picks]}
+                           "keyframes": [[i, kind] for i, kind in picks], "keyframe_bytes": keyframe_bytes}
     ref_yaw = motion_from_landmarks(lm[0].astype(np.float64)).rotation
     row["keyframe_yaws"] = [float(yaws(motion_from_landmarks(lm[i].astype(np.float64)).rotation, ref_yaw))
                             for i, _ in picks]
@@ -279,8 +294,8 @@ def measure_speed(clip: str, config: RenderConfig, keyframes: bool, frames: int 
     portrait = prepare_portrait(video[0], size=video.shape[1], crop=False)
     renderer = Renderer(portrait, config)
     if keyframes:
-        for i, kind in pick_keyframes(lm[: len(video)], cl.valid[: len(video)], video, cl.fps):
-            renderer.add_keyframe(Keyframe(video[i], lm[i].astype(np.float32), kind))
+        add_keyframes(renderer, video, lm, pick_keyframes(lm[: len(video)], cl.valid[: len(video)], video, cl.fps),
+                      cl.fps)
     delta = relative(motion_from_landmarks(lm), motion_from_landmarks(lm[0]))
     targets = transfer(portrait.landmarks, delta).astype(np.float32)
     for t in targets[:5]:  # compile and warm up

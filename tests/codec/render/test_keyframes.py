@@ -6,10 +6,11 @@ import torch
 from bench.metrics.features import eye_ssim, mouth_interior_luma
 from bench.metrics.pixels import mouth_ssim
 from codec.errors import PortraitError
-from codec.keyframe_select import pick_keyframes
+from codec.keyframe_select import clip_frame_picture, pick_keyframes
 from codec.media import read_video
 from codec.motion import motion_from_landmarks, relative, transfer
-from codec.render.keyframes import Keyframe, canonical_mouth
+from codec.picture import PictureKind
+from codec.render.keyframes import MOUTH_POSE_WEIGHT, Keyframe, canonical_mouth, mouth_distance
 from codec.render.pipeline import RenderConfig, Renderer
 from codec.render.portrait import prepare_portrait
 from codec.render.warp import MAX_KEYFRAMES, GeometricWarp, WarpConfig, lip_flow
@@ -24,8 +25,13 @@ def clip(sample_clip, sample_landmarks):
 
 @pytest.fixture(scope="module")
 def picks(clip):
+    """The first pick of each kind; of the mouth pictures (several, of different mouths) the widest open."""
     frames, lm = clip
-    return dict((kind, i) for i, kind in reversed(pick_keyframes(lm, np.ones(len(lm), bool), frames)))
+    chosen = pick_keyframes(lm, np.ones(len(lm), bool), frames)
+    out = dict((kind, i) for i, kind in reversed(chosen))
+    opening = canonical_mouth(motion_from_landmarks(lm.astype(np.float64)))[:, 0]
+    out["mouth"] = max((i for i, kind in chosen if kind == "mouth"), key=lambda i: opening[i])
+    return out
 
 
 def _render(warp: GeometricWarp, target: np.ndarray) -> np.ndarray:
@@ -144,3 +150,39 @@ def test_tiny_frames_still_draw_an_interior(clip, picks):
     warp.add_keyframe(Keyframe(frames[picks["mouth"]], lm[picks["mouth"]], "mouth"))
     out = _render(warp, _targets(lm, [100]) * np.float32(0.125))
     assert out.shape == (1, 64, 64, 3)
+
+
+def test_a_mouth_picture_lends_the_mouth_its_frame_would(clip, picks):
+    """A picture of the mouth alone (what the sender sends for mouths) lends the lips and interior the whole
+    frame would, and nothing else: not the closed eyes of the frame it was cut from."""
+    frames, lm = clip
+    i, closed = picks["mouth"], picks["eyes_closed"]
+    full = GeometricWarp(frames[0], lm[0], torch.device("cpu"))
+    alone = GeometricWarp(frames[0], lm[0], torch.device("cpu"))
+    full.add_keyframe(Keyframe(frames[i], lm[i], "mouth"))
+    pic = clip_frame_picture(frames[i], lm[i], PictureKind.MOUTH, 0)
+    assert pic.size < 256
+    alone.add_keyframe(Keyframe(pic.image, pic.landmarks.astype(np.float32), "mouth"))
+    a, b = full.mouth_pictures()[1], alone.mouth_pictures()[1]
+    np.testing.assert_allclose(a.shape, b.shape, atol=1e-3)
+    np.testing.assert_allclose(a.rotation, b.rotation, atol=1e-3)
+    target = _targets(lm, [i])
+    ours, theirs = _render(alone, target), _render(full, target)
+    assert mouth_ssim(ours, theirs, target)[0] > 0.97
+    eyes = clip_frame_picture(frames[closed], lm[closed], PictureKind.MOUTH, 0)
+    taken = alone.keyframe_patches(Keyframe(eyes.image, eyes.landmarks.astype(np.float32), "mouth"))
+    assert set(taken.patches) == {"mouth"} and not taken.eyes
+    assert set(full.keyframe_patches(Keyframe(frames[closed], lm[closed], "eyes_closed")).patches) >= {"eye0", "eye1"}
+
+
+def test_the_lips_come_from_the_picture_nearest_in_shape_and_pose():
+    shape = np.array([[0.1, 0.9]])
+    a = np.radians(20.0)
+    turned = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    pictures = np.array([[0.1, 0.9], [0.1, 0.9], [0.13, 0.9]])
+    rotations = np.stack([np.eye(3), turned, turned])
+    d = mouth_distance(shape, turned[None], pictures, rotations)[0]
+    assert d[1] == pytest.approx(0.0, abs=1e-9)
+    assert d[0] == pytest.approx(MOUTH_POSE_WEIGHT * a)  # the same mouth seen from 20 degrees away
+    assert d[2] == pytest.approx(0.03)
+    assert np.argmin(d) == 1
