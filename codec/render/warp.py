@@ -325,6 +325,12 @@ def lip_flow(target: np.ndarray, source: np.ndarray, triangles: np.ndarray, alph
     return grid.reshape(b, k, y1 - y0, x1 - x0, 2), opaque
 
 
+def _unsharp(image: np.ndarray, amount: float) -> np.ndarray:
+    """``image`` (uint8) sharpened by an unsharp mask of ``amount`` (Gaussian sigma 1 px)."""
+    soft = cv2.GaussianBlur(image, (0, 0), 1.0).astype(np.float32)
+    return np.clip(image + amount * (image - soft), 0, 255).astype(np.uint8)
+
+
 def _shows(image: np.ndarray, box: np.ndarray, share: float = 0.9) -> bool:
     """Whether at least ``share`` of ``box`` ``[x0, y0, x1, y1]`` lies inside ``image`` (a keyframe may be a
     picture of the mouth alone: it has no eyes or face to lend)."""
@@ -562,7 +568,7 @@ class GeometricWarp:
         # same; only denoised: less detail, real3d_may 0.79 instead of 0.81).
         box = np.concatenate([lips_lm.min(0) - 3 / scale, lips_lm.max(0) + 3 / scale])
         img = denoise_portrait(kf.image) if self.config.denoise else kf.image
-        mouth = Keyframe(self._match_sharpness(img, lm), kf.landmarks, kf.kind)
+        mouth = Keyframe(self._match_sharpness(img, lm, self.lip_region), kf.landmarks, kf.kind)
         texels, origin = self._crop(mouth, box, scale)
         if texels.shape[1] + 4 < self.atlas.width and _shows(kf.image, box):
             taken.patches["mouth"] = texels
@@ -651,22 +657,22 @@ class GeometricWarp:
             out.append((t, (t.sources + origin).astype(np.float32)))
         return out
 
-    def _match_sharpness(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    def _match_sharpness(self, image: np.ndarray, landmarks: np.ndarray,
+                         region: np.ndarray = R.FACE_OVAL) -> np.ndarray:
         """A keyframe as crisp as the portrait: frames that show a moving mouth or lid are often
         motion-blurred, and a soft patch in a sharp face looks pasted in. Sharpened (unsharp mask)
-        by the ratio of the two faces' Laplacian variance, at most :data:`MAX_SHARPEN`."""
+        by the ratio of the two pictures' Laplacian variance inside the convex hull of the ``region``
+        landmarks (the face's oval; the lips' region for a mouth, which a picture of the mouth alone
+        shows alone), at most :data:`MAX_SHARPEN`."""
         def detail(img: np.ndarray, lm: np.ndarray) -> float:
             mask = np.zeros(img.shape[:2], np.uint8)
-            cv2.fillPoly(mask, [np.round(lm[R.FACE_OVAL, :2] - 0.5).astype(np.int32)], (1,))
+            cv2.fillConvexPoly(mask, cv2.convexHull(np.round(lm[region, :2] - 0.5).astype(np.int32)), (1,))
             lap = cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)
             return float(lap[mask > 0].var()) if mask.any() else 0.0
 
         ratio = detail(self._image_u8, self.landmarks.astype(np.float64)) / max(detail(image, landmarks), 1e-6)
         amount = min(float(np.sqrt(ratio)) - 1.0, MAX_SHARPEN)
-        if amount <= 0.05:
-            return image
-        soft = cv2.GaussianBlur(image, (0, 0), 1.0).astype(np.float32)
-        return np.clip(image + amount * (image - soft), 0, 255).astype(np.uint8)
+        return _unsharp(image, amount) if amount > 0.05 else image
 
     def _colour_gain(self, kf: Keyframe, eye: int) -> np.ndarray:
         """Per-channel gain that gives the keyframe's skin below an eye the portrait's colour."""
