@@ -36,10 +36,10 @@ from tests.realtime.decoder_page import b64, from_b64, open_page, sync_playwrigh
 CLIP_FRAMES = 110  # the sample clip's open mouth (~100) and blink (~7) lie within these
 MOUTH_SSIM = 0.95
 """Least mean mouth-region SSIM of the page against the Python renderer, both given the keyframes."""
-LIP_SSIM = 0.98
+LIP_SSIM = 0.99
 """Least mean mouth-region SSIM of the page against the Python renderer on the frames where keyframes' lips
-are laid over the frame (the page matches at 0.999; drawing the keyframe's interior but not laying its lips
-over it, about 0.95 on these frames)."""
+are laid over the frame (the page matches at 0.9996; drawing the keyframe's interior but not laying its lips
+over it, 0.966 on these frames, 0.978 with the mouth distance counting the head pose)."""
 
 LOAD_JS = """async ({keyframes}) => {
   window.D = await import('/decoder/index.js');
