@@ -1,6 +1,7 @@
 """``talk-codec``: encode a video's face motion to a ``.tok`` file, inspect it, decode it.
 
-    talk-codec encode INPUT.mp4 -o OUT.tok [--layers 1..4] [--entropy] [--reference-frame K] [--no-portrait]
+    talk-codec encode INPUT.mp4 -o OUT.tok [--layers 1..4] [--entropy] [--reference-frame K]
+                     [--no-portrait | --no-keyframes]
     talk-codec encode --from-audio SPEECH.wav -o OUT.tok [--seed N] [--portrait P.png]
     talk-codec info OUT.tok [--json]
     talk-codec decode IN.tok (--landmarks OUT.npy | -o OUT.mp4) [--portrait P.png] [--device auto]
@@ -8,8 +9,9 @@
     talk-codec export-web -o DIR [--portrait P.png]
 
 A ``.tok`` file holds the stream header, one packet per frame, the caller's
-picture (the reference frame's crop and a few keyframes, unless encoded with
-``--no-portrait``) and, when the input had sound, its audio as Ogg Opus (see
+picture (the reference frame's crop and keyframes within their budget: up to
+16 pictures of the mouth alone, closed eyes, head turns; the crop alone with
+``--no-keyframes``, nothing with ``--no-portrait``) and, when the input had sound, its audio as Ogg Opus (see
 :mod:`codec.container`). ``decode`` animates that picture unless ``--portrait``
 names another face.
 """
@@ -59,6 +61,10 @@ def _encode(args: argparse.Namespace) -> int:
         raise UsageError("--portrait goes with --from-audio (a video sends its own reference frame)")
     if args.portrait is not None and args.no_portrait:
         raise UsageError("--portrait and --no-portrait contradict each other")
+    if args.no_keyframes and args.no_portrait:
+        raise UsageError("--no-keyframes and --no-portrait contradict each other (--no-portrait stores no picture)")
+    if args.no_keyframes and args.from_audio:
+        raise UsageError("--no-keyframes applies to a video (--from-audio stores at most the --portrait photo)")
     if args.seed is not None and not args.from_audio:
         raise UsageError("--seed applies to --from-audio (the generated motion) only")
     if args.reference_frame is not None and args.from_audio:
@@ -80,7 +86,8 @@ def _encode(args: argparse.Namespace) -> int:
             config = EncoderConfig(config.layers, config.entropy, fps)
         stream = encode_landmarks(landmarks, face, config, args.reference_frame, size)
         if not args.no_portrait:
-            pictures = clip_pictures(args.input, landmarks, face, stream.header.reference.frame_index)
+            pictures = clip_pictures(args.input, landmarks, face, stream.header.reference.frame_index,
+                                     keyframes=not args.no_keyframes)
         has_audio = info.has_audio
     audio = None
     if has_audio and not args.no_audio:
@@ -268,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=seed, default=None, help="with --from-audio: repeatable non-verbal motion")
     e.add_argument("--no-portrait", action="store_true",
                    help="keep the face private: store no picture of it (a decoder then needs --portrait)")
+    e.add_argument("--no-keyframes", action="store_true",
+                   help="store the reference picture only, no keyframes (they can take most of a short clip's bytes)")
     e.add_argument("--portrait", metavar="IMG",
                    help="with --from-audio: the photo to store as the caller's picture (without it, none)")
     e.set_defaults(func=_encode)

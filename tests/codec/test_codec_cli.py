@@ -156,9 +156,22 @@ def test_no_portrait_keeps_the_face_out_and_decode_says_what_it_needs(tmp_path, 
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_no_keyframes_stores_the_reference_alone(tmp_path, sample_clip, tok):
+    from codec.container import read_tok
+    from codec.picture import PictureKind, parse_picture
+
+    only = tmp_path / "only.tok"
+    assert main(["encode", str(sample_clip), "-o", str(only), "--no-keyframes", "--no-audio"]) == 0
+    kinds = [parse_picture(p).kind for p in read_tok(only).pictures]
+    assert kinds == [PictureKind.REFERENCE]
+    full = read_tok(tok).pictures  # the default: the same reference, then keyframes
+    assert read_tok(only).pictures[0] == full[0] and len(full) > 1
+
+
 @pytest.mark.parametrize("flags, words", [
     (["--portrait", "x.jpg"], "goes with --from-audio"),
     (["--from-audio", "--portrait", "x.jpg", "--no-portrait"], "contradict"),
+    (["--no-keyframes", "--no-portrait"], "contradict"),
 ])
 def test_picture_flags_that_do_not_go_together(tmp_path, sample_clip, flags, words):
     r = _run("encode", str(sample_clip), "-o", str(tmp_path / "x.tok"), *flags)
