@@ -199,14 +199,17 @@ class KeyframeSelector:
             landmarks: ``[478, 3]``.
             frame: ``[H, W, 3]`` uint8 RGB, or None (the mouth then scores on its opening alone).
         """
-        return self._scores(np.asarray(landmarks, np.float64), motion_from_landmarks(
-            np.asarray(landmarks, np.float64)), frame)
+        lm = np.asarray(landmarks, np.float64)
+        return self._scores(lm, motion_from_landmarks(lm), frame)
 
-    def _scores(self, lm: np.ndarray, st: MotionState, frame: np.ndarray | None) -> dict[PictureKind, float]:
+    def _scores(self, lm: np.ndarray, st: MotionState, frame: np.ndarray | None,
+                mouth_too: bool = True) -> dict[PictureKind, float]:
+        """:meth:`scores` of a frame whose motion state is known; ``mouth_too`` False leaves out the mouth's
+        (what :meth:`observe` needs: mouth pictures are chosen by coverage, not by this score)."""
         c = self.config
         out: dict[PictureKind, float] = {}
         mouth = float(R.mouth_opening(lm))
-        if mouth >= max(c.min_mouth, self._ref_mouth + c.mouth_margin):
+        if mouth_too and mouth >= max(c.min_mouth, self._ref_mouth + c.mouth_margin):
             teeth = teeth_fraction(frame, lm) if frame is not None else 0.0
             out[PictureKind.MOUTH] = mouth * (0.5 + teeth)
         blink = float(np.max(st.blink))
@@ -234,7 +237,7 @@ class KeyframeSelector:
         if landmarks is not None:
             lm = np.asarray(landmarks, np.float64)
             st = motion_from_landmarks(lm)
-            scores = self._scores(lm, st, frame)
+            scores = self._scores(lm, st, frame, mouth_too=False)
             self._see_mouth(lm, st, media_ms, frame, index)
         ready: list[Candidate] = []
         for kind, s in self._kinds.items():
@@ -306,6 +309,7 @@ class KeyframeSelector:
         nearest = self._distance(shapes, rotations, self._had).min(1)               # [D]
         to = self._distance(shapes, rotations, [(p[1], p[2]) for p in pool])       # [D, C]
         out: list[Candidate] = []
+        chosen: set[int] = set()
         while len(out) < c.mouths_per_window and self.mouths_sent < c.max_mouths:
             gain = np.maximum(nearest[:, None] - to, 0.0).mean(0)
             j = int(np.argmax(gain))
@@ -316,9 +320,10 @@ class KeyframeSelector:
             cand, shape, rotation = pool[j]
             cand.score = float(gain[j])
             out.append(cand)
+            chosen.add(j)
             self._had.append((shape, rotation))
             self.mouths_sent += 1
-        left = [p for p in pool if not any(p[0] is o for o in out)]
+        left = [p for j, p in enumerate(pool) if j not in chosen]
         if left and self.mouths_sent < c.max_mouths:
             near = self._distance([p[1] for p in left], [p[2] for p in left], self._had).min(1)
             left = [p for p, d in zip(left, near) if d >= c.min_distance]

@@ -94,8 +94,8 @@ class WarpConfig:
 
 
 MAX_KEYFRAMES = 24
-"""Keyframes a warp keeps; the oldest goes first. The sender sends at most this many
-(:data:`codec.keyframe_select.MAX_KEYFRAMES`): up to 16 of the mouth alone, 2 of each other kind."""
+"""Keyframes a warp keeps; the oldest goes first. A sender sends at most 22 (:class:`codec.keyframe_select.
+SelectConfig`: ``max_mouths`` 16 pictures of the mouth alone, ``per_kind`` 2 of each other kind)."""
 
 SHUT = 0.03
 """Below this opening (canonical, inter-ocular distances) a mouth shows the portrait's own."""
@@ -323,12 +323,6 @@ def lip_flow(target: np.ndarray, source: np.ndarray, triangles: np.ndarray, alph
     grid = (grid[:, :y1 - y0, :x1 - x0] + 1) * np.float32(side / size) - 1
     opaque = (opacity[:, :y1 - y0, :x1 - x0, 0] + 1) * regions[:, 0, :y1 - y0, :x1 - x0]
     return grid.reshape(b, k, y1 - y0, x1 - x0, 2), opaque
-
-
-def _unsharp(image: np.ndarray, amount: float) -> np.ndarray:
-    """``image`` (uint8) sharpened by an unsharp mask of ``amount`` (Gaussian sigma 1 px)."""
-    soft = cv2.GaussianBlur(image, (0, 0), 1.0).astype(np.float32)
-    return np.clip(image + amount * (image - soft), 0, 255).astype(np.uint8)
 
 
 def _shows(image: np.ndarray, box: np.ndarray, share: float = 0.9) -> bool:
@@ -567,15 +561,16 @@ class GeometricWarp:
         # (only sharpened, as the eyes are: mouth SSIM 0.823 instead of 0.826 on the held-out clips, detail the
         # same; only denoised: less detail, real3d_may 0.79 instead of 0.81).
         box = np.concatenate([lips_lm.min(0) - 3 / scale, lips_lm.max(0) + 3 / scale])
-        img = denoise_portrait(kf.image) if self.config.denoise else kf.image
-        mouth = Keyframe(self._match_sharpness(img, lm, self.lip_region), kf.landmarks, kf.kind)
-        texels, origin = self._crop(mouth, box, scale)
-        if texels.shape[1] + 4 < self.atlas.width and _shows(kf.image, box):
-            taken.patches["mouth"] = texels
-            centre = rim_lm.mean(0)
-            rim = centre + RIM_SHRINK * (rim_lm - centre)
-            taken.mouth = MouthPicture(shape, "mouth", (rim - origin) * scale, (centre - origin) * scale,
-                                       (lips_lm - origin) * scale, bool(shape[0] >= MIN_LEND), state.rotation)
+        if _shows(kf.image, box):  # (denoised and sharpened only then)
+            img = denoise_portrait(kf.image) if self.config.denoise else kf.image
+            mouth = Keyframe(self._match_sharpness(img, lm, self.lip_region), kf.landmarks, kf.kind)
+            texels, origin = self._crop(mouth, box, scale)
+            if texels.shape[1] + 4 < self.atlas.width:
+                taken.patches["mouth"] = texels
+                centre = rim_lm.mean(0)
+                rim = centre + RIM_SHRINK * (rim_lm - centre)
+                taken.mouth = MouthPicture(shape, "mouth", (rim - origin) * scale, (centre - origin) * scale,
+                                           (lips_lm - origin) * scale, bool(shape[0] >= MIN_LEND), state.rotation)
         closed = state.blink < 0.5 * np.maximum(self.portrait_state.blink, 1e-6)
         sharp: Keyframe | None = None
         for eye, (contour, anchors) in enumerate(zip((R.RIGHT_EYE_CONTOUR, R.LEFT_EYE_CONTOUR), EYE_ANCHORS)):
@@ -672,7 +667,10 @@ class GeometricWarp:
 
         ratio = detail(self._image_u8, self.landmarks.astype(np.float64)) / max(detail(image, landmarks), 1e-6)
         amount = min(float(np.sqrt(ratio)) - 1.0, MAX_SHARPEN)
-        return _unsharp(image, amount) if amount > 0.05 else image
+        if amount <= 0.05:
+            return image
+        soft = cv2.GaussianBlur(image, (0, 0), 1.0).astype(np.float32)
+        return np.clip(image + amount * (image - soft), 0, 255).astype(np.uint8)
 
     def _colour_gain(self, kf: Keyframe, eye: int) -> np.ndarray:
         """Per-channel gain that gives the keyframe's skin below an eye the portrait's colour."""
