@@ -17,6 +17,7 @@ Whole files: :func:`encode_video` and :func:`decode_stream` (``talk-codec``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ from codec.motion import (
 from codec.smoothing import smooth_landmarks
 from codec.speech import speech_to_tokens
 from codec.stream import DecodedPacket, ReferenceLostError, StreamReader, StreamWriter
-from codec.tokenizer import TOKENIZER_PATH, load_tokenizer, weights_hash
+from codec.tokenizer import REFINE_STEPS, TOKENIZER_PATH, load_tokenizer, weights_hash
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,27 @@ class EncoderConfig:
         layers: residual layers sent per frame (1..4; fewer = lower bitrate).
         entropy: entropy-code the tokens (variable size, needs the previous frame).
         fps: frame rate written to the header.
+        refine_steps: steps of refining each frame's tokens against what the
+            decoder makes of them (:meth:`~codec.tokenizer.MotionTokenizer.refine`;
+            0: the encoder network's tokens). The stream is the same format.
+        refine_budget_ms: stop refining a batch of frames after this long
+            (a live sender's bound on its latency; the tokens then depend on
+            the machine's speed), None for none.
     """
 
     layers: int = 4
     entropy: bool = False
     fps: float = 25.0
+    refine_steps: int = REFINE_STEPS
+    refine_budget_ms: float | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.layers <= 4:
             raise ValueError(f"layers must be 1..4, got {self.layers}")
+        if not 0 <= self.refine_steps <= 1000:
+            raise ValueError(f"refine_steps must be 0..1000, got {self.refine_steps}")
+        if self.refine_budget_ms is not None and not self.refine_budget_ms >= 0:
+            raise ValueError(f"refine_budget_ms must be >= 0 or None, got {self.refine_budget_ms}")
 
 
 @dataclass
@@ -149,7 +162,10 @@ class MotionEncoder:
 
     def tokens(self, landmarks: np.ndarray) -> np.ndarray:
         """``[T, 478, 3]`` landmarks -> ``[T, R, G]`` tokens (all layers)."""
-        return self._tok.encode(relative(motion_from_landmarks(landmarks), self._ref).to_vector())
+        delta = relative(motion_from_landmarks(landmarks), self._ref).to_vector()
+        budget = self.config.refine_budget_ms
+        return self._tok.refine(delta, self._ref, self.config.refine_steps,
+                                budget_s=None if budget is None else budget / 1000)
 
     def encode(self, landmarks: np.ndarray | None, timestamp_ms: int) -> bytes:
         """One frame's packet; ``landmarks`` None when the frame has no face."""
@@ -362,7 +378,7 @@ def encode_video(path: str | Path, config: EncoderConfig = EncoderConfig(),
     """
     landmarks, face, fps, size = track_video(path, max_frames)
     if abs(fps - config.fps) > 0.5:
-        config = EncoderConfig(config.layers, config.entropy, fps)
+        config = dataclasses.replace(config, fps=fps)
     return encode_landmarks(landmarks, face, config, reference_frame, size)
 
 

@@ -19,6 +19,7 @@ names another face.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -39,6 +40,7 @@ from codec.paths import atomic_output
 from codec.picture import encode_picture, parse_picture
 from codec.render.portrait import check_portrait_image
 from codec.stream import describe_undecodable, undecodable_packets
+from codec.tokenizer import REFINE_STEPS
 from codec.validate import (
     MAX_FRAME_SIZE,
     MIN_FRAME_SIZE,
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 
 def _encode(args: argparse.Namespace) -> int:
     # Everything a user can get wrong is checked before the clip is tracked.
-    config = EncoderConfig(layers=args.layers, entropy=args.entropy)
+    config = EncoderConfig(layers=args.layers, entropy=args.entropy, refine_steps=args.refine_steps)
     if args.portrait is not None and not args.from_audio:
         raise UsageError("--portrait goes with --from-audio (a video sends its own reference frame)")
     if args.portrait is not None and args.no_portrait:
@@ -83,7 +85,7 @@ def _encode(args: argparse.Namespace) -> int:
                              f"{info.frames} frames (0..{info.frames - 1})")
         landmarks, face, fps, size = track_video(args.input)
         if abs(fps - config.fps) > 0.5:
-            config = EncoderConfig(config.layers, config.entropy, fps)
+            config = dataclasses.replace(config, fps=fps)
         stream = encode_landmarks(landmarks, face, config, args.reference_frame, size)
         if not args.no_portrait:
             pictures = clip_pictures(args.input, landmarks, face, stream.header.reference.frame_index,
@@ -266,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--layers", type=int, default=4, choices=range(1, 5), metavar="1..4")
     e.add_argument("--entropy", action="store_true", help="entropy-code the tokens (smaller, not per-packet)")
+    e.add_argument("--refine-steps", type=integer_in(0, 1000), default=REFINE_STEPS, metavar="N",
+                   help="steps refining each frame's tokens against what the decoder makes of them "
+                        "(default: %(default)s; 0: the encoder network's tokens alone, faster)")
     e.add_argument("--reference-frame", type=integer_in(0, 2**31 - 1), default=None, metavar="K",
                    help="frame whose face is the reference (default: the first with a face)")
     e.add_argument("--no-audio", action="store_true", help="leave the input's audio out")

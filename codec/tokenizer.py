@@ -2,14 +2,19 @@
 
 The encoder and decoder are small networks around
 :class:`~codec.grfsq.GroupResidualFSQ`, working on a compact standardized
-feature of the delta (see :class:`MotionTokenizer`); the training loss (see
-:mod:`codec.train.tokenizer`) weighs lips and eyes.
+feature of the delta (see :class:`MotionTokenizer`). Its loss
+(:class:`MotionLoss`) is measured on the landmarks a decoded delta gives,
+lips and eyes weighed far above the rest; training (:mod:`codec.train.tokenizer`)
+minimizes it over the network, and a sender may go on minimizing it for each
+frame's own tokens (:meth:`MotionTokenizer.refine`): the encoder network is one
+guess for every face, the decoder is what every receiver runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,9 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from codec import regions as R
 from codec.checkpoint import half_state, load_checkpoint
 from codec.grfsq import GRFSQConfig, GroupResidualFSQ
-from codec.motion import DELTA_DIM
+from codec.motion import DELTA_DIM, DELTA_PARTS, MotionState, load_template
 from codec.paths import DATA_DIR, write_bytes_atomic
 from codec.regions import NUM_LANDMARKS
 
@@ -56,6 +62,73 @@ class TokenizerConfig:
     def from_dict(d: dict) -> "TokenizerConfig":
         return TokenizerConfig(GRFSQConfig.from_dict(d["grfsq"]), int(d["input_dim"]),
                                int(d["expression_components"]), int(d["hidden"]))
+
+
+REGION_WEIGHT = 50.0
+"""Weight of a lip or eye landmark in the loss, over 1 for the rest of the face."""
+
+REFINE_STEPS = 10
+"""Refinement steps a sender takes by default (:class:`~codec.api.EncoderConfig`)."""
+
+REFINE_LR = 0.005
+"""Step of the per-frame refinement (Adam on the latent, which the encoder sets at about unit scale)."""
+
+
+def delta_slices() -> dict[str, slice]:
+    """Where each part of a delta vector lies (:data:`~codec.motion.DELTA_PARTS`)."""
+    out, i = {}, 0
+    for name, n in DELTA_PARTS:
+        out[name] = slice(i, i + n)
+        i += n
+    return out
+
+
+def rodrigues(aa: torch.Tensor) -> torch.Tensor:
+    """Axis-angle ``[B, 3]`` -> rotation matrices ``[B, 3, 3]``."""
+    angle = aa.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    x, y, z = (aa / angle).unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3)
+    a = angle[..., None]
+    return torch.eye(3) + torch.sin(a) * k + (1 - torch.cos(a)) * (k @ k)
+
+
+def delta_landmarks(delta: torch.Tensor, ref_rot: torch.Tensor, ref_exp: torch.Tensor,
+                    tpl: torch.Tensor) -> torch.Tensor:
+    """Landmarks ``[B, 478, 3]`` a delta gives applied to its reference, in units of the reference's scale,
+    relative to its translation (``ref_rot [B, 3, 3]``, ``ref_exp [B, 478, 3]``, template ``[478, 3]``)."""
+    s = delta_slices()
+    rot = rodrigues(delta[:, s["rotation"]]) @ ref_rot
+    canon = tpl + ref_exp + delta[:, s["expression"]].view(-1, NUM_LANDMARKS, 3)
+    scale = torch.exp(delta[:, s["log_scale"]])[..., None]
+    return scale * torch.einsum("bij,bnj->bni", rot, canon) + delta[:, None, s["translation"]]
+
+
+class MotionLoss:
+    """How far a decoded delta lands from the true one, per example.
+
+    Two terms: the landmarks' squared distance (in reference face sizes),
+    weighted :data:`REGION_WEIGHT` on lips and eyes and normalized over the
+    face, and the squared error of the gaze and blink values.
+    """
+
+    def __init__(self, region_weight: float = REGION_WEIGHT) -> None:
+        self.template = torch.from_numpy(load_template().shape.astype(np.float32))
+        w = torch.ones(NUM_LANDMARKS)
+        w[torch.from_numpy(np.concatenate([R.LIPS, R.EYES]))] = region_weight
+        self.weights = (w / w.sum())[None, :, None]
+        s = delta_slices()
+        self.features = torch.cat([torch.arange(s["gaze"].start, s["gaze"].stop),
+                                   torch.arange(s["blink"].start, s["blink"].stop)])
+
+    def __call__(self, recon: torch.Tensor, delta: torch.Tensor, ref_rot: torch.Tensor,
+                 ref_exp: torch.Tensor, truth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Landmark and feature terms ``[B]`` each (``truth``: the true delta's landmarks, when already known)."""
+        if truth is None:
+            truth = delta_landmarks(delta, ref_rot, ref_exp, self.template)
+        pred = delta_landmarks(recon, ref_rot, ref_exp, self.template)
+        landmarks = (((pred - truth) ** 2).sum(-1, keepdim=True) * self.weights).sum((1, 2))
+        return landmarks, ((recon[:, self.features] - delta[:, self.features]) ** 2).mean(1)
 
 
 class _Coder(nn.Module):
@@ -131,6 +204,65 @@ class MotionTokenizer(nn.Module):
         _, tokens = self.quantizer(self.encoder((self.features(x) - self.feat_mean) / self.feat_std))
         return tokens.numpy()
 
+    def refine(self, delta: np.ndarray, reference: MotionState, steps: int, lr: float = REFINE_LR,
+               budget_s: float | None = None) -> np.ndarray:
+        """Tokens of motion deltas chosen by what the decoder makes of them.
+
+        Starts from the encoder's latent and takes ``steps`` Adam steps on it
+        against :class:`MotionLoss` of the decoded (quantized) delta, the
+        gradient passing straight through the rounding, and keeps each frame's
+        best latent met (the encoder's own included: never worse than
+        :meth:`encode` by that loss). Each frame's latent moves on its own
+        gradient alone, so a frame gets the same tokens whatever it is batched
+        with. The stream does not change: any decoder
+        reads them. Every prefix of layers still decodes (the residual stages
+        quantize coarse to fine as before).
+
+        Args:
+            delta: ``[T, D]`` float delta vectors relative to ``reference``.
+            reference: the reference's :class:`~codec.motion.MotionState` (one frame).
+            steps: 0 gives :meth:`encode`'s tokens.
+            budget_s: stop stepping after this much time (a live sender's bound on its latency), None for none.
+        Returns:
+            ``[T, R, G]`` int64 tokens in ``0 .. 624``.
+        """
+        deadline = None if budget_s is None else time.perf_counter() + budget_s
+        x = torch.as_tensor(np.asarray(delta, np.float32))
+        with torch.no_grad():
+            z = self.encoder((self.features(x) - self.feat_mean) / self.feat_std)
+        if steps > 0 and len(x):
+            loss_of = _refine_loss()
+            rot = torch.as_tensor(np.asarray(reference.rotation, np.float32)).expand(len(x), 3, 3)
+            exp = torch.as_tensor(np.asarray(reference.expression, np.float32)).expand(len(x), NUM_LANDMARKS, 3)
+            truth = delta_landmarks(x, rot, exp, loss_of.template)
+            best, best_loss = z.clone(), torch.full((len(x),), float("inf"))
+            z = z.clone().requires_grad_(True)
+            m, v = torch.zeros_like(z), torch.zeros_like(z)
+            with torch.enable_grad():
+                for step in range(steps + 1):
+                    lm, feat = loss_of(self._decode_latent(self.quantizer(z)[0]), x, rot, exp, truth)
+                    loss = (lm + feat).detach()
+                    # The rounding makes the loss jump between steps: each frame keeps its best latent.
+                    better = loss < best_loss
+                    best_loss = torch.where(better, loss, best_loss)
+                    best[better] = z.detach()[better]
+                    if step == steps or (deadline is not None and time.perf_counter() > deadline):
+                        break
+                    # Summed, not averaged: each frame's gradient is its own loss's alone.
+                    (grad,) = torch.autograd.grad((lm + feat).sum(), z)
+                    # Adam, written out (torch.optim's step costs more than the rest of a step at batch 1).
+                    m.lerp_(grad, 0.1)
+                    v.lerp_(grad * grad, 0.001)
+                    with torch.no_grad():
+                        z -= lr * (m / (1 - 0.9 ** (step + 1))) / ((v / (1 - 0.999 ** (step + 1))).sqrt() + 1e-8)
+            z = best
+        with torch.no_grad():
+            _, tokens = self.quantizer(z.detach())
+        return tokens.numpy()
+
+    def _decode_latent(self, zq: torch.Tensor) -> torch.Tensor:
+        return self.delta(self.decoder(zq) * self.feat_std + self.feat_mean)
+
     @torch.no_grad()
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """Motion deltas from tokens.
@@ -143,7 +275,7 @@ class MotionTokenizer(nn.Module):
         t = torch.as_tensor(np.asarray(tokens, np.int64))
         if t.numel() and (t.min() < 0 or t.max() >= self.config.grfsq.codebook_size):
             raise ValueError("token values out of range")
-        return self.delta(self.decoder(self.quantizer.decode(t)) * self.feat_std + self.feat_mean).numpy()
+        return self._decode_latent(self.quantizer.decode(t)).numpy()
 
     def state_bytes(self) -> bytes:
         # Network weights in float16; the projection and statistics stay float32.
@@ -163,6 +295,11 @@ def save_tokenizer(model: MotionTokenizer, path: Path = TOKENIZER_PATH) -> None:
 def weights_hash(path: Path = TOKENIZER_PATH) -> str:
     """First 16 hex digits of the checkpoint's SHA-256, carried in stream headers."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def _refine_loss() -> MotionLoss:
+    return MotionLoss()
 
 
 @lru_cache(maxsize=2)

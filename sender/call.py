@@ -39,6 +39,7 @@ from codec.bitstream import PACKET_HEADER_BYTES, bundle
 from codec.container import write_tok
 from codec.errors import TalkcodecError
 from codec.face import FaceTracker
+from codec.tokenizer import REFINE_STEPS
 from realtime import signaling
 from realtime.clock import MediaClock
 from realtime.netem import LinkShaper, Netem, NetemConfig, ShapedLink
@@ -108,6 +109,9 @@ class SenderConfig:
         max_wire_kbps: cap on the motion's rate on the wire (SCTP, DTLS and UDP/IP headers included).
         frames_per_packet: frames per message, or None to let the wire cap choose (1..3).
         entropy: range-code the tokens (smaller, but a lost packet spoils frames until the next keyframe).
+        refine_steps: steps refining each frame's tokens against the decoder (:class:`codec.api.EncoderConfig`).
+        refine_budget_ms: at most this long refining a frame (the steps left are skipped on a slow or busy
+            machine, so the refinement adds a bounded latency).
         netem: loss/jitter injected on the motion channel (testing).
         audio_bitrate: Opus bitrate, bits/s.
         audio_frame_ms: speech per Opus packet (20, 40, 60 ms).
@@ -128,6 +132,8 @@ class SenderConfig:
     max_wire_kbps: float | None = None
     frames_per_packet: int | None = 1
     entropy: bool = False
+    refine_steps: int = REFINE_STEPS
+    refine_budget_ms: float | None = 20.0
     netem: NetemConfig = field(default_factory=NetemConfig)
     audio_bitrate: int = 24_000
     audio_frame_ms: int = 20
@@ -357,7 +363,9 @@ class Sender:
         make = getattr(self.video, "make_encoder", CameraEncoder)
         loop = asyncio.get_running_loop()
         self._encoder = await loop.run_in_executor(
-            self._pool, lambda: make(EncoderConfig(layers=self.config.layers, entropy=self.config.entropy)))
+            self._pool, lambda: make(EncoderConfig(layers=self.config.layers, entropy=self.config.entropy,
+                                             refine_steps=self.config.refine_steps,
+                                             refine_budget_ms=self.config.refine_budget_ms)))
         if self.config.pictures.send and self.config.pictures.photo is not None:
             await self.pictures.start_photo()
         self._apply_layers(self.rate.layers)  # a rate cap applies from the first frame

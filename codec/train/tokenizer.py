@@ -20,9 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec import regions as R
-from codec.motion import DELTA_PARTS, TEMPLATE_PATH, MotionState, load_template, motion_from_landmarks, relative
-from codec.tokenizer import TOKENIZER_PATH, MotionTokenizer, TokenizerConfig, load_tokenizer, save_tokenizer
+from codec.motion import TEMPLATE_PATH, MotionState, motion_from_landmarks, relative
+from codec.tokenizer import (
+    REGION_WEIGHT,
+    TOKENIZER_PATH,
+    MotionLoss,
+    MotionTokenizer,
+    TokenizerConfig,
+    load_tokenizer,
+    save_tokenizer,
+)
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
 from codec.train.output import add_output_arguments, check_model_output, training_split
 from codec.validate import ArgumentParser, integer_in
@@ -36,39 +43,12 @@ class TrainConfig:
     batch: int = 512
     lr: float = 2e-3
     pose_augment: float = 0.5     # share of examples given an extra random head movement
-    region_weight: float = 50.0   # lips and eyes over the rest, per landmark
+    region_weight: float = REGION_WEIGHT   # lips and eyes over the rest, per landmark
     feature_weight: float = 1.0   # gaze and blink values
     refs_per_clip: int = 12
     dropout_prob: float = 0.5     # share of examples trained with fewer than all layers
     seed: int = 0
     threads: int = 1
-
-
-def _rodrigues(aa: torch.Tensor) -> torch.Tensor:
-    """Axis-angle ``[B, 3]`` -> rotation matrices ``[B, 3, 3]``."""
-    angle = aa.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    x, y, z = (aa / angle).unbind(-1)
-    zero = torch.zeros_like(x)
-    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3)
-    a = angle[..., None]
-    return torch.eye(3) + torch.sin(a) * k + (1 - torch.cos(a)) * (k @ k)
-
-
-def _slices() -> dict[str, slice]:
-    out, i = {}, 0
-    for name, n in DELTA_PARTS:
-        out[name] = slice(i, i + n)
-        i += n
-    return out
-
-
-def _landmarks(delta: torch.Tensor, ref_rot: torch.Tensor, ref_exp: torch.Tensor, tpl: torch.Tensor) -> torch.Tensor:
-    """Landmarks in units of the reference's scale, relative to its translation ``[B, 478, 3]``."""
-    s = _slices()
-    rot = _rodrigues(delta[:, s["rotation"]]) @ ref_rot
-    canon = tpl + ref_exp + delta[:, s["expression"]].view(-1, 478, 3)
-    scale = torch.exp(delta[:, s["log_scale"]])[..., None]
-    return scale * torch.einsum("bij,bnj->bni", rot, canon) + delta[:, None, s["translation"]]
 
 
 def _clip_states(clips: list[Path]) -> list[MotionState]:
@@ -153,13 +133,7 @@ def train_tokenizer(cfg: TrainConfig = TrainConfig(), clips: list[Path] | None =
 
     model = MotionTokenizer(TokenizerConfig())
     fit_projection(model, data["delta"])
-    tpl = torch.from_numpy(load_template().shape.astype(np.float32))
-    w = torch.ones(478)
-    w[torch.from_numpy(np.concatenate([R.LIPS, R.EYES]))] = cfg.region_weight
-    w = (w / w.sum())[None, :, None]
-    s = _slices()
-    feat = torch.cat([torch.arange(s["gaze"].start, s["gaze"].stop),
-                      torch.arange(s["blink"].start, s["blink"].stop)])
+    loss_of = MotionLoss(cfg.region_weight)
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
@@ -172,10 +146,8 @@ def train_tokenizer(cfg: TrainConfig = TrainConfig(), clips: list[Path] | None =
                              torch.randint(1, model.config.grfsq.residuals + 1, (cfg.batch,)),
                              torch.full((cfg.batch,), model.config.grfsq.residuals))
         recon, _ = model(delta, layers)
-        lm_true = _landmarks(delta, ref_rot, ref_exp, tpl)
-        lm_pred = _landmarks(recon, ref_rot, ref_exp, tpl)
-        loss_lm = (((lm_pred - lm_true) ** 2).sum(-1, keepdim=True) * w).sum(1).mean()
-        loss_feat = ((recon[:, feat] - delta[:, feat]) ** 2).mean()
+        terms = loss_of(recon, delta, ref_rot, ref_exp)
+        loss_lm, loss_feat = terms[0].mean(), terms[1].mean()
         loss = loss_lm + cfg.feature_weight * loss_feat
         opt.zero_grad(set_to_none=True)
         loss.backward()

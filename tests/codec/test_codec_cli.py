@@ -311,9 +311,10 @@ def test_a_corrupt_packet_costs_its_own_frame(tok, tmp_path, sample_portrait, ca
     assert main(["decode", str(tok), "--portrait", str(sample_portrait), "--landmarks", str(good)]) == 0
     a, b = np.load(lm), np.load(good)
     # Every other frame as decoded and smoothed; the lost frame's neighbours are not smoothed (no neighbour
-    # on one side), so they differ by at most the smoothing's bound.
+    # on one side), so they differ by at most the smoothing's bound (set by the frame as decoded: a's).
     assert np.allclose(np.delete(a, [9, 10, 11], 0), np.delete(b, [9, 10, 11], 0))
-    assert np.abs(a[[9, 11]] - b[[9, 11]]).max() <= LIMITS[-1] * float(inter_ocular(b[9])) + 1e-3
+    for i in (9, 11):
+        assert np.abs(a[i] - b[i]).max() <= LIMITS[-1] * float(inter_ocular(a[i])) + 1e-3
     # The lost one interpolated from its neighbours as decoded (they stay unsmoothed beside the gap).
     assert np.allclose(a[10], (a[9] + a[11]) / 2, atol=1e-3)
 
