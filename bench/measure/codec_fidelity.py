@@ -6,8 +6,10 @@ the first r = 1..4 residual layers, and transferred back onto the first frame.
 Reports landmark NME (normalized by inter-ocular distance) per region and layer
 count against the zero-motion baseline (the reference held still), the
 mouth-opening correlation, codebook use, and encoding speed on one core.
+Tokens are the sender's: refined against the decoder (``--refine-steps``,
+0 for the encoder network's alone).
 
-    python -m bench.measure.codec_fidelity [--json OUT.json]
+    python -m bench.measure.codec_fidelity [--refine-steps N] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from codec.bitstream import pack_fixed
 from codec.face import FaceTracker
 from codec.media import read_video
 from codec.motion import MotionDelta, motion_from_landmarks, relative, transfer
-from codec.tokenizer import load_tokenizer
+from codec.tokenizer import REFINE_STEPS, load_tokenizer
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
 from codec.train.tokenizer import corpus_tokens
 
@@ -36,15 +38,16 @@ def _nme(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return {k: float(v.mean()) for k, v in nme(pred, true).items()}
 
 
-def fidelity() -> dict:
+def fidelity(steps: int = REFINE_STEPS) -> dict:
     root = corpus_dir()
     tok = load_tokenizer()
     per_clip = []
     for clip in corpus_split(root).held_out:
         cl = clip_landmarks(root / clip)
         lm = cl.landmarks[cl.valid].astype(np.float64)
-        delta = relative(motion_from_landmarks(lm), motion_from_landmarks(lm[0]))
-        tokens = tok.encode(delta.to_vector())
+        ref = motion_from_landmarks(lm[0])
+        delta = relative(motion_from_landmarks(lm), ref)
+        tokens = tok.refine(delta.to_vector(), ref, steps)
         row: dict[str, Any] = {"clip": clip, "frames": len(lm), "baseline": _nme(np.broadcast_to(lm[0], lm.shape), lm)}
         mo_true = R.mouth_opening(lm)
         for r in range(1, tok.config.grfsq.residuals + 1):
@@ -66,7 +69,7 @@ def utilization() -> dict:
             "mean_share_per_layer": (used / 625).mean(1).round(3).tolist()}
 
 
-def speed(frames: int = 100) -> dict:
+def speed(frames: int = 100, steps: int = REFINE_STEPS) -> dict:
     """ms/frame on one core: face tracking, and motion + tokenizer (+ packing when present)."""
 
     torch.set_num_threads(1)
@@ -81,7 +84,7 @@ def speed(frames: int = 100) -> dict:
     ref = motion_from_landmarks(lms[0])
     t0 = time.perf_counter()
     for lm in lms:
-        tok.encode(relative(motion_from_landmarks(lm), ref).to_vector()[None])
+        tok.refine(relative(motion_from_landmarks(lm), ref).to_vector()[None], ref, steps)
     t_tok = (time.perf_counter() - t0) / len(video)
     out = {"track_ms": 1e3 * t_track, "tokenize_ms": 1e3 * t_tok}
     try:
@@ -99,8 +102,11 @@ def speed(frames: int = 100) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--refine-steps", type=int, default=REFINE_STEPS,
+                        help="the sender's refinement steps (default: %(default)s; 0: the encoder network alone)")
     args = parser.parse_args()
-    res = {"fidelity": fidelity(), "utilization": utilization(), "speed": speed()}
+    res = {"refine_steps": args.refine_steps, "fidelity": fidelity(args.refine_steps), "utilization": utilization(),
+           "speed": speed(steps=args.refine_steps)}
     print(f"{'clip':40s} {'frames':>6s} {'still':>7s} " + " ".join(f"{'L' + str(r):>7s}" for r in range(1, 5))
           + "   mouth corr L4")
     for row in res["fidelity"]["clips"]:
