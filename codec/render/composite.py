@@ -74,19 +74,26 @@ def background_plate(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.where(hole[..., None] > 0, filled, image)
 
 
+FAR_BLUR = 4.0
+"""How much wider than near the photo the continuation's blur grows far from it (see :func:`continue_outside`)."""
+
+
 def continue_outside(image: np.ndarray, inside: tuple[int, int, int, int], sigma: float,
                      reach: float) -> np.ndarray:
     """Fills what lies outside a box of an image by a soft continuation of the box's edge.
 
     Each pixel outside takes the colour of the nearest pixel inside (the edge, continued
     outwards) and, the further out, the more of that colour blurred along the edge: within
-    ``reach`` of the box the texture fades out, so nothing is smeared into stripes.
+    ``reach`` of the box the texture fades out, so nothing is smeared into stripes; further
+    on, the blur keeps growing (:data:`FAR_BLUR` times ``sigma`` at 4 ``reach``), so that
+    what continues far past the photo (a body below a close-up, when the caller moves
+    back) is its clothes' colour, not broad bands of the colours along its edge.
 
     Args:
         image: ``[H, W, C]`` uint8 or float32.
         inside: ``(x0, y0, x1, y1)`` the part that shows real content (pixels ``x0 <= x < x1``).
         sigma: the blur's standard deviation in pixels.
-        reach: distance from the box at which the continuation is fully blurred.
+        reach: distance from the box at which the continuation is blurred by ``sigma``.
     Returns:
         ``[H, W, C]`` of ``image``'s dtype; the box itself unchanged.
     """
@@ -101,8 +108,15 @@ def continue_outside(image: np.ndarray, inside: tuple[int, int, int, int], sigma
     blurred = np.asarray(cv2.GaussianBlur(out, (0, 0), max(0.5, sigma)), np.float32).reshape(h, w, -1)
     dy = np.maximum(np.maximum(y0 - np.arange(h), np.arange(h) - (y1 - 1)), 0)[:, None]
     dx = np.maximum(np.maximum(x0 - np.arange(w), np.arange(w) - (x1 - 1)), 0)[None, :]
-    fade = np.clip(np.maximum(dx, dy) / max(reach, 1.0), 0, 1).astype(np.float32)[..., None]
-    out += fade * (blurred - out)
+    dist = np.maximum(dx, dy).astype(np.float32)[..., None]
+    # The far blur, at an eighth of the size (its kernel would be hundreds of pixels wide).
+    k = 8
+    small = cv2.resize(out, (max(w // k, 1), max(h // k, 1)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), max(0.5, FAR_BLUR * sigma / k))
+    far = np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.float32).reshape(h, w, -1)
+    reach = max(reach, 1.0)
+    out += np.clip(dist / reach, 0, 1) * (blurred - out)
+    out += np.clip((dist - reach) / (3 * reach), 0, 1) * (far - out)
     out[y0:y1, x0:x1] = core.reshape(y1 - y0, x1 - x0, -1)
     if image.dtype == np.uint8:
         return np.clip(np.round(out), 0, 255).astype(np.uint8).reshape(image.shape)

@@ -4,6 +4,7 @@ import pytest
 
 from codec.errors import PortraitError
 from codec.media import read_image
+from codec.render.composite import continue_outside
 from codec.render.portrait import crop_to_box, prepare_portrait
 
 
@@ -90,3 +91,17 @@ def test_a_crop_past_the_photo_continues_its_edge_without_stripes(sample_portrai
     stripes = np.abs(np.diff(last, axis=1)).mean()
     assert stripes > 10
     assert np.abs(np.diff(beyond, axis=1)).mean() < 0.2 * stripes
+
+
+def test_far_past_the_photo_a_broad_band_fades_into_its_surroundings():
+    """A close-up's bottom edge with a broad band in it (an open collar, a tie): a caller who moves back needs
+    the body far below the photo, where the band must not go on as a column of its own colour."""
+    img = np.full((200, 200, 3), 60, np.uint8)
+    img[:, 80:140] = 200                               # a band 60 px wide reaching the bottom edge
+    out = continue_outside(np.pad(img, ((0, 200), (0, 0), (0, 0))), (0, 0, 200, 200), sigma=20, reach=30)
+    edge = out[199, :, 0].astype(np.float32)
+    far = out[-1, :, 0].astype(np.float32)
+    assert edge.max() - edge.min() > 130
+    assert far.max() - far.min() < 0.5 * (edge.max() - edge.min())
+    near = out[205, :, 0].astype(np.float32)            # just past the edge the photo still continues
+    assert near.max() - near.min() > 0.8 * (edge.max() - edge.min())
