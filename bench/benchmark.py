@@ -34,6 +34,7 @@ from codec.media import probe_video, read_video
 from codec.render.pipeline import RENDERERS, RenderConfig, Renderer
 from codec.render.portrait import portrait_from_picture
 from codec.render.video import hand_keyframe
+from codec.tokenizer import LIVE_REFINE_BUDGET_MS, LIVE_REFINE_STEPS
 from codec.train.corpus import corpus_dir, corpus_split
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
@@ -208,7 +209,9 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
 def _latency(path: Path, frames: np.ndarray, layers: int, entropy: bool, fps: float, renderer: Any,
              target: np.ndarray, n: int = 20) -> tuple[float, float]:
     """Median per-frame sender time (track + encode one frame) and receiver time (render one frame), ms."""
-    enc = FrameEncoder(EncoderConfig(layers=layers, entropy=entropy, fps=fps))
+    # As talk-send encodes: its refinement steps and time bound.
+    enc = FrameEncoder(EncoderConfig(layers=layers, entropy=entropy, fps=fps, refine_steps=LIVE_REFINE_STEPS,
+                                     refine_budget_ms=LIVE_REFINE_BUDGET_MS))
     send = []
     for i, f in enumerate(frames[:n]):
         t0 = time.perf_counter()

@@ -39,7 +39,7 @@ from codec.bitstream import PACKET_HEADER_BYTES, bundle
 from codec.container import write_tok
 from codec.errors import TalkcodecError
 from codec.face import FaceTracker
-from codec.tokenizer import REFINE_STEPS
+from codec.tokenizer import LIVE_REFINE_BUDGET_MS, LIVE_REFINE_STEPS
 from realtime import signaling
 from realtime.clock import MediaClock
 from realtime.netem import LinkShaper, Netem, NetemConfig, ShapedLink
@@ -132,8 +132,8 @@ class SenderConfig:
     max_wire_kbps: float | None = None
     frames_per_packet: int | None = 1
     entropy: bool = False
-    refine_steps: int = REFINE_STEPS
-    refine_budget_ms: float | None = 20.0
+    refine_steps: int = LIVE_REFINE_STEPS
+    refine_budget_ms: float | None = LIVE_REFINE_BUDGET_MS
     netem: NetemConfig = field(default_factory=NetemConfig)
     audio_bitrate: int = 24_000
     audio_frame_ms: int = 20

@@ -32,7 +32,7 @@ from codec.audio import OPUS_FRAME_MS, SPEECH_KBPS_RANGE, check_speech_settings
 from codec.errors import MediaError, PortraitError, TalkcodecError, UsageError
 from codec.logs import quiet_native_logs
 from codec.paths import write_bytes_atomic
-from codec.tokenizer import REFINE_STEPS
+from codec.tokenizer import LIVE_REFINE_STEPS
 from codec.validate import (
     MAX_JITTER_MS,
     ArgumentParser,
@@ -130,9 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "--max-wire-kbps (default: 1)")
     p.add_argument("--entropy", action="store_true", help="range-code the tokens (smaller; a lost packet "
                    "spoils frames until the next keyframe)")
-    p.add_argument("--refine-steps", type=integer_in(0, 1000), default=REFINE_STEPS, metavar="N",
+    p.add_argument("--refine-steps", type=integer_in(0, 1000), default=LIVE_REFINE_STEPS, metavar="N",
                    help="steps refining each frame's tokens against what the decoder makes of them, about 1.5 ms "
-                   "of CPU each (default: %(default)s; 0: the encoder network's tokens alone)")
+                   "of CPU each and at most 10 ms a frame (default: %(default)s; 0: the encoder network's tokens "
+                   "alone)")
     p.add_argument("--audio-kbps", type=audio_kbps, default=24.0, metavar="K",
                    help=f"Opus bitrate of the speech, {SPEECH_KBPS_RANGE[0]:g}..{SPEECH_KBPS_RANGE[1]:g} "
                    "(default: %(default)s; from 9 Opus codes speech as wideband SILK)")

@@ -134,6 +134,7 @@ CLIP = Path(__file__).resolve().parents[2] / "samples" / "clip.mp4"
     (["--netem-jitter-ms", "nan"], "--netem-jitter-ms: expected a finite number"),
     (["--netem-outage", "5:1"], "START must come before END"),
     (["--seed", "4"], "--seed applies to --audio-only"),
+    (["--refine-steps", "-1"], "--refine-steps: must be an integer in 0..1000"),
     (["--stats-json", "nodir/s.json"], "--stats-json nodir/s.json: folder nodir does not exist"),
     (["--stats-json", str(CLIP)], "is the same file as --video"),
 ])
