@@ -221,9 +221,9 @@ class MotionTokenizer(nn.Module):
         best latent met (the encoder's own included: never worse than
         :meth:`encode` by that loss). Each frame's latent moves on its own
         gradient alone, so a frame gets the same tokens whatever it is batched
-        with. The stream does not change: any decoder
-        reads them. Every prefix of layers still decodes (the residual stages
-        quantize coarse to fine as before).
+        with (unless ``budget_s`` cuts the steps short). The stream does not
+        change: any decoder reads the tokens, and every prefix of layers still
+        decodes (the residual stages quantize coarse to fine as before).
 
         Args:
             delta: ``[T, D]`` float delta vectors relative to ``reference``.
@@ -257,7 +257,7 @@ class MotionTokenizer(nn.Module):
                         break
                     # Summed, not averaged: each frame's gradient is its own loss's alone.
                     (grad,) = torch.autograd.grad((lm + feat).sum(), z)
-                    # Adam, written out (torch.optim's step costs more than the rest of a step at batch 1).
+                    # Adam, written out: torch.optim's step alone took a tenth of a step at batch 1.
                     m.lerp_(grad, 0.1)
                     v.lerp_(grad * grad, 0.001)
                     with torch.no_grad():
