@@ -174,6 +174,23 @@ class GroupResidualFSQ(nn.Module):
             tokens.append(idx)
         return out.reshape(z.shape[0], cfg.dim), torch.stack(tokens, 1)
 
+    def quantize_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """The quantized latent ``[B, dim]`` alone, as :meth:`forward` gives it with all stages, the gradient
+        passing straight through the rounding: for searching latents (few operations, no token indices)."""
+        cfg, fsq = self.config, self.fsq
+        # Groups first, so that each stage is one batched matmul per projection.
+        residual = z.view(z.shape[0], cfg.groups, cfg.group_dim).transpose(0, 1)
+        out = torch.zeros_like(residual)
+        for k in range(cfg.residuals):
+            h = torch.baddbmm(self.b_in[k].unsqueeze(1), residual / self.scales[k], self.w_in[k].transpose(1, 2))
+            bounded = fsq._bound(h)
+            digits = bounded + (torch.round(bounded) - bounded).detach()
+            q = torch.baddbmm(self.b_out[k].unsqueeze(1), digits / fsq._half_w, self.w_out[k].transpose(1, 2))
+            q = q * self.scales[k]
+            residual = residual - q
+            out = out + q
+        return out.transpose(0, 1).reshape(z.shape[0], cfg.dim)
+
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Latents ``[B, dim]`` from tokens ``[B, r, G]`` with any ``r <= R`` first layers."""
         r = tokens.shape[1]

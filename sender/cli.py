@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entropy", action="store_true", help="range-code the tokens (smaller; a lost packet "
                    "spoils frames until the next keyframe)")
     p.add_argument("--refine-steps", type=integer_in(0, 1000), default=LIVE_REFINE_STEPS, metavar="N",
-                   help="steps refining each frame's tokens against what the decoder makes of them, about 1.5 ms "
+                   help="steps refining each frame's tokens against what the decoder makes of them, about 1 ms "
                    "of CPU each and at most 10 ms a frame (default: %(default)s; 0: the encoder network's tokens "
                    "alone)")
     p.add_argument("--audio-kbps", type=audio_kbps, default=24.0, metavar="K",
