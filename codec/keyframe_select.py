@@ -13,8 +13,8 @@ these, relative to the reference:
   (:func:`codec.render.keyframes.mouth_distance`) over the face it renders, and
   takes the teeth and tongue of an open one, so the sender covers the mouths the
   caller makes: every frame whose mouth differs from every picture the receiver
-  has is a candidate (the newest :attr:`SelectConfig.mouth_pool` are kept, a copy
-  of the frame around the mouth each), and every
+  has is a candidate (at most :attr:`SelectConfig.mouth_pool` are kept, the one
+  most like another leaving first, a copy of the frame around the mouth each), and every
   :attr:`SelectConfig.mouth_window_ms` the selector sends those that bring the
   mouths seen so far (the last :attr:`SelectConfig.demand_frames`) nearest a
   picture, each by at least :attr:`SelectConfig.min_gain` on average (a greedy

@@ -90,11 +90,10 @@ def delta_slices() -> dict[str, slice]:
     return out
 
 
-# The cross-product matrix [a]x of a vector a, as a linear map of a: [a]x = (a @ _CROSS).view(3, 3).
-_CROSS = torch.zeros(3, 3, 3)
-for _i, _j, _k in ((0, 2, 1), (1, 0, 2), (2, 1, 0)):
-    _CROSS[_i, _j, _k], _CROSS[_i, _k, _j] = 1.0, -1.0
-_CROSS = _CROSS.view(3, 9)
+# The cross-product matrix [a]x of a vector a, row-major, as a linear map of a: (a @ _CROSS).view(3, 3).
+_CROSS = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 1.0, 0.0],
+                       [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0],
+                       [0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
 
 
 def rodrigues(aa: torch.Tensor) -> torch.Tensor:

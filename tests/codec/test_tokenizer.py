@@ -109,3 +109,13 @@ def test_a_spent_budget_leaves_the_encoders_tokens(sample_landmarks):
     ref = motion_from_landmarks(sample_landmarks[0])
     delta = relative(motion_from_landmarks(sample_landmarks[:8]), ref).to_vector()
     np.testing.assert_array_equal(tok.refine(delta, ref, 10, budget_s=0.0), tok.encode(delta))
+
+
+def test_the_losss_rotation_is_the_decoders():
+    """The loss turns a delta's axis-angle into a rotation as codec.motion applies it at the receiver."""
+    from codec.motion import _rotation_matrix
+    from codec.tokenizer import rodrigues
+
+    aa = np.concatenate([np.random.default_rng(0).normal(0, 0.6, (50, 3)), np.zeros((1, 3))])
+    np.testing.assert_allclose(rodrigues(torch.as_tensor(aa, dtype=torch.float32)).numpy(),
+                               _rotation_matrix(aa), atol=1e-6)
