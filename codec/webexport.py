@@ -330,6 +330,8 @@ def portrait_bundle(renderer: "Renderer") -> bytes:
         **_state_arrays("warp.state", warp.landmarks),
         "mesh.vertices": mesh.vertices, "mesh.triangles": mesh.triangles, "mesh.kind": mesh.kind,
         "mesh.ring_follow": mesh.ring_follow, "mesh.bias": warp._bias,
+        # How the rings are pushed out past a face outline that moved out (codec.render.mesh.ring_outline).
+        "warp.ring_oval": warp.ring_oval, "warp.ring_push": warp.ring_push.astype(np.float32),
         # Where each vertex samples (the portrait's pixels; the drawn interior's lie below it), before the
         # per-frame changes: the mouth fan's picture and the closing lids.
         "mesh.sources": warp.base_sources,

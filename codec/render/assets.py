@@ -61,6 +61,9 @@ class PortraitAssets:
         mouth_rotation: ``[K, 3, 3]`` float64 the head's rotation in each of ``mouths``' pictures (files written
             before it have none: then all are taken as the portrait's, and the lips' picture is chosen by
             shape alone).
+        ring_oval: ``[K]`` int64 and ``ring_push`` ``[K, 2]`` float64: how the rings around the face are pushed
+            out where its outline moves out past them (:func:`codec.render.mesh.ring_outline`; files written
+            before have neither: not pushed).
     """
 
     texture: np.ndarray
@@ -84,6 +87,8 @@ class PortraitAssets:
     eye_box: np.ndarray = field(default_factory=lambda: np.full((2, EYE_BOX), np.nan))
     keyframe_lips: bool = True
     mouth_rotation: np.ndarray | None = None
+    ring_oval: np.ndarray | None = None
+    ring_push: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -139,7 +144,8 @@ class PortraitAssets:
             turn_lift=np.stack([t.lift for t, _ in turned]) if turned else np.zeros((0, 2, 7, 2)),
             eye_anchors=anchors, eye_box=box,
             keyframe_lips=warp.config.keyframe_lips,
-            mouth_rotation=np.stack([p.rotation for p in warp.mouth_pictures()]).astype(np.float64))
+            mouth_rotation=np.stack([p.rotation for p in warp.mouth_pictures()]).astype(np.float64),
+            ring_oval=warp.ring_oval.astype(np.int64), ring_push=warp.ring_push.astype(np.float64))
 
     def to_arrays(self, prefix: str = "", codec: str = "png") -> dict[str, np.ndarray]:
         """The assets as named arrays (for ``np.savez``), images encoded with ``codec`` (see :data:`IMAGE_CODECS`).
@@ -174,6 +180,8 @@ class PortraitAssets:
         }
         if self.mouth_rotation is not None:
             out["mouth_rotation"] = self.mouth_rotation
+        if self.ring_oval is not None and self.ring_push is not None:
+            out["ring_oval"], out["ring_push"] = self.ring_oval, self.ring_push
         if self.background is not None:
             out["background"] = encode_image(self.background, codec)
         return {prefix + k: v for k, v in out.items()}
@@ -200,7 +208,7 @@ class PortraitAssets:
         background = decode_image(a("background")) if prefix + "background" in arrays else None
         # Files written before turn pictures and device eye blends have neither.
         extra = {k: a(k) for k in ("turn_yaw", "turn_tilt", "turn_sources", "turn_lift", "eye_anchors", "eye_box",
-                                   "mouth_rotation") if prefix + k in arrays}
+                                   "mouth_rotation", "ring_oval", "ring_push") if prefix + k in arrays}
         return PortraitAssets(texture=texture, margin=int(a("margin")), background=background,
                               landmarks=a("landmarks"), mesh=mesh, bias=a("bias"), sources=a("sources"),
                               mouths=a("mouths"), drawn=a("drawn"), teeth_u=a("teeth_u"), lid_lift=a("lid_lift"),

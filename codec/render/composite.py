@@ -4,7 +4,8 @@ The warp moves the person (face, hair, body) and lays them over a still
 background plate, the portrait with the person filled in, so that what a moving
 head uncovers is background, not stretched pixels. The portrait's own noise is
 smoothed once, since one frame's noise would otherwise be frozen onto every
-rendered frame. Where a picture needs pixels the camera did not see (a crop
+rendered frame, and the face's detail that the smoothing took is given back
+(:func:`restore_detail`). Where a picture needs pixels the camera did not see (a crop
 reaching past the frame, the warp sampling past the portrait), they continue
 its edge softly (:func:`continue_outside`) instead of repeating its edge pixels
 in stripes.
@@ -30,6 +31,71 @@ def denoise_portrait(image: np.ndarray) -> np.ndarray:
         ``[H, W, 3]`` uint8.
     """
     return cv2.bilateralFilter(np.ascontiguousarray(image), 7, 25, 5)
+
+
+DETAIL_TARGET = 1.3
+"""The face's Laplacian variance :func:`restore_detail` gives a denoised portrait, over the photo's own:
+above 1 by what the warp's bilinear resampling takes again. Chosen on four training clips (not the
+held-out ones): their renders' detail over the truth's went from 0.53-0.86 to 0.68-1.03 (1.45 takes one
+to 1.11)."""
+
+DETAIL_SIGMA = 1.0
+"""Width (px) of the unsharp mask :func:`restore_detail` restores detail with."""
+
+MAX_RESTORE = 1.0
+"""Most unsharp-mask amount :func:`restore_detail` applies."""
+
+
+def restore_detail(denoised: np.ndarray, original: np.ndarray, landmarks: np.ndarray,
+                   target: float = DETAIL_TARGET) -> np.ndarray:
+    """The denoised portrait's face made as detailed as the photo's (its edges, not its noise).
+
+    The bilateral filter takes the noise and, with it, some of the skin's fine texture; the warp's
+    resampling takes more. An unsharp mask over the face, fading out before its outline (edges
+    there are the face against what lies behind it, not texture), gets the face's Laplacian
+    variance back to ``target`` times the photo's; its amount solves that (the variance is quadratic
+    in it; what rounding to 8 bits adds is measured and taken off), at most :data:`MAX_RESTORE`.
+
+    Args:
+        denoised: ``[H, W, 3]`` uint8, :func:`denoise_portrait` of ``original``.
+        original: ``[H, W, 3]`` uint8 RGB photo.
+        landmarks: ``[478, 3]`` its face.
+        target: the face's variance over the photo's.
+    Returns:
+        ``[H, W, 3]`` uint8.
+    """
+    oval = np.round(landmarks[R.FACE_OVAL, :2] - 0.5).astype(np.int32)
+    face = np.zeros(denoised.shape[:2], np.uint8)
+    cv2.fillPoly(face, [oval], (1,))
+    iod = float(R.inter_ocular(landmarks))
+    k = max(int(round(0.25 * iod)), 1)
+    inner = cv2.erode(face, np.ones((2 * k + 1, 2 * k + 1), np.uint8)) > 0
+    if not inner.any():
+        return denoised
+    weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), 0.5 * k)[..., None]
+    d = denoised.astype(np.float32)
+    high = d - cv2.GaussianBlur(d, (0, 0), DETAIL_SIGMA)
+
+    def lap(img: np.ndarray) -> np.ndarray:
+        return cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)[inner]
+
+    def restored(amount: float) -> np.ndarray:
+        return np.clip(np.round(d + amount * weight * high), 0, 255).astype(np.uint8)
+
+    x = lap(denoised)
+    y = cv2.Laplacian(cv2.cvtColor(np.ascontiguousarray(high * weight), cv2.COLOR_RGB2GRAY), cv2.CV_32F)[inner]
+    want = target * float(lap(original).var())
+    vx, vy, c = float(x.var()), float(y.var()), float(np.mean((x - x.mean()) * (y - y.mean())))
+    if vx >= want or vy <= 0:
+        return denoised
+
+    def solve(goal: float) -> float:  # var(x + a y) = goal; the variance is quadratic in a
+        return float(min((-c + np.sqrt(max(c * c + vy * (goal - vx), 0.0))) / vy, MAX_RESTORE))
+
+    # Rounding to 8 bits adds variance of its own: measured once, then solved again without it.
+    amount = solve(want)
+    excess = float(lap(restored(amount)).var()) - (vx + 2 * amount * c + amount * amount * vy)
+    return restored(solve(want - max(excess, 0.0)))
 
 
 def person_alpha(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

@@ -323,3 +323,67 @@ def _lids(lm: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
             above.append(cand[0] if cand else int(v))
         out.append((np.asarray(margin), np.asarray(above)))
     return tuple(out)
+
+
+PUSH_DOWN_TO = 0.95
+"""Ring vertices whose outward direction points further down than this (its image y component) are not
+pushed (:func:`ring_outline`); the push fades out over :data:`PUSH_DOWN_FADE` above it."""
+
+PUSH_DOWN_FADE = 0.15
+
+
+def ring_outline(mesh: PortraitMesh, keep: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Which outline landmark each ring vertex stands out from, and how it is pushed (:func:`push_rings`).
+
+    Every ring is the face oval scaled about its centre, one vertex per oval landmark, in the oval's
+    order (:func:`build_mesh`); the border follows.
+
+    Args:
+        mesh: the portrait's mesh.
+        keep: per ring, the share of the outline's outward move past it the ring takes (rings past
+            ``len(keep)`` and the border: none).
+    Returns:
+        ``[K]`` int64 the oval landmark of each ring and border vertex (``K = V - ring_start``; -1: not
+        pushed), and ``[K, 2]`` float64 its outward unit normal (from the oval's centre) times its share.
+    """
+    n = len(R.FACE_OVAL)
+    k = len(mesh.vertices) - mesh.ring_start
+    oval = np.full(k, -1, np.int64)
+    push = np.zeros((k, 2))
+    centre = mesh.vertices[R.FACE_OVAL, :2].astype(np.float64).mean(0)
+    rings = mesh.vertices[mesh.ring_start:, :2].astype(np.float64)
+    for r, share in enumerate(keep):
+        if share <= 0 or (r + 1) * n > k:
+            continue
+        sl = slice(r * n, (r + 1) * n)
+        out = rings[sl] - centre
+        oval[sl] = R.FACE_OVAL
+        unit = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+        # Not below the jaw: a chin that drops moves over the neck.
+        side = np.clip((PUSH_DOWN_TO - unit[:, 1]) / PUSH_DOWN_FADE, 0.0, 1.0)
+        push[sl] = (share * side)[:, None] * unit
+    return oval, push
+
+
+def push_rings(target: np.ndarray, moved: np.ndarray, rest: np.ndarray, landmarks: np.ndarray,
+               oval: np.ndarray, push: np.ndarray) -> np.ndarray:
+    """How far each ring vertex is pushed out: by its share of how much further outwards its outline
+    landmark moved than the vertex itself (nothing where the outline moved in or less far).
+
+    Args:
+        target: ``[B, 478, 2]`` target landmarks; ``moved``: ``[B, K, 2]`` the ring vertices where the
+            head's motion put them; ``rest``: ``[K, 2]`` where they lie in the portrait; ``landmarks``:
+            ``[478, 2]`` the portrait's; ``oval``, ``push``: :func:`ring_outline`.
+    Returns:
+        ``[B, K, 2]`` float32 to add to ``moved``.
+    """
+    on = oval >= 0
+    out = np.zeros(moved.shape, np.float32)
+    if not on.any():
+        return out
+    lm = oval[on]
+    d = (target[:, lm] - landmarks[lm]) - (moved[:, on] - rest[on])           # [B, k, 2]
+    unit = push[on] / np.maximum(np.linalg.norm(push[on], axis=1, keepdims=True), 1e-12)
+    excess = np.maximum(np.einsum("bkc,kc->bk", d, unit), 0.0)
+    out[:, on] = excess[..., None] * push[on]
+    return out

@@ -7,7 +7,8 @@ samples it there with ``grid_sample``:
    (:meth:`GeometricWarp.geometry`): the landmarks as given, centres of the
    openings, iris rings, teeth hanging from the inner lips, and the rings
    around the face moved with the head's 3D rigid motion, fading to its mere
-   translation further out. So does where each vertex samples: mostly fixed,
+   translation further out, and pushed out where the face's outline moves out
+   past them (a cheek widening as the head turns back keeps the hair beside it). So does where each vertex samples: mostly fixed,
    but the mouth's interior comes from the picture whose mouth shape is
    nearest the target's (the portrait, a keyframe, or, when none is open
    wide enough, the interior drawn by :mod:`codec.render.interior`), and a
@@ -50,9 +51,20 @@ import torch.nn.functional as F
 from codec import regions as R
 from codec.motion import MotionState, load_template, motion_from_landmarks
 from codec.render import interior, turns
-from codec.render.composite import background_plate, denoise_portrait, person_alpha
+from codec.render.composite import background_plate, denoise_portrait, person_alpha, restore_detail
 from codec.render.keyframes import Keyframe, canonical_mouth, mouth_distance
-from codec.render.mesh import EYE, MOUTH, OUTSIDE, TEETH, MeshConfig, PortraitMesh, build_mesh, lip_region
+from codec.render.mesh import (
+    EYE,
+    MOUTH,
+    OUTSIDE,
+    TEETH,
+    MeshConfig,
+    PortraitMesh,
+    build_mesh,
+    lip_region,
+    push_rings,
+    ring_outline,
+)
 from codec.render.raster import rasterize_batch
 from codec.render.texture import Atlas
 
@@ -81,6 +93,12 @@ class WarpConfig:
         keyframe_lips: lay the lips of the keyframes nearest in mouth shape over the frame (and take the
             interior of the nearest up to its own inner lips); off: the portrait's own lips, as the browser
             page still draws them.
+        restore_detail: give the denoised face its detail back (:func:`codec.render.composite.restore_detail`).
+        ring_keep: per ring around the face, the share of the face outline's outward move past the ring
+            that the ring is pushed out by. The outline's landmarks slide over the cheek as the head turns
+            (a cheek seen edge-on in the portrait widens when the head turns back), further than the rings'
+            rigid motion carries the hair beside it; unpushed, the face folds over the hair there and lays
+            its edge against the background plate (a hard seam, the hair gone).
     """
 
     mesh: MeshConfig = field(default_factory=MeshConfig)
@@ -91,6 +109,9 @@ class WarpConfig:
     smooth_outside: bool = True
     turns: bool = True
     keyframe_lips: bool = True
+    restore_detail: bool = True
+    ring_keep: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+
 
 
 MAX_KEYFRAMES = 24
@@ -360,12 +381,15 @@ class GeometricWarp:
         if image.ndim != 3 or image.shape[0] != image.shape[1]:
             raise ValueError(f"the portrait must be square, got {image.shape}")
         if config.denoise:
-            image = denoise_portrait(image)
+            smooth = denoise_portrait(image)
+            image = restore_detail(smooth, image, np.asarray(landmarks, np.float32)) if config.restore_detail \
+                else smooth
         self.config = config
         self.device = device
         self.size = int(image.shape[0])
         self.landmarks = np.asarray(landmarks, np.float32)
         self.mesh: PortraitMesh = build_mesh(self.landmarks, self.size, config.mesh)
+        self.ring_oval, self.ring_push = ring_outline(self.mesh, config.ring_keep)
         self._stable = load_template().stable
         self.portrait_state = motion_from_landmarks(self.landmarks.astype(np.float64))
         oval = self.landmarks[R.FACE_OVAL].astype(np.float64)
@@ -721,6 +745,7 @@ class GeometricWarp:
         body *= np.minimum(1.0, 0.9 * self.atlas.margin / np.maximum(reach, 1e-9))
         f = mesh.ring_follow[None, :, None]
         tv[:, mesh.ring_start:, :2] = ring[:, :2] + f * moved + (1 - f) * body
+        self._keep_rings_out(target, tv)
         tv[:, mesh.ring_start:, 2] = 0.0
         sv = np.repeat(self.base_sources[None], len(target), 0)
         for first, count, centre in mesh.irises:
@@ -736,6 +761,14 @@ class GeometricWarp:
             up = _smoothstep((closure[:, eye] - LID_START) / LID_SPAN)
             sv[:, margin] += (up[:, None, None] * lift).astype(np.float32)
         return Geometry(tv, sv, st, gain, lips, lip_weight, lip_source)
+
+    def _keep_rings_out(self, target: np.ndarray, tv: np.ndarray) -> None:
+        """Pushes each ring vertex out by its share (:attr:`WarpConfig.ring_keep`) of how far its outline
+        landmark moved outwards past it (see :func:`codec.render.mesh.ring_outline`)."""
+        push = push_rings(target[..., :2], tv[:, self.mesh.ring_start:, :2],
+                          self.mesh.vertices[self.mesh.ring_start:, :2], self.landmarks[:, :2],
+                          self.ring_oval, self.ring_push)
+        tv[:, self.mesh.ring_start:, :2] += push
 
     def mouth_pictures(self) -> list[MouthPicture]:
         """The pictures a mouth's interior can come from: the portrait's own, then the keyframes'."""

@@ -21,6 +21,8 @@ export class WarpGeometry {
     this.vertexCount = this.vertices.length / 3;
     this.ringStart = m.mesh.ring_start;
     this.ringFollow = a["mesh.ring_follow"];
+    this.ringOval = a["warp.ring_oval"];
+    this.ringPush = a["warp.ring_push"];
     this.centres = m.mesh.centres;
     this.irises = m.mesh.irises;
     this.copies = m.mesh.copies;
@@ -139,6 +141,18 @@ export class WarpGeometry {
       tv[j] = v[j] + f * (mv[0] - v[j]) + (1 - f) * bx;
       tv[j + 1] = v[j + 1] + f * (mv[1] - v[j + 1]) + (1 - f) * by;
       tv[j + 2] = 0;
+    }
+    if (this.ringOval) {
+      // ... pushed out where the face's outline moved out past them (codec.render.mesh.push_rings).
+      const L = this.landmarks, P = this.ringPush;
+      for (let k = 0, n = this.ringOval.length; k < n; k++) {
+        const o = this.ringOval[k], px = P[2 * k], py = P[2 * k + 1], len = Math.hypot(px, py);
+        if (o < 0 || len < 1e-12) continue;
+        const j = 3 * (this.ringStart + k);
+        const dx = target[3 * o] - L[3 * o] - (tv[j] - v[j]), dy = target[3 * o + 1] - L[3 * o + 1] - (tv[j + 1] - v[j + 1]);
+        const e = (dx * px + dy * py) / len;
+        if (e > 0) { tv[j] += e * px; tv[j + 1] += e * py; }
+      }
     }
     if (this.irises.length) {
       // Iris rings keep their shape: turned and scaled with the head (2D similarity of the stable points).

@@ -6,7 +6,7 @@ import torch
 from codec import regions as R
 from codec.render.mesh import EYE, FACE, MOUTH, OUTSIDE, TEETH, build_mesh, face_triangles
 from codec.render.portrait import prepare_portrait
-from codec.render.warp import GeometricWarp, WarpConfig, denoise_portrait
+from codec.render.warp import GeometricWarp, WarpConfig, denoise_portrait, restore_detail
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,8 @@ def test_default_warp_renders_the_denoised_portrait(portrait):
     out = _render(smooth, portrait.landmarks)[0].astype(int)
     alpha = smooth.image[0, 3].numpy()
     core = (alpha > 0.98) | (alpha < 0.02)  # away from the person's soft edge
-    assert np.abs(out - denoise_portrait(portrait.image))[core].mean() < 0.5
+    restored = restore_detail(denoise_portrait(portrait.image), portrait.image, portrait.landmarks)
+    assert np.abs(out - restored)[core].mean() < 0.5
     assert np.abs(out - portrait.image)[core].mean() > 0.8
 
 
@@ -181,3 +182,70 @@ def test_batch_and_single_frames_agree(warp, portrait):
     assert batch.shape == (3, 512, 512, 3) and batch.dtype == np.uint8
     for i in range(3):
         assert np.array_equal(batch[i], _render(warp, targets[i])[0])
+
+
+def _oval_normals(lm: np.ndarray) -> np.ndarray:
+    oval = lm[R.FACE_OVAL, :2].astype(np.float64)
+    out = oval - oval.mean(0)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _ring_gaps(warp: GeometricWarp, target: np.ndarray) -> np.ndarray:
+    """How far out each vertex of the first ring lies from its outline landmark, along the outward normal."""
+    n, first = len(R.FACE_OVAL), warp.mesh.ring_start
+    ring = warp.geometry(target[None]).target[0, first:first + n, :2]
+    return ((ring - target[R.FACE_OVAL, :2]) * _oval_normals(warp.landmarks)).sum(-1)
+
+
+def test_the_rings_stay_outside_a_face_outline_that_moves_out(warp, portrait):
+    # A cheek seen edge-on widens as the head turns back: its outline moves out past where the head's rigid
+    # motion takes the hair beside it. The first ring is pushed out as far, so the hair stays beside the face
+    # instead of folding under it (and leaving the face's edge against the background plate).
+    lm = portrait.landmarks
+    normal = _oval_normals(lm)
+    side = normal[:, 0] > 0.8
+    target = lm.copy()
+    target[R.FACE_OVAL[side], 0] += 20.0
+    rest = _ring_gaps(warp, lm)
+    assert (_ring_gaps(warp, target)[side] >= rest[side] - 0.5).all()
+    unpushed = GeometricWarp(portrait.image, lm, torch.device("cpu"), WarpConfig(denoise=False, ring_keep=()))
+    assert (_ring_gaps(unpushed, target)[side] < rest[side] - 10).all()  # the fold it prevents
+    # The other side and a face that narrows: as before.
+    assert np.allclose(_ring_gaps(warp, target)[~side], _ring_gaps(unpushed, target)[~side], atol=1e-3)
+    narrow = lm.copy()
+    narrow[R.FACE_OVAL[side], 0] -= 10.0
+    assert np.allclose(_ring_gaps(warp, narrow), _ring_gaps(unpushed, narrow), atol=1e-3)
+
+
+def test_a_dropping_chin_moves_over_the_neck(warp, portrait):
+    # Below the jaw the rings are not pushed: the chin covers the neck as the mouth opens.
+    lm = portrait.landmarks
+    down = _oval_normals(lm)[:, 1] > 0.95
+    assert down.any()
+    target = lm.copy()
+    target[R.FACE_OVAL[down], 1] += 15.0
+    unpushed = GeometricWarp(portrait.image, lm, torch.device("cpu"), WarpConfig(denoise=False, ring_keep=()))
+    assert np.allclose(_ring_gaps(warp, target)[down], _ring_gaps(unpushed, target)[down], atol=1e-3)
+
+
+def _face_detail(image: np.ndarray, lm: np.ndarray, erode: int) -> float:
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(lm[R.FACE_OVAL, :2] - 0.5).astype(np.int32)], (1,))
+    mask = cv2.erode(mask, np.ones((2 * erode + 1,) * 2, np.uint8)) > 0
+    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)[mask].var())
+
+
+def test_restoring_detail_gives_the_denoised_face_the_photos_and_leaves_the_rest(portrait):
+    image, lm = portrait.image, portrait.landmarks
+    smooth = denoise_portrait(image)
+    k = int(round(0.25 * float(R.inter_ocular(lm))))
+    assert _face_detail(smooth, lm, k) < 0.95 * _face_detail(image, lm, k)  # what the denoising took
+    out = restore_detail(smooth, image, lm, target=1.0)
+    assert _face_detail(out, lm, k) == pytest.approx(_face_detail(image, lm, k), rel=0.02)
+    assert _face_detail(restore_detail(smooth, image, lm, target=1.15), lm, k) > 1.1 * _face_detail(out, lm, k)
+    # Only the face, away from its outline: the rest of the picture is the denoised one.
+    face = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(face, [np.round(lm[R.FACE_OVAL, :2]).astype(np.int32)], (1,))
+    assert np.array_equal(out[face == 0], smooth[face == 0])
+    # A face already as detailed as asked is left as it is.
+    assert np.array_equal(restore_detail(image, image, lm, target=0.9), image)
