@@ -8,11 +8,12 @@ samples it there with ``grid_sample``:
    openings, iris rings, teeth hanging from the inner lips, and the rings
    around the face moved with the head's 3D rigid motion, fading to its mere
    translation further out, and pushed out where the face's outline moves out
-   past them (a cheek widening as the head turns back keeps the hair beside it). So does where each vertex samples: mostly fixed,
-   but the mouth's interior comes from the picture whose mouth shape is
-   nearest the target's (the portrait, a keyframe, or, when none is open
-   wide enough, the interior drawn by :mod:`codec.render.interior`), and a
-   closing upper lid samples the skin above it instead of stretching its lashes;
+   past them (a cheek widening as the head turns back keeps the hair beside
+   it). So does where each vertex samples: mostly fixed, but the mouth's
+   interior comes from the picture whose mouth shape is nearest the target's
+   (the portrait, a keyframe, or, when none is open wide enough, the interior
+   drawn by :mod:`codec.render.interior`), and a closing upper lid samples the
+   skin above it instead of stretching its lashes;
 2. the mesh is rasterized at the output size (:mod:`codec.render.raster`):
    each pixel gets its source position by the barycentric coordinates of the
    target triangle it falls in;
