@@ -326,10 +326,12 @@ def _lids(lm: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
 
 
 PUSH_DOWN_TO = 0.95
-"""Ring vertices whose outward direction points further down than this (its image y component) are not
-pushed (:func:`ring_outline`); the push fades out over :data:`PUSH_DOWN_FADE` above it."""
+"""Ring vertices whose outward direction points down this much or more (its image y component: 72° below
+horizontal) are not pushed (:func:`ring_outline`): below the jaw a dropping chin should move over the neck."""
 
 PUSH_DOWN_FADE = 0.15
+"""Over this much of the outward direction's y component below :data:`PUSH_DOWN_TO` (from 53° below
+horizontal) the push fades from full to none."""
 
 
 def ring_outline(mesh: PortraitMesh, keep: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
