@@ -6,6 +6,8 @@ and entropy mode, decoded and rendered), then H.264 and VP8 at a ladder of
 target bitrates (talkcodec's, then doubling up to about 350 kbps), each at
 its best setting (see :mod:`bench.baselines`). Every output is scored against
 the true frames (see :mod:`bench.metrics.scores`) and written by :mod:`bench.report`.
+The clip's first 5 s (at most half of it) are a lead-in: talkcodec's keyframes are
+picked there, as a sender picks them early in a call, and no codec is scored on it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from bench.baselines import CODECS, SIZES, BaselineSearch, sample_frames
 from bench.metrics.reference import Reference
 from bench.metrics.scores import score_clip
 from bench.metrics.sharpness import cpbd
-from bench.pictures import clip_pictures
+from bench.pictures import KEYFRAME_SECONDS, clip_pictures, keyframe_window
 from bench.wire import rtp_video_wire_kbps, talkcodec_wire_kbps
 from codec.api import EncoderConfig, FrameEncoder, decode_stream, encode_landmarks, track_video
 from codec.errors import MediaError, StreamError, TalkcodecError
@@ -47,7 +49,7 @@ class BenchConfig:
     """Settings of one run.
 
     Attributes:
-        max_frames: frames per clip (None: all).
+        max_frames: frames scored per clip, after the keyframes' lead-in (None: all).
         max_clips: clips to run (None: all).
         multiples: target bitrates as multiples of talkcodec's full fixed-rate
             bitrate; None: every talkcodec bitrate, then doubling to :data:`MAX_KBPS`.
@@ -111,26 +113,39 @@ def find_clips(clips: str | None) -> list[Path]:
     return paths
 
 
-def load_frames(path: Path, max_frames: int | None) -> tuple[np.ndarray, float]:
-    """``[T, H, W, 3]`` uint8 RGB frames and the frame rate."""
+def load_frames(path: Path, max_frames: int | None) -> tuple[np.ndarray, int, float]:
+    """A clip's ``[T, H, W, 3]`` uint8 RGB frames: a lead-in, then at most ``max_frames`` to score; the lead-in's
+    length and the frame rate.
+
+    The lead-in is the window keyframes come from (:func:`bench.pictures.keyframe_window`: 5 s, at most half
+    the clip): a receiver that renders with a keyframe shows frames after it, so the frames keyframes are
+    picked from are not scored (for any codec), and every codec is scored on the same frames after them.
+    """
     fps = probe_video(path).fps
-    return np.stack(list(read_video(path, max_frames))), fps
+    limit = None if max_frames is None else max_frames + int(round(KEYFRAME_SECONDS * fps))
+    frames = np.stack(list(read_video(path, limit)))
+    lead = keyframe_window(len(frames), fps)
+    if max_frames is not None:
+        frames = frames[:lead + max_frames]
+    return frames, lead, fps
 
 
 # --- talkcodec ------------------------------------------------------------------------------
 
 
-def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
+def run_talkcodec(path: Path, frames: np.ndarray, lead: int, fps: float, cfg: BenchConfig,
                   score: Callable[[np.ndarray], dict[str, Any]], tick: Callable[[], None],
                   grow: Callable[[int], None]) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Self-reenactment: the clip's motion through talkcodec, rendered on its first face frame.
 
     The first face frame travels as a sender sends it (:mod:`bench.pictures`): compressed, its bytes counted,
-    and talkcodec renders on the decoded picture with its keyframes (from the clip's first 5 s).
+    and talkcodec renders on the decoded picture with its keyframes, picked from the lead-in (the first
+    ``lead`` frames); the frames after it are rendered and scored.
 
     Args:
         path: the clip (the sender tracks it as :func:`codec.api.track_video` does).
-        frames: its ``[T, H, W, 3]`` frames.
+        frames: its ``[T, H, W, 3]`` frames, the lead-in first (:func:`load_frames`).
+        lead: frames in the lead-in.
         fps: frame rate.
         cfg: settings.
         score: decoded frames -> metric dict.
@@ -147,7 +162,8 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
     if not face.any():
         raise MediaError(f"{path}: no face in any frame")
     ref_index = int(np.argmax(face))
-    pictures = clip_pictures(frames, landmarks, face, fps, ref_index)
+    pictures = clip_pictures(frames, landmarks, face, fps, ref_index, window=lead)
+    scored = t - lead
     portrait = portrait_from_picture(pictures.reference)
     records: list[dict] = []
     headline_frames: dict[str, np.ndarray] = {}
@@ -187,21 +203,22 @@ def run_talkcodec(path: Path, frames: np.ndarray, fps: float, cfg: BenchConfig,
                 # Entropy coding is lossless: the same tokens render the same frames, scored once.
                 if rendered is None or not np.array_equal(rendered[0], target):
                     t0 = time.perf_counter()
-                    out = np.concatenate([renderer.render(target[i:i + 16]) for i in range(0, t, 16)])
+                    out = np.concatenate([renderer.render(target[i:i + 16]) for i in range(lead, t, 16)])
                     if device.startswith("cuda"):
                         torch.cuda.synchronize()
-                    render_ms = decode_ms + (time.perf_counter() - t0) * 1000 / t
+                    render_ms = decode_ms + (time.perf_counter() - t0) * 1000 / scored
                     rendered = (target, out, score(out), render_ms)
                 _, out, scores, render_ms = rendered
                 if cfg.latency:
-                    encode_ms, render_ms = _latency(path, frames, layers, entropy, fps, renderer, target)
+                    encode_ms, render_ms = _latency(path, frames[lead:], layers, entropy, fps, renderer,
+                                                    target[lead:])
                 records.append({"clip": path.name, "codec": "talkcodec",
                                 "setting": f"talkcodec {layers} layers {mode} {renderer_name}",
                                 "kbps": kbps, **wire, **scores, "encode_ms": encode_ms, "render_ms": render_ms,
                                 "device": device, "layers": layers, "mode": mode, "renderer": renderer_name,
                                 **pictures.record(kbps, t / fps)})
                 if layers == 4 and not entropy:
-                    headline_frames[renderer_name] = out[strip_index(t)]
+                    headline_frames[renderer_name] = out[strip_index(scored)]
                 tick()
     return records, headline_frames
 
@@ -279,7 +296,8 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
 
     for path in paths:
         bar.set_postfix_str(path.name)
-        frames, fps = load_frames(path, cfg.max_frames)
+        everything, lead, fps = load_frames(path, cfg.max_frames)
+        frames = everything[lead:]  # scored: after the frames keyframes come from
         ref = Reference.of(frames)
         if not ref.valid.any():
             raise MediaError(f"{path}: no face found in any frame")
@@ -299,7 +317,7 @@ def run(paths: list[Path], out: Path, cfg: BenchConfig) -> dict[str, Any]:
             bar.refresh()
 
         try:
-            tc_records, tc_frames = run_talkcodec(path, frames, fps, cfg, score, bar.update, grow)
+            tc_records, tc_frames = run_talkcodec(path, everything, lead, fps, cfg, score, bar.update, grow)
         except (MediaError, KeyboardInterrupt):
             raise
         except Exception as e:  # report a talkcodec failure on one clip, keep the baselines

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="time talkcodec one frame at a time (sender: track + encode; receiver: render) "
                         "instead of amortized over batches, and a 10 s loopback call with the real "
                         "talk-send and talk-recv (capture-to-rendered-frame latency p50/p95)")
-    p.add_argument("--frames", type=int, help="frames per clip (default: all; --quick: 100)")
+    p.add_argument("--frames", type=int, help="frames scored per clip, after the first 5 s that keyframes come from "
+                   "(default: all; --quick: 100)")
     args = p.parse_args(argv)
     if argv is None:
         quiet_native_logs()

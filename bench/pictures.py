@@ -24,6 +24,12 @@ KEYFRAME_SECONDS = 5.0
 FIVE_MINUTES_S = 300.0
 
 
+def keyframe_window(frames: int, fps: float, seconds: float = KEYFRAME_SECONDS) -> int:
+    """Frames at the start of a clip that keyframes may come from, and that are then not scored: ``seconds``,
+    at most half the clip."""
+    return int(min(round(seconds * fps), frames // 2))
+
+
 @dataclass
 class ClipPictures:
     """A clip's pictures as a sender would send them.
@@ -57,7 +63,7 @@ class ClipPictures:
 
 
 def clip_pictures(frames: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, fps: float, reference_index: int,
-                  quality: int = DEFAULT_QUALITY) -> ClipPictures:
+                  quality: int = DEFAULT_QUALITY, window: int | None = None) -> ClipPictures:
     """The reference and keyframes of a clip, compressed, counted and decoded again.
 
     Args:
@@ -66,12 +72,13 @@ def clip_pictures(frames: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, 
         fps: frame rate.
         reference_index: the stream's reference frame.
         quality: image quality.
+        window: the first frames keyframes may come from (default :data:`KEYFRAME_SECONDS`' worth).
     """
     ref = Picture(PictureKind.REFERENCE, frames[reference_index], landmarks[reference_index].astype(np.float32),
                   int(round(reference_index * 1000 / fps)))
     record = encode_picture(ref, quality=quality)
     out = ClipPictures(decode_picture(record), len(record))
-    n = min(len(frames), int(round(KEYFRAME_SECONDS * fps)))
+    n = min(len(frames), int(round(KEYFRAME_SECONDS * fps)) if window is None else window)
     picks = pick_keyframes(landmarks[:n], valid[:n], frames[:n], fps, reference_index) if reference_index < n else []
     spend = KeyframeBudget()
     for index, kind in picks:

@@ -140,10 +140,9 @@ def paced_bytes(containers: list[bytes], kbps: float) -> tuple[int, float]:
 def run(clip: str, max_frames: int, turns: bool = True) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
-    from bench.measure.render_quality import keyframe_window
     from bench.metrics.features import closed_eyes, eye_ssim, mouth_interior_luma, widest_open
     from bench.metrics.pixels import mouth_ssim, ssim
-    from bench.pictures import clip_pictures
+    from bench.pictures import clip_pictures, keyframe_window
     from codec.media import read_video
     from codec.motion import motion_from_landmarks, relative, transfer
     from codec.render.pipeline import RenderConfig, Renderer

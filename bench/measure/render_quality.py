@@ -58,6 +58,7 @@ from bench.metrics.features import closed_eyes, eye_boxes, eye_ssim, jitter, mou
 from bench.metrics.pixels import lip_box
 from bench.metrics.reference import Reference
 from bench.metrics.scores import score_clip
+from bench.pictures import KEYFRAME_SECONDS, keyframe_window
 from codec import regions as R
 from codec.api import EncoderConfig, decode_stream, encode_landmarks
 from codec.keyframe_select import KeyframeBudget, clip_frame_picture, pick_keyframes
@@ -73,17 +74,11 @@ from codec.tokenizer import TOKENIZER_PATH
 from codec.train.corpus import clip_landmarks, corpus_dir, corpus_split
 
 METRICS = ("ssim", "psnr", "mouth_ssim", "nme", "id_dist", "detail", "mouth_lum_diff", "eye_ssim_closed")
-KEYFRAME_SECONDS = 5.0
 TURNED_SHARE = 0.2
 """Share of a clip's scored frames, those turned farthest from the portrait, scored apart (``turned``)."""
 TURNED_METRICS = ("ssim", "nme", "id_dist", "detail")
 H264_KBPS = 12.6
 """talkcodec's 4-layer rate with packet headers, the rate ``talk-bench`` matches H.264 to."""
-
-
-def keyframe_window(frames: int, fps: float, seconds: float = KEYFRAME_SECONDS) -> int:
-    """Frames at the start of a clip that keyframes may come from: ``seconds``, at most half the clip."""
-    return int(min(round(seconds * fps), frames // 2))
 
 
 def decode_tokens(lm: np.ndarray, valid: np.ndarray, portrait_landmarks: np.ndarray,

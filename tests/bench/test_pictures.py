@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.pictures import FIVE_MINUTES_S, clip_pictures
+from bench.pictures import FIVE_MINUTES_S, clip_pictures, keyframe_window
 from codec.picture import PictureKind
 
 
@@ -43,3 +43,20 @@ def test_chunks_behind_regular_motion_packets_never_delay_them_on_a_32_kbps_link
     assert with_pictures["p95"] == pytest.approx(alone["p95"], abs=0.1)
     # Pictures faster than the link's spare rate do delay them.
     assert replay(trace, 32.0, pictures=[12_000], kbps=40.0)["p95"] > 5 * alone["p95"]
+
+def test_talk_bench_scores_only_frames_after_those_keyframes_come_from(sample_clip,
+                                                                      sample_landmarks: np.ndarray) -> None:
+    from bench.benchmark import load_frames
+    from codec.media import read_video
+
+    clip = np.stack(list(read_video(sample_clip)))
+    frames, lead, fps = load_frames(sample_clip, 20)
+    # The bundled clip is 5 s long: half of it leads in, then 20 frames are scored.
+    assert lead == keyframe_window(len(clip), fps) == len(clip) // 2
+    assert len(frames) == lead + 20 and np.array_equal(frames, clip[:lead + 20])
+    lm = sample_landmarks[: len(frames)]
+    p = clip_pictures(frames, lm, np.ones(len(frames), bool), fps, 0, window=lead)
+    assert p.keyframes and all(k.media_ms < lead * 1000 / fps for k in p.keyframes)
+    # All of a clip when no frame count is given, with the same lead-in.
+    everything, lead_all, _ = load_frames(sample_clip, None)
+    assert len(everything) == len(clip) and lead_all == lead
