@@ -204,8 +204,8 @@ class BatchRenderer:
         self._ring_canon, self._ring_xy, self._follow = stack("ring_canon"), stack("ring_xy"), stack("follow")
         self._head_canon, self._head_xy, self._body_follow = stack("head_canon"), stack("head_xy"), stack("body_follow")
         self._body_reach = stack("body_reach")
-        self._ring_oval, self._ring_from, self._ring_push = stack("ring_oval").long(), stack("ring_from"), \
-            stack("ring_push")
+        self._ring_oval, self._ring_from = stack("ring_oval").long(), stack("ring_from")
+        self._ring_push, self._ring_unit = stack("ring_push"), stack("ring_unit")
         self._mouth_area, self._iod = stack("mouth_area"), stack("iod")
         self._mouths, self._mouth_ok, self._drawn = stack("mouths"), stack("mouth_ok"), stack("drawn")
         self._mouth_rotation = stack("mouth_rotation")                          # [P, K, 3, 3]
@@ -331,6 +331,7 @@ class BatchRenderer:
             "follow": m.ring_follow.astype(np.float64), "head_canon": canon(head), "head_xy": head[:2],
             "body_follow": np.array(a.body_follow, np.float64), "body_reach": np.array(0.9 * a.margin, np.float64),
             "ring_oval": ring_oval, "ring_from": lm[ring_oval, :2].astype(np.float64), "ring_push": ring_push,
+            "ring_unit": ring_push / np.maximum(np.linalg.norm(ring_push, axis=1, keepdims=True), 1e-12),
             "mouth_area": np.array(_polygon_area(torch.from_numpy(a.landmarks[R.LIPS_INNER, :2])).item()),
             "iod": np.array(float(R.inter_ocular(a.landmarks))),
             "mouths": mouths, "mouth_ok": np.arange(MOUTHS) < len(a.mouths), "drawn": a.drawn.astype(np.float64),
@@ -399,8 +400,7 @@ class BatchRenderer:
         push = self._ring_push[pid]
         outline = torch.gather(lm[..., :2], 1, self._ring_oval[pid][..., None].expand(-1, -1, 2))
         d = (outline - self._ring_from[pid]) - (tv[:, self.ring_base:, :2] - ring_xy)
-        unit = push / push.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        tv[:, self.ring_base:, :2] += torch.clamp((d * unit).sum(-1), min=0.0)[..., None] * push
+        tv[:, self.ring_base:, :2] += torch.clamp((d * self._ring_unit[pid]).sum(-1), min=0.0)[..., None] * push
 
         sv = self.sv[pid].double().clone()
         canon = ((lm - t[:, None]) @ rot) / scale[:, None, None]               # [B, 478, 3] the head's own frame

@@ -83,7 +83,7 @@ def restore_detail(denoised: np.ndarray, original: np.ndarray, landmarks: np.nda
         return np.clip(np.round(d + amount * weight * high), 0, 255).astype(np.uint8)
 
     x = lap(denoised)
-    y = cv2.Laplacian(cv2.cvtColor(np.ascontiguousarray(high * weight), cv2.COLOR_RGB2GRAY), cv2.CV_32F)[inner]
+    y = lap(np.ascontiguousarray(high * weight))
     want = target * float(lap(original).var())
     vx, vy, c = float(x.var()), float(y.var()), float(np.mean((x - x.mean()) * (y - y.mean())))
     if vx >= want or vy <= 0:

@@ -114,7 +114,6 @@ class WarpConfig:
     ring_keep: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
 
 
-
 MAX_KEYFRAMES = 24
 """Keyframes a warp keeps; the oldest goes first. A sender sends at most 22 (:class:`codec.keyframe_select.
 SelectConfig`: ``max_mouths`` 16 pictures of the mouth alone, ``per_kind`` 2 of each other kind)."""
@@ -746,7 +745,10 @@ class GeometricWarp:
         body *= np.minimum(1.0, 0.9 * self.atlas.margin / np.maximum(reach, 1e-9))
         f = mesh.ring_follow[None, :, None]
         tv[:, mesh.ring_start:, :2] = ring[:, :2] + f * moved + (1 - f) * body
-        self._keep_rings_out(target, tv)
+        # ... pushed out where the face's outline moved out past them (WarpConfig.ring_keep).
+        tv[:, mesh.ring_start:, :2] += push_rings(target[..., :2], tv[:, mesh.ring_start:, :2],
+                                                  mesh.vertices[mesh.ring_start:, :2], self.landmarks[:, :2],
+                                                  self.ring_oval, self.ring_push)
         tv[:, mesh.ring_start:, 2] = 0.0
         sv = np.repeat(self.base_sources[None], len(target), 0)
         for first, count, centre in mesh.irises:
@@ -762,14 +764,6 @@ class GeometricWarp:
             up = _smoothstep((closure[:, eye] - LID_START) / LID_SPAN)
             sv[:, margin] += (up[:, None, None] * lift).astype(np.float32)
         return Geometry(tv, sv, st, gain, lips, lip_weight, lip_source)
-
-    def _keep_rings_out(self, target: np.ndarray, tv: np.ndarray) -> None:
-        """Pushes each ring vertex out by its share (:attr:`WarpConfig.ring_keep`) of how far its outline
-        landmark moved outwards past it (see :func:`codec.render.mesh.ring_outline`)."""
-        push = push_rings(target[..., :2], tv[:, self.mesh.ring_start:, :2],
-                          self.mesh.vertices[self.mesh.ring_start:, :2], self.landmarks[:, :2],
-                          self.ring_oval, self.ring_push)
-        tv[:, self.mesh.ring_start:, :2] += push
 
     def mouth_pictures(self) -> list[MouthPicture]:
         """The pictures a mouth's interior can come from: the portrait's own, then the keyframes'."""
